@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Developer entry point. `./dev.sh run` serves the example site; `./dev.sh test` runs every test.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+VENV=.venv
+
+system_packages() {
+  # Real parts for the tests: Chromium, Redis, coturn, iproute2 (network namespace).
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v turnserver >/dev/null || missing+=(coturn)
+  command -v ip >/dev/null || missing+=(iproute2)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "installing ${missing[*]} with apt-get"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+      echo "missing system packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+    fi
+  fi
+}
+
+venv() {
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$1]"
+}
+
+case "${1:-help}" in
+  run)
+    shift
+    venv serve
+    export FLASK_APP=example_site.app
+    exec "$VENV/bin/flask" run --host 127.0.0.1 --port "${PORT:-5000}" "$@"
+    ;;
+  test)
+    shift
+    system_packages
+    venv "test,dev,serve"
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  lint)
+    venv "dev"
+    "$VENV/bin/ruff" check flask_lpcall tests example_site benchmarks
+    ;;
+  bench)
+    shift
+    system_packages
+    venv "test,dev,serve"
+    exec "$VENV/bin/python" -m benchmarks "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh run | test [pytest args] | lint | bench" >&2
+    exit 2
+    ;;
+esac

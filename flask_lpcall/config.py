@@ -1,0 +1,163 @@
+"""Every ``LPCALL_*`` configuration key, its default and its validation.
+
+This module is the one place where a key is defined. ``validate_config`` runs in
+``LPCall.init_app``: a wrong type or value raises :class:`ConfigError` naming the
+key and saying what is allowed, so a bad deployment fails at start, not mid-call.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from .errors import ConfigError
+
+#: key -> (default, meaning). The README's table is generated from this mapping.
+DEFAULTS: dict[str, tuple[Any, str]] = {
+    # -- foundation ---------------------------------------------------------
+    "LPCALL_URL_PREFIX": ("/lpcall", "URL prefix of the extension's blueprint (assets, API, sockets, agent workspace)."),
+    "LPCALL_INJECT_TAG": (True, "Inject the tag into every text/html response automatically."),
+    "LPCALL_EXEMPT_PATHS": ([], "Path prefixes whose pages never get the tag (e.g. ['/admin'])."),
+    "LPCALL_CSP_NONCE": (None, "Callable returning the page's CSP nonce; default looks at g.csp_nonce and request.csp_nonce."),
+    "LPCALL_DEBUG": (False, "Log tag debug output in the browser console on every page (same as ?lpDebug=2)."),
+    "LPCALL_ALLOWED_ORIGINS": ([], "Extra origins allowed to open the WebSockets (the site's own origin is always allowed)."),
+    # -- messaging ----------------------------------------------------------
+    "LPCALL_ENGAGEMENT_WINDOW": (False, "Render the built-in embedded engagement (chat) window on every tagged page."),
+    "LPCALL_MAX_MESSAGE_LENGTH": (4000, "Longest chat message accepted, in characters."),
+    "LPCALL_MAX_FRAME_BYTES": (65536, "Largest WebSocket frame accepted, in bytes (SDP offers fit easily)."),
+    "LPCALL_CONSUMER_TOKEN_TTL": (30 * 24 * 3600, "Lifetime of a consumer's signed identity token, in seconds."),
+    "LPCALL_CONVERSATION_TTL": (24 * 3600, "Seconds an idle conversation is kept in the store."),
+    # -- calls --------------------------------------------------------------
+    "LPCALL_VOICE_ENABLED": (True, "Global switch for voice calls; off overrides every agent profile."),
+    "LPCALL_VIDEO_ENABLED": (True, "Global switch for video calls; off overrides every agent profile."),
+    "LPCALL_INVITE_TTL": (120, "Seconds an invitation stays open before it expires (CLOSED)."),
+    "LPCALL_CALL_TOKEN_TTL": (120, "Seconds a signed call-signaling token can be used to join."),
+    "LPCALL_AGENT_CAMERA_OFF_AT_START": (False, "Video calls start with the agent's camera off."),
+    "LPCALL_CONSUMER_CAMERA_OFF_AT_START": (False, "Video calls start with the consumer's camera off."),
+    "LPCALL_ICE_SERVERS": ([], "STUN/TURN servers handed to both peers, RTCIceServer dicts ({'urls': [...]})."),
+    "LPCALL_FORCE_RELAY": (False, "Relay all media through TURN (iceTransportPolicy 'relay')."),
+    "LPCALL_CONNECT_TIMEOUT": (30, "Seconds a call may take to connect (ICE) before UNABLE_TO_CONNECT."),
+    # -- resume -------------------------------------------------------------
+    "LPCALL_RECONNECT_GRACE": (30, "Seconds a participant may be gone (reload, lost socket) before the call closes."),
+    "LPCALL_HEARTBEAT_INTERVAL": (10, "Seconds between heartbeats on the sockets; two missed ones mark a socket dead."),
+    "LPCALL_ICE_RESTART_ATTEMPTS": (3, "ICE restarts tried before a call gives up with UNABLE_TO_CONNECT."),
+    # -- scale out ----------------------------------------------------------
+    "LPCALL_STORE": ("memory", "'memory' (one process) or a redis:// URL (many workers and hosts)."),
+    "LPCALL_TURN_URLS": ([], "TURN URLs that get short-lived credentials (coturn use-auth-secret)."),
+    "LPCALL_TURN_SECRET": (None, "Shared secret of coturn's static-auth-secret; required with LPCALL_TURN_URLS."),
+    "LPCALL_TURN_TTL": (3600, "Lifetime of TURN credentials, in seconds."),
+    # -- texts, reporting, analytics -----------------------------------------
+    "LPCALL_LOCALE": ("en", "Language of every user-facing text (a locale of the built-in catalog)."),
+    "LPCALL_TEXTS": ({}, "Overrides of catalog texts: {key: text} or {locale: {key: text}}."),
+    "LPCALL_ANALYTICS": ("none", "Consumer-side tracking: none, google, piwik, webtrekk or tealium."),
+    "LPCALL_REPORT_DB": ("lpcall-reports.sqlite3", "SQLite file for collaboration-session records (relative paths: instance folder)."),
+}
+
+_PERMS = validate.Range
+
+
+def _str_list(**kw: Any) -> fields.List:
+    return fields.List(fields.String(validate=validate.Length(min=1)), **kw)
+
+
+class _IceServer(Schema):
+    urls = fields.Raw(required=True)
+    username = fields.String()
+    credential = fields.String()
+
+    def load(self, data: Any, **kw: Any) -> Any:  # type: ignore[override]
+        out = super().load(data, **kw)
+        urls = out["urls"]
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not urls or not all(
+            isinstance(u, str) and u.split(":", 1)[0] in {"stun", "stuns", "turn", "turns"} for u in urls
+        ):
+            raise ValidationError({"urls": ["a stun:/turn: URL or a non-empty list of them"]})
+        out["urls"] = urls
+        return out
+
+
+class ConfigSchema(Schema):
+    """Types and ranges of every key. Messages say what is allowed."""
+
+    LPCALL_URL_PREFIX = fields.String(
+        validate=validate.Regexp(r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$", error="a path starting with '/' and not ending with '/', e.g. '/lpcall'")
+    )
+    LPCALL_INJECT_TAG = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_EXEMPT_PATHS = fields.List(fields.String(validate=validate.Regexp(r"^/", error="a path prefix starting with '/'")))
+    LPCALL_CSP_NONCE = fields.Raw(allow_none=True)
+    LPCALL_DEBUG = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_ALLOWED_ORIGINS = fields.List(
+        fields.String(validate=validate.Regexp(r"^https?://[^/]+$", error="an origin like 'https://shop.example.com' (scheme and host, no path)"))
+    )
+    LPCALL_ENGAGEMENT_WINDOW = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_MAX_MESSAGE_LENGTH = fields.Integer(strict=True, validate=_PERMS(min=1, max=100_000))
+    LPCALL_MAX_FRAME_BYTES = fields.Integer(strict=True, validate=_PERMS(min=4096, max=4 * 1024 * 1024))
+    LPCALL_CONSUMER_TOKEN_TTL = fields.Integer(strict=True, validate=_PERMS(min=60))
+    LPCALL_CONVERSATION_TTL = fields.Integer(strict=True, validate=_PERMS(min=60))
+    LPCALL_VOICE_ENABLED = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_VIDEO_ENABLED = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_INVITE_TTL = fields.Float(validate=_PERMS(min=1, max=86400))
+    LPCALL_CALL_TOKEN_TTL = fields.Float(validate=_PERMS(min=5, max=86400))
+    LPCALL_AGENT_CAMERA_OFF_AT_START = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_CONSUMER_CAMERA_OFF_AT_START = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_ICE_SERVERS = fields.List(fields.Nested(_IceServer))
+    LPCALL_FORCE_RELAY = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_CONNECT_TIMEOUT = fields.Float(validate=_PERMS(min=1, max=600))
+    LPCALL_RECONNECT_GRACE = fields.Float(validate=_PERMS(min=0.5, max=3600))
+    LPCALL_HEARTBEAT_INTERVAL = fields.Float(validate=_PERMS(min=0.2, max=300))
+    LPCALL_ICE_RESTART_ATTEMPTS = fields.Integer(strict=True, validate=_PERMS(min=0, max=20))
+    LPCALL_STORE = fields.String(
+        validate=validate.Regexp(r"^(memory|rediss?://.+|unix://.+)$", error="'memory' or a redis:// (rediss://, unix://) URL")
+    )
+    LPCALL_TURN_URLS = fields.List(
+        fields.String(validate=validate.Regexp(r"^turns?:.+", error="a turn: or turns: URL, e.g. 'turn:turn.example.com:3478'"))
+    )
+    LPCALL_TURN_SECRET = fields.String(allow_none=True, validate=validate.Length(min=8, error="at least 8 characters"))
+    LPCALL_TURN_TTL = fields.Integer(strict=True, validate=_PERMS(min=60, max=7 * 86400))
+    LPCALL_LOCALE = fields.String()
+    LPCALL_TEXTS = fields.Dict(keys=fields.String())
+    LPCALL_ANALYTICS = fields.String(validate=validate.OneOf(["none", "google", "piwik", "webtrekk", "tealium"]))
+    LPCALL_REPORT_DB = fields.String(validate=validate.Length(min=1))
+
+
+def _describe(messages: Any) -> str:
+    if isinstance(messages, dict):
+        return "; ".join(f"{k}: {_describe(v)}" for k, v in messages.items())
+    if isinstance(messages, list):
+        return "; ".join(_describe(m) for m in messages)
+    return str(messages)
+
+
+def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the effective ``LPCALL_*`` settings (defaults filled in) or raise ConfigError."""
+    for key in config:
+        if key.startswith("LPCALL_") and key not in DEFAULTS:
+            close = difflib.get_close_matches(key, DEFAULTS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(key, f"is not a known setting{hint}")
+    raw = {key: config.get(key, default) for key, (default, _) in DEFAULTS.items()}
+    nonce = raw["LPCALL_CSP_NONCE"]
+    if nonce is not None and not callable(nonce):
+        raise ConfigError("LPCALL_CSP_NONCE", f"must be a callable returning the nonce string or None (got {nonce!r})")
+    for key, value in raw.items():
+        try:
+            ConfigSchema(only=(key,)).load({key: value})
+        except ValidationError as exc:
+            raise ConfigError(key, f"{_describe(exc.messages.get(key, exc.messages))} (got {value!r})") from None
+    loaded: dict[str, Any] = dict(raw)
+    loaded["LPCALL_ICE_SERVERS"] = [_IceServer().load(s) for s in raw["LPCALL_ICE_SERVERS"]]
+    if raw["LPCALL_TURN_URLS"] and not raw["LPCALL_TURN_SECRET"]:
+        raise ConfigError("LPCALL_TURN_SECRET", "is required when LPCALL_TURN_URLS is set (coturn's static-auth-secret)")
+    if raw["LPCALL_FORCE_RELAY"] and not (raw["LPCALL_TURN_URLS"] or any(
+        any(u.startswith("turn") for u in s["urls"]) for s in loaded["LPCALL_ICE_SERVERS"]
+    )):
+        raise ConfigError("LPCALL_FORCE_RELAY", "needs a TURN server (LPCALL_TURN_URLS or a turn: URL in LPCALL_ICE_SERVERS)")
+    return loaded
+
+
+NonceGetter = Callable[[], "str | None"]

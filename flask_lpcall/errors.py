@@ -1,0 +1,64 @@
+"""Errors of flask-lpcall, each with a stable ``code`` (like simple-peer's ``err.code``)."""
+
+from __future__ import annotations
+
+#: The error ids of the ``cobrowse``/``sessionError`` event (seed 003), verbatim.
+SESSION_ERROR_IDS = ("UNABLE_TO_CONNECT", "BROWSER_NOT_SUPPORTED", "NO_CAMERA_ACCESS", "AGENT_DISCONNECTED")
+
+
+class LPCallError(Exception):
+    """Base class. ``code`` is stable and machine-readable; the message is for people."""
+
+    code = "LPCALL_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"code": self.code, "message": str(self)}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+class ConfigError(LPCallError, ValueError):
+    """A ``LPCALL_*`` key has a wrong type or value. Raised by ``init_app``."""
+
+    code = "CONFIG_ERROR"
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key} {problem}", field=key)
+        self.key = key
+
+
+class InvalidStateError(LPCallError):
+    """An illegal call-state transition (named after the DOM exception)."""
+
+    code = "INVALID_STATE"
+
+
+class NotAllowedError(LPCallError):
+    """The caller may not do this (permission, switch, not its conversation)."""
+
+    code = "NOT_ALLOWED"
+
+
+class NotFoundError(LPCallError):
+    """Unknown conversation, call or id."""
+
+    code = "NOT_FOUND"
+
+
+class BadFrameError(LPCallError):
+    """A frame or payload failed validation; ``field`` names the bad field."""
+
+    code = "BAD_FRAME"
+
+
+class StoreUnavailableError(LPCallError):
+    """The store (e.g. Redis) cannot be reached right now."""
+
+    code = "STORE_UNAVAILABLE"

@@ -1,0 +1,124 @@
+"""``LPCall``: the Flask extension object (init_app, tag injection, loaders)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app
+
+from . import tag as tagging
+from .config import validate_config
+from .errors import ConfigError
+from .store import Store, store_from_url
+from .texts import build_texts
+from .tokens import TokenSigner
+
+logger = logging.getLogger(__name__)
+
+#: Modules that add routes to the blueprint; each has ``register(bp)``.
+_ROUTE_MODULES = ("assets", "api", "messaging", "agent", "signaling", "reporting", "netcheck")
+
+
+@dataclass
+class LPCallState:
+    """Everything the extension keeps for one app, at ``app.extensions["lpcall"]``."""
+
+    extension: LPCall
+    settings: dict[str, Any]
+    texts: dict[str, str]
+    store: Store
+    signer: TokenSigner
+    eager_js: str
+    url_prefix: str
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+def get_state(app: Flask | None = None) -> LPCallState:
+    """The extension state of ``app`` (default: the current app)."""
+    target = app if app is not None else current_app
+    try:
+        return target.extensions["lpcall"]  # type: ignore[no-any-return]
+    except KeyError:
+        raise RuntimeError("LPCall(app) / init_app(app) has not been called for this app") from None
+
+
+class LPCall:
+    """The flask-lpcall extension.
+
+    ``LPCall(app)`` or ``lpcall = LPCall(); lpcall.init_app(app)``. The site
+    tells who its agents are with :meth:`agent_loader` and :meth:`agent_authenticator`.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self.agent_loader_fn: Callable[[str], Any] | None = None
+        self.agent_authenticator_fn: Callable[[str, str], Any] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    # -- site hooks (Flask-Login style) ----------------------------------------
+    def agent_loader(self, fn: Callable[[str], Any]) -> Callable[[str], Any]:
+        """Register ``fn(agent_id) -> Agent | None``."""
+        self.agent_loader_fn = fn
+        return fn
+
+    def agent_authenticator(self, fn: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
+        """Register ``fn(username, password) -> Agent | None`` for the workspace login form."""
+        self.agent_authenticator_fn = fn
+        return fn
+
+    exempt = staticmethod(tagging.exempt)
+
+    # -- Flask extension protocol ------------------------------------------------
+    def init_app(self, app: Flask) -> None:
+        settings = validate_config(app.config)
+        texts = build_texts(settings["LPCALL_LOCALE"], settings["LPCALL_TEXTS"])
+        secret = app.config.get("SECRET_KEY")
+        if not secret:
+            raise ConfigError("SECRET_KEY", "must be set: flask-lpcall signs consumer, agent and call tokens with it")
+        state = LPCallState(
+            extension=self,
+            settings=settings,
+            texts=texts,
+            store=store_from_url(settings["LPCALL_STORE"]),
+            signer=TokenSigner(secret),
+            eager_js=tagging.eager_script_source(),
+            url_prefix=settings["LPCALL_URL_PREFIX"],
+        )
+        app.extensions["lpcall"] = state
+        app.register_blueprint(_blueprint(app), url_prefix=state.url_prefix)
+        app.jinja_env.globals["lpcall_tag"] = lambda: tagging.manual_tag(get_state())
+
+        @app.after_request
+        def _lpcall_inject(response: Response) -> Response:
+            return tagging.inject(get_state(), response)
+
+        logger.debug("flask-lpcall ready under %s", state.url_prefix)
+
+
+def _blueprint(app: Flask) -> Blueprint:
+    import importlib
+
+    bp = Blueprint("lpcall", __name__, template_folder="templates")
+    for name in _ROUTE_MODULES:
+        try:
+            module = importlib.import_module(f".{name}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__package__}.{name}":
+                continue  # a capability not built yet
+            raise
+        module.register(bp)
+    setup = [importlib.import_module(f".{n}", __package__) for n in _ROUTE_MODULES if _has(n)]
+    for module in setup:
+        hook = getattr(module, "init_state", None)
+        if hook is not None:
+            hook(app, get_state(app))
+    return bp
+
+
+def _has(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(f".{name}", __package__) is not None

@@ -1,0 +1,187 @@
+"""The catalog of every user-facing text, per locale, overridable with ``LPCALL_TEXTS``.
+
+Texts use ``{name}`` placeholders, filled by :func:`render` on the server and by
+the same rule in the browser (``static/lpcall/texts.js``). English is complete;
+other locales fall back to English for a key they lack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigError
+
+EN: dict[str, str] = {
+    # -- engagement window (consumer) -----------------------------------------
+    "window.title": "Chat with us",
+    "window.open": "Chat with us",
+    "window.minimize": "Minimize chat",
+    "window.name_label": "Your name",
+    "window.start": "Start chat",
+    "window.placeholder": "Type a message…",
+    "window.send": "Send",
+    "window.waiting": "Waiting for an agent…",
+    "window.you": "You",
+    "window.offline": "Connection lost. Reconnecting…",
+    "window.too_long": "This message is too long.",
+    # -- invitation (consumer) -------------------------------------------------
+    "invite.VOICE_CALL": "{agent} invites you to a voice call",
+    "invite.VIDEO_CALL": "{agent} invites you to a video call",
+    "invite.accept": "Accept",
+    "invite.decline": "Decline",
+    # -- call UI (both sides) --------------------------------------------------
+    "call.loading": "Starting the call…",
+    "call.connecting": "Connecting…",
+    "call.reconnecting": "Reconnecting…",
+    "call.peer_reconnecting": "{name} is reconnecting…",
+    "call.mute": "Mute microphone",
+    "call.unmute": "Unmute microphone",
+    "call.camera_off": "Turn camera off",
+    "call.camera_on": "Turn camera on",
+    "call.switch_camera": "Switch camera",
+    "call.hangup": "Hang up",
+    "call.remote_muted": "{name} is muted",
+    "call.remote_camera_off": "{name} turned the camera off",
+    "call.timer": "Call duration",
+    "call.local_preview": "Your camera",
+    "call.remote_media": "{name}",
+    "call.ended": "Call ended",
+    "call.voice_avatar": "Voice call with {name}",
+    # -- sessionError.msg (ids verbatim from seed 003) -------------------------
+    "error.UNABLE_TO_CONNECT": "We could not connect the call. Please check your network and try again.",
+    "error.BROWSER_NOT_SUPPORTED": "Your browser does not support voice and video calls. Please use a current Chrome, Firefox, Safari or Edge over HTTPS.",
+    "error.NO_CAMERA_ACCESS": "We cannot access your camera or microphone. Please allow access and try again.",
+    "error.AGENT_DISCONNECTED": "The agent got disconnected.",
+    # -- transcript system messages --------------------------------------------
+    "mode.VOICE_CALL": "voice call",
+    "mode.VIDEO_CALL": "video call",
+    "system.agent_joined": "{agent} joined the conversation",
+    "system.invited": "{agent} sent a {mode} invitation",
+    "system.accepted": "The {mode} invitation was accepted",
+    "system.declined": "The {mode} invitation was declined",
+    "system.cancelled": "{agent} cancelled the {mode} invitation",
+    "system.expired": "The {mode} invitation expired",
+    "system.ended": "The {mode} ended after {duration}",
+    "system.failed": "The {mode} ended: {error}",
+    # -- agent workspace -------------------------------------------------------
+    "agent.title": "Agent workspace",
+    "agent.login": "Log in",
+    "agent.logout": "Log out",
+    "agent.username": "User name",
+    "agent.password": "Password",
+    "agent.bad_login": "Unknown user name or password.",
+    "agent.conversations": "Conversations",
+    "agent.queue": "Waiting",
+    "agent.mine": "Mine",
+    "agent.take": "Take",
+    "agent.no_conversation": "Select a conversation",
+    "agent.voice_call": "Voice call",
+    "agent.video_call": "Video call",
+    "agent.cancel_invite": "Cancel invitation",
+    "agent.no_cobrowse": "The visitor's window does not support calls.",
+    "agent.call_in_progress": "A call is already in progress.",
+    "agent.reports": "Reports",
+}
+
+DE: dict[str, str] = {
+    "window.title": "Chatten Sie mit uns",
+    "window.open": "Chatten Sie mit uns",
+    "window.minimize": "Chat minimieren",
+    "window.name_label": "Ihr Name",
+    "window.start": "Chat starten",
+    "window.placeholder": "Nachricht eingeben…",
+    "window.send": "Senden",
+    "window.waiting": "Warten auf einen Mitarbeiter…",
+    "window.you": "Sie",
+    "window.offline": "Verbindung unterbrochen. Verbinde neu…",
+    "window.too_long": "Diese Nachricht ist zu lang.",
+    "invite.VOICE_CALL": "{agent} lädt Sie zu einem Sprachanruf ein",
+    "invite.VIDEO_CALL": "{agent} lädt Sie zu einem Videoanruf ein",
+    "invite.accept": "Annehmen",
+    "invite.decline": "Ablehnen",
+    "call.loading": "Anruf wird gestartet…",
+    "call.connecting": "Verbinde…",
+    "call.reconnecting": "Verbindung wird wiederhergestellt…",
+    "call.peer_reconnecting": "{name} verbindet sich neu…",
+    "call.mute": "Mikrofon stummschalten",
+    "call.unmute": "Mikrofon einschalten",
+    "call.camera_off": "Kamera ausschalten",
+    "call.camera_on": "Kamera einschalten",
+    "call.switch_camera": "Kamera wechseln",
+    "call.hangup": "Auflegen",
+    "call.remote_muted": "{name} ist stummgeschaltet",
+    "call.remote_camera_off": "{name} hat die Kamera ausgeschaltet",
+    "call.timer": "Gesprächsdauer",
+    "call.local_preview": "Ihre Kamera",
+    "call.ended": "Anruf beendet",
+    "call.voice_avatar": "Sprachanruf mit {name}",
+    "error.UNABLE_TO_CONNECT": "Der Anruf konnte nicht verbunden werden. Bitte prüfen Sie Ihre Verbindung und versuchen Sie es erneut.",
+    "error.BROWSER_NOT_SUPPORTED": "Ihr Browser unterstützt keine Sprach- und Videoanrufe. Bitte nutzen Sie einen aktuellen Chrome, Firefox, Safari oder Edge über HTTPS.",
+    "error.NO_CAMERA_ACCESS": "Wir können nicht auf Ihre Kamera oder Ihr Mikrofon zugreifen. Bitte erlauben Sie den Zugriff und versuchen Sie es erneut.",
+    "error.AGENT_DISCONNECTED": "Die Verbindung zum Mitarbeiter wurde getrennt.",
+    "mode.VOICE_CALL": "Sprachanruf",
+    "mode.VIDEO_CALL": "Videoanruf",
+    "system.agent_joined": "{agent} ist dem Gespräch beigetreten",
+    "system.invited": "{agent} hat eine Einladung zum {mode} gesendet",
+    "system.accepted": "Die Einladung zum {mode} wurde angenommen",
+    "system.declined": "Die Einladung zum {mode} wurde abgelehnt",
+    "system.cancelled": "{agent} hat die Einladung zum {mode} zurückgezogen",
+    "system.expired": "Die Einladung zum {mode} ist abgelaufen",
+    "system.ended": "Der {mode} wurde nach {duration} beendet",
+    "system.failed": "Der {mode} wurde beendet: {error}",
+    "agent.title": "Arbeitsplatz",
+    "agent.login": "Anmelden",
+    "agent.logout": "Abmelden",
+    "agent.username": "Benutzername",
+    "agent.password": "Passwort",
+    "agent.bad_login": "Unbekannter Benutzername oder falsches Passwort.",
+    "agent.conversations": "Gespräche",
+    "agent.queue": "Wartend",
+    "agent.mine": "Meine",
+    "agent.take": "Übernehmen",
+    "agent.no_conversation": "Wählen Sie ein Gespräch",
+    "agent.voice_call": "Sprachanruf",
+    "agent.video_call": "Videoanruf",
+    "agent.cancel_invite": "Einladung zurückziehen",
+    "agent.no_cobrowse": "Das Fenster des Besuchers unterstützt keine Anrufe.",
+    "agent.call_in_progress": "Es läuft bereits ein Anruf.",
+    "agent.reports": "Berichte",
+}
+
+CATALOG: dict[str, dict[str, str]] = {"en": EN, "de": DE}
+
+
+def build_texts(locale: str, overrides: Mapping[str, Any]) -> dict[str, str]:
+    """The effective texts for ``locale`` with ``LPCALL_TEXTS`` applied, or ConfigError."""
+    if locale not in CATALOG:
+        raise ConfigError("LPCALL_LOCALE", f"must be one of {sorted(CATALOG)} (got {locale!r})")
+    texts = {**EN, **CATALOG[locale]}
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in CATALOG and isinstance(value, Mapping):
+            if key == locale:
+                flat.update(value)
+            else:  # overrides for another locale are checked but not applied
+                _check(value)
+        else:
+            flat[key] = value
+    _check(flat)
+    texts.update(flat)
+    return texts
+
+
+def _check(overrides: Mapping[str, Any]) -> None:
+    for key, value in overrides.items():
+        if key not in EN:
+            raise ConfigError("LPCALL_TEXTS", f"has unknown key {key!r}; known keys are listed in flask_lpcall/texts.py")
+        if not isinstance(value, str) or not value:
+            raise ConfigError("LPCALL_TEXTS", f"[{key!r}] must be a non-empty string (got {value!r})")
+
+
+def render(texts: Mapping[str, str], key: str, **params: Any) -> str:
+    """Fill ``{name}`` placeholders; unknown placeholders are left as they are."""
+    text = texts.get(key, key)
+    for name, value in params.items():
+        text = text.replace("{" + name + "}", str(value))
+    return text

@@ -1,0 +1,90 @@
+"""Shared fixtures: a private network namespace, live servers, real Chromium.
+
+The whole test session runs inside a private network namespace (``unshare -n``):
+only loopback exists, so WebRTC candidates are loopback and no packet can leave
+the machine. ``pytest`` re-executes itself there on start (needs root or user
+namespaces); set ``LPCALL_NO_NETNS=1`` to opt out on a developer machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # example_site is importable as a package
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from support import (  # noqa: E402
+    CHROMIUM,
+    IN_CI,
+    LiveServer,
+    launch_chromium,
+    require,
+    start_live_server,
+)
+
+_NETNS_FLAG = "LPCALL_IN_NETNS"
+
+
+def _enter_private_netns() -> None:
+    if os.environ.get(_NETNS_FLAG) or os.environ.get("LPCALL_NO_NETNS"):
+        return
+    if not shutil.which("unshare"):
+        if IN_CI:
+            raise SystemExit("unshare (util-linux) is required to run the tests in a private network namespace")
+        return
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        if IN_CI:
+            raise SystemExit(f"cannot create a private network namespace: {probe.stderr.decode().strip()}")
+        return
+    os.environ[_NETNS_FLAG] = "1"
+    script = "ip link set lo up && ip addr add 127.0.0.2/32 dev lo && exec \"$@\""
+    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", "pytest", *sys.argv[1:]])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        _enter_private_netns()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = ROOT / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session (Debian's, through Playwright)."""
+    require("chromium", Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch_chromium(pw)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., LiveServer]]:
+    """Factory: ``live_server(app)`` serves a Flask app on 127.0.0.1:<free port> in a thread."""
+    servers: list[LiveServer] = []
+
+    def start(app: Any) -> LiveServer:
+        server = start_live_server(app)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
