@@ -1,1 +1,153 @@
-/* placeholder: the lpTag bus is written in issue 2 */ window.lpTag = window.lpTag || {};
+/* flask-lpcall eager tag, inlined after window.lpCallConfig={base,win,dbg}: lpTag.events bus,
+   lpCoBrowse payload checks, lp_monitoringSDK ids, lazy loader of static/lpcall/consumer.js. */
+(function (w) {
+  "use strict";
+  try { if (w.top !== w.self) return; } catch (e) { return; } // topmost frame only
+  var lp = w.lpTag = w.lpTag || {};
+  if (lp.events && lp.events._lpcall) return; // already installed on this page
+
+  var cfg = w.lpCallConfig || {}, con = w.console, own = Object.prototype.hasOwnProperty;
+  // captured before a site can replace window.addEventListener
+  var addListener = w.EventTarget && EventTarget.prototype.addEventListener;
+  var dbg = !!cfg.dbg || /[?&]lpDebug=[2-9]/.test(w.location.search);
+
+  function stamp() { return new Date().toTimeString().slice(0, 8); }
+  function log(level, source, text) {
+    if (!dbg || !con) return;
+    try { (level === "ERROR" ? con.error : con.debug).call(con, stamp() + " " + source + " : " + text + " LEVEL: " + level); } catch (e) { /* no console */ }
+  }
+  function on(target, type, fn, opts) { return addListener.call(target, type, fn, opts); }
+
+  // -- lpCoBrowse payload rules (same as CoBrowseEventSchema in flask_lpcall/schemas.py) --
+  var MANDATORY = ["serviceId", "agentId", "visitorName", "mode", "ssid", "svid"];
+  var OPTIONAL = ["scid", "cid", "eid"];
+  var MODES = ["VOICE_CALL", "VIDEO_CALL"];
+  var HAS_PAYLOAD = { cobrowseOffered: 1, cobrowseAccepted: 1, cobrowseDeclined: 1, sliderOpened: 0 };
+
+  // [field, problem] of the first broken rule, or null
+  function check(app, event, data) {
+    if (app !== "lpCoBrowse") return null;
+    if (!own.call(HAS_PAYLOAD, event)) return ["event", "not a known lpCoBrowse event"];
+    if (!HAS_PAYLOAD[event]) return null;
+    if (!data || typeof data !== "object" || Array.isArray(data)) return ["data", "not an object"];
+    var i, k, v;
+    for (i = 0; i < MANDATORY.length; i++) {
+      k = MANDATORY[i]; v = own.call(data, k) ? data[k] : undefined;
+      if (v === undefined) return [k, "undefined"];
+      if (typeof v !== "string") return [k, "not a string"];
+      if (!v) return [k, "empty"];
+    }
+    if (MODES.indexOf(data.mode) < 0) return ["mode", "not VOICE_CALL or VIDEO_CALL"];
+    for (k in data) {
+      if (!own.call(data, k) || data[k] === undefined) continue;
+      if (OPTIONAL.indexOf(k) >= 0) { if (typeof data[k] !== "string") return [k, "not a string"]; }
+      else if (MANDATORY.indexOf(k) < 0) return [k, "not allowed"];
+    }
+    return null;
+  }
+
+  // -- the event bus -----------------------------------------------------------------------
+  var listeners = [], history = {}, seq = 0, HISTORY_MAX = 20;
+  var prev = lp.events && typeof lp.events.publish === "function" ? lp.events : null;
+
+  function deliver(l, ev) {
+    try { l.func.call(null, ev.data, ev.info); } catch (e) {
+      log("ERROR", "Events", "Error in listener of " + ev.info.appName + "." + ev.info.eventName + ": " + e);
+    }
+  }
+  function matches(l, app, event) { return l.appName === app && (l.eventName === "*" || l.eventName === event); }
+
+  // the event id when delivered, false when refused; never throws
+  function publish(app, event, data) {
+    var id = "evId_" + (++seq).toString(36), bad;
+    try { bad = check(app, event, data); } catch (e) { bad = ["data", "unreadable"]; }
+    if (bad) {
+      log("ERROR", "Events", "Error executing " + event + " eventId: " + id + "=" + bad[0] + " is " + bad[1]);
+      return false;
+    }
+    var ev = { data: data, info: { appName: app, eventName: event, eventId: id } };
+    var h = history[app] = history[app] || [];
+    h.push(ev);
+    if (h.length > HISTORY_MAX) h.shift();
+    var snapshot = listeners.slice();
+    for (var i = 0; i < snapshot.length; i++) if (matches(snapshot[i], app, event)) deliver(snapshot[i], ev);
+    if (prev) { try { prev.publish(app, event, data); } catch (e) { log("ERROR", "Events", "previous lpTag.events: " + e); } }
+    if (app === "lpCoBrowse") load();
+    return id;
+  }
+
+  // bind({appName, eventName, func, replay}) or bind(appName, eventName, func) -> id
+  function bind(app, event, func) {
+    var o = app && typeof app === "object" ? app : { appName: app, eventName: event, func: func };
+    if (typeof o.func !== "function" || !o.appName || !o.eventName) return null;
+    var l = { id: "lsId_" + (++seq).toString(36), appName: o.appName, eventName: o.eventName, func: o.func, src: o };
+    listeners.push(l);
+    if (o.replay) {
+      var h = (history[l.appName] || []).slice();
+      for (var i = 0; i < h.length; i++) if (matches(l, h[i].info.appName, h[i].info.eventName)) deliver(l, h[i]);
+    }
+    return l.id;
+  }
+
+  // unbind(id) or unbind(the bind object, or one with the same appName/eventName/func)
+  function unbind(ref) {
+    var n = listeners.length;
+    listeners = listeners.filter(function (l) {
+      if (ref && typeof ref === "object") {
+        return !(l.src === ref || (l.func === ref.func && l.appName === ref.appName && l.eventName === ref.eventName));
+      }
+      return l.id !== ref;
+    });
+    return listeners.length < n;
+  }
+
+  var events = { publish: publish, bind: bind, unbind: unbind, _lpcall: true };
+  if (lp.events && typeof lp.events === "object") {
+    for (var key in lp.events) if (own.call(lp.events, key) && !own.call(events, key)) events[key] = lp.events[key];
+  }
+  lp.events = events;
+
+  // -- monitoring ids: sid per tab (sessionStorage), vid per visitor (localStorage) --------
+  var memory = {};
+  function newId() {
+    var c = w.crypto, b = new Uint8Array(16), s = "";
+    if (c && c.randomUUID) return c.randomUUID();
+    if (c && c.getRandomValues) c.getRandomValues(b); else for (var i = 0; i < 16; i++) b[i] = Math.random() * 256;
+    for (var j = 0; j < 16; j++) s += (b[j] + 256).toString(16).slice(1);
+    return s;
+  }
+  function storage(kind) { try { return w[kind]; } catch (e) { return null; } }
+  function get(kind, key) { try { return storage(kind).getItem(key); } catch (e) { return null; } }
+  function storedId(kind, key) {
+    var v = get(kind, key) || memory[key];
+    if (!v) {
+      v = memory[key] = newId();
+      try { storage(kind).setItem(key, v); } catch (e) { log("DEBUG", "lpCall", kind + " unavailable, id kept for this page only"); }
+    }
+    return v;
+  }
+  lp.taglets = lp.taglets || {};
+  if (!lp.taglets.lp_monitoringSDK) {
+    lp.taglets.lp_monitoringSDK = {
+      getSid: function () { return storedId("sessionStorage", "lpcall.sid"); },
+      getVid: function () { return storedId("localStorage", "lpcall.vid"); }
+    };
+  }
+
+  // -- lazy loader: the consumer app is imported only when needed ---------------------------
+  var loading = null;
+  function load() {
+    if (!loading) {
+      var url = (cfg.base || "/lpcall") + "/static/lpcall/consumer.js";
+      loading = import(url).then(null, function (e) {
+        log("DEBUG", "lpCall", "could not load " + url + ": " + e);
+        return null;
+      });
+    }
+    return loading;
+  }
+  // for the lazy modules: config, untouched addEventListener, debug log, loader
+  lp.lpcall = { config: cfg, on: on, log: log, debug: dbg, load: load, version: "0.1.0" };
+
+  if (cfg.win || get("sessionStorage", "lpcall.call")) load();
+})(window);
