@@ -73,3 +73,71 @@ def validate_cobrowse_event(event: str, data: Any) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise BadFrameError("data: must be an object", field="data")
     return load_or_raise(CoBrowseEventSchema(), data)
+
+
+# -- call signaling frames (docs/PROTOCOL.md §5) ------------------------------------
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class SessionDescriptionSchema(_Strict):
+    type = fields.String(required=True, validate=validate.OneOf(["offer", "answer", "rollback", "pranswer"]))
+    sdp = fields.String(load_default="", validate=validate.Length(max=200_000))
+
+
+class IceCandidateSchema(_Strict):
+    candidate = fields.String(required=True, validate=validate.Length(max=2048))
+    sdpMid = fields.String(allow_none=True, validate=validate.Length(max=64))
+    sdpMLineIndex = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=0, max=1024))
+    usernameFragment = fields.String(allow_none=True, validate=validate.Length(max=256))
+
+
+class DescriptionFrameSchema(_Strict):
+    type = fields.String(required=True)
+    description = fields.Nested(SessionDescriptionSchema, required=True)
+
+
+class CandidateFrameSchema(_Strict):
+    type = fields.String(required=True)
+    candidate = fields.Nested(IceCandidateSchema, required=True, allow_none=True)
+
+
+class MediaStateFrameSchema(_Strict):
+    type = fields.String(required=True)
+    muted = fields.Boolean(required=True, truthy={True}, falsy={False})
+    cameraOff = fields.Boolean(required=True, truthy={True}, falsy={False})
+
+
+class FailureFrameSchema(_Strict):
+    type = fields.String(required=True)
+    id = fields.String(
+        required=True,
+        validate=validate.OneOf(["UNABLE_TO_CONNECT", "BROWSER_NOT_SUPPORTED", "NO_CAMERA_ACCESS", "AGENT_DISCONNECTED"]),
+    )
+
+
+class BareFrameSchema(_Strict):
+    type = fields.String(required=True)
+
+
+#: client → server signaling frame type -> its schema.
+SIGNAL_FRAMES: dict[str, type[Schema]] = {
+    "description": DescriptionFrameSchema,
+    "candidate": CandidateFrameSchema,
+    "state": MediaStateFrameSchema,
+    "hangup": BareFrameSchema,
+    "connected": BareFrameSchema,
+    "failure": FailureFrameSchema,
+    "ping": BareFrameSchema,
+}
+
+
+def validate_signal_frame(data: Any) -> dict[str, Any]:
+    """Validate one client → server call-signaling frame; raise BadFrameError naming the field."""
+    if not isinstance(data, dict):
+        raise BadFrameError("(frame): must be a JSON object", field="(frame)")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in SIGNAL_FRAMES:
+        raise BadFrameError(f"type: must be one of {', '.join(SIGNAL_FRAMES)}", field="type")
+    return load_or_raise(SIGNAL_FRAMES[kind](), data)
