@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from .errors import BadFrameError
 
@@ -73,6 +73,189 @@ def validate_cobrowse_event(event: str, data: Any) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise BadFrameError("data: must be an object", field="data")
     return load_or_raise(CoBrowseEventSchema(), data)
+
+
+# -- consumer socket frames (docs/PROTOCOL.md §3) -----------------------------------
+FEATURE_COBROWSE = "CO_BROWSE"
+#: Longest visitor name accepted (characters).
+MAX_VISITOR_NAME = 100
+_id_len = validate.Length(min=1, max=200, error="must be a non-empty string of at most 200 characters")
+
+
+class RequestIdField(fields.Field):
+    """A request ``id``: a non-empty string or an integer (not a boolean)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValidationError("must be a string or an integer")
+        if isinstance(value, str) and not 0 < len(value) <= 100:
+            raise ValidationError("must be 1 to 100 characters")
+        return value
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class FrameEnvelopeSchema(Schema):
+    """``{"kind":"req","id","type","body"}``; InitConnection carries ``headers`` instead of a body."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    kind = fields.String(validate=validate.OneOf(["req"], error="must be 'req' (or omitted)"))
+    id = RequestIdField(required=True)
+    type = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    body = fields.Dict(load_default=dict)
+    headers = fields.List(fields.Dict(), load_default=list)
+
+
+class ClientPropertiesHeaderSchema(_Lenient):
+    type = fields.String(required=True)
+    deviceFamily = fields.String()
+    os = fields.String()
+    features = fields.List(fields.String(validate=validate.Length(min=1, max=50)), load_default=list,
+                           validate=validate.Length(max=20))
+
+
+class ConsumerAuthenticationHeaderSchema(_Lenient):
+    type = fields.String(required=True)
+    jwt = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+
+
+class RequestConversationSchema(_Lenient):
+    visitorName = fields.String(validate=validate.Length(max=MAX_VISITOR_NAME), allow_none=True)
+    brandId = fields.String(validate=validate.Length(max=100), allow_none=True)
+
+
+class ContentEventSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.OneOf(["ContentEvent"], error="must be 'ContentEvent'"))
+    contentType = fields.String(load_default="text/plain",
+                                validate=validate.OneOf(["text/plain"], error="must be 'text/plain'"))
+    message = fields.String(required=True)
+
+
+class PublishEventSchema(_Lenient):
+    conversationId = fields.String(required=True, validate=_id_len)
+    dialogId = fields.String(validate=_id_len)
+    event = fields.Nested(ContentEventSchema, required=True)
+
+
+class SubscribeExConversationsSchema(_Lenient):
+    convState = fields.List(fields.String(validate=validate.OneOf(["OPEN", "CLOSE"])), load_default=lambda: ["OPEN"])
+
+
+class SubscribeMessagingEventsSchema(_Lenient):
+    conversationId = fields.String(required=True, validate=_id_len)
+    fromSeq = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0))
+
+
+class ConversationIdSchema(_Lenient):
+    conversationId = fields.String(required=True, validate=_id_len)
+
+
+class EmptyBodySchema(_Lenient):
+    pass
+
+
+#: consumer socket request type -> body schema (InitConnection is checked through its headers).
+CONSUMER_REQUESTS: dict[str, type[Schema]] = {
+    "InitConnection": EmptyBodySchema,
+    "cm.ConsumerRequestConversation": RequestConversationSchema,
+    "ms.PublishEvent": PublishEventSchema,
+    "cqm.SubscribeExConversations": SubscribeExConversationsSchema,
+    "ms.SubscribeMessagingEvents": SubscribeMessagingEventsSchema,
+    "cm.CloseConversation": ConversationIdSchema,
+    "ping": EmptyBodySchema,
+}
+
+
+def validate_envelope(data: Any) -> dict[str, Any]:
+    """The request envelope; raise BadFrameError naming the field."""
+    if not isinstance(data, dict):
+        raise BadFrameError("(frame): must be a JSON object", field="(frame)")
+    return load_or_raise(FrameEnvelopeSchema(), data)
+
+
+def validate_request_body(registry: dict[str, type[Schema]], kind: str, body: Any) -> dict[str, Any]:
+    """The body of request ``kind`` from ``registry``; unknown types name the ``type`` field."""
+    schema = registry.get(kind)
+    if schema is None:
+        raise BadFrameError(f"type: unknown request type {kind!r}; one of {', '.join(registry)}", field="type")
+    return load_or_raise(schema(), body, prefix="body")
+
+
+def validate_init_headers(headers: list[Any]) -> dict[str, Any]:
+    """InitConnection headers -> ``{"features": [...], "jwt": str}``; raise BadFrameError."""
+    features: list[str] = []
+    jwt: str | None = None
+    for i, header in enumerate(headers):
+        kind = header.get("type") if isinstance(header, dict) else None
+        if kind == ".ams.headers.ClientProperties":
+            features = load_or_raise(ClientPropertiesHeaderSchema(), header, prefix=f"headers.{i}")["features"]
+        elif kind == ".ams.headers.ConsumerAuthentication":
+            jwt = load_or_raise(ConsumerAuthenticationHeaderSchema(), header, prefix=f"headers.{i}")["jwt"]
+    if jwt is None:
+        raise BadFrameError("headers: a .ams.headers.ConsumerAuthentication header with 'jwt' is required",
+                            field="headers")
+    return {"features": features, "jwt": jwt}
+
+
+# -- agent socket frames (docs/PROTOCOL.md §4) --------------------------------------
+class _AgentStrict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class AgentSubscribeSchema(_AgentStrict):
+    available = fields.Boolean(load_default=True, truthy={True}, falsy={False})
+
+
+class AgentOpenSchema(_AgentStrict):
+    conversationId = fields.String(required=True, validate=_id_len)
+    fromSeq = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0))
+
+
+class AgentConversationSchema(_AgentStrict):
+    conversationId = fields.String(required=True, validate=_id_len)
+
+
+class AgentPublishEventSchema(_AgentStrict):
+    conversationId = fields.String(required=True, validate=_id_len)
+    dialogId = fields.String(validate=_id_len)
+    event = fields.Nested(ContentEventSchema, required=True)
+
+
+class CallInviteSchema(_AgentStrict):
+    conversationId = fields.String(required=True, validate=_id_len)
+    mode = fields.String(required=True, validate=validate.OneOf(MODES, error="must be VOICE_CALL or VIDEO_CALL"))
+
+
+class CallCancelSchema(_AgentStrict):
+    serviceId = fields.String(required=True, validate=validate.Length(min=1, max=300))
+
+
+class AgentEmptySchema(_AgentStrict):
+    pass
+
+
+#: agent socket request type -> body schema.
+AGENT_REQUESTS: dict[str, type[Schema]] = {
+    "agent.Subscribe": AgentSubscribeSchema,
+    "agent.SetAvailable": AgentSubscribeSchema,
+    "agent.Take": AgentConversationSchema,
+    "agent.Open": AgentOpenSchema,
+    "ms.PublishEvent": AgentPublishEventSchema,
+    "cm.CloseConversation": AgentConversationSchema,
+    "call.Invite": CallInviteSchema,
+    "call.Cancel": CallCancelSchema,
+    "call.Active": AgentEmptySchema,
+    "ping": AgentEmptySchema,
+}
 
 
 # -- call signaling frames (docs/PROTOCOL.md §5) ------------------------------------
