@@ -1,0 +1,392 @@
+"""Redis store: state and bus shared by every worker on every host (``LPCALL_STORE = "redis://…"``).
+
+* Documents are JSON strings (``SET … PX``); ``update`` is optimistic (WATCH/MULTI,
+  retried on conflict), keeping the key's remaining TTL unless a new one is given.
+* Lists are Redis lists of JSON strings, sets are Redis sets.
+* The bus is Redis pub/sub. Each store owns **one** listener thread (a greenlet under
+  gevent) and one dedicated pub/sub connection, whatever the number of subscriptions;
+  it dispatches every message to the callbacks registered in this process. When
+  Redis goes away the listener reconnects with a backoff and re-subscribes to
+  every channel that still has callbacks.
+* Every connection failure surfaces as :class:`StoreUnavailableError` with a clear
+  message; nothing is cached across an outage, so the store works again as soon
+  as Redis is back. Works with and without gevent monkey-patching (it only uses
+  ``socket``, ``threading`` and ``time``, which gevent patches).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+from redis.retry import Retry
+
+from ..errors import ConfigError, StoreUnavailableError
+from .base import Callback, Json, Store, Subscription
+
+logger = logging.getLogger(__name__)
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: How long ``subscribe`` waits for Redis to confirm a new channel subscription.
+SUBSCRIBE_TIMEOUT = 5.0
+#: How many optimistic retries ``update`` makes under contention before giving up.
+UPDATE_ATTEMPTS = 200
+
+
+def _dumps(value: Json) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(raw: bytes | str | None) -> Json | None:
+    return None if raw is None else json.loads(raw)
+
+
+def _ms(ttl: float) -> int:
+    return max(1, round(ttl * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+
+
+class _RedisSubscription(Subscription):
+    def __init__(self, store: RedisStore, channel: str, callback: Callback) -> None:
+        self._store = store
+        self.channel = channel
+        self.callback = callback
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._store._unsubscribe(self)
+
+
+class RedisStore(Store):
+    """:class:`Store` on Redis (redis-py). ``url`` is any URL ``redis.from_url`` accepts."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 64,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.url = url
+        self._where = redacted(url)
+        common: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_keepalive": True,
+            # One quick retry re-opens a pooled connection that died with a Redis
+            # restart; more would only delay the clear error while Redis is down.
+            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        }
+        try:
+            self._pool = redis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=socket_timeout, socket_timeout=socket_timeout, **common
+            )
+            # The pub/sub connection blocks in reads for as long as it is idle.
+            self._bus_pool = redis.ConnectionPool.from_url(url, socket_timeout=None, health_check_interval=0, **common)
+        except ValueError as exc:
+            raise ConfigError("LPCALL_STORE", f"is not a usable Redis URL: {exc}") from None
+        self._redis = redis.Redis(connection_pool=self._pool)
+        # -- bus state (guarded by _lock) --
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._callbacks: dict[str, list[_RedisSubscription]] = {}
+        self._pending: dict[str, threading.Event] = {}
+        self._conn: Any = None  # the pub/sub connection while it is up
+        self._connected = threading.Event()  # the pub/sub connection is up
+        self._attempted = threading.Event()  # the listener tried to connect at least once
+        self._wake = threading.Event()  # ends the reconnect backoff early
+        self._listener: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        self._down_since: float | None = None
+
+    # -- errors ------------------------------------------------------------------
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"the Redis store at {self._where} is unavailable ({exc.__class__.__name__}: {exc}); "
+            "calls and messaging resume when it is reachable again",
+            code="STORE_UNAVAILABLE",
+        )
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    # -- documents -----------------------------------------------------------------
+    def get(self, key: str) -> Json | None:
+        with self._guard():
+            return _loads(self._redis.get(key))
+
+    def set(self, key: str, value: Json, ttl: float | None = None) -> None:
+        data = _dumps(value)
+        with self._guard():
+            self._redis.set(key, data, px=None if ttl is None else _ms(ttl))
+
+    def delete(self, *keys: str) -> None:
+        if keys:
+            with self._guard():
+                self._redis.delete(*keys)
+
+    def update(self, key: str, fn: Callable[[Json | None], Json | None], ttl: float | None = None) -> Json | None:
+        with self._guard(), self._redis.pipeline() as pipe:
+            for _ in range(UPDATE_ATTEMPTS):
+                try:
+                    pipe.watch(key)
+                    old = _loads(pipe.get(key))
+                    new = fn(old)  # an exception here resets the pipeline (UNWATCH) and propagates
+                    data = None if new is None else _dumps(new)
+                    pipe.multi()
+                    if data is None:
+                        pipe.delete(key)
+                    elif ttl is not None:
+                        pipe.set(key, data, px=_ms(ttl))
+                    else:
+                        pipe.set(key, data, keepttl=True)
+                    pipe.execute()
+                    return None if data is None else json.loads(data)
+                except WatchError:
+                    continue  # someone else changed the key: recompute from the new value
+        raise StoreUnavailableError(f"too much contention on {key!r}: update gave up after {UPDATE_ATTEMPTS} attempts")
+
+    def expire(self, key: str, ttl: float) -> None:
+        with self._guard():
+            self._redis.pexpire(key, _ms(ttl))
+
+    # -- lists -----------------------------------------------------------------------
+    def append(self, key: str, item: Json, ttl: float | None = None) -> int:
+        data = _dumps(item)
+        with self._guard():
+            if ttl is None:
+                return int(self._redis.rpush(key, data))
+            pipe = self._redis.pipeline()
+            pipe.rpush(key, data)
+            pipe.pexpire(key, _ms(ttl))
+            length, _ = pipe.execute()
+            return int(length)
+
+    def range(self, key: str, start: int = 0, stop: int = -1) -> list[Json]:
+        with self._guard():
+            return [json.loads(raw) for raw in self._redis.lrange(key, start, stop)]
+
+    # -- sets --------------------------------------------------------------------------
+    def add(self, key: str, member: str, ttl: float | None = None) -> None:
+        with self._guard():
+            if ttl is None:
+                self._redis.sadd(key, member)
+                return
+            pipe = self._redis.pipeline()
+            pipe.sadd(key, member)
+            pipe.pexpire(key, _ms(ttl))
+            pipe.execute()
+
+    def remove(self, key: str, member: str) -> None:
+        with self._guard():
+            self._redis.srem(key, member)  # Redis drops a set when its last member goes
+
+    def members(self, key: str) -> set[str]:
+        with self._guard():
+            return {m.decode() if isinstance(m, bytes) else m for m in self._redis.smembers(key)}
+
+    def keys(self, prefix: str = "") -> list[str]:
+        with self._guard():
+            return [
+                k.decode() if isinstance(k, bytes) else k
+                for k in self._redis.scan_iter(match=_glob_escape(prefix) + "*", count=500)
+            ]
+
+    # -- health --------------------------------------------------------------------------
+    def ping(self) -> None:
+        with self._guard():
+            self._redis.ping()
+
+    # -- bus ---------------------------------------------------------------------------------
+    def publish(self, channel: str, message: Json) -> None:
+        data = _dumps(message)
+        with self._guard():
+            self._redis.publish(channel, data)
+
+    def subscribe(self, channel: str, callback: Callback) -> Subscription:
+        if self._closed:
+            raise StoreUnavailableError("the Redis store is closed")
+        self._ensure_listener()
+        self._wait_bus()
+        sub = _RedisSubscription(self, channel, callback)
+        with self._lock:
+            subs = self._callbacks.setdefault(channel, [])
+            subs.append(sub)
+            if len(subs) > 1 and channel not in self._pending:
+                return sub  # this process already listens on the channel
+            confirmed = self._pending.setdefault(channel, threading.Event())
+            if len(subs) == 1:
+                try:
+                    self._send("SUBSCRIBE", channel)
+                except _UNAVAILABLE as exc:
+                    self._drop(sub)
+                    raise self._unavailable(exc) from exc
+        if not confirmed.wait(SUBSCRIBE_TIMEOUT):
+            self._drop(sub)
+            raise StoreUnavailableError(f"the Redis store at {self._where} did not confirm the subscription to {channel!r}")
+        return sub
+
+    def _wait_bus(self) -> None:
+        """Return once the pub/sub connection is up; raise StoreUnavailableError while Redis is down."""
+        self._attempted.wait(SUBSCRIBE_TIMEOUT)
+        if self._connected.is_set():
+            return
+        self.ping()  # raises the clear error while Redis is down
+        self._wake.set()  # Redis is back: cut the listener's reconnect backoff short
+        if not self._connected.wait(SUBSCRIBE_TIMEOUT):
+            raise StoreUnavailableError(f"the Redis store at {self._where} is unavailable (no pub/sub connection)")
+
+    def _drop(self, sub: _RedisSubscription) -> None:
+        with self._lock:
+            subs = self._callbacks.get(sub.channel, [])
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                self._callbacks.pop(sub.channel, None)
+                self._pending.pop(sub.channel, None)
+
+    def _unsubscribe(self, sub: _RedisSubscription) -> None:
+        with self._lock:
+            self._drop(sub)
+            if sub.channel in self._callbacks:
+                return
+            try:
+                self._send("UNSUBSCRIBE", sub.channel)
+            except _UNAVAILABLE:
+                pass  # the connection is gone anyway; the listener will not resubscribe it
+
+    def _send(self, *args: str) -> None:
+        conn = self._conn
+        if conn is None:
+            raise RedisConnectionError("no pub/sub connection")
+        with self._send_lock:
+            conn.send_command(*args, check_health=False)
+
+    # -- the listener ----------------------------------------------------------------------
+    def _ensure_listener(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # forked (e.g. gunicorn --preload): threads do not survive a fork
+                self._pid = os.getpid()
+                self._listener, self._conn = None, None
+                self._connected.clear()
+                self._callbacks.clear()
+                self._pending.clear()
+                self._bus_pool.reset()
+            if self._listener is None or not self._listener.is_alive():
+                self._listener = threading.Thread(target=self._listen, name="lpcall-redis-bus", daemon=True)
+                self._listener.start()
+
+    def _connect_bus(self) -> Any:
+        conn = self._bus_pool.make_connection()
+        conn.connect()
+        with self._lock:
+            channels = list(self._callbacks)
+            for channel in channels:
+                self._pending.setdefault(channel, threading.Event())
+            self._conn = conn
+            if channels:
+                self._send("SUBSCRIBE", *channels)
+        return conn
+
+    def _listen(self) -> None:
+        backoff = 0.05
+        while not self._closed:
+            conn = None
+            try:
+                conn = self._connect_bus()
+                if self._down_since is not None:
+                    logger.warning("Redis store at %s is reachable again (down %.1fs)", self._where,
+                                   time.monotonic() - self._down_since)
+                self._down_since = None
+                backoff = 0.05
+                self._connected.set()
+                self._attempted.set()
+                while not self._closed:
+                    if not conn.can_read(timeout=1.0):
+                        continue
+                    self._handle(conn.read_response(disconnect_on_error=False, push_request=True))
+            except _UNAVAILABLE as exc:
+                self._connected.clear()
+                if self._down_since is None and not self._closed:
+                    self._down_since = time.monotonic()
+                    logger.error("Redis store at %s unavailable: %s; retrying", self._where, exc)
+            except Exception:  # never let the listener die on a surprise
+                self._connected.clear()
+                if not self._closed:
+                    logger.exception("Redis bus listener failed; reconnecting")
+            finally:
+                self._attempted.set()
+                with self._lock:
+                    if self._conn is conn:
+                        self._conn = None
+                if conn is not None:
+                    conn.disconnect()
+            if not self._closed:
+                self._wake.wait(backoff)  # reconnect backoff (subscribe() wakes it when Redis is back)
+                self._wake.clear()
+                backoff = min(backoff * 2, 1.0)
+
+    def _handle(self, response: Any) -> None:
+        if not isinstance(response, list) or len(response) < 3:
+            return
+        kind = response[0].decode() if isinstance(response[0], bytes) else str(response[0])
+        channel = response[1].decode() if isinstance(response[1], bytes) else str(response[1])
+        if kind == "message":
+            with self._lock:
+                subs = list(self._callbacks.get(channel, ()))
+            for sub in subs:
+                try:
+                    sub.callback(json.loads(response[2]))
+                except Exception:  # a broken subscriber must not break the others
+                    logger.exception("subscriber of %s failed", channel)
+        elif kind == "subscribe":
+            with self._lock:
+                event = self._pending.pop(channel, None)
+            if event is not None:
+                event.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self._callbacks.clear()
+        if conn is not None:
+            conn.disconnect()
+        if self._listener is not None and self._listener is not threading.current_thread():
+            self._listener.join(timeout=3)
+        self._pool.disconnect()
+        self._bus_pool.disconnect()

@@ -1,0 +1,170 @@
+"""RedisStore beyond the shared contract: many workers, Redis outages, gevent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from servers import ROOT, RedisServer, start_redis
+from support import require, wait_for
+
+from flask_lpcall.errors import ConfigError, StoreUnavailableError
+from flask_lpcall.store import store_from_url
+from flask_lpcall.store.redis import RedisStore, redacted
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    import shutil
+
+    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+def test_two_workers_share_state_and_bus(redis_server: RedisServer) -> None:
+    worker_a, worker_b = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    try:
+        got: list[Any] = []
+        sub = worker_b.subscribe("call:s1:consumer", got.append)
+        worker_a.publish("call:s1:consumer", {"type": "description", "from": "agent"})
+        wait_for(lambda: got == [{"type": "description", "from": "agent"}], timeout=5, message="frame crossed workers")
+        worker_a.set("call:s1", {"sessionState": "INVITED"}, ttl=60)
+        worker_b.update("call:s1", lambda d: {**d, "sessionState": "ACCEPTED"})
+        assert worker_a.get("call:s1") == {"sessionState": "ACCEPTED"}
+        sub.close()
+    finally:
+        worker_a.close()
+        worker_b.close()
+
+
+def test_outage_gives_clear_errors_and_recovers(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    other = RedisStore(redis_server.url)
+    try:
+        got: list[Any] = []
+        store.subscribe("conv:c1", got.append)
+        other.publish("conv:c1", "before")
+        wait_for(lambda: got == ["before"], timeout=5, message="message before the outage")
+
+        redis_server.stop()
+        for op in (lambda: store.get("k"), lambda: store.set("k", 1), lambda: store.update("k", lambda v: 1),
+                   lambda: store.publish("conv:c1", "x"), lambda: store.subscribe("conv:c2", got.append),
+                   lambda: store.keys(""), store.ping):
+            with pytest.raises(StoreUnavailableError) as info:
+                op()
+            assert info.value.code == "STORE_UNAVAILABLE"
+            assert f"127.0.0.1:{redis_server.port}" in str(info.value) and "unavailable" in str(info.value)
+
+        redis_server.start()  # same port, empty data (no persistence)
+        wait_for(lambda: _works(store), timeout=10, message="store works again after the restart")
+        assert store.get("k") is None
+        # The subscription made before the outage is live again (the listener re-subscribed).
+        wait_for(lambda: _delivers(other, "conv:c1", got), timeout=10, message="old subscription resumed")
+        fresh: list[Any] = []
+        store.subscribe("conv:c2", fresh.append)
+        other.publish("conv:c2", "new")
+        wait_for(lambda: fresh == ["new"], timeout=5, message="new subscription after the outage")
+    finally:
+        store.close()
+        other.close()
+
+
+def _works(store: RedisStore) -> bool:
+    try:
+        store.set("probe", 1)
+        return store.get("probe") == 1
+    except StoreUnavailableError:
+        return False
+
+
+def _delivers(publisher: RedisStore, channel: str, got: list[Any]) -> bool:
+    token = uuid.uuid4().hex
+    try:
+        publisher.publish(channel, token)
+    except StoreUnavailableError:
+        return False
+    try:
+        wait_for(lambda: token in got, timeout=0.5)
+        return True
+    except AssertionError:
+        return False
+
+
+def test_store_created_while_redis_is_down_starts_working_when_it_comes_up(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    store = RedisStore(redis_server.url)  # no connection at construction: app start does not need Redis
+    try:
+        with pytest.raises(StoreUnavailableError):
+            store.subscribe("agents", lambda m: None)
+        redis_server.start()
+        got: list[Any] = []
+        wait_for(lambda: _subscribed(store, "agents", got), timeout=10, message="subscribe after Redis came up")
+        store.publish("agents", {"changed": True})
+        wait_for(lambda: got == [{"changed": True}], timeout=5, message="message delivered")
+    finally:
+        store.close()
+
+
+def _subscribed(store: RedisStore, channel: str, got: list[Any]) -> bool:
+    try:
+        store.subscribe(channel, got.append)
+        return True
+    except StoreUnavailableError:
+        return False
+
+
+def test_bad_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        store_from_url("redis://127.0.0.1:notaport/0")
+    assert info.value.field == "LPCALL_STORE"
+
+
+def test_password_is_not_shown_in_errors() -> None:
+    assert redacted("redis://user:s3cret@h:6379/0") == "redis://user:***@h:6379/0"
+    assert redacted("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
+    assert redacted("redis://h:6379/0") == "redis://h:6379/0"
+
+
+GEVENT_SCRIPT = textwrap.dedent(
+    """
+    from gevent import monkey; monkey.patch_all()
+    import json, sys, time
+    import gevent
+    from flask_lpcall.store.redis import RedisStore
+
+    url = sys.argv[1]
+    a, b = RedisStore(url), RedisStore(url)
+    got = []
+    subs = [b.subscribe(f"call:{i}:consumer", got.append) for i in range(50)]
+
+    def pair(i):
+        for j in range(20):
+            a.publish(f"call:{i}:consumer", {"i": i, "j": j})
+            a.update(f"n:{i % 5}", lambda v: (v or 0) + 1)
+
+    gevent.joinall([gevent.spawn(pair, i) for i in range(50)], timeout=30)
+    deadline = time.monotonic() + 10
+    while len(got) < 1000 and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    total = sum(a.get(f"n:{k}") for k in range(5))
+    print(json.dumps({"received": len(got), "updates": total}))
+    for s in subs:
+        s.close()
+    a.close(); b.close()
+    """
+)
+
+
+def test_works_under_gevent_monkey_patching(redis_server: RedisServer) -> None:
+    proc = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT, redis_server.url], cwd=ROOT, capture_output=True, check=False,
+                          text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"received": 1000, "updates": 1000}
