@@ -324,3 +324,16 @@ def validate_signal_frame(data: Any) -> dict[str, Any]:
     if not isinstance(kind, str) or kind not in SIGNAL_FRAMES:
         raise BadFrameError(f"type: must be one of {', '.join(SIGNAL_FRAMES)}", field="type")
     return load_or_raise(SIGNAL_FRAMES[kind](), data)
+
+
+# -- report filters (dashboard query string; reporting.py) --------------------------------
+class ReportFilterSchema(Schema):
+    """``since``/``until`` (UTC days, inclusive), ``agent`` id, ``mode`` of the reports page."""
+
+    class Meta:
+        unknown = RAISE
+
+    since = fields.Date(format="%Y-%m-%d")
+    until = fields.Date(format="%Y-%m-%d")
+    agent = fields.String(validate=validate.Length(min=1, max=200))
+    mode = fields.String(validate=validate.OneOf(MODES, error="must be VOICE_CALL or VIDEO_CALL"))
