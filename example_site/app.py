@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, abort, render_template
 
 from flask_lpcall import LPCall
 from flask_lpcall.agent import Agent
@@ -24,12 +24,41 @@ DEMO_AGENTS = {
 }
 
 
+#: The shop's catalog (slug -> product); enough to look like a real small shop.
+PRODUCTS: dict[str, dict[str, str]] = {
+    "aurora-espresso": {
+        "name": "Aurora Espresso",
+        "price": "€14.90 / 500 g",
+        "color": "#5a3522",
+        "summary": "Dark chocolate, hazelnut, a hint of orange.",
+        "description": "Our house espresso: Brazilian and Ethiopian beans roasted medium-dark for a thick crema.",
+    },
+    "fjord-filter": {
+        "name": "Fjord Filter Blend",
+        "price": "€12.50 / 500 g",
+        "color": "#9b6a43",
+        "summary": "Bright and clean, made for pour-over.",
+        "description": "Washed Kenyan and Colombian beans, light roast, notes of blackcurrant and brown sugar.",
+    },
+    "midnight-decaf": {
+        "name": "Midnight Decaf",
+        "price": "€13.90 / 500 g",
+        "color": "#3b2a21",
+        "summary": "Swiss-water decaf with caramel sweetness.",
+        "description": "All the taste, none of the caffeine: decaffeinated with water only, roasted medium.",
+    },
+}
+
+
 def create_app(**config: Any) -> Flask:
     app = Flask(__name__, instance_path=os.path.join(os.path.dirname(__file__), "instance"))
     app.config.update(
         SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-change-me"),
         LPCALL_ENGAGEMENT_WINDOW=True,
     )
+    # Serving config from the environment: FLASK_SECRET_KEY, FLASK_LPCALL_STORE=redis://…,
+    # FLASK_LPCALL_TURN_URLS='["turn:…"]' (values are parsed as JSON when they are JSON).
+    app.config.from_prefixed_env()
     app.config.update(config)
     lpcall = LPCall()
 
@@ -47,11 +76,13 @@ def create_app(**config: Any) -> Flask:
 
     @app.get("/")
     def home() -> str:
-        return render_template("home.html")
+        return render_template("home.html", products=PRODUCTS)
 
     @app.get("/products/<slug>")
     def product(slug: str) -> str:
-        return render_template("product.html", slug=slug)
+        if slug not in PRODUCTS:
+            abort(404)
+        return render_template("product.html", slug=slug, product=PRODUCTS[slug])
 
     @app.get("/support")
     def support() -> str:

@@ -64,7 +64,7 @@ def test_js_bus_agrees_with_vectors(browser: Any, live_server: Any) -> None:
     LPCall(app)
 
     @app.get("/")
-    def page() -> str:
+    def shop_page() -> str:
         return "<!doctype html><html><head><title>contract</title></head><body><p>shop</p></body></html>"
 
     server = live_server(app)
