@@ -195,7 +195,7 @@ def register(bp: Blueprint) -> None:
         recent = [for_export(r) for r in reversed(records[-50:])]
         query = {k: v for k, v in (("since", filters["since"].isoformat()), ("until", filters["until"].isoformat()),
                                    ("agent", filters["agent"]), ("mode", filters["mode"])) if v}
-        return render_template(
+        html = render_template(
             "lpcall/reports.html",
             t=texts,
             lang=state.settings["LPCALL_LOCALE"],
@@ -210,9 +210,18 @@ def register(bp: Blueprint) -> None:
             fmt_duration=format_duration,
             export_csv=url_for("lpcall.agent_reports_export", fmt="csv", **query),
             export_json=url_for("lpcall.agent_reports_export", fmt="json", **query),
-            css_url=url_for("lpcall.lpcall_static", filename="lpcall/lpcall.css") if "lpcall.lpcall_static" in current_app.view_functions else None,
+            css_url=url_for("lpcall.lpcall_static", filename="lpcall/lpcall.css"),
             workspace_url=_workspace_url(),
         )
+        resp = Response(html, status=400 if error else 200)
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Frame-Options"] = "DENY"
+        return resp
+
+    @bp.get("/reports/")
+    def reports_alias() -> Any:
+        query = request.query_string.decode("latin-1")
+        return redirect(url_for("lpcall.agent_reports") + (f"?{query}" if query else ""))
 
     @bp.get("/agent/reports/export.<fmt>")
     def agent_reports_export(fmt: str) -> Any:

@@ -37,7 +37,7 @@ def bar_chart(per_day: Sequence[tuple[date, int]], *, title: str, bar_label: str
         f'width="100%" preserveAspectRatio="xMidYMid meet" role="img" aria-label="{escape(title)}">'),
         f"<title>{escape(title)}</title>",
     ]
-    ticks = sorted({0, top // 2, top}) if top > 1 else [0, top]
+    ticks = list(range(top + 1)) if top <= 5 else sorted({0, top // 2, top})
     for tick in ticks:
         y = _TOP + plot_h - plot_h * tick / top
         parts.append(f'<line class="grid" x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d4da" stroke-width="1"/>')
