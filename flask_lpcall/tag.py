@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from markupsafe import Markup, escape
 
 from .assets import static_dir
@@ -20,6 +20,7 @@ MARKER = "data-lpcall-tag"
 _MARKER_BYTES = MARKER.encode()
 _HEAD_CLOSE = re.compile(rb"</head\s*>", re.IGNORECASE)
 _BODY_OPEN = re.compile(rb"<body(?:\s[^>]*)?>", re.IGNORECASE)
+_FRAME_DESTINATIONS = {"iframe", "frame", "embed", "object", "fencedframe"}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,23 +69,32 @@ def manual_tag(state: LPCallState) -> Markup:
     return Markup(tag_html(state))
 
 
+def path_matches(path: str, prefix: str) -> bool:
+    """``prefix`` covers ``path`` segment-wise: '/admin' covers '/admin' and '/admin/x', not '/administrator'."""
+    if path == prefix or prefix == "/":
+        return True
+    return path.startswith(prefix if prefix.endswith("/") else prefix + "/")
+
+
 def _is_exempt(state: LPCallState) -> bool:
     if g.get("_lpcall_tagged"):
-        return True
+        return True  # placed by hand with lpcall_tag()
     path = request.path
-    if path.startswith(state.url_prefix + "/") or path == state.url_prefix:
+    if path_matches(path, state.url_prefix):
         return True  # the extension's own pages (agent workspace) are not brand pages
-    if any(path.startswith(p) for p in state.settings["LPCALL_EXEMPT_PATHS"]):
+    if any(path_matches(path, p) for p in state.settings["LPCALL_EXEMPT_PATHS"]):
         return True
     endpoint = request.endpoint
     if endpoint:
-        from flask import current_app
-
         view = current_app.view_functions.get(endpoint)
         if view is not None and getattr(view, "_lpcall_exempt", False):
             return True
-    # The tag belongs in the topmost frame only (seed: "deployed in the topmost frame").
-    return request.headers.get("Sec-Fetch-Dest", "document") in {"iframe", "frame", "embed", "object"}
+    return False
+
+
+def _in_frame() -> bool:
+    """The tag belongs in the topmost frame only (seed: "deployed in the topmost frame")."""
+    return request.headers.get("Sec-Fetch-Dest", "document").lower() in _FRAME_DESTINATIONS
 
 
 def inject(state: LPCallState, response: Response) -> Response:
@@ -102,9 +112,13 @@ def inject(state: LPCallState, response: Response) -> Response:
         or _is_exempt(state)
     ):
         return response
+    # Whether the page is tagged depends on where the browser shows it: caches must know.
+    response.vary.add("Sec-Fetch-Dest")
+    if _in_frame():
+        return response
     body = response.get_data()
     if _MARKER_BYTES in body:
-        return response
+        return response  # tagged already (by the site's template or a second hook)
     tag = tag_html(state).encode("utf-8")
     m = _HEAD_CLOSE.search(body)
     if m:
