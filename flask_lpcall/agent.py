@@ -1,14 +1,45 @@
-"""Agents: who they are, what their profile allows. (Workspace views: issue 3.)"""
+"""Agents: who they are, what their profile allows, and the agent workspace.
+
+* ``GET  /agent/``        the workspace (login required)
+* ``GET|POST /agent/login``, ``POST /agent/logout`` (CSRF-protected forms)
+* ``GET  /ws/agent``      the agent socket (PROTOCOL §4; session cookie)
+
+The site says who its agents are with ``@lpcall.agent_authenticator`` (login form)
+and ``@lpcall.agent_loader`` (session -> agent), like Flask-Login's ``user_loader``.
+A profile permission shows a call button only when the global switch is on too, and
+the server enforces the same rule (:func:`check_can_invite`) on every ``call.Invite``.
+"""
 
 from __future__ import annotations
 
+import hmac
+import logging
+import secrets
+import threading
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
+
+from .errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError
+from .schemas import AGENT_REQUESTS, MODES
+
+logger = logging.getLogger(__name__)
 
 PERM_VOICE = "Initiate voice conversation"
 PERM_VIDEO = "Initiate live video conversation"
 PERM_REPORTS = "View reports"
+
+#: mode -> (profile permission, global switch)
+MODE_RULES: dict[str, tuple[str, str]] = {
+    "VOICE_CALL": (PERM_VOICE, "LPCALL_VOICE_ENABLED"),
+    "VIDEO_CALL": (PERM_VIDEO, "LPCALL_VIDEO_ENABLED"),
+}
+
+SESSION_AGENT = "lpcall_agent"
+SESSION_CSRF = "lpcall_csrf"
 
 
 @dataclass(frozen=True)
@@ -20,5 +51,323 @@ class Agent:
     permissions: frozenset[str] = field(default_factory=frozenset)
 
 
+# -- permissions (pure) ---------------------------------------------------------
+def agent_permissions(agent: Any) -> frozenset[str]:
+    return frozenset(getattr(agent, "permissions", None) or ())
+
+
+def mode_allowed(agent: Any, mode: str, settings: Mapping[str, Any]) -> bool:
+    """The button rule: the profile permission AND the global switch (the switch overrides every profile)."""
+    rule = MODE_RULES.get(mode)
+    return bool(rule and settings[rule[1]] and rule[0] in agent_permissions(agent))
+
+
+def call_buttons(agent: Any, settings: Mapping[str, Any]) -> dict[str, bool]:
+    return {mode: mode_allowed(agent, mode, settings) for mode in MODES}
+
+
+def check_can_invite(agent: Any, conversation: Mapping[str, Any] | None, mode: str, settings: Mapping[str, Any]) -> None:
+    """Raise unless ``agent`` may invite ``conversation``'s consumer to a ``mode`` call.
+
+    Codes: ``BAD_FRAME`` (mode), ``MODE_DISABLED`` (global switch off), ``NO_PERMISSION``
+    (profile), ``NOT_FOUND``, ``INVALID_STATE`` (closed), ``NOT_ASSIGNED`` (another
+    agent's or an unassigned conversation), ``NO_COBROWSE`` (the consumer did not
+    declare ``CO_BROWSE``).
+    """
+    rule = MODE_RULES.get(mode)
+    if rule is None:
+        raise BadFrameError("body.mode: must be VOICE_CALL or VIDEO_CALL", field="body.mode")
+    permission, switch = rule
+    if not settings[switch]:
+        raise NotAllowedError(f"body.mode: {mode} is switched off for every agent ({switch})", code="MODE_DISABLED",
+                              field="body.mode")
+    if permission not in agent_permissions(agent):
+        raise NotAllowedError(f"body.mode: your profile lacks the permission {permission!r}", code="NO_PERMISSION",
+                              field="body.mode")
+    if conversation is None:
+        raise NotFoundError("body.conversationId: unknown conversation", field="body.conversationId")
+    if conversation.get("state") != "OPEN":
+        raise InvalidStateError("body.conversationId: the conversation is closed", field="body.conversationId")
+    if conversation.get("agentId") != agent.id:
+        raise NotAllowedError("body.conversationId: the conversation is not assigned to you", code="NOT_ASSIGNED",
+                              field="body.conversationId")
+    if "CO_BROWSE" not in (conversation.get("features") or []):
+        raise NotAllowedError("body.conversationId: the consumer's window did not declare CO_BROWSE; it cannot receive "
+                              "call invitations", code="NO_COBROWSE", field="body.conversationId")
+
+
+# -- session helpers (Flask) ----------------------------------------------------
+def current_agent() -> Any | None:
+    """The logged-in agent, loaded through the site's ``agent_loader`` (None if unknown)."""
+    from .extension import get_state
+
+    agent_id = session.get(SESSION_AGENT)
+    loader = get_state().extension.agent_loader_fn
+    if not agent_id or loader is None:
+        return None
+    try:
+        return loader(agent_id)
+    except Exception:
+        logger.exception("agent_loader failed for %r", agent_id)
+        return None
+
+
+def csrf_token() -> str:
+    token = session.get(SESSION_CSRF)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session[SESSION_CSRF] = token
+    return str(token)
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf_token", "")
+    expected = session.get(SESSION_CSRF, "")
+    if not sent or not expected or not hmac.compare_digest(str(sent), str(expected)):
+        abort(400, description="The form expired or did not come from this site (CSRF token missing or wrong). Reload and try again.")
+
+
+# -- agent socket ---------------------------------------------------------------
+class AgentConnection:
+    """One workspace socket of one logged-in agent."""
+
+    def __init__(self, state: Any, ws: Any, agent: Any) -> None:
+        from .framesocket import FrameSocket
+        from .messaging import conversations
+
+        self.state = state
+        self.settings = state.settings
+        self.agent = agent
+        self.service = conversations(state)
+        self.conn = FrameSocket(ws, max_frame_bytes=self.settings["LPCALL_MAX_FRAME_BYTES"], name="agent")
+        self.socket_id = uuid.uuid4().hex
+        self.available = False
+        self.list_sub: Any = None
+        self.opened: dict[str, Any] = {}
+        self.handlers = {
+            "agent.Subscribe": self.subscribe,
+            "agent.SetAvailable": self.set_available,
+            "agent.Take": self.take,
+            "agent.Open": self.open,
+            "ms.PublishEvent": self.publish_event,
+            "cm.CloseConversation": self.close_conversation,
+            "call.Invite": self.call_invite,
+            "call.Cancel": self.call_cancel,
+            "call.Active": self.call_active,
+            "ping": self.ping,
+        }
+
+    def run(self) -> None:
+        try:
+            self.conn.serve(self.handlers, AGENT_REQUESTS, on_frame=self._touch)
+        finally:
+            if self.available:
+                self.service.set_available(self.agent.id, self.agent.name, self.socket_id, False)
+            if self.list_sub is not None:
+                self.list_sub.close()
+            for sub in self.opened.values():
+                sub.close()
+            self.conn.finish()
+
+    def _touch(self) -> None:
+        if self.available:
+            self.service.touch_presence(self.socket_id)
+
+    def _visible(self, conv_id: str) -> dict[str, Any]:
+        doc = self.service.get(conv_id)
+        if doc is None:
+            raise NotFoundError(f"body.conversationId: unknown conversation {conv_id!r}", field="body.conversationId")
+        if not self.service.visible_to_agent(doc, self.agent.id):
+            raise NotAllowedError("body.conversationId: the conversation is assigned to another agent", code="NOT_ASSIGNED",
+                                  field="body.conversationId")
+        return doc
+
+    def _mine(self, conv_id: str) -> dict[str, Any]:
+        doc = self._visible(conv_id)
+        if doc.get("agentId") != self.agent.id:
+            raise NotAllowedError("body.conversationId: take the conversation first (agent.Take)", code="NOT_ASSIGNED",
+                                  field="body.conversationId")
+        return doc
+
+    def _row(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        return self.service.summary(doc)
+
+    # -- requests ----------------------------------------------------------------
+    def subscribe(self, env: dict[str, Any], body: dict[str, Any]) -> None:
+        lock = threading.RLock()
+
+        def on_bus(message: Any) -> None:
+            if not isinstance(message, dict) or message.get("type") != "meta":
+                return
+            doc = message["conversation"]
+            with lock:
+                if self.service.visible_to_agent(doc, self.agent.id):
+                    self.conn.notify("agent.ConversationChange", {"conversation": self._row(doc), "visible": True})
+                else:  # taken by another agent: just enough to drop it from the list
+                    self.conn.notify(
+                        "agent.ConversationChange",
+                        {"conversation": {"convId": doc["convId"], "agentId": doc["agentId"], "state": doc["state"]},
+                         "visible": False},
+                    )
+
+        with lock:
+            if self.list_sub is None:
+                from .conversations import CH_AGENTS
+
+                self.list_sub = self.state.store.subscribe(CH_AGENTS, on_bus)
+            rows = [self._row(d) for d in self.service.for_agent(self.agent.id)]
+            self.conn.respond(env["id"], env["type"], {"agentId": self.agent.id, "name": self.agent.name})
+            self.conn.notify("agent.ConversationList", {"conversations": rows})
+        self._set_available(body["available"])
+
+    def _set_available(self, available: bool) -> None:
+        if available != self.available:
+            self.available = available
+            self.service.set_available(self.agent.id, self.agent.name, self.socket_id, available)
+
+    def set_available(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        self._set_available(body["available"])
+        return {"available": self.available}
+
+    def take(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        doc = self.service.take(body["conversationId"], self.agent.id, self.agent.name)
+        return {"conversation": self._row(doc)}
+
+    def open(self, env: dict[str, Any], body: dict[str, Any]) -> None:
+        from .messaging import MessagingSubscription
+
+        doc = self._visible(body["conversationId"])
+        old = self.opened.pop(doc["convId"], None)
+        if old is not None:
+            old.close()
+        sub = MessagingSubscription(self.conn, self.state.store, self.service, doc["convId"], body["fromSeq"])
+        self.opened[doc["convId"]] = sub
+        self.conn.respond(env["id"], env["type"], {"conversation": self._row(doc)})
+        sub.send_history()
+
+    def publish_event(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        from .conversations import ROLE_AGENT
+        from .messaging import check_message
+
+        doc = self._mine(body["conversationId"])
+        text = check_message(body["event"]["message"], self.settings["LPCALL_MAX_MESSAGE_LENGTH"])
+        event = self.service.post(doc["convId"], ROLE_AGENT, self.agent.id, text)
+        return {"sequence": event["sequence"]}
+
+    def close_conversation(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        doc = self._mine(body["conversationId"])
+        closed = self.service.close(doc["convId"])
+        return {"conversationId": closed["convId"], "state": closed["state"]}
+
+    def _calls(self) -> Any:
+        from .framesocket import NotImplementedYetError
+
+        calls = self.state.services.get("calls")
+        if calls is None:
+            raise NotImplementedYetError("calls are not available on this server (no call service installed)")
+        return calls
+
+    def _fresh_agent(self) -> Any:
+        """Reload the agent so a changed profile (or a removed agent) counts at once."""
+        loader = self.state.extension.agent_loader_fn
+        agent = loader(self.agent.id) if loader is not None else None
+        if agent is None:
+            raise NotAllowedError("you are no longer a known agent; log in again", code="NOT_AUTHENTICATED")
+        self.agent = agent
+        return agent
+
+    def call_invite(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        agent = self._fresh_agent()
+        conv = self.service.get(body["conversationId"])
+        check_can_invite(agent, conv, body["mode"], self.settings)
+        result: dict[str, Any] = self._calls().invite(agent, body["conversationId"], body["mode"])
+        return result
+
+    def call_cancel(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        result = self._calls().cancel(self._fresh_agent(), body["serviceId"])
+        return {"serviceId": body["serviceId"], "sessionState": "CLOSED", "call": result}
+
+    def call_active(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        calls = self.state.services.get("calls")
+        return {"calls": calls.active_for_agent(self.agent.id) if calls is not None else []}
+
+    def ping(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+# -- routes -----------------------------------------------------------------------
 def register(bp: Blueprint) -> None:
-    return None
+    from .extension import get_state
+    from .framesocket import CLOSE_POLICY, FrameSocket
+    from .messaging import check_origin, sock
+
+    def workspace_context(agent: Any) -> dict[str, Any]:
+        state = get_state()
+        return {
+            "agent": agent,
+            "texts": state.texts,
+            "csrf_token": csrf_token(),
+            "buttons": call_buttons(agent, state.settings),
+            "base": state.url_prefix,
+            "lang": state.settings["LPCALL_LOCALE"],
+            "can_view_reports": PERM_REPORTS in agent_permissions(agent),
+        }
+
+    @bp.get("/agent/")
+    def agent_workspace() -> Any:
+        agent = current_agent()
+        if agent is None:
+            return redirect(url_for("lpcall.agent_login"))
+        resp = Response(render_template("lpcall/agent_workspace.html", **workspace_context(agent)))
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Frame-Options"] = "DENY"
+        return resp
+
+    @bp.route("/agent/login", methods=["GET", "POST"])
+    def agent_login() -> Any:
+        state = get_state()
+        error = None
+        status = 200
+        if request.method == "POST":
+            check_csrf()
+            auth = state.extension.agent_authenticator_fn
+            username = request.form.get("username", "")[:200]
+            password = request.form.get("password", "")[:500]
+            agent = auth(username, password) if auth is not None and username and password else None
+            if agent is not None:
+                session[SESSION_AGENT] = agent.id
+                session[SESSION_CSRF] = secrets.token_urlsafe(32)  # a fresh token after login
+                logger.info("agent %s logged in", agent.id)
+                return redirect(url_for("lpcall.agent_workspace"))
+            error = state.texts["agent.bad_login"]
+            status = 401
+        elif current_agent() is not None:
+            return redirect(url_for("lpcall.agent_workspace"))
+        html = render_template("lpcall/agent_login.html", texts=state.texts, csrf_token=csrf_token(), error=error,
+                               base=state.url_prefix, lang=state.settings["LPCALL_LOCALE"])
+        resp = Response(html, status=status)
+        resp.headers["X-Frame-Options"] = "DENY"
+        return resp
+
+    @bp.post("/agent/logout")
+    def agent_logout() -> Any:
+        check_csrf()
+        session.pop(SESSION_AGENT, None)
+        session.pop(SESSION_CSRF, None)
+        return redirect(url_for("lpcall.agent_login"))
+
+    @sock.route("/ws/agent", bp=bp)
+    def agent_socket(ws: Any) -> None:
+        state = get_state()
+        if not check_origin(state):
+            logger.warning("agent socket from foreign origin %r refused", request.headers.get("Origin"))
+            ws.close(CLOSE_POLICY, "origin not allowed")
+            return
+        agent = current_agent()
+        if agent is None:
+            conn = FrameSocket(ws, max_frame_bytes=state.settings["LPCALL_MAX_FRAME_BYTES"], name="agent")
+            conn.error(None, NotAllowedError("log in to the agent workspace first", code="NOT_AUTHENTICATED"))
+            conn.close(CLOSE_POLICY, "not logged in")
+            conn.finish()
+            return
+        AgentConnection(state, ws, agent).run()

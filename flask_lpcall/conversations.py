@@ -1,0 +1,408 @@
+"""Web-messaging conversations: a store-backed service (no Flask import).
+
+A conversation belongs to one consumer, is routed to an available agent (a simple
+queue: the least-loaded available agent, oldest conversation first) or taken by an
+agent, and keeps a transcript of consumer, agent and system messages. Every change
+is published on the bus (PROTOCOL §6) so the sockets on any worker can push it:
+
+* ``conv:<convId>``   ``{"type": "event", "conversationId", "event"}`` and ``{"type": "meta", "conversation"}``
+* ``consumer:<cid>``  ``{"type": "meta", "conversation"}`` (the consumer's conversations)
+* ``agents``          ``{"type": "meta", "conversation"}`` (the workspace lists)
+
+Values in the store are JSON only; all writes of the conversation document go
+through ``store.update`` so two workers never lose each other's changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import texts as text_catalog
+from .errors import InvalidStateError, NotAllowedError, NotFoundError
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+ROLE_CONSUMER = "CONSUMER"
+ROLE_AGENT = "AGENT"
+ROLE_SYSTEM = "SYSTEM"
+STATE_OPEN = "OPEN"
+STATE_CLOSE = "CLOSE"
+FEATURE_COBROWSE = "CO_BROWSE"
+
+#: Most conversations the router assigns to one agent automatically (Take has no limit).
+AUTO_ASSIGN_LIMIT = 8
+#: Characters of the last message kept for the workspace list.
+PREVIEW_CHARS = 140
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def k_conv(conv_id: str) -> str:
+    return f"conv:{conv_id}"
+
+
+def k_events(conv_id: str) -> str:
+    return f"conv:{conv_id}:events"
+
+
+def k_consumer_convs(consumer_id: str) -> str:
+    return f"consumer:{consumer_id}:convs"
+
+
+def k_agent_convs(agent_id: str) -> str:
+    return f"agent:{agent_id}:convs"
+
+
+def k_agent_socket(socket_id: str) -> str:
+    return f"agentsock:{socket_id}"
+
+
+K_OPEN = "convs:open"
+K_AVAILABLE = "agents:available"
+CH_AGENTS = "agents"
+
+
+def ch_conv(conv_id: str) -> str:
+    return f"conv:{conv_id}"
+
+
+def ch_consumer(consumer_id: str) -> str:
+    return f"consumer:{consumer_id}"
+
+
+class ConversationService:
+    """Conversations, transcripts and routing on top of a :class:`~flask_lpcall.store.Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        texts: Mapping[str, str],
+        *,
+        ttl: float = 24 * 3600,
+        presence_ttl: float = 30.0,
+        clock: Callable[[], int] = _now_ms,
+        on_opened: Callable[[dict[str, Any]], None] | None = None,
+        on_message: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.texts = texts
+        self.ttl = ttl
+        self.presence_ttl = presence_ttl
+        self.clock = clock
+        self.on_opened = on_opened
+        self.on_message = on_message
+
+    # -- reading ---------------------------------------------------------------
+    def get(self, conv_id: str) -> dict[str, Any] | None:
+        """The conversation document (``consumerId, agentId, agentName, features, visitorName, state`` …)."""
+        if not isinstance(conv_id, str) or not conv_id:
+            return None
+        doc: dict[str, Any] | None = self.store.get(k_conv(conv_id))
+        return doc
+
+    def require(self, conv_id: str) -> dict[str, Any]:
+        doc = self.get(conv_id)
+        if doc is None:
+            raise NotFoundError(f"unknown conversation {conv_id!r}", field="conversationId")
+        return doc
+
+    def for_consumer(self, consumer_id: str, states: tuple[str, ...] = (STATE_OPEN,)) -> list[dict[str, Any]]:
+        """The consumer's conversations in ``states``, oldest first."""
+        out = []
+        for conv_id in self.store.members(k_consumer_convs(consumer_id)):
+            doc = self.get(conv_id)
+            if doc is None:
+                self.store.remove(k_consumer_convs(consumer_id), conv_id)
+            elif doc["state"] in states:
+                out.append(doc)
+        return sorted(out, key=lambda d: d["startTs"])
+
+    def open_conversations(self) -> list[dict[str, Any]]:
+        out = []
+        for conv_id in self.store.members(K_OPEN):
+            doc = self.get(conv_id)
+            if doc is None or doc["state"] != STATE_OPEN:
+                self.store.remove(K_OPEN, conv_id)
+            else:
+                out.append(doc)
+        return sorted(out, key=lambda d: d["startTs"])
+
+    def visible_to_agent(self, doc: Mapping[str, Any], agent_id: str) -> bool:
+        """An agent sees the queue (unassigned) and its own conversations."""
+        return doc.get("agentId") in (None, agent_id)
+
+    def for_agent(self, agent_id: str) -> list[dict[str, Any]]:
+        return [d for d in self.open_conversations() if self.visible_to_agent(d, agent_id)]
+
+    def events(self, conv_id: str, from_seq: int = 0) -> list[dict[str, Any]]:
+        """Transcript events from ``from_seq`` on, each with its ``sequence``."""
+        items = self.store.range(k_events(conv_id), max(from_seq, 0), -1)
+        return [{**item, "sequence": max(from_seq, 0) + i} for i, item in enumerate(items)]
+
+    # -- opening ---------------------------------------------------------------
+    def open(
+        self,
+        consumer_id: str,
+        *,
+        visitor_name: str | None = None,
+        features: list[str] | None = None,
+        brand_id: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """The consumer's open conversation, or a new one routed to an agent. Returns (doc, created)."""
+        existing = self.for_consumer(consumer_id)
+        if existing:
+            doc = existing[-1]
+            if features is not None and sorted(set(features)) != doc.get("features"):
+                doc = self.set_features(doc["convId"], features) or doc
+            return doc, False
+        now = self.clock()
+        conv_id = str(uuid.uuid4())
+        doc = {
+            "convId": conv_id,
+            "consumerId": consumer_id,
+            "visitorName": (visitor_name or "").strip() or None,
+            "features": sorted(set(features or [])),
+            "brandId": brand_id,
+            "agentId": None,
+            "agentName": None,
+            "state": STATE_OPEN,
+            "startTs": now,
+            "metaDataLastUpdateTs": now,
+            "lastMessage": None,
+            "cobrowse": None,
+        }
+        self.store.set(k_conv(conv_id), doc, ttl=self.ttl)
+        self.store.add(k_consumer_convs(consumer_id), conv_id, ttl=self.ttl)
+        self.store.add(K_OPEN, conv_id)
+        logger.info("conversation %s opened by consumer %s", conv_id, consumer_id)
+        self._publish_meta(doc)
+        if self.on_opened is not None:
+            self.on_opened(doc)
+        routed = self.route(conv_id)
+        return routed or doc, True
+
+    def set_features(self, conv_id: str, features: list[str]) -> dict[str, Any] | None:
+        """Record the features the consumer's connection declared (the CO_BROWSE gate)."""
+        wanted = sorted(set(features))
+        doc = self._update(conv_id, lambda d: {**d, "features": wanted})
+        return doc
+
+    # -- messages --------------------------------------------------------------
+    def post(
+        self, conv_id: str, role: str, originator_id: str, message: str, *, system_key: str | None = None
+    ) -> dict[str, Any]:
+        """Append a text message to the transcript and push it to both sides."""
+        doc = self.require(conv_id)
+        if doc["state"] != STATE_OPEN and role != ROLE_SYSTEM:
+            raise InvalidStateError("the conversation is closed", field="conversationId")
+        now = self.clock()
+        event: dict[str, Any] = {
+            "originatorId": originator_id,
+            "role": role,
+            "event": {"type": "ContentEvent", "contentType": "text/plain", "message": message},
+            "serverTimestamp": now,
+        }
+        if system_key:
+            event["systemKey"] = system_key
+        length = self.store.append(k_events(conv_id), event, ttl=self.ttl)
+        event["sequence"] = length - 1
+        preview = {"text": message[:PREVIEW_CHARS], "role": role, "ts": now, "sequence": length - 1}
+        updated = self._update(conv_id, lambda d: {**d, "lastMessage": preview}, publish=False)
+        self.store.publish(ch_conv(conv_id), {"type": "event", "conversationId": conv_id, "event": event})
+        if updated is not None:
+            self.store.publish(CH_AGENTS, {"type": "meta", "conversation": updated})
+        if self.on_message is not None and updated is not None:
+            self.on_message(updated, event)
+        return event
+
+    def add_system_message(self, conv_id: str, text_key: str, **params: Any) -> dict[str, Any] | None:
+        """Render ``text_key`` from the catalog and append it as a SYSTEM message (PROTOCOL §10)."""
+        if self.get(conv_id) is None:
+            logger.warning("system message %s for unknown conversation %s", text_key, conv_id)
+            return None
+        text = text_catalog.render(self.texts, text_key, **params)
+        return self.post(conv_id, ROLE_SYSTEM, "system", text, system_key=text_key)
+
+    # -- agents ------------------------------------------------------------------
+    def take(self, conv_id: str, agent_id: str, agent_name: str) -> dict[str, Any]:
+        """Assign the conversation to the agent (unassigned or already theirs)."""
+        self.require(conv_id)
+        state: dict[str, Any] = {}
+
+        def assign(d: dict[str, Any] | None) -> dict[str, Any] | None:
+            if d is None:
+                raise NotFoundError(f"unknown conversation {conv_id!r}", field="conversationId")
+            if d["state"] != STATE_OPEN:
+                raise InvalidStateError("the conversation is closed", field="conversationId")
+            if d["agentId"] not in (None, agent_id):
+                raise NotAllowedError("the conversation is assigned to another agent", code="NOT_ASSIGNED", field="conversationId")
+            state["new"] = d["agentId"] is None
+            return {**d, "agentId": agent_id, "agentName": agent_name, "metaDataLastUpdateTs": self.clock()}
+
+        doc = self.store.update(k_conv(conv_id), assign, ttl=self.ttl)
+        assert doc is not None
+        if state["new"]:
+            self.store.add(k_agent_convs(agent_id), conv_id, ttl=self.ttl)
+            logger.info("conversation %s assigned to agent %s", conv_id, agent_id)
+            self._publish_meta(doc)
+            self.add_system_message(conv_id, "system.agent_joined", agent=agent_name)
+        return doc
+
+    def agent_load(self, agent_id: str) -> int:
+        n = 0
+        for conv_id in self.store.members(k_agent_convs(agent_id)):
+            doc = self.get(conv_id)
+            if doc is None or doc["state"] != STATE_OPEN or doc["agentId"] != agent_id:
+                self.store.remove(k_agent_convs(agent_id), conv_id)
+            else:
+                n += 1
+        return n
+
+    def set_available(self, agent_id: str, agent_name: str, socket_id: str, available: bool) -> None:
+        """An agent socket is (not) taking new conversations; available ones get the queue."""
+        member = f"{socket_id}|{agent_id}"
+        if available:
+            self.store.set(k_agent_socket(socket_id), {"agentId": agent_id, "agentName": agent_name}, ttl=self.presence_ttl)
+            self.store.add(K_AVAILABLE, member)
+            for doc in self.open_conversations():
+                if doc["agentId"] is None and self.route(doc["convId"]) is None:
+                    break
+        else:
+            self.store.remove(K_AVAILABLE, member)
+            self.store.delete(k_agent_socket(socket_id))
+
+    def touch_presence(self, socket_id: str) -> None:
+        self.store.expire(k_agent_socket(socket_id), self.presence_ttl)
+
+    def available_agents(self) -> dict[str, str]:
+        """agentId -> name of agents with a live available socket."""
+        out: dict[str, str] = {}
+        for member in self.store.members(K_AVAILABLE):
+            socket_id, _, agent_id = member.partition("|")
+            presence = self.store.get(k_agent_socket(socket_id))
+            if presence is None:
+                self.store.remove(K_AVAILABLE, member)
+            else:
+                out[agent_id] = presence["agentName"]
+        return out
+
+    def route(self, conv_id: str) -> dict[str, Any] | None:
+        """Give an unassigned conversation to the least-loaded available agent (None: nobody free)."""
+        candidates = sorted((self.agent_load(a), a, name) for a, name in self.available_agents().items())
+        for load, agent_id, name in candidates:
+            if load >= AUTO_ASSIGN_LIMIT:
+                return None
+            try:
+                return self.take(conv_id, agent_id, name)
+            except NotAllowedError:
+                return None  # someone else took it meanwhile
+            except (NotFoundError, InvalidStateError):
+                return None
+        return None
+
+    # -- closing -----------------------------------------------------------------
+    def close(self, conv_id: str) -> dict[str, Any]:
+        self.require(conv_id)
+        doc = self._update(conv_id, lambda d: {**d, "state": STATE_CLOSE})
+        assert doc is not None
+        self.store.remove(K_OPEN, conv_id)
+        if doc.get("agentId"):
+            self.store.remove(k_agent_convs(doc["agentId"]), conv_id)
+        logger.info("conversation %s closed", conv_id)
+        return doc
+
+    # -- calls (PROTOCOL §10) ------------------------------------------------------
+    def set_cobrowse_dialog(self, conv_id: str, dialog: dict[str, Any]) -> dict[str, Any] | None:
+        """Store the COBROWSE dialog and push a change notification to the consumer and agents."""
+        return self._update(conv_id, lambda d: {**d, "cobrowse": dialog})
+
+    # -- wire shapes (PROTOCOL §3) ---------------------------------------------------
+    @staticmethod
+    def messaging_dialog(doc: Mapping[str, Any]) -> dict[str, Any]:
+        participants = [doc["consumerId"]] + ([doc["agentId"]] if doc.get("agentId") else [])
+        return {
+            "dialogId": doc["convId"],
+            "participants": participants,
+            "dialogType": "MAIN",
+            "channelType": "MESSAGING",
+            "state": doc["state"],
+            "creationTs": doc["startTs"],
+            "metaDataLastUpdateTs": doc["metaDataLastUpdateTs"],
+        }
+
+    @classmethod
+    def conversation_details(cls, doc: Mapping[str, Any]) -> dict[str, Any]:
+        dialogs = [cls.messaging_dialog(doc)]
+        if doc.get("cobrowse"):
+            dialogs.append(doc["cobrowse"])
+        participants = [doc["consumerId"]] + ([doc["agentId"]] if doc.get("agentId") else [])
+        return {
+            "convId": doc["convId"],
+            "state": doc["state"],
+            "participants": participants,
+            "dialogs": dialogs,
+            "startTs": doc["startTs"],
+            "metaDataLastUpdateTs": doc["metaDataLastUpdateTs"],
+            "visitorName": doc.get("visitorName"),
+            "features": list(doc.get("features") or []),
+            "agent": {"id": doc["agentId"], "name": doc["agentName"]} if doc.get("agentId") else None,
+        }
+
+    @classmethod
+    def change(cls, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """One ``changes[]`` entry of a ``cqm.ExConversationChangeNotification``."""
+        return {
+            "type": "UPSERT",
+            "result": {"convId": doc["convId"], "effectiveTTR": -1, "conversationDetails": cls.conversation_details(doc)},
+        }
+
+    @staticmethod
+    def summary(doc: Mapping[str, Any]) -> dict[str, Any]:
+        """A row of the agent's conversation list (PROTOCOL §4)."""
+        call = None
+        dialog = doc.get("cobrowse")
+        if dialog:
+            meta = dialog.get("metaData") or {}
+            if meta.get("sessionState") in ("INVITED", "ACCEPTED"):
+                call = {"serviceId": meta.get("serviceId"), "mode": meta.get("mode"), "sessionState": meta.get("sessionState")}
+        return {
+            "convId": doc["convId"],
+            "consumerId": doc["consumerId"],
+            "visitorName": doc.get("visitorName"),
+            "features": list(doc.get("features") or []),
+            "agentId": doc.get("agentId"),
+            "agentName": doc.get("agentName"),
+            "state": doc["state"],
+            "startTs": doc["startTs"],
+            "lastMessage": doc.get("lastMessage"),
+            "call": call,
+        }
+
+    # -- internals -----------------------------------------------------------------
+    def _update(
+        self, conv_id: str, fn: Callable[[dict[str, Any]], dict[str, Any]], *, publish: bool = True
+    ) -> dict[str, Any] | None:
+        def apply(d: dict[str, Any] | None) -> dict[str, Any] | None:
+            if d is None:
+                return None
+            new = fn(d)
+            new["metaDataLastUpdateTs"] = max(self.clock(), d["metaDataLastUpdateTs"])
+            return new
+
+        doc: dict[str, Any] | None = self.store.update(k_conv(conv_id), apply, ttl=self.ttl)
+        if doc is not None and publish:
+            self._publish_meta(doc)
+        return doc
+
+    def _publish_meta(self, doc: dict[str, Any]) -> None:
+        message = {"type": "meta", "conversation": doc}
+        self.store.publish(ch_conv(doc["convId"]), message)
+        self.store.publish(ch_consumer(doc["consumerId"]), message)
+        self.store.publish(CH_AGENTS, message)

@@ -1,0 +1,216 @@
+"""The JSON request/response envelope shared by the consumer and agent sockets (PROTOCOL §3, §4).
+
+``FrameSocket`` wraps a flask-sock (simple-websocket) connection:
+
+* every outgoing frame goes through one queue drained by one writer thread, so
+  bus callbacks (which run on other threads, possibly a Redis listener) never
+  block and never write to the socket concurrently (``ws.send`` is not thread-safe);
+* :meth:`serve` reads frames, enforces ``LPCALL_MAX_FRAME_BYTES``, validates the
+  envelope, dispatches to a handler and answers with a response or an error
+  frame naming the problem — a bad frame never ends the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from simple_websocket import ConnectionClosed
+
+from .errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError, StoreUnavailableError
+from .schemas import validate_envelope, validate_request_body
+
+logger = logging.getLogger(__name__)
+
+#: Frames waiting for a slow client before the server gives up on it.
+MAX_PENDING_FRAMES = 2000
+#: close code for a policy violation (bad Origin, not logged in), RFC 6455.
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+
+Handler = Callable[[dict[str, Any], dict[str, Any]], "dict[str, Any] | None"]
+
+_UNAUTHENTICATED = {"TOKEN_INVALID", "TOKEN_EXPIRED", "NOT_AUTHENTICATED"}
+
+
+class TooLargeError(LPCallError):
+    """A frame or message is over its configured limit (answered with 413)."""
+
+    code = "TOO_LARGE"
+
+
+class NotImplementedYetError(LPCallError):
+    """A capability that is not installed on this server (answered with 501)."""
+
+    code = "NOT_IMPLEMENTED"
+
+
+def status_for(exc: LPCallError) -> int:
+    if isinstance(exc, BadFrameError):
+        return 400
+    if isinstance(exc, TooLargeError):
+        return 413
+    if isinstance(exc, NotImplementedYetError):
+        return 501
+    if isinstance(exc, StoreUnavailableError):
+        return 503
+    if isinstance(exc, NotAllowedError):
+        return 401 if exc.code in _UNAUTHENTICATED else 403
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, InvalidStateError):
+        return 409
+    return 400
+
+
+def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:
+    """PROTOCOL §1: the request's own origin or one of ``LPCALL_ALLOWED_ORIGINS``.
+
+    Browsers always send ``Origin`` on a WebSocket handshake; a client without one
+    is not a browser page (no cross-site risk) and is let through.
+    """
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/")
+    if origin in {o.rstrip("/") for o in allowed}:
+        return True
+    try:
+        return urlsplit(origin).netloc.lower() == host.lower() and bool(host)
+    except ValueError:
+        return False
+
+
+class FrameSocket:
+    """One WebSocket with a single writer thread and the request/response envelope."""
+
+    def __init__(self, ws: Any, *, max_frame_bytes: int, name: str = "socket") -> None:
+        self.ws = ws
+        self.max_frame_bytes = max_frame_bytes
+        self.name = name
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._send_lock = threading.Lock()
+        self.closed = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name=f"lpcall-{name}-writer", daemon=True)
+        self._writer.start()
+
+    # -- sending -------------------------------------------------------------
+    def send(self, frame: Mapping[str, Any]) -> None:
+        """Queue a frame; safe from any thread, never blocks on the network."""
+        if self.closed.is_set():
+            return
+        if self._queue.qsize() > MAX_PENDING_FRAMES:
+            logger.warning("%s: client too slow (%d frames pending), closing", self.name, self._queue.qsize())
+            self.close(CLOSE_TRY_AGAIN, "too many pending frames")
+            return
+        self._queue.put(("frame", json.dumps(frame, separators=(",", ":"))))
+
+    def respond(self, req_id: Any, kind: str, body: Mapping[str, Any] | None = None) -> None:
+        self.send({"kind": "resp", "reqId": req_id, "code": 200, "type": f"{kind}Response", "body": dict(body or {})})
+
+    def error(self, req_id: Any, exc: LPCallError) -> None:
+        self.send(
+            {
+                "kind": "resp",
+                "reqId": req_id,
+                "code": status_for(exc),
+                "type": "GenericResponse",
+                "body": {"error": exc.to_dict()},
+            }
+        )
+
+    def notify(self, kind: str, body: Mapping[str, Any]) -> None:
+        self.send({"kind": "notification", "type": kind, "body": dict(body)})
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after the frames already queued have been sent."""
+        self._queue.put(("close", (code, reason)))
+
+    def _write_loop(self) -> None:
+        while True:
+            action, payload = self._queue.get()
+            if action == "stop":
+                return
+            try:
+                with self._send_lock:
+                    if action == "frame":
+                        self.ws.send(payload)
+                    else:
+                        self.closed.set()
+                        self.ws.close(*payload)
+                        return
+            except (ConnectionClosed, OSError) as exc:
+                logger.debug("%s: send failed (%s)", self.name, exc)
+                self.closed.set()
+                return
+            except Exception:  # pragma: no cover - a bug must not leave the thread dead silently
+                logger.exception("%s: writer failed", self.name)
+                self.closed.set()
+                return
+
+    def finish(self, timeout: float = 2.0) -> None:
+        """Let queued frames go out, then stop the writer."""
+        self._queue.put(("stop", None))
+        self._writer.join(timeout)
+        self.closed.set()
+
+    # -- receiving -----------------------------------------------------------
+    def serve(
+        self,
+        handlers: Mapping[str, Handler],
+        registry: Mapping[str, Any],
+        *,
+        on_frame: Callable[[], None] | None = None,
+    ) -> None:
+        """Read and dispatch frames until the client goes away."""
+        while not self.closed.is_set():
+            try:
+                raw = self.ws.receive(timeout=5)
+            except ConnectionClosed:
+                return
+            if raw is None:
+                if not getattr(self.ws, "connected", True):
+                    return
+                continue
+            if on_frame is not None:
+                on_frame()
+            self.handle_raw(raw, handlers, registry)
+
+    def handle_raw(self, raw: Any, handlers: Mapping[str, Handler], registry: Mapping[str, Any]) -> None:
+        req_id: Any = None
+        try:
+            if isinstance(raw, (bytes, bytearray)):
+                raise BadFrameError("(frame): binary frames are not accepted; send JSON text", field="(frame)")
+            size = len(raw.encode("utf-8"))
+            if size > self.max_frame_bytes:
+                raise TooLargeError(
+                    f"(frame): {size} bytes is over the limit of {self.max_frame_bytes} (LPCALL_MAX_FRAME_BYTES)",
+                    field="(frame)",
+                )
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise BadFrameError(f"(frame): not valid JSON ({exc.msg} at {exc.pos})", field="(frame)") from None
+            if isinstance(data, dict):
+                candidate = data.get("id")
+                if isinstance(candidate, (str, int)) and not isinstance(candidate, bool) and len(str(candidate)) <= 100:
+                    req_id = candidate
+            envelope = validate_envelope(data)
+            body = validate_request_body(dict(registry), envelope["type"], envelope["body"])
+            handler = handlers[envelope["type"]]
+            result = handler(envelope, body)
+            if result is not None:
+                kind = "pong" if envelope["type"] == "ping" else envelope["type"]
+                if kind == "pong":
+                    self.send({"kind": "resp", "reqId": req_id, "code": 200, "type": "pong", "body": {}})
+                else:
+                    self.respond(req_id, kind, result)
+        except LPCallError as exc:
+            self.error(req_id, exc)
+        except Exception:
+            logger.exception("%s: handler failed", self.name)
+            self.error(req_id, LPCallError("internal error; the request was not processed", code="INTERNAL"))

@@ -1,0 +1,292 @@
+"""Consumer side of web messaging: the Messaging-Window-style socket and the consumer HTTP API.
+
+* ``GET  /ws/consumer``           PROTOCOL §3 (InitConnection, conversations, messages, metadata)
+* ``POST /api/consumer/session``  a signed consumer identity (PROTOCOL §1)
+* ``GET  /api/client-config``     texts and switches for the browser code
+
+Pushes travel through ``store.publish``/``subscribe`` only, so the other end may
+be connected to another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from flask_sock import Sock
+
+from . import signals
+from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
+from .errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
+from .extension import LPCallState, get_state
+from .framesocket import CLOSE_POLICY, FrameSocket, TooLargeError, origin_allowed
+from .schemas import CONSUMER_REQUESTS, validate_init_headers
+from .store import Subscription
+
+logger = logging.getLogger(__name__)
+
+sock = Sock()
+
+#: Extra room simple-websocket allows above LPCALL_MAX_FRAME_BYTES before it drops the
+#: connection (1009); frames in between get a 413 error frame and the socket stays up.
+TRANSPORT_SLACK = 4
+
+
+def init_state(app: Flask, state: LPCallState) -> None:
+    s = state.settings
+    service = ConversationService(
+        state.store,
+        state.texts,
+        ttl=s["LPCALL_CONVERSATION_TTL"],
+        presence_ttl=max(3 * s["LPCALL_HEARTBEAT_INTERVAL"], 5.0),
+        on_opened=lambda doc: signals.conversation_opened.send(app, conversation=doc),
+        on_message=lambda doc, event: signals.message_sent.send(app, conversation=doc, event=event),
+    )
+    state.services["conversations"] = service
+    # simple-websocket pings every heartbeat and drops a socket that misses a pong.
+    opts = app.config.setdefault("SOCK_SERVER_OPTIONS", {})
+    opts.setdefault("ping_interval", s["LPCALL_HEARTBEAT_INTERVAL"])
+    opts.setdefault("max_message_size", TRANSPORT_SLACK * s["LPCALL_MAX_FRAME_BYTES"])
+
+
+def conversations(state: LPCallState | None = None) -> ConversationService:
+    service: ConversationService = (state or get_state()).services["conversations"]
+    return service
+
+
+def check_message(text: str, limit: int, field: str = "body.event.message") -> str:
+    """The limits every chat message obeys, on both sockets."""
+    if len(text) > limit:
+        raise TooLargeError(f"{field}: {len(text)} characters is over the limit of {limit} (LPCALL_MAX_MESSAGE_LENGTH)",
+                            field=field)
+    if not text.strip():
+        raise BadFrameError(f"{field}: must not be empty", field=field)
+    return text
+
+
+def check_origin(state: LPCallState) -> bool:
+    return origin_allowed(request.headers.get("Origin"), request.host, state.settings["LPCALL_ALLOWED_ORIGINS"])
+
+
+class MessagingSubscription:
+    """Transcript events of one conversation, in order, without gaps or duplicates."""
+
+    def __init__(self, conn: FrameSocket, store: Any, service: ConversationService, conv_id: str, from_seq: int) -> None:
+        self.conn = conn
+        self.conv_id = conv_id
+        self.next_seq = from_seq
+        self._lock = threading.RLock()
+        with self._lock:
+            self.sub: Subscription = store.subscribe(ch_conv(conv_id), self._on_bus)
+            self.history = service.events(conv_id, from_seq)
+            if self.history:
+                self.next_seq = self.history[-1]["sequence"] + 1
+
+    def send_history(self) -> None:
+        with self._lock:
+            self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": self.history})
+            self.history = []
+
+    def _on_bus(self, message: Any) -> None:
+        if not isinstance(message, dict) or message.get("type") != "event":
+            return
+        event = message["event"]
+        with self._lock:
+            if event["sequence"] < self.next_seq:
+                return
+            self.next_seq = event["sequence"] + 1
+            self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": [event]})
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+class ConsumerConnection:
+    """One consumer socket: identity from InitConnection, then the consumer's own conversations only."""
+
+    def __init__(self, state: LPCallState, ws: Any) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.service = conversations(state)
+        self.conn = FrameSocket(ws, max_frame_bytes=self.settings["LPCALL_MAX_FRAME_BYTES"], name="consumer")
+        self.consumer_id: str | None = None
+        self.features: list[str] = []
+        self.messaging: dict[str, MessagingSubscription] = {}
+        self.meta_subs: list[Subscription] = []
+        self._lock = threading.RLock()
+        self.handlers = {
+            "InitConnection": self.init_connection,
+            "cm.ConsumerRequestConversation": self.request_conversation,
+            "ms.PublishEvent": self.publish_event,
+            "cqm.SubscribeExConversations": self.subscribe_conversations,
+            "ms.SubscribeMessagingEvents": self.subscribe_messaging,
+            "cm.CloseConversation": self.close_conversation,
+            "ping": lambda env, body: {},
+        }
+
+    def run(self) -> None:
+        try:
+            self.conn.serve(self.handlers, CONSUMER_REQUESTS)
+        finally:
+            for sub in list(self.messaging.values()):
+                sub.close()
+            for msub in self.meta_subs:
+                msub.close()
+            self.conn.finish()
+
+    # -- helpers ---------------------------------------------------------------
+    def _consumer(self) -> str:
+        if self.consumer_id is None:
+            raise NotAllowedError("send InitConnection with a ConsumerAuthentication header first", code="NOT_AUTHENTICATED")
+        return self.consumer_id
+
+    def _own(self, conv_id: str) -> dict[str, Any]:
+        cid = self._consumer()
+        doc = self.service.get(conv_id)
+        if doc is None:
+            raise NotFoundError(f"body.conversationId: unknown conversation {conv_id!r}", field="body.conversationId")
+        if doc["consumerId"] != cid:
+            raise NotAllowedError("body.conversationId: not your conversation", field="body.conversationId")
+        return doc
+
+    # -- requests ----------------------------------------------------------------
+    def init_connection(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        headers = validate_init_headers(env["headers"])
+        try:
+            payload = self.state.signer.verify("consumer", headers["jwt"], self.settings["LPCALL_CONSUMER_TOKEN_TTL"])
+        except NotAllowedError as exc:
+            exc.field = "headers.jwt"
+            raise
+        cid = payload.get("cid")
+        if not isinstance(cid, str):
+            raise NotAllowedError("headers.jwt: token is not a consumer token", code="TOKEN_INVALID", field="headers.jwt")
+        if self.consumer_id not in (None, cid):
+            raise NotAllowedError("this connection already belongs to another consumer", field="headers.jwt")
+        self.consumer_id = cid
+        self.features = sorted(set(headers["features"]))
+        for doc in self.service.for_consumer(cid):
+            if doc.get("features") != self.features:
+                self.service.set_features(doc["convId"], self.features)
+        return {"consumerId": cid, "features": self.features}
+
+    def request_conversation(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        cid = self._consumer()
+        doc, created = self.service.open(
+            cid, visitor_name=body.get("visitorName"), features=self.features, brand_id=body.get("brandId")
+        )
+        return {"conversationId": doc["convId"], "created": created}
+
+    def publish_event(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        doc = self._own(body["conversationId"])
+        text = check_message(body["event"]["message"], self.settings["LPCALL_MAX_MESSAGE_LENGTH"])
+        event = self.service.post(doc["convId"], ROLE_CONSUMER, doc["consumerId"], text)
+        return {"sequence": event["sequence"]}
+
+    def subscribe_conversations(self, env: dict[str, Any], body: dict[str, Any]) -> None:
+        cid = self._consumer()
+        sub_id = str(uuid.uuid4())
+        states = tuple(body["convState"])
+        lock = threading.RLock()
+
+        def on_bus(message: Any) -> None:
+            if isinstance(message, dict) and message.get("type") == "meta":
+                with lock:
+                    self.conn.notify(
+                        "cqm.ExConversationChangeNotification",
+                        {"subscriptionId": sub_id, "changes": [self.service.change(message["conversation"])]},
+                    )
+
+        with lock:
+            self.meta_subs.append(self.state.store.subscribe(ch_consumer(cid), on_bus))
+            snapshot = self.service.for_consumer(cid, states)
+            self.conn.respond(env["id"], env["type"], {"subscriptionId": sub_id})
+            self.conn.notify(
+                "cqm.ExConversationChangeNotification",
+                {"subscriptionId": sub_id, "changes": [self.service.change(d) for d in snapshot]},
+            )
+
+    def subscribe_messaging(self, env: dict[str, Any], body: dict[str, Any]) -> None:
+        doc = self._own(body["conversationId"])
+        old = self.messaging.pop(doc["convId"], None)
+        if old is not None:
+            old.close()
+        sub = MessagingSubscription(self.conn, self.state.store, self.service, doc["convId"], body["fromSeq"])
+        self.messaging[doc["convId"]] = sub
+        self.conn.respond(env["id"], env["type"], {"conversationId": doc["convId"]})
+        sub.send_history()
+
+    def close_conversation(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        doc = self._own(body["conversationId"])
+        closed = self.service.close(doc["convId"])
+        return {"conversationId": closed["convId"], "state": closed["state"]}
+
+
+# -- HTTP API ----------------------------------------------------------------------
+def _error(exc: LPCallError, status: int) -> tuple[Response, int]:
+    return jsonify({"error": exc.to_dict()}), status
+
+
+def bearer_consumer(state: LPCallState) -> str | None:
+    """The consumerId of a valid ``Authorization: Bearer`` consumer token, else None."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    try:
+        payload = state.signer.verify("consumer", header[7:].strip(), state.settings["LPCALL_CONSUMER_TOKEN_TTL"])
+    except NotAllowedError:
+        return None
+    cid = payload.get("cid")
+    return cid if isinstance(cid, str) else None
+
+
+def client_config(state: LPCallState) -> dict[str, Any]:
+    s = state.settings
+    return {
+        "texts": state.texts,
+        "locale": s["LPCALL_LOCALE"],
+        "analytics": s["LPCALL_ANALYTICS"],
+        "engagementWindow": bool(s["LPCALL_ENGAGEMENT_WINDOW"]),
+        "voiceEnabled": bool(s["LPCALL_VOICE_ENABLED"]),
+        "videoEnabled": bool(s["LPCALL_VIDEO_ENABLED"]),
+        "heartbeat": s["LPCALL_HEARTBEAT_INTERVAL"],
+        "maxMessageLength": s["LPCALL_MAX_MESSAGE_LENGTH"],
+        "maxFrameBytes": s["LPCALL_MAX_FRAME_BYTES"],
+    }
+
+
+def register(bp: Blueprint) -> None:
+    @sock.route("/ws/consumer", bp=bp)
+    def consumer_socket(ws: Any) -> None:
+        state = get_state()
+        if not check_origin(state):
+            logger.warning("consumer socket from foreign origin %r refused", request.headers.get("Origin"))
+            ws.close(CLOSE_POLICY, "origin not allowed")
+            return
+        ConsumerConnection(state, ws).run()
+
+    @bp.post("/api/consumer/session")
+    def consumer_session() -> Any:
+        state = get_state()
+        data = request.get_json(silent=True)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            return _error(BadFrameError("(body): must be a JSON object", field="(body)"), 400)
+        vid = data.get("vid")
+        if vid is not None and (not isinstance(vid, str) or not 0 < len(vid) <= 200):
+            return _error(BadFrameError("vid: must be a string of 1 to 200 characters", field="vid"), 400)
+        cid = bearer_consumer(state) or str(uuid.uuid4())
+        token = state.signer.sign("consumer", {"cid": cid, "vid": vid})
+        resp = jsonify({"consumerId": cid, "token": token})
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @bp.get("/api/client-config")
+    def client_config_view() -> Any:
+        resp = jsonify(client_config(get_state()))
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+

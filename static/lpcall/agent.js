@@ -1,0 +1,286 @@
+// The agent workspace: live conversation list, chat pane, call buttons (PROTOCOL §4).
+// All user text is rendered with textContent.
+
+import {LPSocket, socketUrl} from './socket.js';
+import {loadConfig, t} from './texts.js';
+
+const root = document.getElementById('lpcall-agent');
+const base = root.dataset.base;
+const me = {id: root.dataset.agentId, name: root.dataset.agentName};
+const allowed = {VOICE_CALL: root.dataset.voice === '1', VIDEO_CALL: root.dataset.video === '1'};
+const SELECTED_KEY = 'lpcall.agent.selected';
+
+const $ = (sel) => document.querySelector(sel);
+const queueList = $('.lpcall-queue');
+const mineList = $('.lpcall-mine');
+const empty = $('.lpcall-empty');
+const main = $('.lpcall-chat-main');
+const chatTitle = $('.lpcall-chat-title');
+const takeBtn = $('.lpcall-take');
+const closeBtn = $('.lpcall-close-conv');
+const callButtons = [...document.querySelectorAll('.lpcall-call-btn')];
+const reason = $('.lpcall-call-reason');
+const chatError = $('.lpcall-chat-error');
+const callContainer = $('.lpcall-agent-call');
+const transcript = main.querySelector('.lpcall-transcript');
+const composer = main.querySelector('.lpcall-composer');
+const input = composer.querySelector('textarea');
+const availableBox = $('#lpcall-available');
+const connStatus = $('.lpcall-conn-status');
+
+const convs = new Map(); // convId -> summary
+let selected = null;
+let lastSeq = -1;
+let activeCall = null; // {serviceId, conversationId, ui}
+let config = {maxMessageLength: 4000};
+
+function el(tagName, attrs = {}, text) {
+  const node = document.createElement(tagName);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k === 'class') node.className = v;
+    else node.setAttribute(k, v === true ? '' : v);
+  }
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function visitorName(c) {
+  return (c && c.visitorName) || t('agent.visitor');
+}
+
+function showError(text) {
+  chatError.textContent = text || '';
+  chatError.hidden = !text;
+}
+
+// -- list --------------------------------------------------------------------------------
+function renderList() {
+  queueList.textContent = '';
+  mineList.textContent = '';
+  const rows = [...convs.values()].sort((a, b) => a.startTs - b.startTs);
+  for (const c of rows) {
+    const li = el('li', {class: 'lpcall-conv-item', 'data-conv-id': c.convId});
+    const open = el('button', {type: 'button', class: 'lpcall-conv-open', 'aria-current': c.convId === selected ? 'true' : false});
+    open.append(el('span', {class: 'lpcall-conv-name'}, visitorName(c)));
+    if (c.lastMessage) open.append(el('span', {class: 'lpcall-conv-last'}, c.lastMessage.text));
+    open.addEventListener('click', () => select(c.convId));
+    li.append(open);
+    if (!c.agentId) {
+      const take = el('button', {type: 'button', class: 'lpcall-conv-take'}, t('agent.take'));
+      take.setAttribute('aria-label', `${t('agent.take')}: ${visitorName(c)}`);
+      take.addEventListener('click', () => takeConversation(c.convId));
+      li.append(take);
+      queueList.append(li);
+    } else {
+      mineList.append(li);
+    }
+  }
+}
+
+function upsert(c, visible) {
+  if (!visible || c.state !== 'OPEN') convs.delete(c.convId);
+  else convs.set(c.convId, c);
+  renderList();
+  if (c.convId === selected) {
+    if (!visible) deselect();
+    else renderHead();
+  }
+}
+
+// -- chat pane -----------------------------------------------------------------------------
+function renderHead() {
+  const c = convs.get(selected);
+  if (!c) return;
+  chatTitle.textContent = visitorName(c);
+  const mine = c.agentId === me.id;
+  takeBtn.hidden = mine;
+  closeBtn.hidden = !mine;
+  composer.hidden = !mine;
+  const cobrowse = (c.features || []).includes('CO_BROWSE');
+  const busy = Boolean(c.call) || Boolean(activeCall);
+  let why = '';
+  if (!cobrowse) why = t('agent.no_cobrowse');
+  else if (busy) why = t('agent.call_in_progress');
+  for (const b of callButtons) {
+    b.hidden = !allowed[b.dataset.mode] || !mine;
+    b.disabled = !cobrowse || busy;
+  }
+  reason.textContent = why;
+  reason.hidden = !why || !mine || callButtons.length === 0;
+}
+
+function deselect() {
+  selected = null;
+  main.hidden = true;
+  empty.hidden = false;
+  try { sessionStorage.removeItem(SELECTED_KEY); } catch (e) { /* ignore */ }
+}
+
+async function select(convId) {
+  if (!convs.has(convId)) return;
+  selected = convId;
+  try { sessionStorage.setItem(SELECTED_KEY, convId); } catch (e) { /* ignore */ }
+  transcript.textContent = '';
+  lastSeq = -1;
+  showError('');
+  empty.hidden = true;
+  main.hidden = false;
+  renderList();
+  renderHead();
+  try {
+    await sock.request('agent.Open', {conversationId: convId});
+  } catch (err) {
+    showError(t('agent.error', {error: err.message}));
+  }
+  if (!composer.hidden) input.focus();
+}
+
+function renderEvent(ev) {
+  if (ev.sequence <= lastSeq) return;
+  lastSeq = ev.sequence;
+  const role = ev.role || 'SYSTEM';
+  const li = el('li', {class: `lpcall-msg lpcall-msg-${role.toLowerCase()}`, 'data-seq': String(ev.sequence)});
+  const c = convs.get(selected);
+  const who = role === 'CONSUMER' ? visitorName(c) : role === 'AGENT' ? me.name : t('agent.system');
+  li.append(el('span', {class: 'lpcall-msg-who'}, who), el('span', {class: 'lpcall-msg-text'}, (ev.event && ev.event.message) || ''));
+  transcript.append(li);
+  transcript.scrollTop = transcript.scrollHeight;
+}
+
+async function takeConversation(convId) {
+  try {
+    const body = await sock.request('agent.Take', {conversationId: convId});
+    upsert(body.conversation, true);
+    if (selected !== convId) await select(convId);
+    else renderHead();
+  } catch (err) {
+    showError(t('agent.error', {error: err.message}));
+  }
+}
+
+// -- calls (PROTOCOL §10: agentcall.js is the calls area's) ------------------------------
+async function startCall(info) {
+  if (activeCall && activeCall.serviceId === info.serviceId) return;
+  activeCall = {serviceId: info.serviceId, conversationId: info.conversationId, ui: null};
+  renderHead();
+  const c = convs.get(info.conversationId) || convs.get(selected);
+  try {
+    const mod = await import('./agentcall.js');
+    callContainer.textContent = '';
+    activeCall.ui = mod.startAgentCall({
+      container: callContainer,
+      serviceId: info.serviceId,
+      token: info.token,
+      mode: info.mode,
+      iceServers: info.iceServers,
+      iceTransportPolicy: info.iceTransportPolicy,
+      cameraOffAtStart: info.cameraOffAtStart,
+      peerName: visitorName(c),
+      texts: (config && config.texts) || {},
+      socket: sock,
+      info,
+      onEnd: () => {
+        activeCall = null;
+        renderHead();
+      },
+    });
+  } catch (err) {
+    console.warn('lpcall: agent call UI unavailable', err);
+  }
+}
+
+async function invite(mode) {
+  if (!selected) return;
+  showError('');
+  for (const b of callButtons) b.disabled = true;
+  try {
+    const info = await sock.request('call.Invite', {conversationId: selected, mode});
+    await startCall({conversationId: selected, ...info});
+  } catch (err) {
+    showError(t('agent.error', {error: err.message}));
+  }
+  renderHead();
+}
+
+for (const b of callButtons) b.addEventListener('click', () => invite(b.dataset.mode));
+takeBtn.addEventListener('click', () => selected && takeConversation(selected));
+closeBtn.addEventListener('click', async () => {
+  if (!selected) return;
+  try {
+    await sock.request('cm.CloseConversation', {conversationId: selected});
+  } catch (err) {
+    showError(t('agent.error', {error: err.message}));
+  }
+});
+
+composer.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const text = input.value;
+  if (!text.trim() || !selected) return;
+  if (text.length > config.maxMessageLength) {
+    showError(t('window.too_long'));
+    return;
+  }
+  try {
+    await sock.request('ms.PublishEvent', {
+      conversationId: selected,
+      event: {type: 'ContentEvent', contentType: 'text/plain', message: text},
+    });
+    input.value = '';
+    showError('');
+  } catch (err) {
+    showError(t('agent.error', {error: err.message}));
+  }
+});
+input.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey) {
+    e.preventDefault();
+    composer.requestSubmit();
+  }
+});
+availableBox.addEventListener('change', () => {
+  sock.request('agent.SetAvailable', {available: availableBox.checked}).catch(() => {});
+});
+
+// -- socket ---------------------------------------------------------------------------------
+const sock = new LPSocket(socketUrl(base, '/ws/agent'), {
+  heartbeat: 10,
+  onOpen: async (s) => {
+    await s.rawRequest('agent.Subscribe', {available: availableBox.checked});
+    if (selected) {
+      await s.rawRequest('agent.Open', {conversationId: selected, fromSeq: lastSeq + 1}).catch(() => {});
+    }
+    s.rawRequest('call.Active', {}).then((body) => {
+      for (const info of body.calls || []) startCall(info);
+    }).catch(() => {});
+  },
+  onNotification: (frame) => {
+    const body = frame.body || {};
+    if (frame.type === 'error') {
+      if (frame.code === 401) window.location.reload(); // logged out: the page sends us to the login form
+      return;
+    }
+    if (frame.type === 'agent.ConversationList') {
+      convs.clear();
+      for (const c of body.conversations || []) convs.set(c.convId, c);
+      renderList();
+      let want = selected;
+      if (!want) { try { want = sessionStorage.getItem(SELECTED_KEY); } catch (e) { want = null; } }
+      if (want && convs.has(want) && !selected) select(want);
+      else if (selected && !convs.has(selected)) deselect();
+      else renderHead();
+    } else if (frame.type === 'agent.ConversationChange') {
+      upsert(body.conversation, body.visible);
+    } else if (frame.type === 'ms.MessagingEventNotification') {
+      if (body.conversationId !== selected) return;
+      for (const ev of body.events || []) renderEvent(ev);
+    }
+  },
+  onStatus: (s) => {
+    root.dataset.status = s;
+    connStatus.textContent = s === 'offline' ? t('agent.offline') : '';
+  },
+});
+
+loadConfig(base).then((c) => { config = c; sock.heartbeat = (c.heartbeat || 10) * 1000; }).catch(() => {}).finally(() => sock.connect());

@@ -1,0 +1,75 @@
+// Consumer entry, imported lazily by the tag (static/lptag.js): the visitor's identity,
+// the embedded engagement window (LPCALL_ENGAGEMENT_WINDOW) and the call app.
+//
+// Identity (PROTOCOL §1): localStorage["lpcall.consumer"] = {"consumerId", "token"}, one per
+// visitor, shared by all tabs; the token is the Messaging-Window ConsumerAuthentication jwt
+// and the Bearer token of the consumer HTTP API.
+
+import {loadConfig} from './texts.js';
+
+const lp = window.lpTag || {};
+const tag = lp.lpcall || {};
+const cfg = tag.config || window.lpCallConfig || {};
+export const base = cfg.base || '/lpcall';
+const KEY = 'lpcall.consumer';
+
+function readStored() {
+  try {
+    const v = JSON.parse(localStorage.getItem(KEY) || 'null');
+    return v && typeof v.token === 'string' && typeof v.consumerId === 'string' ? v : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+function visitorId() {
+  try { return lp.taglets.lp_monitoringSDK.getVid(); } catch (e) { return undefined; }
+}
+
+let pending = null;
+
+// The consumer identity {consumerId, token}; `refresh` drops a token the server refused.
+export function identity({refresh = false} = {}) {
+  if (!refresh) {
+    const stored = readStored();
+    if (stored) return Promise.resolve(stored);
+  }
+  if (!pending) {
+    const stored = readStored();
+    const headers = {'Content-Type': 'application/json'};
+    if (stored && !refresh) headers.Authorization = `Bearer ${stored.token}`;
+    pending = fetch(`${base}/api/consumer/session`, {
+      method: 'POST', headers, credentials: 'same-origin', body: JSON.stringify({vid: visitorId()}),
+    })
+      .then((r) => {
+        if (!r.ok) throw new Error(`consumer session: HTTP ${r.status}`);
+        return r.json();
+      })
+      .then((id) => {
+        try { localStorage.setItem(KEY, JSON.stringify({consumerId: id.consumerId, token: id.token})); } catch (e) { /* private mode */ }
+        return id;
+      })
+      .finally(() => { pending = null; });
+  }
+  return pending;
+}
+
+async function main() {
+  const config = await loadConfig(base);
+  let win = null;
+  if (config.engagementWindow) {
+    const mod = await import('./window.js');
+    win = mod.mountWindow({base, config, identity});
+  }
+  try {
+    const app = await import('./callapp.js');
+    const start = app && (app.startCallApp || app.start);
+    if (typeof start === 'function') start({base, config, identity});
+  } catch (err) {
+    if (tag.log) tag.log('DEBUG', 'lpCall', `call app not loaded: ${err}`);
+  }
+  return {config, window: win};
+}
+
+if (!window.__lpcallConsumer) window.__lpcallConsumer = main();
+export const ready = window.__lpcallConsumer;

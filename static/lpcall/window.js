@@ -1,0 +1,324 @@
+// The embedded engagement window: a small chat widget on every tagged page.
+//
+// It talks the Messaging-Window protocol over <base>/ws/consumer (PROTOCOL §3), declares
+// CO_BROWSE, recovers the visitor's open conversation from the server after a reload or
+// navigation, and shows call invitations (COBROWSE dialogs) with Accept / Decline, publishing
+// the seed's lpCoBrowse events exactly like a custom integration would (PROTOCOL §10).
+// All user text is rendered with textContent.
+
+import {LPSocket, socketUrl} from './socket.js';
+import {t} from './texts.js';
+
+const OPEN_KEY = 'lpcall.window.open';
+
+function el(tagName, attrs = {}, text) {
+  const node = document.createElement(tagName);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k === 'class') node.className = v;
+    else node.setAttribute(k, v === true ? '' : v);
+  }
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function monitoring() {
+  const sdk = window.lpTag && window.lpTag.taglets && window.lpTag.taglets.lp_monitoringSDK;
+  try { return {ssid: sdk.getSid(), svid: sdk.getVid()}; } catch (e) { return null; }
+}
+
+function publish(event, data) {
+  const events = window.lpTag && window.lpTag.events;
+  if (events && typeof events.publish === 'function') return events.publish('lpCoBrowse', event, data);
+  return false;
+}
+
+export function mountWindow({base, config, identity}) {
+  const state = {
+    me: null,
+    conv: null, // conversationDetails of the open (or just closed) conversation
+    subscribedConv: null,
+    lastSeq: -1,
+    invitation: null, // {dialogId, serviceId, node, payload}
+    handled: new Set(), // dialogIds answered in this page
+  };
+
+  // -- DOM ------------------------------------------------------------------------
+  const root = el('div', {class: 'lpcall-window', 'data-lpcall-window': ''});
+  const launcher = el('button', {type: 'button', class: 'lpcall-launcher', 'aria-expanded': 'false', 'aria-controls': 'lpcall-window-panel'}, t('window.open'));
+  const panel = el('section', {id: 'lpcall-window-panel', class: 'lpcall-panel', role: 'dialog', 'aria-label': t('window.title'), hidden: true});
+  const head = el('header', {class: 'lpcall-panel-head'});
+  const title = el('h2', {class: 'lpcall-panel-title'}, t('window.title'));
+  const minimize = el('button', {type: 'button', class: 'lpcall-minimize', 'aria-label': t('window.minimize'), title: t('window.minimize')}, '–');
+  head.append(title, minimize);
+  const status = el('p', {class: 'lpcall-status', role: 'status', 'aria-live': 'polite'});
+  const invites = el('div', {class: 'lpcall-invitations'});
+  const callArea = el('div', {class: 'lpcall-window-call'});
+  const transcript = el('ol', {class: 'lpcall-transcript', role: 'log', 'aria-live': 'polite', 'aria-label': t('window.transcript')});
+
+  const startForm = el('form', {class: 'lpcall-start'});
+  const nameInput = el('input', {id: 'lpcall-visitor-name', name: 'visitorName', autocomplete: 'name', maxlength: '100'});
+  startForm.append(el('label', {for: 'lpcall-visitor-name'}, t('window.name_label')), nameInput,
+    el('button', {type: 'submit'}, t('window.start')));
+
+  const composer = el('form', {class: 'lpcall-composer', hidden: true});
+  const input = el('textarea', {id: 'lpcall-message', rows: '2', placeholder: t('window.placeholder')});
+  composer.append(el('label', {for: 'lpcall-message', class: 'lpcall-sr-only'}, t('window.message_label')), input,
+    el('button', {type: 'submit'}, t('window.send')));
+
+  const ended = el('div', {class: 'lpcall-ended', hidden: true});
+  const newChat = el('button', {type: 'button'}, t('window.new_chat'));
+  ended.append(el('p', {}, t('window.ended')), newChat);
+
+  panel.append(head, status, invites, callArea, transcript, startForm, ended, composer);
+  root.append(panel, launcher);
+  document.body.appendChild(root);
+
+  function setOpen(open) {
+    panel.hidden = !open;
+    launcher.setAttribute('aria-expanded', String(open));
+    launcher.hidden = open;
+    try { sessionStorage.setItem(OPEN_KEY, open ? '1' : '0'); } catch (e) { /* ignore */ }
+    if (open) (composer.hidden ? nameInput : input).focus();
+  }
+  launcher.addEventListener('click', () => setOpen(true));
+  minimize.addEventListener('click', () => { setOpen(false); launcher.focus(); });
+  panel.addEventListener('keydown', (e) => { if (e.key === 'Escape') { setOpen(false); launcher.focus(); } });
+  let wasOpen = null;
+  try { wasOpen = sessionStorage.getItem(OPEN_KEY); } catch (e) { /* ignore */ }
+  if (wasOpen === '1') setOpen(true);
+
+  function showStatus(text) {
+    status.textContent = text || '';
+    status.hidden = !text;
+  }
+
+  function showMode(mode) { // 'start' | 'chat' | 'ended'
+    startForm.hidden = mode !== 'start';
+    composer.hidden = mode !== 'chat';
+    ended.hidden = mode !== 'ended';
+  }
+  showMode('start');
+
+  // -- transcript -------------------------------------------------------------------
+  function renderEvent(ev) {
+    if (ev.sequence <= state.lastSeq) return;
+    state.lastSeq = ev.sequence;
+    const role = ev.role || 'SYSTEM';
+    const li = el('li', {class: `lpcall-msg lpcall-msg-${role.toLowerCase()}`, 'data-seq': String(ev.sequence)});
+    if (role !== 'SYSTEM') {
+      const who = role === 'CONSUMER' ? t('window.you') : ((state.conv && state.conv.agent && state.conv.agent.name) || '');
+      li.append(el('span', {class: 'lpcall-msg-who'}, who));
+    }
+    li.append(el('span', {class: 'lpcall-msg-text'}, (ev.event && ev.event.message) || ''));
+    transcript.append(li);
+    transcript.scrollTop = transcript.scrollHeight;
+    if (state.conv && state.conv.agent) showStatus('');
+  }
+
+  // -- invitations (PROTOCOL §10) -------------------------------------------------------
+  function payloadFor(dialog) {
+    const ids = monitoring() || {ssid: state.me.consumerId, svid: state.me.consumerId};
+    const meta = dialog.metaData || {};
+    return {
+      serviceId: meta.serviceId,
+      agentId: (state.conv && state.conv.agent && state.conv.agent.id) || 'agent',
+      visitorName: (state.conv && state.conv.visitorName) || t('agent.visitor'),
+      mode: meta.mode,
+      ssid: ids.ssid,
+      svid: ids.svid,
+    };
+  }
+
+  function removeInvitation() {
+    if (state.invitation) {
+      state.invitation.node.remove();
+      state.invitation = null;
+    }
+  }
+
+  function ensureContainer() {
+    let container = document.querySelector('.lp_cobrowse_callscreen_container');
+    if (!container) {
+      container = el('div', {class: 'lp_cobrowse_callscreen_container'});
+      const loading = el('div', {class: 'lpcall-loading', role: 'status'});
+      loading.append(el('span', {class: 'lpcall-spinner', 'aria-hidden': 'true'}), el('span', {}, t('call.loading')));
+      container.append(loading);
+      callArea.append(container);
+    }
+    setOpen(true);
+    return container;
+  }
+
+  function showInvitation(dialog) {
+    const meta = dialog.metaData || {};
+    if (state.handled.has(dialog.dialogId)) return;
+    if (state.invitation && state.invitation.dialogId === dialog.dialogId) return;
+    removeInvitation();
+    const payload = payloadFor(dialog);
+    const agentName = (state.conv && state.conv.agent && state.conv.agent.name) || '';
+    const node = el('div', {class: 'lpcall-invitation', role: 'alertdialog', 'aria-live': 'assertive'});
+    const text = el('p', {class: 'lpcall-invitation-text'}, t(`invite.${meta.mode}`, {agent: agentName}));
+    const accept = el('button', {type: 'button', class: 'lpcall-accept'}, t('invite.accept'));
+    const decline = el('button', {type: 'button', class: 'lpcall-decline'}, t('invite.decline'));
+    const buttons = el('div', {class: 'lpcall-invitation-buttons'});
+    buttons.append(accept, decline);
+    node.append(text, buttons);
+    accept.addEventListener('click', () => {
+      state.handled.add(dialog.dialogId);
+      removeInvitation();
+      ensureContainer();
+      publish('cobrowseAccepted', payload);
+    });
+    decline.addEventListener('click', () => {
+      state.handled.add(dialog.dialogId);
+      removeInvitation();
+      publish('cobrowseDeclined', payload);
+    });
+    invites.append(node);
+    state.invitation = {dialogId: dialog.dialogId, serviceId: meta.serviceId, node, payload};
+    setOpen(true);
+    accept.focus();
+    publish('cobrowseOffered', payload);
+  }
+
+  function handleDialogs(details) {
+    for (const dialog of details.dialogs || []) {
+      if (dialog.channelType !== 'COBROWSE') continue;
+      const s = dialog.metaData && dialog.metaData.sessionState;
+      if (s === 'INVITED') showInvitation(dialog);
+      else if (state.invitation && (s === 'CLOSED' || s === 'ACCEPTED')) removeInvitation();
+    }
+  }
+
+  // The call app found an active call after a reload: create the container, say so.
+  try {
+    window.lpTag.events.bind({appName: 'cobrowse', eventName: 'sessionResume', func: () => {
+      ensureContainer();
+      publish('sliderOpened');
+    }});
+  } catch (e) { /* no bus */ }
+
+  // -- socket -------------------------------------------------------------------------------
+  async function subscribeMessages(convId) {
+    if (state.subscribedConv === convId) return;
+    state.subscribedConv = convId;
+    try {
+      await sock.rawRequest('ms.SubscribeMessagingEvents', {conversationId: convId, fromSeq: state.lastSeq + 1});
+    } catch (err) {
+      state.subscribedConv = null;
+    }
+  }
+
+  function onConversation(details) {
+    const current = state.conv && state.conv.convId;
+    if (details.state === 'OPEN') {
+      if (current && current !== details.convId) {
+        transcript.textContent = '';
+        state.lastSeq = -1;
+      }
+      state.conv = details;
+      showMode('chat');
+      if (!details.agent) showStatus(t('window.waiting'));
+      subscribeMessages(details.convId);
+      handleDialogs(details);
+      if (wasOpen === null) setOpen(true);
+    } else if (details.convId === current) {
+      state.conv = details;
+      removeInvitation();
+      showStatus('');
+      showMode('ended');
+    }
+  }
+
+  const sock = new LPSocket(socketUrl(base, '/ws/consumer'), {
+    heartbeat: config.heartbeat,
+    onOpen: async (s) => {
+      state.subscribedConv = null;
+      let me = await identity();
+      const init = (id) => s.rawRequest('InitConnection', {}, {headers: [
+        {type: '.ams.headers.ClientProperties', deviceFamily: /Mobi/.test(navigator.userAgent) ? 'MOBILE' : 'DESKTOP', os: 'OTHER', features: ['CO_BROWSE']},
+        {type: '.ams.headers.ConsumerAuthentication', jwt: id.token},
+      ]});
+      try {
+        await init(me);
+      } catch (err) {
+        if (err.status !== 401) throw err;
+        me = await identity({refresh: true});
+        await init(me);
+      }
+      state.me = me;
+      await s.rawRequest('cqm.SubscribeExConversations', {convState: ['OPEN']});
+    },
+    onNotification: (frame) => {
+      if (frame.type === 'cqm.ExConversationChangeNotification') {
+        for (const change of frame.body.changes || []) {
+          const details = change.result && change.result.conversationDetails;
+          if (details) onConversation(details);
+        }
+      } else if (frame.type === 'ms.MessagingEventNotification') {
+        if (!state.conv || frame.body.conversationId !== state.conv.convId) return;
+        for (const ev of frame.body.events || []) renderEvent(ev);
+      }
+    },
+    onStatus: (s) => {
+      root.dataset.status = s;
+      if (s === 'offline') showStatus(t('window.offline'));
+      else if (s === 'open') showStatus(state.conv && state.conv.state === 'OPEN' && !state.conv.agent ? t('window.waiting') : '');
+    },
+  });
+  sock.connect();
+
+  startForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const body = await sock.request('cm.ConsumerRequestConversation', {visitorName: nameInput.value.trim() || null});
+      transcript.textContent = '';
+      state.lastSeq = -1;
+      state.conv = {convId: body.conversationId, state: 'OPEN', agent: null, dialogs: []};
+      showMode('chat');
+      showStatus(t('window.waiting'));
+      subscribeMessages(body.conversationId);
+      input.focus();
+    } catch (err) {
+      showStatus(t('window.error', {error: err.message}));
+    }
+  });
+
+  composer.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const text = input.value;
+    if (!text.trim() || !state.conv) return;
+    if (text.length > config.maxMessageLength) {
+      showStatus(t('window.too_long'));
+      return;
+    }
+    try {
+      await sock.request('ms.PublishEvent', {
+        conversationId: state.conv.convId,
+        event: {type: 'ContentEvent', contentType: 'text/plain', message: text},
+      });
+      input.value = '';
+      if (state.conv.agent) showStatus('');
+    } catch (err) {
+      showStatus(err.status === 413 ? t('window.too_long') : t('window.error', {error: err.message}));
+    }
+  });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      composer.requestSubmit();
+    }
+  });
+
+  newChat.addEventListener('click', () => {
+    state.conv = null;
+    state.subscribedConv = null;
+    transcript.textContent = '';
+    state.lastSeq = -1;
+    showMode('start');
+    nameInput.focus();
+  });
+
+  return {root, socket: sock, state};
+}
