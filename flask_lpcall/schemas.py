@@ -337,3 +337,110 @@ class ReportFilterSchema(Schema):
     until = fields.Date(format="%Y-%m-%d")
     agent = fields.String(validate=validate.Length(min=1, max=200))
     mode = fields.String(validate=validate.OneOf(MODES, error="must be VOICE_CALL or VIDEO_CALL"))
+
+
+# -- call signaling frames as a client receives them (server → client; peer.py) ------------
+class _Tolerant(Schema):
+    """Server frames: required fields are checked, fields added by newer servers are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+_ROLE = validate.OneOf(["agent", "consumer"], error="must be agent or consumer")
+
+
+class _IceServerOut(_Tolerant):
+    urls = fields.Raw(required=True)
+    username = fields.String()
+    credential = fields.String()
+
+
+class _MediaStateOut(_Tolerant):
+    muted = fields.Boolean(required=True, truthy={True}, falsy={False})
+    cameraOff = fields.Boolean(required=True, truthy={True}, falsy={False})
+
+
+class JoinedFrameSchema(_Tolerant):
+    type = fields.String(required=True)
+    serviceId = fields.String(required=True, validate=_non_empty)
+    role = fields.String(required=True, validate=_ROLE)
+    mode = fields.String(required=True, validate=validate.OneOf(MODES, error="must be VOICE_CALL or VIDEO_CALL"))
+    polite = fields.Boolean(required=True, truthy={True}, falsy={False})
+    peerPresent = fields.Boolean(required=True, truthy={True}, falsy={False})
+    peerState = fields.Nested(_MediaStateOut, allow_none=True, load_default=None)
+    iceServers = fields.List(fields.Nested(_IceServerOut), required=True)
+    iceTransportPolicy = fields.String(required=True, validate=validate.OneOf(["all", "relay"]))
+    sessionState = fields.String(required=True, validate=validate.OneOf(SESSION_STATES))
+
+
+class RelayedDescriptionSchema(_Tolerant):
+    type = fields.String(required=True)
+    description = fields.Nested(SessionDescriptionSchema, required=True)
+    from_ = fields.String(data_key="from", required=True, validate=_ROLE)
+
+
+class RelayedCandidateSchema(_Tolerant):
+    type = fields.String(required=True)
+    candidate = fields.Nested(IceCandidateSchema, required=True, allow_none=True)
+    from_ = fields.String(data_key="from", required=True, validate=_ROLE)
+
+
+class RelayedStateSchema(_Tolerant):
+    type = fields.String(required=True)
+    muted = fields.Boolean(required=True, truthy={True}, falsy={False})
+    cameraOff = fields.Boolean(required=True, truthy={True}, falsy={False})
+    from_ = fields.String(data_key="from", required=True, validate=_ROLE)
+
+
+class PeerJoinedSchema(_Tolerant):
+    type = fields.String(required=True)
+    role = fields.String(required=True, validate=_ROLE)
+
+
+class PeerLeftSchema(_Tolerant):
+    type = fields.String(required=True)
+    role = fields.String(required=True, validate=_ROLE)
+    graceUntil = fields.Float(allow_none=True, load_default=None)
+
+
+class ClosedFrameSchema(_Tolerant):
+    type = fields.String(required=True)
+    reason = fields.String(required=True, validate=_non_empty)
+    errorId = fields.String(allow_none=True, load_default=None)
+    by = fields.String(allow_none=True, load_default=None)
+
+
+class ErrorFrameSchema(_Tolerant):
+    type = fields.String(required=True)
+    code = fields.String(required=True, validate=_non_empty)
+    message = fields.String(load_default="")
+    field = fields.String(allow_none=True, load_default=None)
+
+
+class PongFrameSchema(_Tolerant):
+    type = fields.String(required=True)
+
+
+#: server → client signaling frame type -> its schema (the Python peer validates every frame).
+SERVER_SIGNAL_FRAMES: dict[str, type[Schema]] = {
+    "joined": JoinedFrameSchema,
+    "description": RelayedDescriptionSchema,
+    "candidate": RelayedCandidateSchema,
+    "state": RelayedStateSchema,
+    "peer-joined": PeerJoinedSchema,
+    "peer-left": PeerLeftSchema,
+    "closed": ClosedFrameSchema,
+    "error": ErrorFrameSchema,
+    "pong": PongFrameSchema,
+}
+
+
+def validate_server_signal_frame(data: Any) -> dict[str, Any]:
+    """Validate one server → client call-signaling frame; raise BadFrameError naming the field."""
+    if not isinstance(data, dict):
+        raise BadFrameError("(frame): must be a JSON object", field="(frame)")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in SERVER_SIGNAL_FRAMES:
+        raise BadFrameError(f"type: must be one of {', '.join(SERVER_SIGNAL_FRAMES)}", field="type")
+    return load_or_raise(SERVER_SIGNAL_FRAMES[kind](), data)
