@@ -1,0 +1,113 @@
+"""The consumer's call HTTP API (PROTOCOL §2): accept, decline, resume, active.
+
+Every route takes the consumer token as ``Authorization: Bearer <token>`` and the
+lpCoBrowse payload of seed 003 (validated by ``schemas.CoBrowseEventSchema``).
+Errors are ``{"error": {"code", "message", "field"?}}`` with a 4xx status.
+``init_state`` puts the :class:`~flask_lpcall.callmanager.CallManager` into
+``state.services["calls"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from .callmanager import CallManager
+from .errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
+from .extension import get_state
+from .schemas import CoBrowseEventSchema, load_or_raise
+
+logger = logging.getLogger(__name__)
+
+_STATUS = {BadFrameError: 400, NotAllowedError: 403, NotFoundError: 404, InvalidStateError: 409}
+
+
+def init_state(app: Flask, state: Any) -> None:
+    if "calls" in state.services:
+        return
+    state.services["calls"] = CallManager(
+        state.store,
+        state.settings,
+        state.texts,
+        state.signer,
+        conversations=lambda: state.services.get("conversations"),
+        sender=app,
+    )
+
+
+def calls() -> CallManager:
+    return get_state().services["calls"]  # type: ignore[no-any-return]
+
+
+def _error(exc: LPCallError) -> tuple[Response, int]:
+    status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+    if exc.code in ("TOKEN_INVALID", "TOKEN_EXPIRED"):
+        status = 401
+    return jsonify({"error": exc.to_dict()}), status
+
+
+def consumer_id_from_request() -> str:
+    """The consumer id of the request's Bearer token, or NotAllowedError (TOKEN_INVALID/EXPIRED)."""
+    state = get_state()
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    data = state.signer.verify("consumer", token, state.settings["LPCALL_CONSUMER_TOKEN_TTL"])
+    cid = data.get("cid")
+    if not isinstance(cid, str) or not cid:
+        raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+    return cid
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadFrameError("(body): must be a JSON object", field="(body)")
+    return body
+
+
+def register(bp: Blueprint) -> None:
+    @bp.post("/api/call/accept")
+    def call_accept() -> Any:
+        try:
+            cid = consumer_id_from_request()
+            payload = load_or_raise(CoBrowseEventSchema(), _json_body())
+            return jsonify(calls().accept(cid, payload))
+        except LPCallError as exc:
+            return _error(exc)
+
+    @bp.post("/api/call/decline")
+    def call_decline() -> Any:
+        try:
+            cid = consumer_id_from_request()
+            payload = load_or_raise(CoBrowseEventSchema(), _json_body())
+            return jsonify(calls().decline(cid, payload))
+        except LPCallError as exc:
+            return _error(exc)
+
+    @bp.post("/api/call/resume")
+    def call_resume() -> Any:
+        try:
+            cid = consumer_id_from_request()
+            body = _json_body()
+            sid = body.get("serviceId")
+            if not isinstance(sid, str) or not sid:
+                raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
+            session = calls().get(sid)
+            if session is None or not session.is_open or session.consumer_id != cid:
+                raise NotFoundError("no such call", field="serviceId")
+            return jsonify(calls().join_info(session, "consumer"))
+        except LPCallError as exc:
+            return _error(exc)
+
+    @bp.get("/api/call/active")
+    def call_active() -> Any:
+        try:
+            cid = consumer_id_from_request()
+        except LPCallError as exc:
+            return _error(exc)
+        session = calls().active_for_consumer(cid)
+        if session is None:
+            return jsonify({"call": None})
+        return jsonify({"call": {"serviceId": session.service_id, "mode": session.mode, "sessionState": session.state}})

@@ -1,0 +1,461 @@
+"""The call service: call sessions in the store, their side effects and their timers (no Flask).
+
+One instance per app at ``state.services["calls"]``. Every transition is an atomic
+``store.update`` of ``call:<serviceId>`` running the pure state machine of ``calls.py``,
+so with Redis and many workers exactly one worker wins a transition and performs its
+side effects: the COBROWSE dialog (through the conversation service), the transcript
+system message, the ``closed`` frame to both signaling participants, the blinker
+signal. At CLOSED every key of the call is deleted from the store.
+
+A sweeper thread (started on demand, exits when no call is left) closes expired
+invitations (``LPCALL_INVITE_TTL``) and calls whose participant stayed away longer
+than ``LPCALL_RECONNECT_GRACE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import signals
+from .calls import ACCEPTED, CLOSED, INVITED, ROLES, CallSession
+from .errors import (
+    SESSION_ERROR_IDS,
+    BadFrameError,
+    InvalidStateError,
+    NotAllowedError,
+    NotFoundError,
+)
+from .ice import ice_config
+from .texts import render
+from .tokens import TokenSigner
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 0.25
+IDLE_EXIT = 30.0
+
+
+def call_key(service_id: str) -> str:
+    return f"call:{service_id}"
+
+
+def presence_key(service_id: str, role: str) -> str:
+    return f"presence:{service_id}:{role}"
+
+
+def channel(service_id: str, role: str) -> str:
+    """Bus channel of the frames for one participant (PROTOCOL §6)."""
+    return f"call:{service_id}:{role}"
+
+
+def other(role: str) -> str:
+    return "consumer" if role == "agent" else "agent"
+
+
+def format_duration(seconds: int) -> str:
+    h, rest = divmod(max(0, int(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class CallManager:
+    """Store-backed call service (PROTOCOL §10)."""
+
+    def __init__(
+        self,
+        store: Any,
+        settings: Mapping[str, Any],
+        texts: Mapping[str, str],
+        signer: TokenSigner,
+        conversations: Callable[[], Any],
+        sender: Any = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.texts = texts
+        self.signer = signer
+        self._conversations = conversations
+        self.sender = sender
+        self._sweeper: threading.Thread | None = None
+        self._sweeper_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    # -- reading ------------------------------------------------------------------
+    def get(self, service_id: str) -> CallSession | None:
+        doc = self.store.get(call_key(service_id)) if isinstance(service_id, str) else None
+        return CallSession.from_dict(doc) if doc else None
+
+    def doc(self, service_id: str) -> dict[str, Any] | None:
+        """The stored call document: the call record plus ``media`` and ``gone`` per role."""
+        return self.store.get(call_key(service_id))  # type: ignore[no-any-return]
+
+    def _live_docs(self) -> list[dict[str, Any]]:
+        out = []
+        for key in self.store.keys("call:"):
+            doc = self.store.get(key)
+            if isinstance(doc, dict) and "serviceId" in doc and call_key(doc["serviceId"]) == key:
+                out.append(doc)
+        return out
+
+    def active_for_agent(self, agent_id: str) -> list[dict[str, Any]]:
+        """Join infos of the agent's open calls (``call.Active``: an agent reload gets its call back)."""
+        calls = [CallSession.from_dict(d) for d in self._live_docs() if d["agentId"] == agent_id]
+        return [self.join_info(c, "agent") for c in calls if c.is_open]
+
+    def active_for_consumer(self, consumer_id: str) -> CallSession | None:
+        for doc in self._live_docs():
+            if doc["consumerId"] == consumer_id and doc["sessionState"] != CLOSED:
+                return CallSession.from_dict(doc)
+        return None
+
+    def call_for_conversation(self, conv_id: str) -> CallSession | None:
+        ref = self.store.get(f"conv:{conv_id}:call")
+        if not isinstance(ref, dict):
+            return None
+        session = self.get(ref.get("serviceId", ""))
+        return session if session and session.is_open else None
+
+    # -- join info ------------------------------------------------------------------
+    def token_for(self, session: CallSession, role: str) -> str:
+        return self.signer.sign("call", {"sid": session.service_id, "role": role, "uid": session.uid_of(role)})
+
+    def join_info(self, session: CallSession, role: str) -> dict[str, Any]:
+        """What a participant needs to join the call's signaling (invite/accept/resume answers)."""
+        s = self.settings
+        camera_off = s["LPCALL_AGENT_CAMERA_OFF_AT_START"] if role == "agent" else s["LPCALL_CONSUMER_CAMERA_OFF_AT_START"]
+        return {
+            "serviceId": session.service_id,
+            "conversationId": session.conversation_id,
+            "mode": session.mode,
+            "role": role,
+            "token": self.token_for(session, role),
+            **ice_config(s, session.uid_of(role)),
+            "cameraOffAtStart": bool(camera_off),
+            "connectTimeout": float(s["LPCALL_CONNECT_TIMEOUT"]),
+            "agentName": session.agent_name,
+            "visitorName": session.visitor_name,
+            "sessionState": session.state,
+            "expires": session.expires,
+        }
+
+    # -- transitions ------------------------------------------------------------------
+    def _transition(self, service_id: str, fn: Callable[[CallSession, dict[str, Any]], None]) -> tuple[CallSession, dict[str, Any]]:
+        """Atomically apply ``fn`` to the stored session; NotFoundError when there is none."""
+        result: dict[str, Any] = {}
+
+        def apply(doc: Any) -> Any:
+            if not isinstance(doc, dict):
+                raise NotFoundError("no such call", field="serviceId")
+            session = CallSession.from_dict(doc)
+            fn(session, doc)
+            new = {**doc, **session.to_dict()}
+            result["doc"] = new
+            return new
+
+        self.store.update(call_key(service_id), apply)
+        doc = result["doc"]
+        return CallSession.from_dict(doc), doc
+
+    def open_call(self, *, conversation_id: str, consumer_id: str, agent_id: str, agent_name: str, visitor_name: str, mode: str) -> CallSession:
+        """Create an INVITED call (no permission checks: ``invite`` does them)."""
+        session = CallSession.invite(
+            conversation_id=conversation_id,
+            consumer_id=consumer_id,
+            agent_id=agent_id,
+            agent_name=agent_name,
+            visitor_name=visitor_name,
+            mode=mode,
+            ttl=float(self.settings["LPCALL_INVITE_TTL"]),
+        )
+        doc = {**session.to_dict(), "media": {}, "gone": {}}
+        ttl = float(self.settings["LPCALL_INVITE_TTL"]) + 24 * 3600  # a safety net; CLOSED deletes it
+        self.store.set(call_key(session.service_id), doc, ttl=ttl)
+        self.store.set(f"conv:{conversation_id}:call", {"serviceId": session.service_id}, ttl=ttl)
+        self.ensure_sweeper()
+        return session
+
+    def invite(self, agent: Any, conv_id: str, mode: str) -> dict[str, Any]:
+        """The agent invites the conversation's consumer; returns the agent's join info."""
+        if mode not in ("VOICE_CALL", "VIDEO_CALL"):
+            raise BadFrameError("mode: must be VOICE_CALL or VIDEO_CALL", field="mode")
+        switch = "LPCALL_VOICE_ENABLED" if mode == "VOICE_CALL" else "LPCALL_VIDEO_ENABLED"
+        if not self.settings[switch]:
+            raise NotAllowedError(f"{mode} is switched off for this site", code="MODE_DISABLED", field="mode")
+        service = self._conversations()
+        conv = service.get(conv_id) if service is not None else None
+        if not conv:
+            raise NotFoundError("no such conversation", field="conversationId")
+        if conv.get("agentId") != agent.id:
+            raise NotAllowedError("the conversation is not assigned to you", field="conversationId")
+        if "CO_BROWSE" not in (conv.get("features") or []):
+            raise NotAllowedError("the visitor's window does not support calls", code="NO_COBROWSE", field="conversationId")
+        if self.call_for_conversation(conv_id) is not None:
+            raise NotAllowedError("a call is already in progress", code="CALL_IN_PROGRESS", field="conversationId")
+        session = self.open_call(
+            conversation_id=conv_id,
+            consumer_id=conv["consumerId"],
+            agent_id=agent.id,
+            agent_name=getattr(agent, "name", agent.id),
+            visitor_name=conv.get("visitorName") or "",
+            mode=mode,
+        )
+        self._publish_dialog(session)
+        self._system(session, "system.invited")
+        self._signal(signals.call_invited, session)
+        logger.info("call %s invited (%s) by %s", session.service_id, mode, agent.id)
+        return self.join_info(session, "agent")
+
+    def _own(self, session: CallSession, role: str, uid: str) -> None:
+        if session.uid_of(role) != uid:
+            raise NotFoundError("no such call", field="serviceId")  # do not tell strangers it exists
+
+    def cancel(self, agent: Any, service_id: str) -> dict[str, Any]:
+        session = self.get(service_id)
+        if session is None:
+            raise NotFoundError("no such call", field="serviceId")
+        self._own(session, "agent", agent.id)
+        return self._close(service_id, "cancelled").to_dict()
+
+    def accept(self, consumer_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The consumer accepts (lpCoBrowse ``cobrowseAccepted``); returns the consumer's join info."""
+        service_id = payload["serviceId"]
+        session = self.get(service_id)
+        if session is None:
+            raise NotFoundError("no such call", field="serviceId")
+        self._own(session, "consumer", consumer_id)
+        if payload.get("mode") != session.mode:
+            raise BadFrameError(f"mode: the invitation is for {session.mode}", field="mode")
+        if session.state == ACCEPTED:  # a repeated cobrowseAccepted: same answer
+            return self.join_info(session, "consumer")
+        if session.is_expired():
+            self._close_quietly(service_id, "expired")
+            raise InvalidStateError("the invitation has expired")
+
+        def accept(s: CallSession, doc: dict[str, Any]) -> None:
+            s.accept()
+            doc.setdefault("gone", {})
+
+        session, _ = self._transition(service_id, accept)
+        self._publish_dialog(session)
+        self._system(session, "system.accepted")
+        self._signal(signals.call_accepted, session)
+        self.store.publish(channel(service_id, "agent"), {"type": "session", "sessionState": ACCEPTED})
+        return self.join_info(session, "consumer")
+
+    def decline(self, consumer_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        session = self.get(payload["serviceId"])
+        if session is None:
+            raise NotFoundError("no such call", field="serviceId")
+        self._own(session, "consumer", consumer_id)
+        self._close(session.service_id, "declined")
+        return {"serviceId": session.service_id, "sessionState": CLOSED}
+
+    def hangup(self, role: str, uid: str, service_id: str) -> CallSession:
+        """Hang up; while still INVITED this is a cancel (agent) or a decline (consumer)."""
+        session = self.get(service_id)
+        if session is None:
+            raise NotFoundError("no such call", field="serviceId")
+        self._own(session, role, uid)
+        if session.state == INVITED:
+            return self._close(service_id, "cancelled" if role == "agent" else "declined")
+        return self._close(service_id, f"hangup_{role}")
+
+    def fail(self, role: str, uid: str, service_id: str, error_id: str) -> CallSession:
+        if error_id not in SESSION_ERROR_IDS:
+            raise BadFrameError(f"id: must be one of {', '.join(SESSION_ERROR_IDS)}", field="id")
+        session = self.get(service_id)
+        if session is None:
+            raise NotFoundError("no such call", field="serviceId")
+        self._own(session, role, uid)
+        return self._close(service_id, "error", error_id=error_id, by=role)
+
+    def mark_connected(self, role: str, uid: str, service_id: str) -> None:
+        first = {"value": False}
+
+        def connect(s: CallSession, doc: dict[str, Any]) -> None:
+            if s.uid_of(role) != uid:
+                raise NotFoundError("no such call", field="serviceId")
+            if s.state == ACCEPTED:
+                first["value"] = s.mark_connected()
+
+        session, _ = self._transition(service_id, connect)
+        if first["value"]:
+            self._signal(signals.call_connected, session)
+
+    # -- signaling presence -------------------------------------------------------------
+    def participant_joined(self, service_id: str, role: str, conn_id: str) -> tuple[CallSession, dict[str, Any]]:
+        self.store.set(presence_key(service_id, role), {"conn": conn_id, "ts": time.time()})
+
+        def joined(s: CallSession, doc: dict[str, Any]) -> None:
+            s.mark_joined(role)
+            doc.setdefault("gone", {}).pop(role, None)
+
+        result = self._transition(service_id, joined)
+        self.ensure_sweeper()
+        return result
+
+    def participant_left(self, service_id: str, role: str, conn_id: str) -> float | None:
+        """The socket ``conn_id`` went away; returns the grace deadline (epoch s) or None."""
+        current = self.store.get(presence_key(service_id, role))
+        if isinstance(current, dict) and current.get("conn") != conn_id:
+            return None  # a newer socket of the same participant is already there
+        self.store.delete(presence_key(service_id, role))
+        now = time.time()
+
+        def left(s: CallSession, doc: dict[str, Any]) -> None:
+            doc.setdefault("gone", {})[role] = now
+
+        try:
+            self._transition(service_id, left)
+        except NotFoundError:
+            return None
+        return now + float(self.settings["LPCALL_RECONNECT_GRACE"])
+
+    def is_present(self, service_id: str, role: str) -> bool:
+        return self.store.get(presence_key(service_id, role)) is not None
+
+    def set_media_state(self, service_id: str, role: str, muted: bool, camera_off: bool) -> None:
+        def media(s: CallSession, doc: dict[str, Any]) -> None:
+            doc.setdefault("media", {})[role] = {"muted": muted, "cameraOff": camera_off}
+
+        self._transition(service_id, media)
+
+    # -- closing ------------------------------------------------------------------------
+    def _close(self, service_id: str, reason: str, *, error_id: str | None = None, by: str | None = None) -> CallSession:
+        def close(s: CallSession, doc: dict[str, Any]) -> None:
+            s.close(reason, error_id=error_id, by=by)
+
+        session, _ = self._transition(service_id, close)
+        self._finish(session)
+        return session
+
+    def _close_quietly(self, service_id: str, reason: str) -> CallSession | None:
+        try:
+            return self._close(service_id, reason)
+        except (InvalidStateError, NotFoundError):
+            return None  # another worker or request closed it first
+
+    def _finish(self, session: CallSession) -> None:
+        sid = session.service_id
+        ref = self.store.get(f"conv:{session.conversation_id}:call")
+        keys = [call_key(sid), presence_key(sid, "agent"), presence_key(sid, "consumer")]
+        if isinstance(ref, dict) and ref.get("serviceId") == sid:
+            keys.append(f"conv:{session.conversation_id}:call")
+        self.store.delete(*keys)
+        frame = {"type": "closed", "reason": session.close_reason, "errorId": session.error_id, "by": session.ended_by}
+        for role in ROLES:
+            self.store.publish(channel(sid, role), frame)
+        self._publish_dialog(session)
+        key = {
+            "declined": "system.declined",
+            "cancelled": "system.cancelled",
+            "expired": "system.expired",
+            "error": "system.failed",
+        }.get(session.close_reason or "", "system.ended")
+        self._system(session, key)
+        self._signal(signals.call_ended, session)
+        logger.info("call %s closed: %s", sid, session.close_reason)
+
+    # -- side effects -------------------------------------------------------------------
+    def _publish_dialog(self, session: CallSession) -> None:
+        service = self._conversations()
+        if service is None:
+            return
+        try:
+            service.set_cobrowse_dialog(session.conversation_id, session.cobrowse_dialog())
+        except Exception:  # the call must not fail because a notification did
+            logger.exception("could not publish the COBROWSE dialog of %s", session.service_id)
+
+    def _system(self, session: CallSession, key: str) -> None:
+        service = self._conversations()
+        if service is None:
+            return
+        params: dict[str, Any] = {
+            "agent": session.agent_name,
+            "mode": render(self.texts, f"mode.{session.mode}"),
+            "duration": format_duration(session.duration_seconds()),
+        }
+        if session.error_id:
+            params["error"] = render(self.texts, f"error.{session.error_id}")
+        try:
+            service.add_system_message(session.conversation_id, key, **params)
+        except Exception:
+            logger.exception("could not write the system message %s of %s", key, session.service_id)
+
+    def _signal(self, signal: Any, session: CallSession) -> None:
+        try:
+            signal.send(self.sender, call=session.to_dict())
+        except Exception:  # a brand's receiver must not break the call
+            logger.exception("a receiver of %s failed", signal.name)
+
+    # -- timers -------------------------------------------------------------------------
+    def sweep(self, now: float | None = None) -> list[CallSession]:
+        """Close expired invitations and calls whose participant stayed away too long."""
+        t = time.time() if now is None else now
+        grace = float(self.settings["LPCALL_RECONNECT_GRACE"])
+        closed: list[CallSession] = []
+        for doc in self._live_docs():
+            session = CallSession.from_dict(doc)
+            reason = None
+            gone = doc.get("gone") or {}
+            if session.state == INVITED:
+                if session.is_expired(t):
+                    reason = "expired"
+                elif "agent" in gone and t - gone["agent"] >= grace and not self.is_present(session.service_id, "agent"):
+                    reason = "agent_disconnected"
+            elif session.state == ACCEPTED:
+                for role in ("agent", "consumer"):
+                    if self.is_present(session.service_id, role):
+                        continue
+                    since = gone.get(role, (session.accepted_ts or 0) / 1000)
+                    if t - since >= grace:
+                        reason = f"{role}_disconnected"
+                        break
+            if reason:
+                done = self._close_quietly(session.service_id, reason)
+                if done is not None:
+                    closed.append(done)
+        return closed
+
+    def ensure_sweeper(self) -> None:
+        with self._sweeper_lock:
+            if self._sweeper is not None and self._sweeper.is_alive():
+                return
+            ref = weakref.ref(self)
+            stop = self._stop
+            self._sweeper = threading.Thread(target=_sweep_loop, args=(ref, stop), name="lpcall-sweeper", daemon=True)
+            self._sweeper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _sweep_loop(ref: weakref.ReferenceType[CallManager], stop: threading.Event) -> None:
+    idle_since = time.monotonic()
+    while not stop.wait(SWEEP_INTERVAL):
+        manager = ref()
+        if manager is None:
+            return
+        try:
+            manager.sweep()
+            busy = bool(manager.store.keys("call:"))
+        except Exception:
+            logger.exception("call sweep failed")
+            busy = True
+        del manager
+        if busy:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > IDLE_EXIT:
+            manager = ref()
+            if manager is None:
+                return
+            with manager._sweeper_lock:  # exit only if no call appeared meanwhile
+                if not manager.store.keys("call:"):
+                    manager._sweeper = None
+                    return
+            del manager

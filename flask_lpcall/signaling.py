@@ -1,0 +1,190 @@
+"""The call signaling socket ``GET /ws/call?token=`` (flask-sock, PROTOCOL §5).
+
+Frames between the two participants travel over the store's bus on
+``call:<serviceId>:<role>``, never through a process-global socket map: the peer's
+socket may live in another worker. Each socket sends under its own lock, bus
+deliveries are queued and written by a per-socket sender thread, so a slow
+browser never blocks the publisher.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import uuid
+from typing import Any
+
+from flask import Blueprint, request
+from flask_sock import Sock
+from simple_websocket import ConnectionClosed
+
+from .callmanager import CallManager, channel, other
+from .errors import LPCallError, NotAllowedError
+from .extension import get_state
+from .schemas import validate_signal_frame
+
+logger = logging.getLogger(__name__)
+
+_sock = Sock()
+_STOP = object()
+
+
+def origin_allowed(origin: str | None, host_url: str, allowed: list[str]) -> bool:
+    """The request's own origin or one of ``LPCALL_ALLOWED_ORIGINS`` (no Origin: not a browser, allowed)."""
+    if not origin:
+        return True
+    own = host_url.rstrip("/")
+    return origin == own or origin in allowed
+
+
+class CallSocket:
+    """One participant's signaling connection."""
+
+    def __init__(self, ws: Any, manager: CallManager, max_bytes: int) -> None:
+        self.ws = ws
+        self.manager = manager
+        self.max_bytes = max_bytes
+        self.lock = threading.Lock()
+        self.outbox: queue.Queue[Any] = queue.Queue()
+        self.conn_id = uuid.uuid4().hex
+        self.closed_frame: dict[str, Any] | None = None
+
+    def send(self, frame: dict[str, Any]) -> None:
+        with self.lock:
+            self.ws.send(json.dumps(frame, separators=(",", ":")))
+
+    def error(self, code: str, message: str, field: str | None = None) -> None:
+        frame = {"type": "error", "code": code, "message": message}
+        if field:
+            frame["field"] = field
+        self.send(frame)
+
+    def _drain(self) -> None:
+        while True:
+            frame = self.outbox.get()
+            if frame is _STOP:
+                return
+            try:
+                self.send(frame)
+            except (ConnectionClosed, OSError):  # the socket is gone; the receive loop notices
+                return
+            if frame.get("type") == "closed":
+                self.closed_frame = frame
+                try:
+                    self.ws.close(1000, "call closed")
+                except (ConnectionClosed, OSError):
+                    logger.debug("socket already closed")
+                return
+
+    def run(self, token: Any) -> None:
+        state = get_state()
+        try:
+            data = state.signer.verify("call", token, state.settings["LPCALL_CALL_TOKEN_TTL"])
+            sid, role, uid = data.get("sid"), data.get("role"), data.get("uid")
+            if role not in ("agent", "consumer") or not isinstance(sid, str) or not isinstance(uid, str):
+                raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+            session = self.manager.get(sid)
+            if session is None or not session.is_open:
+                raise NotAllowedError("the call has ended", code="CALL_ENDED", field="token")
+            if session.uid_of(role) != uid:
+                raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+        except LPCallError as exc:
+            self.error(exc.code, str(exc), exc.field)
+            self.ws.close(1008, exc.code)
+            return
+        self.serve(sid, role, uid)
+
+    def serve(self, sid: str, role: str, uid: str) -> None:
+        manager = self.manager
+        sub = manager.store.subscribe(channel(sid, role), self.outbox.put)
+        sender = threading.Thread(target=self._drain, name="lpcall-call-send", daemon=True)
+        sender.start()
+        try:
+            try:
+                session, doc = manager.participant_joined(sid, role, self.conn_id)
+            except LPCallError:
+                self.error("CALL_ENDED", "the call has ended")
+                return
+            peer = other(role)
+            peer_present = manager.is_present(sid, peer)
+            self.send(
+                {
+                    "type": "joined",
+                    "serviceId": sid,
+                    "role": role,
+                    "mode": session.mode,
+                    "polite": role == "consumer",
+                    "peerPresent": peer_present,
+                    "peerState": (doc.get("media") or {}).get(peer),
+                    "selfState": (doc.get("media") or {}).get(role),
+                    "sessionState": session.state,
+                    **_ice(manager, session, role),
+                }
+            )
+            manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
+            self.loop(sid, role, uid)
+        finally:
+            sub.close()
+            self.outbox.put(_STOP)
+            grace_until = manager.participant_left(sid, role, self.conn_id)
+            if grace_until is not None and self.closed_frame is None:
+                manager.store.publish(channel(sid, other(role)), {"type": "peer-left", "role": role, "graceUntil": grace_until})
+
+    def loop(self, sid: str, role: str, uid: str) -> None:
+        manager = self.manager
+        peer = other(role)
+        while True:
+            raw = self.ws.receive()
+            if raw is None:
+                continue
+            if self.closed_frame is not None:
+                return
+            if len(raw) > self.max_bytes:
+                self.error("FRAME_TOO_LARGE", f"(frame): larger than {self.max_bytes} bytes", "(frame)")
+                continue
+            try:
+                frame = validate_signal_frame(json.loads(raw))
+            except ValueError:
+                self.error("BAD_FRAME", "(frame): not valid JSON", "(frame)")
+                continue
+            except LPCallError as exc:
+                self.error(exc.code, str(exc), exc.field)
+                continue
+            kind = frame["type"]
+            try:
+                if kind in ("description", "candidate"):
+                    manager.store.publish(channel(sid, peer), {**frame, "from": role})
+                elif kind == "state":
+                    manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
+                    manager.store.publish(channel(sid, peer), {**frame, "from": role})
+                elif kind == "ping":
+                    self.send({"type": "pong"})
+                elif kind == "connected":
+                    manager.mark_connected(role, uid, sid)
+                elif kind == "hangup":
+                    manager.hangup(role, uid, sid)
+                elif kind == "failure":
+                    manager.fail(role, uid, sid, frame["id"])
+            except LPCallError as exc:
+                self.error(exc.code, str(exc), exc.field)
+
+
+def _ice(manager: CallManager, session: Any, role: str) -> dict[str, Any]:
+    info = manager.join_info(session, role)
+    return {"iceServers": info["iceServers"], "iceTransportPolicy": info["iceTransportPolicy"]}
+
+
+def register(bp: Blueprint) -> None:
+    @_sock.route("/ws/call", bp=bp)
+    def call_socket(ws: Any) -> None:
+        state = get_state()
+        if not origin_allowed(request.headers.get("Origin"), request.host_url, state.settings["LPCALL_ALLOWED_ORIGINS"]):
+            ws.close(1008, "origin not allowed")
+            return
+        manager: CallManager = state.services["calls"]
+        try:
+            CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"])).run(request.args.get("token"))
+        except ConnectionClosed:
+            pass
