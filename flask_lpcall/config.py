@@ -14,13 +14,16 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from .errors import ConfigError
+from .texts import CATALOG
+
+ANALYTICS = ("none", "google", "piwik", "webtrekk", "tealium")
 
 #: key -> (default, meaning). The README's table is generated from this mapping.
 DEFAULTS: dict[str, tuple[Any, str]] = {
     # -- foundation ---------------------------------------------------------
     "LPCALL_URL_PREFIX": ("/lpcall", "URL prefix of the extension's blueprint (assets, API, sockets, agent workspace)."),
     "LPCALL_INJECT_TAG": (True, "Inject the tag into every text/html response automatically."),
-    "LPCALL_EXEMPT_PATHS": ([], "Path prefixes whose pages never get the tag (e.g. ['/admin'])."),
+    "LPCALL_EXEMPT_PATHS": ([], "Path prefixes whose pages never get the tag, matched by whole segments ('/admin' covers '/admin/x', not '/administrator')."),
     "LPCALL_CSP_NONCE": (None, "Callable returning the page's CSP nonce; default looks at g.csp_nonce and request.csp_nonce."),
     "LPCALL_DEBUG": (False, "Log tag debug output in the browser console on every page (same as ?lpDebug=2)."),
     "LPCALL_ALLOWED_ORIGINS": ([], "Extra origins allowed to open the WebSockets (the site's own origin is always allowed)."),
@@ -59,6 +62,42 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
 _PERMS = validate.Range
 
 
+class _Number(fields.Float):
+    """A real number (int or float); strings and booleans are refused, not coerced."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kw)
+
+
+def _allowed(text: str) -> dict[str, Any]:
+    """Field metadata: what the key accepts, in words; used for every error of that key."""
+    return {"metadata": {"allowed": text}}
+
+
+class _Bool(fields.Boolean):
+    """Exactly True or False (1, 0, "yes" are refused: a typo must not switch a feature)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def _bool() -> fields.Boolean:
+    return _Bool(**_allowed("True or False"))
+
+
+def _seconds(lo: float, hi: float) -> _Number:
+    return _Number(validate=_PERMS(min=lo, max=hi), **_allowed(f"a number of seconds between {lo:g} and {hi:g}"))
+
+
+def _whole(lo: int, hi: int | None, what: str) -> fields.Integer:
+    span = f"between {lo} and {hi}" if hi is not None else f"of at least {lo}"
+    return fields.Integer(strict=True, validate=_PERMS(min=lo, max=hi), **_allowed(f"a whole number of {what} {span}"))
+
+
 def _str_list(**kw: Any) -> fields.List:
     return fields.List(fields.String(validate=validate.Length(min=1)), **kw)
 
@@ -82,47 +121,66 @@ class _IceServer(Schema):
 
 
 class ConfigSchema(Schema):
-    """Types and ranges of every key. Messages say what is allowed."""
+    """Types and ranges of every key; ``metadata["allowed"]`` says in words what a key accepts."""
 
     LPCALL_URL_PREFIX = fields.String(
-        validate=validate.Regexp(r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$", error="a path starting with '/' and not ending with '/', e.g. '/lpcall'")
+        validate=validate.Regexp(r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$"),
+        **_allowed("a URL path starting with '/' and not ending with '/', e.g. '/lpcall'"),
     )
-    LPCALL_INJECT_TAG = fields.Boolean(truthy={True}, falsy={False})
-    LPCALL_EXEMPT_PATHS = fields.List(fields.String(validate=validate.Regexp(r"^/", error="a path prefix starting with '/'")))
-    LPCALL_CSP_NONCE = fields.Raw(allow_none=True)
-    LPCALL_DEBUG = fields.Boolean(truthy={True}, falsy={False})
+    LPCALL_INJECT_TAG = _bool()
+    LPCALL_EXEMPT_PATHS = fields.List(
+        fields.String(validate=validate.Regexp(r"^/")), **_allowed("a list of path prefixes starting with '/', e.g. ['/admin']")
+    )
+    LPCALL_CSP_NONCE = fields.Raw(allow_none=True, **_allowed("None or a callable returning the page's nonce string"))
+    LPCALL_DEBUG = _bool()
     LPCALL_ALLOWED_ORIGINS = fields.List(
-        fields.String(validate=validate.Regexp(r"^https?://[^/]+$", error="an origin like 'https://shop.example.com' (scheme and host, no path)"))
+        fields.String(validate=validate.Regexp(r"^https?://[^/]+$")),
+        **_allowed("a list of origins like ['https://shop.example.com'] (scheme and host, no path)"),
     )
-    LPCALL_ENGAGEMENT_WINDOW = fields.Boolean(truthy={True}, falsy={False})
-    LPCALL_MAX_MESSAGE_LENGTH = fields.Integer(strict=True, validate=_PERMS(min=1, max=100_000))
-    LPCALL_MAX_FRAME_BYTES = fields.Integer(strict=True, validate=_PERMS(min=4096, max=4 * 1024 * 1024))
-    LPCALL_CONSUMER_TOKEN_TTL = fields.Integer(strict=True, validate=_PERMS(min=60))
-    LPCALL_CONVERSATION_TTL = fields.Integer(strict=True, validate=_PERMS(min=60))
-    LPCALL_VOICE_ENABLED = fields.Boolean(truthy={True}, falsy={False})
-    LPCALL_VIDEO_ENABLED = fields.Boolean(truthy={True}, falsy={False})
-    LPCALL_INVITE_TTL = fields.Float(validate=_PERMS(min=1, max=86400))
-    LPCALL_CALL_TOKEN_TTL = fields.Float(validate=_PERMS(min=5, max=86400))
-    LPCALL_AGENT_CAMERA_OFF_AT_START = fields.Boolean(truthy={True}, falsy={False})
-    LPCALL_CONSUMER_CAMERA_OFF_AT_START = fields.Boolean(truthy={True}, falsy={False})
-    LPCALL_ICE_SERVERS = fields.List(fields.Nested(_IceServer))
-    LPCALL_FORCE_RELAY = fields.Boolean(truthy={True}, falsy={False})
-    LPCALL_CONNECT_TIMEOUT = fields.Float(validate=_PERMS(min=1, max=600))
-    LPCALL_RECONNECT_GRACE = fields.Float(validate=_PERMS(min=0.5, max=3600))
-    LPCALL_HEARTBEAT_INTERVAL = fields.Float(validate=_PERMS(min=0.2, max=300))
-    LPCALL_ICE_RESTART_ATTEMPTS = fields.Integer(strict=True, validate=_PERMS(min=0, max=20))
+    LPCALL_ENGAGEMENT_WINDOW = _bool()
+    LPCALL_MAX_MESSAGE_LENGTH = _whole(1, 100_000, "characters")
+    LPCALL_MAX_FRAME_BYTES = _whole(4096, 4 * 1024 * 1024, "bytes")
+    LPCALL_CONSUMER_TOKEN_TTL = _whole(60, None, "seconds")
+    LPCALL_CONVERSATION_TTL = _whole(60, None, "seconds")
+    LPCALL_VOICE_ENABLED = _bool()
+    LPCALL_VIDEO_ENABLED = _bool()
+    LPCALL_INVITE_TTL = _seconds(1, 86400)
+    LPCALL_CALL_TOKEN_TTL = _seconds(5, 86400)
+    LPCALL_AGENT_CAMERA_OFF_AT_START = _bool()
+    LPCALL_CONSUMER_CAMERA_OFF_AT_START = _bool()
+    LPCALL_ICE_SERVERS = fields.List(
+        fields.Nested(_IceServer),
+        **_allowed("a list of RTCIceServer dicts like {'urls': ['stun:stun.example.com:3478'], 'username': ..., 'credential': ...}"),
+    )
+    LPCALL_FORCE_RELAY = _bool()
+    LPCALL_CONNECT_TIMEOUT = _seconds(1, 600)
+    LPCALL_RECONNECT_GRACE = _seconds(0.5, 3600)
+    LPCALL_HEARTBEAT_INTERVAL = _seconds(0.2, 300)
+    LPCALL_ICE_RESTART_ATTEMPTS = _whole(0, 20, "attempts")
     LPCALL_STORE = fields.String(
-        validate=validate.Regexp(r"^(memory|rediss?://.+|unix://.+)$", error="'memory' or a redis:// (rediss://, unix://) URL")
+        validate=validate.Regexp(r"^(memory|rediss?://.+|unix://.+)$"),
+        **_allowed("'memory' or a Redis URL (redis://, rediss://, unix://)"),
     )
     LPCALL_TURN_URLS = fields.List(
-        fields.String(validate=validate.Regexp(r"^turns?:.+", error="a turn: or turns: URL, e.g. 'turn:turn.example.com:3478'"))
+        fields.String(validate=validate.Regexp(r"^turns?:.+")),
+        **_allowed("a list of turn: or turns: URLs, e.g. ['turn:turn.example.com:3478']"),
     )
-    LPCALL_TURN_SECRET = fields.String(allow_none=True, validate=validate.Length(min=8, error="at least 8 characters"))
-    LPCALL_TURN_TTL = fields.Integer(strict=True, validate=_PERMS(min=60, max=7 * 86400))
-    LPCALL_LOCALE = fields.String()
-    LPCALL_TEXTS = fields.Dict(keys=fields.String())
-    LPCALL_ANALYTICS = fields.String(validate=validate.OneOf(["none", "google", "piwik", "webtrekk", "tealium"]))
-    LPCALL_REPORT_DB = fields.String(validate=validate.Length(min=1))
+    LPCALL_TURN_SECRET = fields.String(
+        allow_none=True, validate=validate.Length(min=8), **_allowed("None or a string of at least 8 characters")
+    )
+    LPCALL_TURN_TTL = _whole(60, 7 * 86400, "seconds")
+    LPCALL_LOCALE = fields.String(
+        validate=validate.OneOf(sorted(CATALOG)), **_allowed(f"one of the catalog's locales {sorted(CATALOG)}")
+    )
+    LPCALL_TEXTS = fields.Dict(
+        keys=fields.String(), **_allowed("a dict {text key: text} or {locale: {text key: text}}")
+    )
+    LPCALL_ANALYTICS = fields.String(
+        validate=validate.OneOf(ANALYTICS), **_allowed(f"one of {', '.join(repr(a) for a in ANALYTICS)}")
+    )
+    LPCALL_REPORT_DB = fields.String(
+        validate=validate.Length(min=1), **_allowed("a non-empty SQLite file path (relative paths: instance folder)")
+    )
 
 
 def _describe(messages: Any) -> str:
@@ -131,6 +189,15 @@ def _describe(messages: Any) -> str:
     if isinstance(messages, list):
         return "; ".join(_describe(m) for m in messages)
     return str(messages)
+
+
+def _problem(key: str, value: Any, messages: Any) -> str:
+    """'must be <what is allowed> (got <value>)', plus the detail for an item of a list."""
+    allowed = ConfigSchema().fields[key].metadata.get("allowed")
+    if not allowed:
+        return f"{_describe(messages)} (got {value!r})"
+    detail = f"; {_describe(messages)}" if isinstance(messages, dict) else ""
+    return f"must be {allowed} (got {value!r}{detail})"
 
 
 def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,12 +210,14 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     raw = {key: config.get(key, default) for key, (default, _) in DEFAULTS.items()}
     nonce = raw["LPCALL_CSP_NONCE"]
     if nonce is not None and not callable(nonce):
-        raise ConfigError("LPCALL_CSP_NONCE", f"must be a callable returning the nonce string or None (got {nonce!r})")
+        raise ConfigError("LPCALL_CSP_NONCE", f"must be None or a callable returning the nonce string (got {nonce!r})")
     for key, value in raw.items():
+        if key not in ConfigSchema._declared_fields:
+            continue
         try:
             ConfigSchema(only=(key,)).load({key: value})
         except ValidationError as exc:
-            raise ConfigError(key, f"{_describe(exc.messages.get(key, exc.messages))} (got {value!r})") from None
+            raise ConfigError(key, _problem(key, value, exc.messages.get(key, exc.messages))) from None
     loaded: dict[str, Any] = dict(raw)
     loaded["LPCALL_ICE_SERVERS"] = [_IceServer().load(s) for s in raw["LPCALL_ICE_SERVERS"]]
     if raw["LPCALL_TURN_URLS"] and not raw["LPCALL_TURN_SECRET"]:
