@@ -149,6 +149,11 @@ function debug(w, text) {
 
 let current = null;
 
+// The provider installed on this page, or null.
+export function installed() {
+  return current ? current.provider : null;
+}
+
 // The module-level tracker the call app can use directly: track(EVENTS.callConnected, {mode}).
 export function track(name, data) {
   return current ? current.track(name, data) : false;
