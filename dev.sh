@@ -46,6 +46,20 @@ case "${1:-help}" in
     venv "dev"
     "$VENV/bin/ruff" check flask_lpcall tests example_site benchmarks
     ;;
+  readme)
+    # Regenerate README.md's configuration table from flask_lpcall.config.DEFAULTS.
+    venv "dev"
+    "$VENV/bin/python" - <<'PY'
+import re
+from pathlib import Path
+from flask_lpcall.config import defaults_table
+readme = Path("README.md")
+start = "<!-- config-table (generated from flask_lpcall.config.DEFAULTS by ./dev.sh readme) -->"
+text = re.sub(re.escape(start) + r".*?<!-- /config-table -->",
+              lambda _: f"{start}\n\n{defaults_table()}\n\n<!-- /config-table -->", readme.read_text(), flags=re.S)
+readme.write_text(text)
+PY
+    ;;
   bench)
     shift
     system_packages
@@ -53,7 +67,7 @@ case "${1:-help}" in
     exec "$VENV/bin/python" -m benchmarks "$@"
     ;;
   *)
-    echo "usage: ./dev.sh run | test [pytest args] | lint | bench" >&2
+    echo "usage: ./dev.sh run | test [pytest args] | lint | bench | readme" >&2
     exit 2
     ;;
 esac

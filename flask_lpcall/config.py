@@ -230,3 +230,12 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 NonceGetter = Callable[[], "str | None"]
+
+
+def defaults_table() -> str:
+    """The README's markdown table of every key (``./dev.sh readme`` writes it; a test keeps it in sync)."""
+    rows = ["| Key | Default | Meaning |", "|---|---|---|"]
+    for key, (default, meaning) in DEFAULTS.items():
+        cell = meaning.replace("|", "\\|")
+        rows.append(f"| `{key}` | `{default!r}` | {cell} |")
+    return "\n".join(rows)

@@ -155,3 +155,19 @@ def test_extension_follows_the_flask_extension_pattern() -> None:
     assert b.test_client().get("/b/static/lptag.js").status_code == 200
     assert a.test_client().get("/lpcall/static/lptag.js").status_code == 404
     assert sum(1 for bp in a.blueprints.values() if bp.name == "lpcall") == 1
+
+
+def test_readme_table_lists_every_key_with_its_default() -> None:
+    from pathlib import Path
+
+    from flask_lpcall.config import defaults_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"\n\n{defaults_table()}\n\n<!-- /config-table -->" in readme, "README table is stale: run ./dev.sh readme"
+    lines = readme.splitlines()
+    assert lines[0] == "# flask-lpcall"
+    commands = [line for line in lines[1:6] if line.startswith("./dev.sh")]
+    assert [c.split("#")[0].strip() for c in commands] == ["./dev.sh run", "./dev.sh test"]
+    for section in ("Messaging-Window protocol", "Calls", "Resume", "Scaling out (Redis, gunicorn, coturn)",
+                    "Python peer and demo agent", "Reporting and analytics", "Architecture", "Configuration"):
+        assert f"\n## {section}\n" in readme, section
