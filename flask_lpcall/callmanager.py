@@ -388,10 +388,15 @@ class CallManager:
             logger.exception("could not write the system message %s of %s", key, session.service_id)
 
     def _signal(self, signal: Any, session: CallSession) -> None:
-        try:
-            signal.send(self.sender, call=session.to_dict())
-        except Exception:  # a brand's receiver must not break the call
-            logger.exception("a receiver of %s failed", signal.name)
+        # Each receiver on its own: blinker's send() stops at the first receiver that raises,
+        # so one broken CRM hook would otherwise starve the others (and the report record).
+        if getattr(signal, "is_muted", False):
+            return
+        for receiver in list(signal.receivers_for(self.sender)):
+            try:
+                receiver(self.sender, call=session.to_dict())
+            except Exception:  # a brand's receiver must not break the call
+                logger.exception("a receiver of %s failed", signal.name)
 
     # -- timers -------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> list[CallSession]:
