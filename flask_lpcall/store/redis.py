@@ -356,7 +356,7 @@ class RedisStore(Store):
             if not self._closed:
                 self._wake.wait(backoff)  # reconnect backoff (subscribe() wakes it when Redis is back)
                 self._wake.clear()
-                backoff = min(backoff * 2, 1.0)
+                backoff = min(backoff * 2, 0.5)
 
     def _handle(self, response: Any) -> None:
         if not isinstance(response, list) or len(response) < 3:

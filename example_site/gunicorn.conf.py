@@ -1,0 +1,28 @@
+# ruff: noqa: N999  (gunicorn looks for this exact file name)
+"""Production serving of the example site: gunicorn with the gevent worker (flask-sock runs on it).
+
+    FLASK_SECRET_KEY=… FLASK_LPCALL_STORE=redis://127.0.0.1:6379/0 \\
+        gunicorn -c example_site/gunicorn.conf.py 'example_site.app:create_app()'
+
+Every worker (and every host) must share the same ``FLASK_SECRET_KEY`` (tokens are
+signed with it) and the same Redis (``FLASK_LPCALL_STORE``): a call's two participants
+may be connected to different workers. Behind a reverse proxy, forward the WebSocket
+upgrade (``/lpcall/ws/``) and set ``FORWARDED_ALLOW_IPS`` to the proxy's address.
+"""
+
+from __future__ import annotations
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+worker_class = "gevent"  # gunicorn monkey-patches the worker, so threads and sockets are greenlets
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# One greenlet per connection: long-lived WebSockets count here, so leave room for thousands.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "4000"))
+timeout = 30  # heartbeat of a worker to the master; WebSockets are not limited by it
+graceful_timeout = 10  # open sockets are cut after this on restart; clients reconnect and resume
+keepalive = 5
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
