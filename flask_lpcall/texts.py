@@ -48,6 +48,8 @@ EN: dict[str, str] = {
     "call.remote_media": "{name}",
     "call.ended": "Call ended",
     "call.voice_avatar": "Voice call with {name}",
+    "call.waiting": "Waiting for {name} to answer…",
+    "call.peer_failed": "The call with {name} ended: {error}",
     # -- sessionError.msg (ids verbatim from seed 003) -------------------------
     "error.UNABLE_TO_CONNECT": "We could not connect the call. Please check your network and try again.",
     "error.BROWSER_NOT_SUPPORTED": "Your browser does not support voice and video calls. Please use a current Chrome, Firefox, Safari or Edge over HTTPS.",
@@ -201,6 +203,9 @@ DE: dict[str, str] = {
     "call.local_preview": "Ihre Kamera",
     "call.ended": "Anruf beendet",
     "call.voice_avatar": "Sprachanruf mit {name}",
+    "call.waiting": "Warten, bis {name} antwortet…",
+    "call.peer_failed": "Der Anruf mit {name} wurde beendet: {error}",
+    "call.remote_media": "{name}",
     "error.UNABLE_TO_CONNECT": "Der Anruf konnte nicht verbunden werden. Bitte prüfen Sie Ihre Verbindung und versuchen Sie es erneut.",
     "error.BROWSER_NOT_SUPPORTED": "Ihr Browser unterstützt keine Sprach- und Videoanrufe. Bitte nutzen Sie einen aktuellen Chrome, Firefox, Safari oder Edge über HTTPS.",
     "error.NO_CAMERA_ACCESS": "Wir können nicht auf Ihre Kamera oder Ihr Mikrofon zugreifen. Bitte erlauben Sie den Zugriff und versuchen Sie es erneut.",

@@ -1,0 +1,71 @@
+// The agent's side of a call (PROTOCOL §10), called by the workspace (agent.js) right after
+// `call.Invite` (or `call.Active` after a reload):
+//
+//   const call = startAgentCall({container, serviceId, token, mode, iceServers,
+//     iceTransportPolicy, cameraOffAtStart, peerName, texts, onEnd});
+//   call.destroy();
+//
+// The agent joins the call's signaling at once and waits for the visitor; the hang-up button
+// cancels the invitation while it is pending. Errors of either side are shown in the UI.
+
+import {CallEngine} from './engine.js';
+import {makeT, mountCallUI} from './callui.js';
+
+function baseUrl(opts) {
+  if (opts.base) return opts.base;
+  const cfg = (window.lpTag && window.lpTag.lpcall && window.lpTag.lpcall.config) || window.lpCallConfig || {};
+  if (cfg.base) return cfg.base;
+  const m = /^(.*)\/agent(\/|$)/.exec(location.pathname);
+  return m ? m[1] : '/lpcall';
+}
+
+export function startAgentCall(opts) {
+  const {container, serviceId, token, mode, peerName, texts, onEnd} = opts;
+  const info = opts.info || {};
+  const t = makeT(texts);
+  const engine = new CallEngine({
+    base: baseUrl(opts),
+    serviceId,
+    token,
+    mode,
+    role: 'agent',
+    iceServers: opts.iceServers,
+    iceTransportPolicy: opts.iceTransportPolicy,
+    cameraOffAtStart: opts.cameraOffAtStart,
+    connectTimeout: opts.connectTimeout || info.connectTimeout,
+    sessionState: opts.sessionState || info.sessionState || 'INVITED',
+  });
+  const ui = mountCallUI({engine, mode, peerName, texts, role: 'agent'});
+  container.replaceChildren(ui.root);
+  let ended = false;
+
+  function end(info) {
+    if (ended) return;
+    ended = true;
+    ui.showEnded();
+    if (info && info.errorId) {
+      const error = t(`error.${info.errorId}`);
+      ui.showError(info.by === 'consumer' ? t('call.peer_failed', {name: peerName || '', error}) : error);
+    }
+    if (typeof onEnd === 'function') {
+      try { onEnd(info || null); } catch (e) { console.warn('lpcall: onEnd failed', e); }
+    }
+  }
+
+  engine.addEventListener('error', (e) => ui.showError(t(`error.${e.detail.code}`)));
+  engine.addEventListener('closed', (e) => end(e.detail));
+  engine.start().catch((err) => {
+    ui.showError(t(`error.${err.code}`));
+    end({reason: 'error', errorId: err.code, by: 'agent'});
+  });
+
+  return {
+    engine,
+    ui,
+    hangup: () => engine.hangup(),
+    destroy() {
+      engine.destroy();
+      ui.destroy();
+    },
+  };
+}

@@ -1,0 +1,243 @@
+// The consumer call app (PROTOCOL §8): listens to the seed's lpCoBrowse events (with replay,
+// so a late load still sees them), accepts or declines through the call API, renders the call
+// into the first `.lp_cobrowse_callscreen_container` (replacing its loading indicator once
+// connected) and fires `cobrowse` `sessionError` {msg, id} / `sessionResume`, plus `lpCall`
+// `callConnected` / `callEnded` for analytics.
+//
+// sessionStorage["lpcall.call"] (per tab) keeps what a reload needs to resume:
+// {serviceId, mode, agentName, visitorName, muted, cameraOff, payload}.
+
+import {CallEngine, supportProblem, ERRORS} from './engine.js';
+import {makeT, mountCallUI} from './callui.js';
+
+const STORE_KEY = 'lpcall.call';
+const CONTAINER = '.lp_cobrowse_callscreen_container';
+const MANDATORY = ['serviceId', 'agentId', 'visitorName', 'mode', 'ssid', 'svid'];
+const MODES = ['VOICE_CALL', 'VIDEO_CALL'];
+
+function bus() {
+  return (window.lpTag && window.lpTag.events) || null;
+}
+
+function log(msg) {
+  const tag = window.lpTag && window.lpTag.lpcall;
+  if (tag && tag.log) tag.log('DEBUG', 'lpCall', msg);
+}
+
+export function validPayload(data) {
+  if (!data || typeof data !== 'object') return false;
+  for (const k of MANDATORY) if (typeof data[k] !== 'string' || !data[k]) return false;
+  return MODES.includes(data.mode);
+}
+
+function readStored() {
+  try { return JSON.parse(sessionStorage.getItem(STORE_KEY) || 'null'); } catch (e) { return null; }
+}
+
+function writeStored(value) {
+  try {
+    if (value) sessionStorage.setItem(STORE_KEY, JSON.stringify(value));
+    else sessionStorage.removeItem(STORE_KEY);
+  } catch (e) { /* storage unavailable: no resume */ }
+}
+
+function waitForContainer(timeoutMs = 15000) {
+  const found = document.querySelector(CONTAINER);
+  if (found) return Promise.resolve(found);
+  return new Promise((resolve) => {
+    const obs = new MutationObserver(() => {
+      const c = document.querySelector(CONTAINER);
+      if (c) { obs.disconnect(); clearTimeout(timer); resolve(c); }
+    });
+    obs.observe(document.documentElement, {childList: true, subtree: true});
+    const timer = setTimeout(() => { obs.disconnect(); resolve(null); }, timeoutMs);
+  });
+}
+
+export function startCallApp({base = '/lpcall', config = {}, identity}) {
+  if (window.__lpcallCallApp) return window.__lpcallCallApp;
+  const t = makeT(config.texts || {});
+  const events = bus();
+  let current = null;  // {serviceId, engine, ui, container, mode}
+  const seen = new Set();
+
+  function publish(app, name, data) {
+    const b = bus();
+    if (b) b.publish(app, name, data);
+  }
+
+  function sessionError(id) {
+    const msg = t(`error.${id}`);
+    publish('cobrowse', 'sessionError', {msg, id});
+    return msg;
+  }
+
+  async function api(path, body) {
+    const id = await identity();
+    const resp = await fetch(`${base}/api/call/${path}`, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: {'Content-Type': 'application/json', Authorization: `Bearer ${id.token}`},
+      body: JSON.stringify(body),
+    });
+    const json = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      const err = new Error((json.error && json.error.message) || `HTTP ${resp.status}`);
+      err.code = json.error && json.error.code;
+      err.status = resp.status;
+      throw err;
+    }
+    return json;
+  }
+
+  function showMessage(container, msg, cls) {
+    if (!container) return;
+    const node = document.createElement('div');
+    node.className = cls;
+    node.setAttribute('role', cls === 'lpcall-call-error' ? 'alert' : 'status');
+    node.textContent = msg;
+    container.replaceChildren(node);
+  }
+
+  function finish(call, info) {
+    if (call.finished) return;
+    call.finished = true;
+    if (current === call) current = null;
+    writeStored(null);
+    const duration = call.connectedAt ? Math.round((Date.now() - call.connectedAt) / 1000) : 0;
+    publish('lpCall', 'callEnded', {
+      serviceId: call.serviceId, mode: call.mode, reason: info.reason || null, errorId: info.errorId || null, durationSeconds: duration,
+    });
+    let msg = null;
+    if (info.errorId === ERRORS.AGENT_DISCONNECTED) msg = sessionError(ERRORS.AGENT_DISCONNECTED);
+    else if (info.reason === 'error' && info.by !== 'consumer' && !call.errorFired) msg = sessionError(ERRORS.UNABLE_TO_CONNECT);
+    if (call.ui) {
+      call.ui.showEnded();
+      if (msg || call.errorMsg) call.ui.showError(msg || call.errorMsg);
+    }
+    if (!call.attached) showMessage(call.container, msg || call.errorMsg || t('call.ended'), msg || call.errorMsg ? 'lpcall-call-error' : 'lpcall-call-ended');
+  }
+
+  async function run(join, payload, {resumed = false} = {}) {
+    const stored = readStored();
+    const keep = resumed && stored && stored.serviceId === join.serviceId ? stored : {};
+    const call = {
+      serviceId: join.serviceId, mode: join.mode, engine: null, ui: null, container: null,
+      attached: false, finished: false, errorFired: false, errorMsg: null, connectedAt: null,
+    };
+    current = call;
+    writeStored({
+      serviceId: join.serviceId, mode: join.mode, agentName: join.agentName || '', visitorName: join.visitorName || '',
+      muted: Boolean(keep.muted), cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), payload,
+    });
+    const engine = new CallEngine({
+      base, serviceId: join.serviceId, token: join.token, mode: join.mode, role: 'consumer',
+      iceServers: join.iceServers, iceTransportPolicy: join.iceTransportPolicy, connectTimeout: join.connectTimeout,
+      cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), muted: Boolean(keep.muted), sessionState: join.sessionState,
+    });
+    call.engine = engine;
+    call.ui = mountCallUI({engine, mode: join.mode, peerName: join.agentName || '', texts: config.texts || {}, role: 'consumer'});
+    call.container = await waitForContainer();
+    const attach = () => {
+      if (call.attached || call.finished || !call.container) return;
+      call.attached = true;
+      call.container.replaceChildren(call.ui.root);  // the loading indicator goes now
+    };
+    engine.addEventListener('connected', (e) => {
+      attach();
+      if (e.detail.first && !call.connectedAt) {
+        call.connectedAt = Date.now();
+        publish('lpCall', 'callConnected', {serviceId: call.serviceId, mode: call.mode});
+      }
+    });
+    engine.addEventListener('localstate', (e) => {
+      const s = readStored();
+      if (s && s.serviceId === call.serviceId) writeStored({...s, muted: e.detail.muted, cameraOff: e.detail.cameraOff});
+    });
+    engine.addEventListener('error', (e) => {
+      if (call.errorFired) return;
+      call.errorFired = true;
+      call.errorMsg = sessionError(e.detail.code);
+      if (call.ui) call.ui.showError(call.errorMsg);
+    });
+    engine.addEventListener('closed', (e) => finish(call, e.detail));
+    try {
+      await engine.start();
+    } catch (err) {
+      if (!call.errorFired) {
+        call.errorFired = true;
+        call.errorMsg = sessionError(Object.values(ERRORS).includes(err.code) ? err.code : ERRORS.UNABLE_TO_CONNECT);
+      }
+      finish(call, {reason: 'error', errorId: err.code, by: 'consumer'});
+    }
+    return call;
+  }
+
+  async function onAccepted(data) {
+    if (!validPayload(data)) return log('cobrowseAccepted: invalid payload ignored');
+    if (current && current.serviceId === data.serviceId) return;
+    let join;
+    try {
+      join = await api('accept', data);
+    } catch (err) {
+      log(`accept failed: ${err.message}`);
+      const container = await waitForContainer(2000);
+      showMessage(container, sessionError(ERRORS.UNABLE_TO_CONNECT), 'lpcall-call-error');
+      return;
+    }
+    await run(join, data);
+  }
+
+  async function onDeclined(data) {
+    if (!validPayload(data)) return log('cobrowseDeclined: invalid payload ignored');
+    try { await api('decline', data); } catch (err) { log(`decline failed: ${err.message}`); }
+  }
+
+  // -- resume after reload / navigation (seed 003; issue 5 hardens it) --------------------
+  let pendingResume = null;
+  async function checkResume() {
+    const stored = readStored();
+    if (!stored || !stored.serviceId) return;
+    let join;
+    try {
+      join = await api('resume', {serviceId: stored.serviceId});
+    } catch (err) {
+      log(`no call to resume: ${err.message}`);
+      writeStored(null);
+      return;
+    }
+    pendingResume = {join, payload: stored.payload};
+    publish('cobrowse', 'sessionResume', {serviceId: join.serviceId, mode: join.mode});
+  }
+  function onSliderOpened() {
+    if (!pendingResume) return log('sliderOpened without a call to resume');
+    const {join, payload} = pendingResume;
+    pendingResume = null;
+    run(join, payload, {resumed: true});
+  }
+
+  function onEvent(data, info) {
+    const name = info && info.eventName;
+    const id = info && info.eventId;
+    if (id) {
+      if (seen.has(id)) return;
+      seen.add(id);
+    }
+    if (name === 'cobrowseOffered') log(`call offered: ${data && data.serviceId}`);
+    else if (name === 'cobrowseAccepted') onAccepted(data);
+    else if (name === 'cobrowseDeclined') onDeclined(data);
+    else if (name === 'sliderOpened') onSliderOpened();
+  }
+
+  if (events) events.bind({appName: 'lpCoBrowse', eventName: '*', func: onEvent, replay: true});
+  const app = {
+    get current() { return current; },
+    hangup: () => (current ? current.engine.hangup() : Promise.resolve(null)),
+    supportProblem,
+  };
+  window.__lpcallCallApp = app;
+  checkResume();
+  return app;
+}
+
+export const start = startCallApp;

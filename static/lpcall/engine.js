@@ -1,0 +1,453 @@
+// The call engine (both sides): local media, the signaling socket (PROTOCOL §5) and one
+// RTCPeerConnection driven by the perfect-negotiation pattern (consumer polite, agent
+// impolite), trickle ICE, explicit hang-up, mute / camera state frames and a connect timeout.
+//
+//   const engine = new CallEngine({base, serviceId, token, mode, role, iceServers, ...});
+//   engine.addEventListener('status' | 'localstream' | 'remotestream' | 'remotestate' |
+//                           'connected' | 'peer' | 'closed' | 'error', handler);
+//   await engine.start();          // media, then signaling; rejects with a CallError
+//   engine.setMuted(true); engine.setCameraOff(true); await engine.switchCamera();
+//   await engine.hangup();         // tells the other side, waits for `closed`
+//   await engine.rejoin(token);    // a fresh socket (and peer connection) with a new token
+//   engine.destroy();              // idempotent
+//
+// Errors carry a stable `code`: BROWSER_NOT_SUPPORTED, NO_CAMERA_ACCESS, UNABLE_TO_CONNECT
+// (the seed's sessionError ids) or SIGNALING_FAILED / CALL_ENDED / TOKEN_INVALID.
+
+export const ERRORS = Object.freeze({
+  BROWSER_NOT_SUPPORTED: 'BROWSER_NOT_SUPPORTED',
+  NO_CAMERA_ACCESS: 'NO_CAMERA_ACCESS',
+  UNABLE_TO_CONNECT: 'UNABLE_TO_CONNECT',
+  AGENT_DISCONNECTED: 'AGENT_DISCONNECTED',
+});
+
+export class CallError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = 'CallError';
+    this.code = code;
+  }
+}
+
+// What is missing for a WebRTC call in this page, or null.
+export function supportProblem(win = window) {
+  if (win.isSecureContext === false) return ERRORS.BROWSER_NOT_SUPPORTED;
+  if (typeof win.RTCPeerConnection !== 'function') return ERRORS.BROWSER_NOT_SUPPORTED;
+  const md = win.navigator && win.navigator.mediaDevices;
+  if (!md || typeof md.getUserMedia !== 'function') return ERRORS.BROWSER_NOT_SUPPORTED;
+  return null;
+}
+
+export function socketUrl(base, token) {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${proto}//${location.host}${base}/ws/call?token=${encodeURIComponent(token)}`;
+}
+
+const testing = () => Boolean(window.__lpcallTest);
+
+export class CallEngine extends EventTarget {
+  constructor(opts) {
+    super();
+    this.base = opts.base || '/lpcall';
+    this.serviceId = opts.serviceId;
+    this.token = opts.token;
+    this.mode = opts.mode;
+    this.role = opts.role;
+    this.polite = this.role === 'consumer';
+    this.iceServers = opts.iceServers || [];
+    this.iceTransportPolicy = opts.iceTransportPolicy || 'all';
+    this.connectTimeoutMs = Math.max(1, Number(opts.connectTimeout) || 30) * 1000;
+    this.muted = Boolean(opts.muted);
+    this.cameraOff = this.mode === 'VIDEO_CALL' && Boolean(opts.cameraOff ?? opts.cameraOffAtStart);
+    this.status = 'idle';
+    this.sessionState = opts.sessionState || null;
+    this.localStream = null;
+    this.remoteStream = null;
+    this.remoteState = {muted: false, cameraOff: false};
+    this.peerPresent = false;
+    this.connectedOnce = false;
+    this.closedInfo = null;
+    this.pc = null;
+    this.ws = null;
+    this._makingOffer = false;
+    this._ignoreOffer = false;
+    this._chain = Promise.resolve();
+    this._connectTimer = null;
+    this._destroyed = false;
+    this._closedWaiters = [];
+    if (testing()) (window.__lpcallEngines = window.__lpcallEngines || []).push(this);
+  }
+
+  // -- events --------------------------------------------------------------------------
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, {detail}));
+  }
+
+  _setStatus(status) {
+    if (this.status === status || this.status === 'closed') return;
+    this.status = status;
+    this._emit('status', {status});
+  }
+
+  // -- start -----------------------------------------------------------------------------
+  async start() {
+    const problem = supportProblem();
+    if (problem) throw await this._failEarly(problem);
+    try {
+      await this._getMedia();
+    } catch (err) {
+      throw await this._failEarly(ERRORS.NO_CAMERA_ACCESS, err);
+    }
+    await this._openSocket(this.token);
+    return this;
+  }
+
+  async _getMedia() {
+    this._setStatus('media');
+    const video = this.mode === 'VIDEO_CALL';
+    const stream = await navigator.mediaDevices.getUserMedia({audio: true, video});
+    if (this._destroyed) {
+      stream.getTracks().forEach((t) => t.stop());
+      throw new CallError('CALL_ENDED', 'the call ended');
+    }
+    if (video && stream.getVideoTracks().length === 0) throw new CallError(ERRORS.NO_CAMERA_ACCESS, 'no camera');
+    this.localStream = stream;
+    this._applyTrackState();
+    this._emit('localstream', {stream});
+  }
+
+  // Tell the server (and so the other side) why this side cannot take part, then end.
+  async _failEarly(code, cause) {
+    const err = new CallError(code, cause && cause.message ? `${code}: ${cause.message}` : code);
+    this._emit('error', {code, error: err});
+    if (typeof WebSocket === 'function' && this.token && !this._destroyed) {
+      try {
+        await this._openSocket(this.token);
+        this._send({type: 'failure', id: code});
+        await this._waitClosed(3000);
+      } catch (e) { /* the server may already have closed the call */ }
+    }
+    this.destroy();
+    return err;
+  }
+
+  // -- signaling -------------------------------------------------------------------------
+  _openSocket(token) {
+    return new Promise((resolve, reject) => {
+      let joined = false;
+      const ws = new WebSocket(socketUrl(this.base, token));
+      this.ws = ws;
+      ws.onmessage = (ev) => {
+        let frame;
+        try { frame = JSON.parse(ev.data); } catch (e) { return; }
+        if (frame.type === 'joined' && !joined) {
+          joined = true;
+          this._onJoined(frame);
+          resolve(frame);
+          return;
+        }
+        if (frame.type === 'error' && !joined) {
+          reject(new CallError(frame.code || 'SIGNALING_FAILED', frame.message));
+          return;
+        }
+        this._onFrame(frame);
+      };
+      ws.onclose = () => {
+        if (this.ws === ws) this.ws = null;
+        if (!joined) reject(new CallError('SIGNALING_FAILED', 'the signaling socket closed'));
+        else if (!this.closedInfo && !this._destroyed) this._onSocketLost();
+      };
+    });
+  }
+
+  _send(frame) {
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  _sendState() {
+    this._send({type: 'state', muted: this.muted, cameraOff: this.cameraOff});
+  }
+
+  _onJoined(frame) {
+    this.sessionState = frame.sessionState;
+    if (Array.isArray(frame.iceServers)) this.iceServers = frame.iceServers;
+    if (frame.iceTransportPolicy) this.iceTransportPolicy = frame.iceTransportPolicy;
+    if (frame.peerState) this._setRemoteState(frame.peerState);
+    this._sendState();
+    this._setPeerPresent(Boolean(frame.peerPresent));
+    this._setStatus(this.connectedOnce ? 'reconnecting' : 'connecting');
+    if (this.peerPresent && this.localStream) this._newPeerConnection();
+  }
+
+  _onFrame(frame) {
+    switch (frame.type) {
+      case 'description':
+      case 'candidate':
+        this._chain = this._chain.then(() => this._onSignal(frame)).catch((err) => {
+          console.warn('lpcall: signaling step failed', err);
+        });
+        break;
+      case 'state':
+        this._setRemoteState(frame);
+        break;
+      case 'peer-joined':
+        this._setPeerPresent(true);
+        this._sendState();
+        if (this.localStream) this._newPeerConnection();  // a fresh peer: a fresh negotiation
+        break;
+      case 'peer-left':
+        this._setPeerPresent(false, frame.graceUntil);
+        break;
+      case 'session':
+        this.sessionState = frame.sessionState;
+        this._emit('session', {sessionState: frame.sessionState});
+        break;
+      case 'closed':
+        this._onClosed(frame);
+        break;
+      case 'error':
+        console.warn('lpcall: signaling error', frame.code, frame.message);
+        this._emit('signalingerror', frame);
+        break;
+      default:
+        break;
+    }
+  }
+
+  _setPeerPresent(present, graceUntil) {
+    this.peerPresent = present;
+    this._emit('peer', {present, graceUntil: graceUntil || null});
+  }
+
+  _setRemoteState(s) {
+    this.remoteState = {muted: Boolean(s.muted), cameraOff: Boolean(s.cameraOff)};
+    this._emit('remotestate', {...this.remoteState});
+  }
+
+  _onSocketLost() {
+    // Issue 5 grows this into resume with a fresh token; for now one quick retry.
+    this._setStatus('reconnecting');
+    if (this._retried) return;
+    this._retried = true;
+    setTimeout(() => {
+      if (this._destroyed || this.closedInfo) return;
+      this._openSocket(this.token).catch(() => this._fail(ERRORS.UNABLE_TO_CONNECT));
+    }, 500);
+  }
+
+  _onClosed(frame) {
+    if (this.closedInfo) return;
+    this.closedInfo = {reason: frame.reason, errorId: frame.errorId || null, by: frame.by || null};
+    this._setStatus('closed');
+    this._emit('closed', this.closedInfo);
+    for (const w of this._closedWaiters.splice(0)) w(this.closedInfo);
+    this.destroy();
+  }
+
+  _waitClosed(ms) {
+    if (this.closedInfo) return Promise.resolve(this.closedInfo);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(null), ms);
+      this._closedWaiters.push((info) => { clearTimeout(timer); resolve(info); });
+    });
+  }
+
+  // -- the peer connection (perfect negotiation) -----------------------------------------
+  _newPeerConnection() {
+    if (this.pc) {
+      this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
+      this.pc.onconnectionstatechange = null;
+      this.pc.close();
+    }
+    this._makingOffer = false;
+    this._ignoreOffer = false;
+    const pc = new RTCPeerConnection({iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy});
+    this.pc = pc;
+    if (testing()) (window.__lpcallPeers = window.__lpcallPeers || []).push(pc);
+    this.remoteStream = new MediaStream();
+    for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    pc.onnegotiationneeded = async () => {
+      try {
+        this._makingOffer = true;
+        await pc.setLocalDescription();
+        if (this.pc === pc) this._send({type: 'description', description: {type: pc.localDescription.type, sdp: pc.localDescription.sdp}});
+      } catch (err) {
+        console.warn('lpcall: offer failed', err);
+      } finally {
+        this._makingOffer = false;
+      }
+    };
+    pc.onicecandidate = ({candidate}) => {
+      if (this.pc === pc && candidate) this._send({type: 'candidate', candidate: candidate.toJSON()});
+    };
+    pc.ontrack = ({track}) => {
+      if (this.pc !== pc) return;
+      this.remoteStream.addTrack(track);
+      this._emit('remotestream', {stream: this.remoteStream, track});
+    };
+    pc.onconnectionstatechange = () => this._onConnectionState(pc);
+    this._armConnectTimer();
+    return pc;
+  }
+
+  async _onSignal(frame) {
+    if (!this.localStream || this._destroyed) return;
+    if (!this.pc) this._newPeerConnection();
+    const pc = this.pc;
+    if (frame.type === 'description') {
+      const description = frame.description;
+      const collision = description.type === 'offer' && (this._makingOffer || pc.signalingState !== 'stable');
+      this._ignoreOffer = !this.polite && collision;
+      if (this._ignoreOffer) return;
+      await pc.setRemoteDescription(description);  // an implicit rollback when polite
+      if (description.type === 'offer') {
+        await pc.setLocalDescription();
+        this._send({type: 'description', description: {type: pc.localDescription.type, sdp: pc.localDescription.sdp}});
+      }
+    } else if (frame.candidate) {
+      try {
+        await pc.addIceCandidate(frame.candidate);
+      } catch (err) {
+        if (!this._ignoreOffer) throw err;
+      }
+    }
+  }
+
+  _onConnectionState(pc) {
+    if (this.pc !== pc) return;
+    const s = pc.connectionState;
+    if (s === 'connected') {
+      this._clearConnectTimer();
+      const first = !this.connectedOnce;
+      this.connectedOnce = true;
+      this._setStatus('connected');
+      this._send({type: 'connected'});
+      this._emit('connected', {first});
+    } else if (s === 'disconnected') {
+      this._setStatus('reconnecting');
+      this._armConnectTimer();
+    } else if (s === 'failed') {
+      this._fail(ERRORS.UNABLE_TO_CONNECT);
+    }
+  }
+
+  _armConnectTimer() {
+    this._clearConnectTimer();
+    this._connectTimer = setTimeout(() => {
+      if (this.pc && this.pc.connectionState !== 'connected') this._fail(ERRORS.UNABLE_TO_CONNECT);
+    }, this.connectTimeoutMs);
+  }
+
+  _clearConnectTimer() {
+    if (this._connectTimer) clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+  }
+
+  // A failure during the call: report it, the server closes the call for both sides.
+  _fail(code) {
+    if (this.closedInfo || this._destroyed || this._failed) return;
+    this._failed = true;
+    this._emit('error', {code, error: new CallError(code)});
+    this._send({type: 'failure', id: code});
+    this._waitClosed(3000).then((info) => {
+      if (!info) this._onClosed({type: 'closed', reason: 'error', errorId: code, by: this.role});
+    });
+  }
+
+  // -- controls --------------------------------------------------------------------------
+  _applyTrackState() {
+    if (!this.localStream) return;
+    for (const t of this.localStream.getAudioTracks()) t.enabled = !this.muted;
+    for (const t of this.localStream.getVideoTracks()) t.enabled = !this.cameraOff;
+  }
+
+  setMuted(muted) {
+    this.muted = Boolean(muted);
+    this._applyTrackState();
+    this._sendState();
+    this._emit('localstate', {muted: this.muted, cameraOff: this.cameraOff});
+  }
+
+  setCameraOff(off) {
+    if (this.mode !== 'VIDEO_CALL') return;
+    this.cameraOff = Boolean(off);
+    this._applyTrackState();
+    this._sendState();
+    this._emit('localstate', {muted: this.muted, cameraOff: this.cameraOff});
+  }
+
+  async cameras() {
+    try {
+      const devices = await navigator.mediaDevices.enumerateDevices();
+      return devices.filter((d) => d.kind === 'videoinput');
+    } catch (e) {
+      return [];
+    }
+  }
+
+  async switchCamera() {
+    if (this.mode !== 'VIDEO_CALL' || !this.localStream) return false;
+    const cams = await this.cameras();
+    if (cams.length < 2) return false;
+    const current = this.localStream.getVideoTracks()[0];
+    const currentId = current && current.getSettings ? current.getSettings().deviceId : null;
+    const idx = cams.findIndex((c) => c.deviceId === currentId);
+    const next = cams[(idx + 1) % cams.length];
+    const stream = await navigator.mediaDevices.getUserMedia({video: {deviceId: {exact: next.deviceId}}});
+    const track = stream.getVideoTracks()[0];
+    track.enabled = !this.cameraOff;
+    if (this.pc) {
+      const sender = this.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+      if (sender) await sender.replaceTrack(track);
+    }
+    if (current) {
+      this.localStream.removeTrack(current);
+      current.stop();
+    }
+    this.localStream.addTrack(track);
+    this._emit('localstream', {stream: this.localStream});
+    return true;
+  }
+
+  async hangup() {
+    if (this.closedInfo || this._destroyed) return this.closedInfo;
+    this._send({type: 'hangup'});
+    const info = await this._waitClosed(3000);
+    if (!info) this._onClosed({type: 'closed', reason: this.sessionState === 'INVITED' && this.role === 'agent' ? 'cancelled' : `hangup_${this.role}`, by: this.role});
+    return this.closedInfo;
+  }
+
+  // Join again with a fresh token (reload, lost socket): new socket, renegotiation.
+  async rejoin(token) {
+    this.token = token;
+    if (this.ws) {
+      const old = this.ws;
+      this.ws = null;
+      old.onclose = null;
+      old.close();
+    }
+    this._retried = false;
+    return this._openSocket(token);
+  }
+
+  destroy() {
+    if (this._destroyed) return;
+    this._destroyed = true;
+    this._clearConnectTimer();
+    if (this.pc) {
+      this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
+      this.pc.onconnectionstatechange = null;
+      this.pc.close();
+    }
+    if (this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.onclose = null;
+      try { ws.close(); } catch (e) { /* already closed */ }
+    }
+    for (const w of this._closedWaiters.splice(0)) w(this.closedInfo);
+    this._emit('destroyed', {});
+  }
+}
