@@ -356,7 +356,7 @@ class CallManager:
             "cancelled": "system.cancelled",
             "expired": "system.expired",
             "error": "system.failed",
-        }.get(session.close_reason or "", "system.ended")
+        }.get(session.close_reason or "", "system.failed" if session.error_id else "system.ended")
         self._system(session, key)
         self._signal(signals.call_ended, session)
         logger.info("call %s closed: %s", sid, session.close_reason)
