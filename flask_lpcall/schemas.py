@@ -323,7 +323,18 @@ def validate_signal_frame(data: Any) -> dict[str, Any]:
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in SIGNAL_FRAMES:
         raise BadFrameError(f"type: must be one of {', '.join(SIGNAL_FRAMES)}", field="type")
-    return load_or_raise(SIGNAL_FRAMES[kind](), data)
+    return load_or_raise(_signal_schema(kind), data)
+
+
+_SIGNAL_SCHEMA_CACHE: dict[str, Schema] = {}
+
+
+def _signal_schema(kind: str) -> Schema:
+    """One reusable instance per frame type: building a Schema deep-copies its fields (the relay's hot path)."""
+    schema = _SIGNAL_SCHEMA_CACHE.get(kind)
+    if schema is None:
+        schema = _SIGNAL_SCHEMA_CACHE[kind] = SIGNAL_FRAMES[kind]()
+    return schema
 
 
 # -- report filters (dashboard query string; reporting.py) --------------------------------

@@ -1,0 +1,55 @@
+"""The flask-lpcall side of the relay benchmark: the example site's extension with N calls ready to join.
+
+Served by ``gunicorn -k gevent -w 1 'benchmarks.relay_app:create_app()'`` (one gevent worker). At
+start it opens ``LPCALL_BENCH_CALLS`` conversations, invites and accepts a call in each (through the
+real call manager, so the store holds real call records) and writes the participants' call tokens
+to ``LPCALL_BENCH_TOKENS`` (JSON list of ``[agentToken, consumerToken]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from flask import Flask
+
+from flask_lpcall import LPCall
+from flask_lpcall.agent import PERM_VIDEO, PERM_VOICE, Agent
+from flask_lpcall.extension import get_state
+
+AGENT = Agent(id="bench-agent", name="Bench", permissions=frozenset({PERM_VOICE, PERM_VIDEO}))
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="bench-secret", LPCALL_CONNECT_TIMEOUT=600, LPCALL_CALL_TOKEN_TTL=3600,
+                      LPCALL_INVITE_TTL=3600, LPCALL_RECONNECT_GRACE=600)
+    app.config.from_prefixed_env()
+    ext = LPCall()
+    ext.agent_loader(lambda agent_id: AGENT if agent_id == AGENT.id else None)
+    ext.init_app(app)
+    _prepare_calls(app, int(os.environ.get("LPCALL_BENCH_CALLS", "0")), os.environ.get("LPCALL_BENCH_TOKENS"))
+    return app
+
+
+def _prepare_calls(app: Flask, count: int, path: str | None) -> None:
+    if not count or not path:
+        return
+    state = get_state(app)
+    convs, calls = state.services["conversations"], state.services["calls"]
+    tokens: list[list[str]] = []
+    for _ in range(count):
+        cid = str(uuid.uuid4())
+        doc, _ = convs.open(cid, visitor_name="Bench", features=["CO_BROWSE"])
+        convs.take(doc["convId"], AGENT.id, AGENT.name)
+        info: dict[str, Any] = calls.invite(AGENT, doc["convId"], "VOICE_CALL")
+        payload = {"serviceId": info["serviceId"], "agentId": AGENT.id, "visitorName": "Bench", "mode": "VOICE_CALL",
+                   "ssid": "s", "svid": "v"}
+        consumer = calls.accept(cid, payload)
+        tokens.append([info["token"], consumer["token"]])
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(tokens, fh)
+    os.replace(tmp, path)
