@@ -21,6 +21,15 @@ DEMO_AGENTS = {
             permissions=frozenset({"Initiate voice conversation", "Initiate live video conversation", "View reports"}),
         ),
     ),
+    # the Python demo agent (`flask lpcall demo-agent`, started by ./dev.sh run)
+    "demo": (
+        "demo",
+        Agent(
+            id="demo",
+            name="Demo agent",
+            permissions=frozenset({"Initiate voice conversation", "Initiate live video conversation"}),
+        ),
+    ),
 }
 
 

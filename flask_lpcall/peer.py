@@ -158,6 +158,7 @@ class Peer:
         self.joined: dict[str, Any] | None = None
         self.peer_present = False
         self.peer_state: dict[str, Any] | None = None
+        self.session_state: str | None = None
         self.errors: list[dict[str, Any]] = []
         self.closed: dict[str, Any] | None = None
         self.video_frames = 0
@@ -380,6 +381,11 @@ class Peer:
                 try:
                     frame = validate_server_signal_frame(data)
                 except LPCallError as exc:
+                    if exc.field == "type" and isinstance(data, dict) and isinstance(data.get("type"), str):
+                        # a frame type this peer does not know (a newer server): skip it, keep the call
+                        logger.warning("ignoring unknown signaling frame type %r", data["type"])
+                        self.errors.append({"code": "UNKNOWN_FRAME", "type": data["type"]})
+                        continue
                     self._fail(ProtocolError(f"bad frame from the server: {exc}", field=exc.field))
                     return
                 try:
@@ -414,6 +420,7 @@ class Peer:
         kind = frame["type"]
         if kind == "joined":
             self.joined = frame
+            self.session_state = frame["sessionState"]
         elif kind == "description":
             await self._on_description(frame["description"])
         elif kind == "candidate":
@@ -429,6 +436,8 @@ class Peer:
                 await self._make_offer()
         elif kind == "peer-left":
             self.peer_present = False
+        elif kind == "session":
+            self.session_state = frame["sessionState"]
         elif kind == "closed":
             self.closed = frame
         elif kind == "error":

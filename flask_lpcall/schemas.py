@@ -433,6 +433,11 @@ class PongFrameSchema(_Tolerant):
     type = fields.String(required=True)
 
 
+class SessionFrameSchema(_Tolerant):
+    type = fields.String(required=True)
+    sessionState = fields.String(required=True, validate=validate.OneOf(SESSION_STATES))
+
+
 #: server → client signaling frame type -> its schema (the Python peer validates every frame).
 SERVER_SIGNAL_FRAMES: dict[str, type[Schema]] = {
     "joined": JoinedFrameSchema,
@@ -444,6 +449,7 @@ SERVER_SIGNAL_FRAMES: dict[str, type[Schema]] = {
     "closed": ClosedFrameSchema,
     "error": ErrorFrameSchema,
     "pong": PongFrameSchema,
+    "session": SessionFrameSchema,
 }
 
 

@@ -162,7 +162,8 @@ async def _scripted_server(frames: list[Any]) -> tuple[Any, int]:
         ([{"type": "joined", "role": "consumer"}], ProtocolError, "BAD_SERVER_FRAME", "serviceId"),
         ([{**GOOD_JOINED, "mode": "SCREEN_SHARE"}], ProtocolError, "BAD_SERVER_FRAME", "mode"),
         ([{**GOOD_JOINED, "iceTransportPolicy": "none"}], ProtocolError, "BAD_SERVER_FRAME", "iceTransportPolicy"),
-        ([{"type": "surprise"}], ProtocolError, "BAD_SERVER_FRAME", "type"),
+        ([{"type": 7}], ProtocolError, "BAD_SERVER_FRAME", "type"),
+        ([{"type": "session", "sessionState": "RINGING"}], ProtocolError, "BAD_SERVER_FRAME", "sessionState"),
         ([[1, 2]], ProtocolError, "BAD_SERVER_FRAME", "(frame)"),
         ([], PeerTimeoutError, "TIMEOUT", None),
     ],
@@ -204,6 +205,24 @@ def test_a_bad_frame_after_joining_fails_every_waiter(aio, bad) -> None:
     with pytest.raises(ProtocolError) as info:
         aio.run(scenario(), timeout=20)
     assert info.value.code == "BAD_SERVER_FRAME" and info.value.field
+
+
+def test_unknown_frame_types_are_skipped_and_recorded(aio) -> None:
+    async def scenario() -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
+        server, port = await _scripted_server(
+            [{"type": "from-the-future"}, GOOD_JOINED, {"type": "session", "sessionState": "ACCEPTED"}]
+        )
+        try:
+            async with Peer(f"ws://127.0.0.1:{port}/x", "t", ping_interval=0) as peer:
+                joined = await peer.join(timeout=5)
+                await peer._wait(lambda: peer.session_state == "ACCEPTED", 5, "session")
+                return joined, peer.errors, peer.session_state
+        finally:
+            server.close()
+
+    joined, errors, state = aio.run(scenario(), timeout=20)
+    assert joined["serviceId"] == "c#1" and state == "ACCEPTED"
+    assert errors == [{"code": "UNKNOWN_FRAME", "type": "from-the-future"}]
 
 
 def test_socket_closing_mid_wait_is_call_closed(aio) -> None:
@@ -251,8 +270,8 @@ async ({info, base}) => {
 
 # Samples the remote video's colour bars: [[r,g,b] at the middle of each bar, upper half].
 SAMPLE_BARS_JS = """
-() => {
-  const v = document.getElementById('remote');
+(selector) => {
+  const v = document.querySelector(selector || '#remote');
   if (!v || v.videoWidth === 0) return null;
   const c = document.createElement('canvas');
   c.width = v.videoWidth; c.height = v.videoHeight;
@@ -305,7 +324,7 @@ def test_chromium_and_python_peer_decode_each_others_frames(browser, live_server
             message="Chromium decodes the Python peer's video and receives its audio",
         )
         assert inbound["pairs"], inbound
-        samples = wait_for(lambda: (s := page.evaluate(SAMPLE_BARS_JS)) and bars_match(s) and s, timeout=20,
+        samples = wait_for(lambda: (s := page.evaluate(SAMPLE_BARS_JS, '#remote')) and bars_match(s) and s, timeout=20,
                            message="Chromium shows the test pattern's colour bars")
         assert len(samples) == 8
         assert page.evaluate("window.__engine.status") == "connected"

@@ -1,0 +1,127 @@
+"""The demo agent end to end: a Chromium visitor on the example site asks for a call.
+
+The demo agent logs in through the workspace login form and the agent socket, greets
+the visitor, and on "call me" invites them to a video call; Chromium accepts in the
+engagement window and decodes the test pattern (colour bars checked pixel by pixel),
+hears the echo, and the agent's peer receives the visitor's camera (the inset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import INBOUND_STATS_JS, wait_for
+from test_peer import SAMPLE_BARS_JS, bars_match
+
+from example_site.app import create_app
+from flask_lpcall.aioloop import BackgroundLoop
+from flask_lpcall.demo import DemoAgent, DemoAgentError, DemoSettings, login, wants_call
+from flask_lpcall.extension import get_state
+from flask_lpcall.texts import build_texts
+
+
+def test_trigger_phrase_in_both_locales() -> None:
+    en, de = build_texts("en", {}), build_texts("de", {})
+    assert wants_call("Call me, please!", en)
+    assert wants_call("could you CALL ME?", en)
+    assert wants_call("Bitte ruf mich an", de)
+    assert wants_call("call me", de)  # the English phrase always works
+    assert not wants_call("don't call", en)
+    assert not wants_call("recall meetings", en)
+
+
+def test_wrong_password_is_a_typed_error(live_server) -> None:
+    server = live_server(create_app(LPCALL_REPORT_DB=":memory:"))
+    with pytest.raises(DemoAgentError) as info:
+        login(DemoSettings(url=server.url, password="wrong"))
+    assert info.value.code == "BAD_LOGIN"
+
+
+def test_cli_group_has_demo_agent_and_reports_a_bad_login(live_server) -> None:
+    from flask_lpcall.cli import lpcall_cli
+
+    app = create_app(LPCALL_REPORT_DB=":memory:")
+    server = live_server(app)
+    runner = app.test_cli_runner()
+    assert "demo-agent" in runner.invoke(lpcall_cli, ["--help"]).output
+    result = runner.invoke(lpcall_cli, ["demo-agent", "--url", server.url, "--password", "nope", "--wait", "2"])
+    assert result.exit_code == 1
+    assert "BAD_LOGIN" in result.output
+
+
+@pytest.fixture
+def demo_site(live_server) -> Iterator[tuple[Any, DemoAgent, BackgroundLoop]]:
+    app = create_app(LPCALL_REPORT_DB=":memory:")
+    server = live_server(app)
+    loop = BackgroundLoop("demo-agent")
+    agent = DemoAgent(DemoSettings(url=server.url, texts=get_state(app).texts, video_size=(320, 240)))
+    loop.run(agent.connect(), timeout=15)
+    runner = loop.submit(agent.run())
+    conversations = get_state(app).services["conversations"]
+    wait_for(lambda: "demo" in conversations.available_agents(), timeout=10, message="the demo agent is available")
+    yield server, agent, loop
+    runner.cancel()
+    loop.stop()
+
+
+def test_visitor_asks_for_a_call_and_sees_the_test_pattern(browser, demo_site) -> None:
+    server, agent, _ = demo_site
+    ctx = browser.new_context(viewport={"width": 1000, "height": 800})
+    ctx.add_init_script("window.__lpcallTest = true;")
+    page = ctx.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(server.url + "/")
+        page.click(".lpcall-launcher")
+        page.fill("#lpcall-visitor-name", "Vera")
+        page.click(".lpcall-start [type=submit]")
+        transcript = page.locator(".lpcall-transcript")
+        transcript.get_by_text('Hi, I\'m Demo agent, the demo agent. Type "call me"').wait_for()
+
+        page.fill("#lpcall-message", "Hello! Call me please")
+        page.click(".lpcall-composer [type=submit]")
+        transcript.get_by_text("Calling you now").wait_for()
+        page.click(".lpcall-invitation .lpcall-accept")
+
+        remote = ".lpcall-call video.lpcall-remote"
+        page.wait_for_selector(remote)
+        inbound = wait_for(
+            lambda: (s := page.evaluate(INBOUND_STATS_JS)) and s["framesDecoded"] > 10 and s["audioBytes"] > 0 and s,
+            timeout=30,
+            message="the visitor decodes the demo agent's video and receives its audio",
+        )
+        assert inbound["pairs"]
+        samples = wait_for(lambda: (s := page.evaluate(SAMPLE_BARS_JS, remote)) and bars_match(s) and s,
+                           timeout=20, message="the visitor sees the colour bars")
+        assert len(samples) == 8
+
+        # the echo: the agent's peer receives the visitor's camera and microphone
+        peer = wait_for(lambda: next(iter(agent.calls.values()), None), timeout=5, message="the demo call")
+        wait_for(lambda: peer.video_frames > 5 and peer.audio_frames > 5, timeout=20, message="the agent receives the visitor")
+        # …and shows the camera as an inset in the bottom-right corner instead of the dark band
+        corner = wait_for(
+            lambda: (c := page.evaluate(CORNER_JS, remote)) and max(abs(v - 40) for v in c) > 30 and c,
+            timeout=20,
+            message="the visitor's own picture in the corner",
+        )
+        assert corner
+
+        page.click(".lpcall-call .lpcall-hangup")
+        wait_for(lambda: not agent.calls, timeout=15, message="the demo agent leaves the ended call")
+    finally:
+        ctx.close()
+
+
+CORNER_JS = """
+(selector) => {
+  const v = document.querySelector(selector);
+  if (!v || v.videoWidth === 0) return null;
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(v, 0, 0);
+  return Array.from(ctx.getImageData(Math.floor(c.width * 0.88), Math.floor(c.height * 0.9), 1, 1).data.slice(0, 3));
+}
+"""
