@@ -34,6 +34,10 @@ case "${1:-help}" in
     shift
     venv serve
     export FLASK_APP=example_site.app
+    if [ "${LPCALL_DEMO_AGENT:-1}" != 0 ]; then
+      # the Python demo agent (README: "Python peer and demo agent"); it stops with the site
+      "$VENV/bin/flask" lpcall demo-agent --url "http://127.0.0.1:${PORT:-5000}" --watch-pid $$ &
+    fi
     exec "$VENV/bin/flask" run --host 127.0.0.1 --port "${PORT:-5000}" "$@"
     ;;
   test)

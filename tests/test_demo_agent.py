@@ -8,7 +8,10 @@ hears the echo, and the agent's peer receives the visitor's camera (the inset).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +52,40 @@ def test_cli_group_has_demo_agent_and_reports_a_bad_login(live_server) -> None:
     result = runner.invoke(lpcall_cli, ["demo-agent", "--url", server.url, "--password", "nope", "--wait", "2"])
     assert result.exit_code == 1
     assert "BAD_LOGIN" in result.output
+
+
+RUN_CLI = (
+    "import sys\n"
+    "from example_site.app import create_app\n"
+    "from flask_lpcall.cli import lpcall_cli\n"
+    "app = create_app(LPCALL_REPORT_DB=':memory:')\n"
+    "with app.app_context():\n"
+    "    lpcall_cli.main(sys.argv[1:], prog_name='flask lpcall')\n"
+)
+
+
+def test_cli_demo_agent_serves_until_the_watched_site_process_exits(live_server) -> None:
+    """What ./dev.sh run does: the agent comes up with the site and stops when the site's process is gone."""
+    app = create_app(LPCALL_REPORT_DB=":memory:")
+    server = live_server(app)
+    site = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    root = Path(__file__).resolve().parent.parent
+    agent = subprocess.Popen(
+        [sys.executable, "-c", RUN_CLI, "demo-agent", "--url", server.url, "--watch-pid", str(site.pid)],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        conversations = get_state(app).services["conversations"]
+        wait_for(lambda: "demo" in conversations.available_agents(), timeout=30, message="the CLI demo agent is available")
+        site.kill()
+        site.wait(timeout=10)
+        assert agent.wait(timeout=20) == 0
+        wait_for(lambda: "demo" not in conversations.available_agents(), timeout=10, message="the agent went away")
+    finally:
+        for proc in (site, agent):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 @pytest.fixture
