@@ -298,7 +298,7 @@ class AgentConnection:
 # -- routes -----------------------------------------------------------------------
 def register(bp: Blueprint) -> None:
     from .extension import get_state
-    from .framesocket import CLOSE_POLICY, FrameSocket
+    from .framesocket import CLOSE_POLICY, FrameSocket, close_and_wait
     from .messaging import check_origin, sock
 
     def workspace_context(agent: Any) -> dict[str, Any]:
@@ -361,7 +361,7 @@ def register(bp: Blueprint) -> None:
         state = get_state()
         if not check_origin(state):
             logger.warning("agent socket from foreign origin %r refused", request.headers.get("Origin"))
-            ws.close(CLOSE_POLICY, "origin not allowed")
+            close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
             return
         agent = current_agent()
         if agent is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -85,6 +86,34 @@ def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:
         return False
 
 
+def close_and_wait(ws: Any, code: int, reason: str = "") -> None:
+    """Close from the server side and wait (briefly) for the client's answer.
+
+    Under werkzeug, flask-sock lets the server write an HTTP response after the
+    handler returns; the socket must be closed by then or those bytes reach the
+    client after the close frame and confuse it.
+    """
+    try:
+        ws.close(code, reason)
+    except ConnectionClosed:
+        pass
+    thread = getattr(ws, "thread", None)
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(1.0)
+    shutdown(ws)
+
+
+def shutdown(ws: Any) -> None:
+    """Send FIN now: werkzeug keeps the connection's file objects (and the TCP connection) open otherwise."""
+    sock = getattr(ws, "sock", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class FrameSocket:
     """One WebSocket with a single writer thread and the request/response envelope."""
 
@@ -141,7 +170,7 @@ class FrameSocket:
                         self.ws.send(payload)
                     else:
                         self.closed.set()
-                        self.ws.close(*payload)
+                        close_and_wait(self.ws, *payload)
                         return
             except (ConnectionClosed, OSError) as exc:
                 logger.debug("%s: send failed (%s)", self.name, exc)
@@ -157,6 +186,8 @@ class FrameSocket:
         self._queue.put(("stop", None))
         self._writer.join(timeout)
         self.closed.set()
+        if not getattr(self.ws, "connected", False):
+            shutdown(self.ws)
 
     # -- receiving -----------------------------------------------------------
     def serve(

@@ -22,7 +22,7 @@ from . import signals
 from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
 from .errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
 from .extension import LPCallState, get_state
-from .framesocket import CLOSE_POLICY, FrameSocket, TooLargeError, origin_allowed
+from .framesocket import CLOSE_POLICY, FrameSocket, TooLargeError, close_and_wait, origin_allowed
 from .schemas import CONSUMER_REQUESTS, validate_init_headers
 from .store import Subscription
 
@@ -263,7 +263,7 @@ def register(bp: Blueprint) -> None:
         state = get_state()
         if not check_origin(state):
             logger.warning("consumer socket from foreign origin %r refused", request.headers.get("Origin"))
-            ws.close(CLOSE_POLICY, "origin not allowed")
+            close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
             return
         ConsumerConnection(state, ws).run()
 
