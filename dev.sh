@@ -60,7 +60,7 @@ from flask_lpcall.config import defaults_table
 readme = Path("README.md")
 start = "<!-- config-table (generated from flask_lpcall.config.DEFAULTS by ./dev.sh readme) -->"
 text = re.sub(re.escape(start) + r".*?<!-- /config-table -->",
-              lambda _: f"{start}\n\n{defaults_table()}\n\n<!-- /config-table -->", readme.read_text(), flags=re.S)
+              lambda _: f"{start}\n\n{defaults_table()}\n\n<!-- /config-table -->", readme.read_text(), flags=re.DOTALL)
 readme.write_text(text)
 PY
     ;;
