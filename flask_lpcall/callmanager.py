@@ -31,6 +31,7 @@ from .errors import (
     NotFoundError,
 )
 from .ice import ice_config
+from .presence import Presence
 from .texts import render
 from .tokens import TokenSigner
 
@@ -81,6 +82,8 @@ class CallManager:
         self.signer = signer
         self._conversations = conversations
         self.sender = sender
+        # who is connected, from which tab, since when gone (issue 5, presence.py)
+        self.presence = Presence(store, float(settings["LPCALL_HEARTBEAT_INTERVAL"]), float(settings["LPCALL_RECONNECT_GRACE"]))
         self._sweeper: threading.Thread | None = None
         self._sweeper_lock = threading.Lock()
         self._stop = threading.Event()
@@ -288,23 +291,32 @@ class CallManager:
             self._signal(signals.call_connected, session)
 
     # -- signaling presence -------------------------------------------------------------
-    def participant_joined(self, service_id: str, role: str, conn_id: str) -> tuple[CallSession, dict[str, Any]]:
-        self.store.set(presence_key(service_id, role), {"conn": conn_id, "ts": time.time()})
+    def participant_joined(self, service_id: str, role: str, conn_id: str, tab: str | None = None) -> tuple[CallSession, dict[str, Any]]:
+        """The socket ``conn_id`` (of browser tab ``tab``) joins; TabConflictError if another tab holds the role."""
+        self.presence.claim(service_id, role, conn_id, tab)
 
         def joined(s: CallSession, doc: dict[str, Any]) -> None:
+            if not s.is_open:
+                raise NotFoundError("no such call", field="serviceId")
             s.mark_joined(role)
             doc.setdefault("gone", {}).pop(role, None)
 
-        result = self._transition(service_id, joined)
+        try:
+            result = self._transition(service_id, joined)
+        except NotFoundError:
+            self.presence.release(service_id, role, conn_id)  # no presence key outlives its call
+            raise
         self.ensure_sweeper()
         return result
 
+    def heartbeat(self, service_id: str, role: str, conn_id: str) -> bool:
+        """A sign of life of the socket ``conn_id``; False when another socket took the role over."""
+        return self.presence.beat(service_id, role, conn_id)
+
     def participant_left(self, service_id: str, role: str, conn_id: str) -> float | None:
         """The socket ``conn_id`` went away; returns the grace deadline (epoch s) or None."""
-        current = self.store.get(presence_key(service_id, role))
-        if isinstance(current, dict) and current.get("conn") != conn_id:
+        if not self.presence.release(service_id, role, conn_id):
             return None  # a newer socket of the same participant is already there
-        self.store.delete(presence_key(service_id, role))
         now = time.time()
 
         def left(s: CallSession, doc: dict[str, Any]) -> None:
@@ -317,7 +329,7 @@ class CallManager:
         return now + float(self.settings["LPCALL_RECONNECT_GRACE"])
 
     def is_present(self, service_id: str, role: str) -> bool:
-        return self.store.get(presence_key(service_id, role)) is not None
+        return self.presence.is_present(service_id, role)
 
     def set_media_state(self, service_id: str, role: str, muted: bool, camera_off: bool) -> None:
         def media(s: CallSession, doc: dict[str, Any]) -> None:
@@ -415,10 +427,8 @@ class CallManager:
                     reason = "agent_disconnected"
             elif session.state == ACCEPTED:
                 for role in ("agent", "consumer"):
-                    if self.is_present(session.service_id, role):
-                        continue
-                    since = gone.get(role, (session.accepted_ts or 0) / 1000)
-                    if t - since >= grace:
+                    since = self.presence.gone_since(session.service_id, role, doc, (session.accepted_ts or 0) / 1000, t)
+                    if since is not None and t - since >= grace:
                         reason = f"{role}_disconnected"
                         break
             if reason:

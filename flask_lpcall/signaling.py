@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -23,6 +24,7 @@ from simple_websocket import ConnectionClosed
 from .callmanager import CallManager, channel, other
 from .errors import LPCallError, NotAllowedError
 from .extension import get_state
+from .presence import TAB_CONFLICT
 from .schemas import validate_signal_frame
 
 logger = logging.getLogger(__name__)
@@ -42,8 +44,9 @@ def origin_allowed(origin: str | None, host_url: str, allowed: list[str]) -> boo
 class CallSocket:
     """One participant's signaling connection."""
 
-    def __init__(self, ws: Any, manager: CallManager, max_bytes: int) -> None:
+    def __init__(self, ws: Any, manager: CallManager, max_bytes: int, tab: str | None = None) -> None:
         self.ws = ws
+        self.tab = tab  # the browser tab's id (?tab=), see presence.py
         self.manager = manager
         self.max_bytes = max_bytes
         self.lock = threading.Lock()
@@ -103,8 +106,13 @@ class CallSocket:
         sender.start()
         try:
             try:
-                session, doc = manager.participant_joined(sid, role, self.conn_id)
-            except LPCallError:
+                session, doc = manager.participant_joined(sid, role, self.conn_id, self.tab)
+            except LPCallError as exc:
+                if exc.code == TAB_CONFLICT:  # another tab holds the call: refused, that tab keeps it
+                    logger.info("call %s: %s join from a second tab refused", sid, role)
+                    self.error(exc.code, str(exc), exc.field)
+                    self.ws.close(1008, exc.code)
+                    return
                 self.error("CALL_ENDED", "the call has ended")
                 return
             peer = other(role)
@@ -120,6 +128,8 @@ class CallSocket:
                     "peerState": (doc.get("media") or {}).get(peer),
                     "selfState": (doc.get("media") or {}).get(role),
                     "sessionState": session.state,
+                    "heartbeat": manager.presence.heartbeat,
+                    "grace": manager.presence.grace,
                     **_ice(manager, session, role),
                 }
             )
@@ -135,12 +145,20 @@ class CallSocket:
     def loop(self, sid: str, role: str, uid: str) -> None:
         manager = self.manager
         peer = other(role)
+        beat_every = manager.presence.heartbeat
+        next_beat = time.monotonic() + beat_every
         while True:
-            raw = self.ws.receive()
-            if raw is None:
-                continue
+            raw = self.ws.receive(timeout=beat_every)
             if self.closed_frame is not None:
                 return
+            if time.monotonic() >= next_beat:  # refresh the presence document (presence.py)
+                next_beat = time.monotonic() + beat_every
+                if not manager.heartbeat(sid, role, self.conn_id):
+                    logger.debug("call %s: %s socket replaced by a newer one", sid, role)
+                    self.ws.close(1000, "replaced")
+                    return
+            if raw is None:
+                continue
             if len(raw) > self.max_bytes:
                 self.error("FRAME_TOO_LARGE", f"(frame): larger than {self.max_bytes} bytes", "(frame)")
                 continue
@@ -185,6 +203,7 @@ def register(bp: Blueprint) -> None:
             return
         manager: CallManager = state.services["calls"]
         try:
-            CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"])).run(request.args.get("token"))
+            tab = (request.args.get("tab") or "")[:64] or None
+            CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"]), tab).run(request.args.get("token"))
         except ConnectionClosed:
             pass

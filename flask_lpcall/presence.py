@@ -1,0 +1,123 @@
+"""Who of a call is connected to its signaling, from which tab, and since when someone is gone (no Flask).
+
+One store document per participant, ``presence:<serviceId>:<role>`` =
+``{"conn", "tab", "ts", "seen"}``: the signaling socket that holds the role (``conn``), the
+browser tab it belongs to (``tab``, a random id the tab keeps in its sessionStorage), when it
+joined (``ts``) and when it last showed a sign of life (``seen``, refreshed by heartbeats).
+Everything lives in the store, so any worker can judge any participant:
+
+* *present*: the document exists and ``seen`` is younger than ``dead_after``
+  (2.5 heartbeats): a worker that died without closing its sockets stops refreshing, and
+  its participants turn *stale* on their own;
+* *gone since*: the call document's ``gone[role]`` (the socket closed cleanly), else the
+  stale document's ``seen``.
+
+The call manager's sweeper closes a call whose participant stayed away longer than
+``LPCALL_RECONNECT_GRACE``. A second tab cannot take a role a live socket of another tab
+holds (:class:`TabConflictError`); the same tab (a reload, a lost socket) always can.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .errors import NotAllowedError
+
+logger = logging.getLogger(__name__)
+
+TAB_CONFLICT = "CALL_IN_OTHER_TAB"
+
+
+class TabConflictError(NotAllowedError):
+    """The call's role is held by a live socket of another browser tab."""
+
+    def __init__(self) -> None:
+        super().__init__("the call is open in another tab of this browser", code=TAB_CONFLICT, field="tab")
+
+
+def presence_key(service_id: str, role: str) -> str:
+    return f"presence:{service_id}:{role}"
+
+
+class Presence:
+    """Presence documents of call participants in a store (both backends)."""
+
+    def __init__(self, store: Any, heartbeat: float, grace: float) -> None:
+        self.store = store
+        self.heartbeat = float(heartbeat)
+        self.grace = float(grace)
+        self.dead_after = max(2.5 * self.heartbeat, 1.0)
+        # a safety net only: CLOSED deletes the document, a clean close deletes it too
+        self.ttl = self.dead_after + self.grace + 60.0
+
+    def doc(self, service_id: str, role: str) -> dict[str, Any] | None:
+        value = self.store.get(presence_key(service_id, role))
+        return value if isinstance(value, dict) else None
+
+    def fresh(self, doc: dict[str, Any] | None, now: float | None = None) -> bool:
+        if not doc:
+            return False
+        t = time.time() if now is None else now
+        return t - float(doc.get("seen", doc.get("ts", 0))) < self.dead_after
+
+    def claim(self, service_id: str, role: str, conn: str, tab: str | None, now: float | None = None) -> None:
+        """Make ``conn`` the role's socket; TabConflictError when a live socket of another tab holds it."""
+        t = time.time() if now is None else now
+
+        def take(old: Any) -> Any:
+            held = isinstance(old, dict) and self.fresh(old, t) and old.get("conn") != conn
+            if held and tab and old.get("tab") and old["tab"] != tab:
+                raise TabConflictError()
+            return {"conn": conn, "tab": tab, "ts": t, "seen": t}
+
+        self.store.update(presence_key(service_id, role), take, ttl=self.ttl)
+
+    def beat(self, service_id: str, role: str, conn: str, now: float | None = None) -> bool:
+        """A sign of life of ``conn``; False only when another socket took the role over."""
+        t = time.time() if now is None else now
+        result = {"ok": True}
+
+        def refresh(old: Any) -> Any:
+            result["ok"] = True
+            if not isinstance(old, dict):
+                return None  # the call closed (or the role was released): do not bring the key back
+            if old.get("conn") != conn:
+                result["ok"] = False
+                return old
+            result["ok"] = True
+            return {**old, "seen": t}
+
+        self.store.update(presence_key(service_id, role), refresh, ttl=self.ttl)
+        return result["ok"]
+
+    def release(self, service_id: str, role: str, conn: str) -> bool:
+        """``conn`` went away: drop the document if it still holds the role; True when it did."""
+        result = {"held": False}
+
+        def drop(old: Any) -> Any:
+            result["held"] = not isinstance(old, dict) or old.get("conn") == conn
+            return None if result["held"] else old
+
+        self.store.update(presence_key(service_id, role), drop, ttl=self.ttl)
+        return result["held"]
+
+    def is_present(self, service_id: str, role: str, now: float | None = None) -> bool:
+        return self.fresh(self.doc(service_id, role), now)
+
+    def gone_since(self, service_id: str, role: str, call_doc: dict[str, Any], fallback: float, now: float | None = None) -> float | None:
+        """Since when ``role`` is away (epoch s), or None while it is present."""
+        doc = self.doc(service_id, role)
+        if self.fresh(doc, now):
+            return None
+        gone = (call_doc.get("gone") or {}).get(role)
+        if gone is not None:
+            return float(gone)
+        if doc:  # a socket whose worker stopped refreshing it
+            return float(doc.get("seen", doc.get("ts", fallback)))
+        return fallback
+
+    def forget(self, service_id: str) -> list[str]:
+        """The keys to delete when the call closes."""
+        return [presence_key(service_id, "agent"), presence_key(service_id, "consumer")]

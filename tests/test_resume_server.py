@@ -1,0 +1,195 @@
+"""Resume on the server (issue 5), no browser: presence, grace, heartbeats, tabs, the resume API.
+
+Real sockets against a live server; the store is the app's own (memory) or a real redis-server
+for the cross-worker case.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from callkit import BOB, call_keys, cobrowse_payload, conversation, make_app, services
+from support import wait_for
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from flask_lpcall.presence import Presence
+
+
+class Peer:
+    """A signaling participant (``?tab=`` like the browser's call engine)."""
+
+    def __init__(self, url: str, token: str, tab: str | None = None) -> None:
+        q = f"token={quote(token)}" + (f"&tab={quote(tab)}" if tab else "")
+        self.ws = connect(f"{url}/lpcall/ws/call?{q}", open_timeout=5, close_timeout=1)
+        self.frames: list[dict[str, Any]] = []
+
+    def next(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        for i, f in enumerate(self.frames):
+            if f["type"] == kind:
+                return self.frames.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = json.loads(self.ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+            if frame["type"] == kind:
+                return frame
+            self.frames.append(frame)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def _call(app: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    calls, _ = services(app)
+    setup = conversation(app)
+    agent_info = calls.invite(BOB, setup.conv_id, "VIDEO_CALL")
+    consumer_info = calls.accept(setup.consumer_id, cobrowse_payload(agent_info))
+    return setup, agent_info, consumer_info
+
+
+# -- presence documents (pure, over the memory store) -----------------------------------------
+def test_presence_claim_beat_release_and_staleness() -> None:
+    from flask_lpcall.store.memory import MemoryStore
+
+    store = MemoryStore()
+    p = Presence(store, heartbeat=1.0, grace=5.0)
+    p.claim("s", "consumer", "c1", "tab-A", now=100.0)
+    assert p.is_present("s", "consumer", now=101.0)
+    assert not p.is_present("s", "consumer", now=103.0)  # 2.5 heartbeats without a sign of life
+    assert p.gone_since("s", "consumer", {}, fallback=0.0, now=103.0) == 100.0  # the stale doc's last beat
+    assert p.beat("s", "consumer", "c1", now=102.9)
+    assert p.is_present("s", "consumer", now=103.0)
+    # the same tab takes over (a reload), a second tab is refused while the first is alive
+    p.claim("s", "consumer", "c2", "tab-A", now=103.0)
+    with pytest.raises(Exception) as exc:
+        p.claim("s", "consumer", "c3", "tab-B", now=103.5)
+    assert getattr(exc.value, "code", None) == "CALL_IN_OTHER_TAB"
+    assert not p.beat("s", "consumer", "c1", now=103.5)  # c1 was replaced
+    assert not p.release("s", "consumer", "c1")  # a replaced socket does not drop the new one
+    # another tab may take a role whose holder died (no heartbeat for 2.5 intervals)
+    p.claim("s", "consumer", "c4", "tab-B", now=110.0)
+    assert p.release("s", "consumer", "c4")
+    assert store.get("presence:s:consumer") is None
+    assert p.beat("s", "consumer", "c4") and store.get("presence:s:consumer") is None  # never brought back
+    assert p.gone_since("s", "consumer", {"gone": {"consumer": 108.0}}, fallback=0.0, now=111.0) == 108.0
+
+
+# -- grace and heartbeats over real sockets ---------------------------------------------------------
+def test_consumer_socket_gone_then_back_within_grace_keeps_the_call(live_server: Any) -> None:
+    app = make_app(LPCALL_RECONNECT_GRACE=2, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    server = live_server(app)
+    calls, _ = services(app)
+    _setup, a_info, c_info = _call(app)
+    sid = a_info["serviceId"]
+    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
+    joined = agent.next("joined")
+    assert joined["heartbeat"] == 0.5 and joined["grace"] == 2
+    consumer = Peer(server.ws_url, c_info["token"], "tab-A")
+    consumer.next("joined")
+    agent.next("peer-joined")
+    consumer.close()
+    left = agent.next("peer-left")
+    assert left["role"] == "consumer" and left["graceUntil"] > time.time()
+    # back with a fresh token (what /api/call/resume gives) before the grace ends
+    fresh = calls.join_info(calls.get(sid), "consumer")["token"]
+    consumer = Peer(server.ws_url, fresh, "tab-A")
+    assert consumer.next("joined")["peerPresent"] is True
+    agent.next("peer-joined")
+    # several grace periods later the call is still up: heartbeats keep both present
+    t0 = time.monotonic()
+    wait_for(lambda: time.monotonic() - t0 > 3.0, timeout=5, message="three seconds of a live call")
+    assert calls.get(sid).state == "ACCEPTED"
+    consumer.close()
+    agent.close()
+    wait_for(lambda: calls.get(sid) is None, timeout=10, message="closed after both left for good")
+    assert call_keys(app) == []
+
+
+def test_agent_gone_for_good_closes_with_agent_disconnected(live_server: Any) -> None:
+    app = make_app(LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    server = live_server(app)
+    _calls, _ = services(app)
+    _, a_info, c_info = _call(app)
+    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
+    agent.next("joined")
+    consumer = Peer(server.ws_url, c_info["token"], "tab-A")
+    consumer.next("joined")
+    t0 = time.monotonic()
+    agent.close()
+    consumer.next("peer-left")
+    closed = consumer.next("closed", timeout=10)
+    assert time.monotonic() - t0 >= 1.0  # not before the grace period
+    assert closed == {"type": "closed", "reason": "agent_disconnected", "errorId": "AGENT_DISCONNECTED", "by": "system"}
+    wait_for(lambda: call_keys(app) == [], timeout=5, message="empty store")
+
+
+def test_a_worker_that_dies_stops_heartbeats_and_the_call_closes_after_grace(live_server: Any) -> None:
+    """No socket close at all (the worker died): the presence document goes stale, any worker's sweeper closes."""
+    app = make_app(LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.4)
+    calls, _ = services(app)
+    _, a_info, _ = _call(app)
+    sid = a_info["serviceId"]
+    # both participants "joined" on a worker that then vanished: documents written, never refreshed
+    calls.participant_joined(sid, "agent", "dead-1", "t1")
+    calls.participant_joined(sid, "consumer", "dead-2", "t2")
+    assert calls.is_present(sid, "agent")
+    wait_for(lambda: calls.get(sid) is None, timeout=10, message="swept after stale presence + grace")
+    assert call_keys(app) == []
+
+
+def test_second_tab_cannot_take_the_call_while_the_first_is_alive(live_server: Any) -> None:
+    app = make_app(LPCALL_RECONNECT_GRACE=30, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    server = live_server(app)
+    calls, _ = services(app)
+    _, a_info, c_info = _call(app)
+    sid = a_info["serviceId"]
+    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
+    agent.next("joined")
+    first = Peer(server.ws_url, c_info["token"], "tab-A")
+    first.next("joined")
+    agent.next("peer-joined")
+    second = Peer(server.ws_url, calls.join_info(calls.get(sid), "consumer")["token"], "tab-B")
+    err = second.next("error")
+    assert err["code"] == "CALL_IN_OTHER_TAB" and err["field"] == "tab"
+    with pytest.raises((ConnectionClosed, TimeoutError)):
+        second.ws.recv(timeout=1.5)
+    # the first tab and the call did not notice
+    assert calls.get(sid).state == "ACCEPTED"
+    assert not [f for f in agent.frames if f["type"] in ("peer-left", "closed")]
+    first.ws.send(json.dumps({"type": "ping"}))
+    assert first.next("pong")
+    # the same tab reloading takes over its own call at once
+    again = Peer(server.ws_url, calls.join_info(calls.get(sid), "consumer")["token"], "tab-A")
+    assert again.next("joined")["peerPresent"] is True
+    again.close()
+    first.close()
+    agent.close()
+
+
+# -- the resume API -----------------------------------------------------------------------------------
+def test_resume_api_refuses_foreign_closed_and_bad_requests_quietly(live_server: Any) -> None:
+    app = make_app(LPCALL_RECONNECT_GRACE=30)
+    client = app.test_client()
+    calls, _ = services(app)
+    setup, a_info, _ = _call(app)
+    sid = a_info["serviceId"]
+    own = {"Authorization": f"Bearer {setup.consumer_token}"}
+    ok = client.post("/lpcall/api/call/resume", json={"serviceId": sid}, headers=own)
+    assert ok.status_code == 200 and ok.json["serviceId"] == sid and ok.json["token"]
+    assert client.get("/lpcall/api/call/active", headers=own).json["call"]["serviceId"] == sid
+    stranger = conversation(app, "Eve")
+    r = client.post("/lpcall/api/call/resume", json={"serviceId": sid}, headers={"Authorization": f"Bearer {stranger.consumer_token}"})
+    assert r.status_code == 404 and r.json["error"]["code"] == "NOT_FOUND"  # not told it exists
+    r = client.post("/lpcall/api/call/resume", json={"serviceId": sid}, headers={"Authorization": "Bearer forged.token"})
+    assert r.status_code == 401
+    r = client.post("/lpcall/api/call/resume", json={"serviceId": 5}, headers=own)
+    assert r.status_code == 400 and r.json["error"]["field"] == "serviceId"
+    calls.hangup("agent", BOB.id, sid)
+    r = client.post("/lpcall/api/call/resume", json={"serviceId": sid}, headers=own)
+    assert r.status_code == 404
+    assert client.get("/lpcall/api/call/active", headers=own).json == {"call": None}
+    assert call_keys(app) == []
