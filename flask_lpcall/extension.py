@@ -34,6 +34,8 @@ class LPCallState:
     eager_js: str
     url_prefix: str
     services: dict[str, Any] = field(default_factory=dict)
+    #: the nonce-less tag as bytes, keyed by what it is built from (tag.py)
+    tag_cache: dict[Any, bytes] = field(default_factory=dict)
 
 
 def get_state(app: Flask | None = None) -> LPCallState:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Response, current_app, g, request
+from flask import Request, Response, current_app, g, request
 from markupsafe import Markup, escape
 
 from .assets import static_dir
@@ -55,12 +55,29 @@ def _nonce(state: LPCallState) -> str | None:
     return str(value) if value else None
 
 
-def tag_html(state: LPCallState) -> str:
-    """The complete tag for the current request (nonce included)."""
+def _build_tag(state: LPCallState, nonce: str | None) -> str:
     config = json.dumps(client_config(state), separators=(",", ":")).replace("</", "<\\/")
-    nonce = _nonce(state)
     nonce_attr = f' nonce="{escape(nonce)}"' if nonce else ""
     return f"<script {MARKER}{nonce_attr}>window.lpCallConfig={config};\n{state.eager_js}</script>"
+
+
+def _tag_bytes(state: LPCallState) -> bytes:
+    """The tag for the current request as UTF-8; built once per app when there is no nonce."""
+    nonce = _nonce(state)
+    if nonce:
+        return _build_tag(state, nonce).encode("utf-8")
+    s = state.settings
+    key = (state.url_prefix, s["LPCALL_ENGAGEMENT_WINDOW"], s["LPCALL_DEBUG"], state.eager_js)
+    tag = state.tag_cache.get(key)
+    if tag is None:
+        state.tag_cache.clear()
+        tag = state.tag_cache[key] = _build_tag(state, None).encode("utf-8")
+    return tag
+
+
+def tag_html(state: LPCallState) -> str:
+    """The complete tag for the current request (nonce included)."""
+    return _tag_bytes(state).decode("utf-8")
 
 
 def manual_tag(state: LPCallState) -> Markup:
@@ -76,15 +93,15 @@ def path_matches(path: str, prefix: str) -> bool:
     return path.startswith(prefix if prefix.endswith("/") else prefix + "/")
 
 
-def _is_exempt(state: LPCallState) -> bool:
+def _is_exempt(state: LPCallState, req: Request) -> bool:
     if g.get("_lpcall_tagged"):
         return True  # placed by hand with lpcall_tag()
-    path = request.path
+    path = req.path
     if path_matches(path, state.url_prefix):
         return True  # the extension's own pages (agent workspace) are not brand pages
     if any(path_matches(path, p) for p in state.settings["LPCALL_EXEMPT_PATHS"]):
         return True
-    endpoint = request.endpoint
+    endpoint = req.endpoint
     if endpoint:
         view = current_app.view_functions.get(endpoint)
         if view is not None and getattr(view, "_lpcall_exempt", False):
@@ -92,34 +109,41 @@ def _is_exempt(state: LPCallState) -> bool:
     return False
 
 
-def _in_frame() -> bool:
+def _in_frame(req: Request) -> bool:
     """The tag belongs in the topmost frame only (seed: "deployed in the topmost frame")."""
-    return request.headers.get("Sec-Fetch-Dest", "document").lower() in _FRAME_DESTINATIONS
+    dest = req.environ.get("HTTP_SEC_FETCH_DEST")
+    return dest is not None and dest.lower() in _FRAME_DESTINATIONS
 
 
 def inject(state: LPCallState, response: Response) -> Response:
     """``after_request`` hook: add the tag once to a full, buffered text/html document."""
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    status = response.status_code
+    headers = response.headers
     if (
         not state.settings["LPCALL_INJECT_TAG"]
         or response.mimetype != "text/html"
-        or request.method == "HEAD"
-        or response.status_code < 200
-        or response.status_code in (204, 304)
-        or 300 <= response.status_code < 400
+        or req.method == "HEAD"
+        or status < 200
+        or status in (204, 304)
+        or 300 <= status < 400
         or response.is_streamed
         or response.direct_passthrough
-        or response.headers.get("Content-Encoding")
-        or _is_exempt(state)
+        or "Content-Encoding" in headers
+        or _is_exempt(state, req)
     ):
         return response
     # Whether the page is tagged depends on where the browser shows it: caches must know.
-    response.vary.add("Sec-Fetch-Dest")
-    if _in_frame():
+    if "Vary" in headers:
+        response.vary.add("Sec-Fetch-Dest")
+    else:
+        headers["Vary"] = "Sec-Fetch-Dest"
+    if _in_frame(req):
         return response
     body = response.get_data()
     if _MARKER_BYTES in body:
         return response  # tagged already (by the site's template or a second hook)
-    tag = tag_html(state).encode("utf-8")
+    tag = _tag_bytes(state)
     m = _HEAD_CLOSE.search(body)
     if m:
         pos = m.start()
