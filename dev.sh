@@ -25,8 +25,14 @@ system_packages() {
 }
 
 venv() {
+  # Create .venv once; (re)install the package with the extras "$1" when setup.cfg changed.
+  local stamp="$VENV/.installed-${1//,/-}"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$1]"
+  if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "installing flask-lpcall[$1] into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$1]"
+    touch "$stamp"
+  fi
 }
 
 case "${1:-help}" in
