@@ -193,15 +193,20 @@ class ReportStore:
 
     def add(self, record: Mapping[str, Any]) -> bool:
         """Insert ``record``; a second record for the same call is ignored (returns False)."""
-        values = [record.get(c) for c in COLUMNS]
+        return self.add_many([record]) == 1
+
+    def add_many(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Insert ``records`` in one transaction; returns how many were new."""
         now = int(datetime.now(UTC).timestamp() * 1000)
         placeholders = ", ".join("?" for _ in range(len(COLUMNS) + 1))
         sql = f"INSERT OR IGNORE INTO collaboration_sessions ({', '.join(COLUMNS)}, recorded_at) VALUES ({placeholders})"
         conn = self._connect()
         try:
+            added = 0
             with conn:
-                cursor = conn.execute(sql, [*values, now])
-            return cursor.rowcount == 1
+                for record in records:
+                    added += conn.execute(sql, [*(record.get(c) for c in COLUMNS), now]).rowcount
+            return added
         finally:
             conn.close()
 
@@ -327,6 +332,7 @@ class RecordWriter:
     """
 
     IDLE_SECONDS = 5.0
+    BATCH = 200
 
     def __init__(self, store: ReportStore) -> None:
         self.store = store
@@ -362,23 +368,40 @@ class RecordWriter:
     def _run(self) -> None:
         while True:
             try:
-                record = self._queue.get(timeout=self.IDLE_SECONDS)
+                first = self._queue.get(timeout=self.IDLE_SECONDS)
             except queue.Empty:
                 with self._lock:
                     if self._queue.empty():
                         self._thread = None
                         return
                 continue
+            batch = [first]
+            while len(batch) < self.BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if not self.store.add(record):
-                    logger.info("flask-lpcall: call %s already has a record", record["service_id"])
-            except Exception:
-                self.failures += 1
-                logger.exception("flask-lpcall: writing the record of call %s failed", record.get("service_id"))
+                self._write(batch)
             finally:
                 with self._lock:
-                    self._pending -= 1
+                    self._pending -= len(batch)
                     self._done.notify_all()
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        """One transaction for the batch; if it fails, record by record so one bad row loses only itself."""
+        try:
+            added = self.store.add_many(batch)
+        except Exception:
+            if len(batch) == 1:
+                self.failures += 1
+                logger.exception("flask-lpcall: writing the record of call %s failed", batch[0].get("service_id"))
+                return
+            for record in batch:
+                self._write([record])
+            return
+        if added < len(batch):
+            logger.info("flask-lpcall: %d of %d calls already had a record", len(batch) - added, len(batch))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is written (or failed); False on timeout."""
