@@ -56,6 +56,9 @@ export function identity({refresh = false} = {}) {
 
 async function main() {
   const config = await loadConfig(base);
+  if (config.analytics && config.analytics !== 'none') {  // tracking adapters (issue 8, PROTOCOL §10)
+    import('./analytics.js').then((m) => m.installAnalytics(config.analytics)).catch(() => {});
+  }
   let win = null;
   if (config.engagementWindow) {
     const mod = await import('./window.js');
