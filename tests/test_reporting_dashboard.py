@@ -33,6 +33,7 @@ def make_app(tmp_path: Path, **config: Any) -> Flask:
     app.config.update({"SECRET_KEY": "dash-secret", "LPCALL_REPORT_DB": str(tmp_path / "r.sqlite3"), **config})
     lpcall = LPCall()
     lpcall.agent_loader(AGENTS.get)
+    lpcall.agent_authenticator(lambda user, password: AGENTS.get(user) if password == user + "-pw" else None)
     lpcall.init_app(app)
     send_and_flush(
         app,
@@ -118,13 +119,17 @@ def test_german_dashboard(tmp_path: Path) -> None:
 def test_dashboard_renders_a_chart_in_chromium(tmp_path: Path, browser: Any, live_server: Any, artifacts_dir: Path) -> None:
     app = make_app(tmp_path)
     server = live_server(app)
-    cookie = login(app, "bob").get_cookie("session")
-    assert cookie is not None
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     try:
-        context.add_cookies([{"name": "session", "value": cookie.value, "url": server.url}])
         page = context.new_page()
-        page.goto(server.url + "/lpcall/agent/reports")
+        # the manager logs in to the agent workspace and follows its Reports link
+        page.goto(server.url + "/lpcall/agent/login")
+        page.get_by_label("User name").fill("bob")
+        page.get_by_label("Password").fill("bob-pw")
+        page.get_by_label("Password").press("Enter")
+        page.wait_for_url("**/lpcall/agent/")
+        page.get_by_role("link", name="Reports").click()
+        page.wait_for_url("**/lpcall/agent/reports")
         chart = page.locator("svg.lpcall-chart")
         chart.wait_for()
         box = chart.bounding_box()
@@ -170,3 +175,13 @@ def test_summary_json_shape_is_stable(tmp_path: Path) -> None:
     data = json.loads(login(app, "bob").get("/lpcall/agent/reports/export.json").get_data(as_text=True))
     assert set(data) == {"since", "until", "records"} and len(data["records"]) == 8
     assert date.fromisoformat(data["until"]) == TODAY
+
+
+def test_names_and_texts_are_escaped(tmp_path: Path) -> None:
+    app = make_app(tmp_path, LPCALL_TEXTS={"report.chart_title": "Calls <b>per</b> day"})
+    call = completed(at(1), agent="bob")
+    call["agentName"] = "<img src=x onerror=alert(1)>"
+    send_and_flush(app, call)
+    html = login(app, "bob").get("/lpcall/agent/reports").get_data(as_text=True)
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<b>per</b>" not in html and "Calls &lt;b&gt;per&lt;/b&gt; day" in html
