@@ -162,7 +162,12 @@ def _authorised() -> Any:
     if agent is None:
         return None
     if PERM_REPORTS not in getattr(agent, "permissions", ()):
-        abort(403)
+        from .extension import get_state
+
+        state = get_state()
+        html = render_template("lpcall/reports_forbidden.html", texts=state.texts, lang=state.settings["LPCALL_LOCALE"],
+                               workspace_url=_workspace_url())
+        abort(Response(html, status=403))
     return agent
 
 

@@ -63,7 +63,9 @@ def test_only_agents_with_view_reports_see_the_dashboard(tmp_path: Path) -> None
     assert anonymous.status_code in (302, 401)
     if anonymous.status_code == 302:
         assert "/agent/login" in anonymous.headers["Location"]
-    assert login(app, "alice").get("/lpcall/agent/reports").status_code == 403
+    denied = login(app, "alice").get("/lpcall/agent/reports")
+    assert denied.status_code == 403
+    assert "does not include the permission to view reports" in denied.get_data(as_text=True)
     assert login(app, "alice").get("/lpcall/agent/reports/export.csv").status_code == 403
     assert app.test_client().get("/lpcall/agent/reports/export.json").status_code == 401
     page = login(app, "bob").get("/lpcall/agent/reports")
