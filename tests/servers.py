@@ -269,3 +269,78 @@ def start_gunicorn(env: dict[str, str], workers: int = 2, timeout: float = 30,
     server = GunicornServer(port=free_port(), env=env, workers=workers,
                             workdir=Path(tempfile.mkdtemp(prefix="lpcall-gunicorn-")), extra_args=extra_args or [])
     return server.start(timeout)
+
+
+# -- a reverse proxy in front of several servers -------------------------------------------------
+class TcpProxy:
+    """A minimal TCP load balancer on 127.0.0.1: each new connection goes to the first backend that
+    accepts it, in order. Killing that backend breaks its open connections; the clients' reconnects
+    land on the next one — what any reverse proxy with health checks does."""
+
+    def __init__(self, backends: list[int]) -> None:
+        import asyncio
+        import threading
+
+        self.backends = backends
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._server: Any = None
+        self._thread = threading.Thread(target=self._run, name="tcp-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("proxy did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(self._loop)
+
+        async def pipe(reader: Any, writer: Any) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_r: Any, client_w: Any) -> None:
+            for port in self.backends:
+                try:
+                    up_r, up_w = await asyncio.open_connection("127.0.0.1", port)
+                    break
+                except OSError:
+                    continue
+            else:
+                client_w.close()
+                return
+            await asyncio.gather(pipe(client_r, up_w), pipe(up_r, client_w))
+
+        async def main() -> None:
+            self._server = await asyncio.start_server(handle, "127.0.0.1", self.port)
+            self._ready.set()
+
+        self._loop.run_until_complete(main())
+        self._loop.run_forever()
+        self._loop.close()
+
+    def stop(self) -> None:
+        import asyncio
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
+        self._thread.join(timeout=5)
