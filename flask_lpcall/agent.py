@@ -190,14 +190,21 @@ class AgentConnection:
         return doc
 
     def _row(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        return self.service.summary(doc)
+        return self.service.row(doc)
 
     # -- requests ----------------------------------------------------------------
     def subscribe(self, env: dict[str, Any], body: dict[str, Any]) -> None:
         lock = threading.RLock()
 
         def on_bus(message: Any) -> None:
-            if not isinstance(message, dict) or message.get("type") != "meta":
+            if not isinstance(message, dict):
+                return
+            if message.get("type") == "last":
+                if message["agentId"] in (None, self.agent.id):
+                    self.conn.notify("agent.LastMessage", {"conversationId": message["conversationId"],
+                                                           "lastMessage": message["lastMessage"]})
+                return
+            if message.get("type") != "meta":
                 return
             doc = message["conversation"]
             with lock:
@@ -251,7 +258,7 @@ class AgentConnection:
 
         doc = self._mine(body["conversationId"])
         text = check_message(body["event"]["message"], self.settings["LPCALL_MAX_MESSAGE_LENGTH"])
-        event = self.service.post(doc["convId"], ROLE_AGENT, self.agent.id, text)
+        event = self.service.post(doc["convId"], ROLE_AGENT, self.agent.id, text, doc=doc)
         return {"sequence": event["sequence"]}
 
     def close_conversation(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,8 @@ is published on the bus (PROTOCOL §6) so the sockets on any worker can push it:
 
 * ``conv:<convId>``   ``{"type": "event", "conversationId", "event"}`` and ``{"type": "meta", "conversation"}``
 * ``consumer:<cid>``  ``{"type": "meta", "conversation"}`` (the consumer's conversations)
-* ``agents``          ``{"type": "meta", "conversation"}`` (the workspace lists)
+* ``agents``          ``{"type": "meta", "conversation"}`` and ``{"type": "last", "conversationId", "agentId",
+  "lastMessage"}`` (the workspace lists)
 
 Values in the store are JSON only; all writes of the conversation document go
 through ``store.update`` so two workers never lose each other's changes.
@@ -50,6 +51,10 @@ def k_conv(conv_id: str) -> str:
 
 def k_events(conv_id: str) -> str:
     return f"conv:{conv_id}:events"
+
+
+def k_last(conv_id: str) -> str:
+    return f"conv:{conv_id}:last"
 
 
 def k_consumer_convs(consumer_id: str) -> str:
@@ -196,10 +201,18 @@ class ConversationService:
 
     # -- messages --------------------------------------------------------------
     def post(
-        self, conv_id: str, role: str, originator_id: str, message: str, *, system_key: str | None = None
+        self,
+        conv_id: str,
+        role: str,
+        originator_id: str,
+        message: str,
+        *,
+        system_key: str | None = None,
+        doc: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Append a text message to the transcript and push it to both sides."""
-        doc = self.require(conv_id)
+        """Append a text message to the transcript and push it to both sides (``doc``: already read)."""
+        if doc is None:
+            doc = self.require(conv_id)
         if doc["state"] != STATE_OPEN and role != ROLE_SYSTEM:
             raise InvalidStateError("the conversation is closed", field="conversationId")
         now = self.clock()
@@ -214,13 +227,19 @@ class ConversationService:
         length = self.store.append(k_events(conv_id), event, ttl=self.ttl)
         event["sequence"] = length - 1
         preview = {"text": message[:PREVIEW_CHARS], "role": role, "ts": now, "sequence": length - 1}
-        updated = self._update(conv_id, lambda d: {**d, "lastMessage": preview}, publish=False)
+        # The list preview lives in its own small key: no rewrite of the conversation document per message.
+        self.store.set(k_last(conv_id), preview, ttl=self.ttl)
         self.store.publish(ch_conv(conv_id), {"type": "event", "conversationId": conv_id, "event": event})
-        if updated is not None:
-            self.store.publish(CH_AGENTS, {"type": "meta", "conversation": updated})
-        if self.on_message is not None and updated is not None:
-            self.on_message(updated, event)
+        self.store.publish(
+            CH_AGENTS, {"type": "last", "conversationId": conv_id, "agentId": doc.get("agentId"), "lastMessage": preview}
+        )
+        if self.on_message is not None:
+            self.on_message({**doc, "lastMessage": preview}, event)
         return event
+
+    def last_message(self, conv_id: str) -> dict[str, Any] | None:
+        last: dict[str, Any] | None = self.store.get(k_last(conv_id))
+        return last
 
     def add_system_message(self, conv_id: str, text_key: str, **params: Any) -> dict[str, Any] | None:
         """Render ``text_key`` from the catalog and append it as a SYSTEM message (PROTOCOL §10)."""
@@ -363,8 +382,12 @@ class ConversationService:
             "result": {"convId": doc["convId"], "effectiveTTR": -1, "conversationDetails": cls.conversation_details(doc)},
         }
 
+    def row(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`summary` with the current last message."""
+        return self.summary(doc, self.last_message(doc["convId"]))
+
     @staticmethod
-    def summary(doc: Mapping[str, Any]) -> dict[str, Any]:
+    def summary(doc: Mapping[str, Any], last: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A row of the agent's conversation list (PROTOCOL §4)."""
         call = None
         dialog = doc.get("cobrowse")
@@ -381,7 +404,7 @@ class ConversationService:
             "agentName": doc.get("agentName"),
             "state": doc["state"],
             "startTs": doc["startTs"],
-            "lastMessage": doc.get("lastMessage"),
+            "lastMessage": dict(last) if last else doc.get("lastMessage"),
             "call": call,
         }
 

@@ -231,7 +231,7 @@ class FrameSocket:
                 if isinstance(candidate, (str, int)) and not isinstance(candidate, bool) and len(str(candidate)) <= 100:
                     req_id = candidate
             envelope = validate_envelope(data)
-            body = validate_request_body(dict(registry), envelope["type"], envelope["body"])
+            body = validate_request_body(registry, envelope["type"], envelope["body"])  # type: ignore[arg-type]
             handler = handlers[envelope["type"]]
             result = handler(envelope, body)
             if result is not None:

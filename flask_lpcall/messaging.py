@@ -182,7 +182,7 @@ class ConsumerConnection:
     def publish_event(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         doc = self._own(body["conversationId"])
         text = check_message(body["event"]["message"], self.settings["LPCALL_MAX_MESSAGE_LENGTH"])
-        event = self.service.post(doc["convId"], ROLE_CONSUMER, doc["consumerId"], text)
+        event = self.service.post(doc["convId"], ROLE_CONSUMER, doc["consumerId"], text, doc=doc)
         return {"sequence": event["sequence"]}
 
     def subscribe_conversations(self, env: dict[str, Any], body: dict[str, Any]) -> None:

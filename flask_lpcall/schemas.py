@@ -178,7 +178,18 @@ def validate_envelope(data: Any) -> dict[str, Any]:
     """The request envelope; raise BadFrameError naming the field."""
     if not isinstance(data, dict):
         raise BadFrameError("(frame): must be a JSON object", field="(frame)")
-    return load_or_raise(FrameEnvelopeSchema(), data)
+    return load_or_raise(_schema_instance(FrameEnvelopeSchema), data)
+
+
+#: One instance per schema class: building a marshmallow Schema costs more than loading with it.
+_SCHEMA_INSTANCES: dict[type[Schema], Schema] = {}
+
+
+def _schema_instance(cls: type[Schema]) -> Schema:
+    schema = _SCHEMA_INSTANCES.get(cls)
+    if schema is None:
+        schema = _SCHEMA_INSTANCES[cls] = cls()
+    return schema
 
 
 def validate_request_body(registry: dict[str, type[Schema]], kind: str, body: Any) -> dict[str, Any]:
@@ -186,7 +197,7 @@ def validate_request_body(registry: dict[str, type[Schema]], kind: str, body: An
     schema = registry.get(kind)
     if schema is None:
         raise BadFrameError(f"type: unknown request type {kind!r}; one of {', '.join(registry)}", field="type")
-    return load_or_raise(schema(), body, prefix="body")
+    return load_or_raise(_schema_instance(schema), body, prefix="body")
 
 
 def validate_init_headers(headers: list[Any]) -> dict[str, Any]:

@@ -53,7 +53,10 @@ def test_transcript_sequences_system_messages_and_bus(svc: ConversationService, 
     assert events[1]["event"]["message"] == "Bob joined the conversation"
     assert e0["sequence"] == 0 and e2["event"]["message"] == "hi <b>there</b>"  # stored as given, escaped on output
     assert [m["event"]["sequence"] for m in conv_bus if m["type"] == "event"] == [0, 1, 2]
-    assert agents_bus[-1]["conversation"]["lastMessage"]["text"] == "hi <b>there</b>"
+    assert agents_bus[-1] == {"type": "last", "conversationId": doc["convId"], "agentId": "bob",
+                              "lastMessage": {"text": "hi <b>there</b>", "role": "AGENT", "ts": e2["serverTimestamp"],
+                                              "sequence": 2}}
+    assert svc.row(svc.get(doc["convId"]))["lastMessage"]["text"] == "hi <b>there</b>"
     assert svc.events(doc["convId"], 2)[0]["sequence"] == 2
 
 

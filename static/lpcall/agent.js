@@ -270,6 +270,12 @@ const sock = new LPSocket(socketUrl(base, '/ws/agent'), {
       if (want && convs.has(want) && !selected) select(want);
       else if (selected && !convs.has(selected)) deselect();
       else renderHead();
+    } else if (frame.type === 'agent.LastMessage') {
+      const c = convs.get(body.conversationId);
+      if (c) {
+        c.lastMessage = body.lastMessage;
+        renderList();
+      }
     } else if (frame.type === 'agent.ConversationChange') {
       upsert(body.conversation, body.visible);
     } else if (frame.type === 'ms.MessagingEventNotification') {
