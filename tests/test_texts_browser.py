@@ -21,6 +21,7 @@ from callkit import BOB, make_app, services
 from support import INBOUND_STATS_JS, wait_for
 
 from flask_lpcall import exempt
+from flask_lpcall.reporting import get_service
 
 PAGE = "<!doctype html><html><head><title>Shop</title></head><body><main><h1>Shop</h1></main></body></html>"
 AGENT_PAGE = "<!doctype html><html><head><title>Agent</title></head><body><div id='call'></div></body></html>"
@@ -138,6 +139,13 @@ def test_texts_in_invitation_call_ui_error_and_transcript(
             wait_for(lambda: lifecycle() == wanted, timeout=10, message=f"gtag events {wanted}")
             ended = next(c[2] for c in page.evaluate("() => window.__got") if c[1] == "lpcall_call_ended")
             assert ended["close_reason"] == "agent_disconnected" and ended["error_id"] == "AGENT_DISCONNECTED"
+        # and the real call left its collaboration-session record
+        service = get_service(app)
+        service.flush(10)
+        (record,) = wait_for(lambda: service.query(), timeout=10, message="the call's record")
+        assert record["service_id"] == agent_info["serviceId"] and record["mode"] == "VOICE_CALL"
+        assert (record["outcome"], record["error_id"], record["ended_by"]) == ("error", "AGENT_DISCONNECTED", "system")
+        assert record["participants"] == 2 and record["connected_at"] and record["duration_seconds"] is not None
         assert errors == []
     finally:
         if not agent_page.is_closed():
