@@ -11,6 +11,7 @@ delays the call that just ended; a failed write is logged and dropped, never rai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -166,15 +167,40 @@ def parse_bound(text: str, *, end: bool) -> datetime:
 
 
 # -- storage ------------------------------------------------------------------------------
+class _MemoryConnection(sqlite3.Connection):
+    """The one connection of a ``:memory:`` store: ``close()`` keeps it open (the data lives in it)."""
+
+    def close(self) -> None:
+        return None
+
+
+_NO_LOCK = contextlib.nullcontext()
+
 class ReportStore:
     """The SQLite table of collaboration-session records (one connection per operation)."""
+
+    MEMORY = ":memory:"
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._ready = False
         self._lock = threading.Lock()
+        self._memory: sqlite3.Connection | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        """``:memory:``: records live as long as the process (tests, throwaway demos)."""
+        return self.path == self.MEMORY
 
     def _connect(self) -> sqlite3.Connection:
+        if self.in_memory:
+            with self._lock:
+                if self._memory is None:
+                    self._memory = _MemoryConnection(self.MEMORY, check_same_thread=False)
+                    self._memory.row_factory = sqlite3.Row
+                    self._memory.executescript(_SCHEMA)
+                    self._ready = True
+            return self._memory
         if not self._ready:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=10.0)
@@ -203,7 +229,7 @@ class ReportStore:
         conn = self._connect()
         try:
             added = 0
-            with conn:
+            with self._lock if self.in_memory else _NO_LOCK, conn:
                 for record in records:
                     added += conn.execute(sql, [*(record.get(c) for c in COLUMNS), now]).rowcount
             return added
@@ -239,25 +265,27 @@ class ReportStore:
         sql += " ORDER BY invited_at, service_id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        if not os.path.exists(self.path):
+        if not self.in_memory and not os.path.exists(self.path):
             return []
         conn = self._connect()
         try:
-            return [dict(row) for row in conn.execute(sql, args)]
+            with self._lock if self.in_memory else _NO_LOCK:
+                return [dict(row) for row in conn.execute(sql, args)]
         finally:
             conn.close()
 
     def agents(self) -> list[tuple[str, str]]:
         """(agent id, latest known name) of every agent with a record."""
-        if not os.path.exists(self.path):
+        if not self.in_memory and not os.path.exists(self.path):
             return []
         conn = self._connect()
         try:
-            rows = conn.execute(
-                # SQLite takes the bare agent_name from the row holding MAX(invited_at)
-                "SELECT agent_id, agent_name, MAX(invited_at) FROM collaboration_sessions "
-                "WHERE agent_id IS NOT NULL GROUP BY agent_id ORDER BY agent_id"
-            ).fetchall()
+            with self._lock if self.in_memory else _NO_LOCK:
+                rows = conn.execute(
+                    # SQLite takes the bare agent_name from the row holding MAX(invited_at)
+                    "SELECT agent_id, agent_name, MAX(invited_at) FROM collaboration_sessions "
+                    "WHERE agent_id IS NOT NULL GROUP BY agent_id ORDER BY agent_id"
+                ).fetchall()
             return [(r["agent_id"], r["agent_name"] or r["agent_id"]) for r in rows]
         finally:
             conn.close()

@@ -86,6 +86,8 @@ class ReportService:
 
 def report_db_path(app: Flask, configured: str) -> str:
     """``LPCALL_REPORT_DB`` as a path: relative paths live in the app's instance folder."""
+    if configured == ReportStore.MEMORY:
+        return configured
     path = os.path.expanduser(configured)
     return path if os.path.isabs(path) else os.path.join(app.instance_path, path)
 

@@ -273,3 +273,15 @@ def test_report_cli_rejects_bad_dates_naming_the_option(reported_app: Flask) -> 
     assert backwards.exit_code == 2 and "--since must be before --until" in backwards.output
     fmt = runner.invoke(lpcall_cli, ["report", "--format", "xml"])
     assert fmt.exit_code == 2 and "--format" in fmt.output
+
+
+def test_memory_db_keeps_records_for_the_process_without_files(tmp_path: Path) -> None:
+    app = Flask(__name__, instance_path=str(tmp_path / "inst"))
+    app.config.update(SECRET_KEY="x", LPCALL_REPORT_DB=":memory:")
+    LPCall(app)
+    send_and_flush(app, completed(), declined(T0 + 1))
+    assert [r["outcome"] for r in get_service(app).query()] == ["completed", "declined"]
+    assert get_service(app).store.agents() == [("bob", "Bob")]
+    assert not (tmp_path / "inst").exists()
+    out = app.test_cli_runner().invoke(lpcall_cli, ["report", "--format", "csv"])
+    assert out.exit_code == 0 and out.output.count("\n") == 3
