@@ -71,6 +71,15 @@ def redacted(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
 
 
+class _Publication:
+    __slots__ = ("channel", "data", "done", "error")
+
+    def __init__(self, channel: str, data: str) -> None:
+        self.channel, self.data = channel, data
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class _RedisSubscription(Subscription):
     def __init__(self, store: RedisStore, channel: str, callback: Callback) -> None:
         self._store = store
@@ -113,6 +122,12 @@ class RedisStore(Store):
         except ValueError as exc:
             raise ConfigError("LPCALL_STORE", f"is not a usable Redis URL: {exc}") from None
         self._redis = redis.Redis(connection_pool=self._pool)
+        # -- publishing (group commit on one connection, see publish) --
+        self._pub_lock = threading.Lock()
+        self._pub_queue_lock = threading.Lock()
+        self._pub_pending: list[_Publication] = []
+        self._pub_conn: Any = None
+        self._pub_pid = os.getpid()
         # -- bus state (guarded by _lock) --
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
@@ -231,9 +246,40 @@ class RedisStore(Store):
 
     # -- bus ---------------------------------------------------------------------------------
     def publish(self, channel: str, message: Json) -> None:
-        data = _dumps(message)
-        with self._guard():
-            self._redis.publish(channel, data)
+        """PUBLISH on a dedicated connection with group commit: while one caller waits for Redis,
+        the others queue up and the next one sends them all as one pipeline. Signaling relays every
+        frame through here, so this skips redis-py's per-command pool and retry machinery."""
+        item = _Publication(channel, _dumps(message))
+        with self._pub_queue_lock:
+            self._pub_pending.append(item)
+        with self._pub_lock:
+            if not item.done:
+                with self._pub_queue_lock:
+                    batch, self._pub_pending = self._pub_pending, []
+                self._flush(batch)
+        if item.error is not None:
+            raise self._unavailable(item.error) from item.error
+
+    def _flush(self, batch: list[_Publication]) -> None:
+        error: BaseException | None = None
+        for attempt in range(2):  # a second try on a fresh connection survives a Redis restart
+            try:
+                if self._pub_conn is None or self._pub_pid != os.getpid():
+                    self._pub_conn, self._pub_pid = self._pool.make_connection(), os.getpid()
+                    self._pub_conn.connect()
+                conn = self._pub_conn
+                conn.send_packed_command(conn.pack_commands([("PUBLISH", p.channel, p.data) for p in batch]))
+                for _ in batch:
+                    conn.read_response()
+                error = None
+                break
+            except _UNAVAILABLE as exc:
+                error = exc
+                if self._pub_conn is not None:
+                    self._pub_conn.disconnect()
+                    self._pub_conn = None
+        for p in batch:
+            p.error, p.done = error, True
 
     def subscribe(self, channel: str, callback: Callback) -> Subscription:
         if self._closed:
@@ -388,5 +434,7 @@ class RedisStore(Store):
             conn.disconnect()
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=3)
+        if self._pub_conn is not None:
+            self._pub_conn.disconnect()
         self._pool.disconnect()
         self._bus_pool.disconnect()
