@@ -51,7 +51,7 @@ def _nonce(state: LPCallState) -> str | None:
     if getter is not None:
         value = getter()
     else:
-        value = g.get("csp_nonce") or getattr(request, "csp_nonce", None)
+        value = g.get("csp_nonce") or getattr(request._get_current_object(), "csp_nonce", None)  # type: ignore[attr-defined]
     return str(value) if value else None
 
 
@@ -99,11 +99,12 @@ def _is_exempt(state: LPCallState, req: Request) -> bool:
     path = req.path
     if path_matches(path, state.url_prefix):
         return True  # the extension's own pages (agent workspace) are not brand pages
-    if any(path_matches(path, p) for p in state.settings["LPCALL_EXEMPT_PATHS"]):
-        return True
-    endpoint = req.endpoint
-    if endpoint:
-        view = current_app.view_functions.get(endpoint)
+    for prefix in state.settings["LPCALL_EXEMPT_PATHS"]:
+        if path_matches(path, prefix):
+            return True
+    rule = req.url_rule
+    if rule is not None:
+        view = current_app.view_functions.get(rule.endpoint)
         if view is not None and getattr(view, "_lpcall_exempt", False):
             return True
     return False
