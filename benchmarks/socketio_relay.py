@@ -16,8 +16,9 @@ def create_app() -> Flask:
     socketio = SocketIO(app, async_mode="gevent", cors_allowed_origins="*")
 
     @socketio.on("join")
-    def join(data: dict[str, Any]) -> None:
+    def join(data: dict[str, Any]) -> bool:
         join_room(str(data["pair"]))
+        return True  # acknowledged: the client signals only once it is in the room
 
     @socketio.on("signal")
     def signal(data: dict[str, Any]) -> None:

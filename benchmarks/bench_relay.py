@@ -1,0 +1,410 @@
+"""Signaling relay benchmark: flask-lpcall's ``/ws/call`` on ONE gunicorn gevent worker, beside a minimal
+Flask-SocketIO relay (same worker type) and a raw asyncio ``websockets`` relay (the ceiling), same run.
+
+N concurrent call pairs (agent + consumer sockets) exchange ``candidate`` frames through the server.
+* saturation: every pair keeps ``WINDOW`` frames in flight per direction for ``DURATION`` seconds
+  -> relayed messages/s and p50/p99 relay latency;
+* fixed rate: ``RATE`` messages/s spread over all pairs (open loop) -> p50/p99 latency at that load.
+
+Latency is measured sender -> receiver inside this one client process (same clock). All servers and
+the load generator run on 127.0.0.1; their number, duration and connection count are bounded.
+
+    python benchmarks/bench_relay.py [--pairs 10,100,1000] [--duration 5] [--rate 2000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+ISSUE = 7
+WINDOW = 2
+CONNECT_PARALLEL = 64
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)  # polling interval of a deadline wait
+    raise RuntimeError(f"port {port} not open after {timeout}s: {log.read_text()[-3000:]}")
+
+
+# -- servers ------------------------------------------------------------------------------
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    tokens: list[list[str]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def rss_kb(self) -> int:
+        """RSS of the serving process (the single gunicorn worker, or the relay itself)."""
+        pids = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        if children.exists() and children.read_text().split():
+            pids = [int(p) for p in children.read_text().split()]
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as fh:
+        return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
+                                preexec_fn=raise_nofile)  # noqa: PLW1509 - before exec, no threads yet
+
+
+def gunicorn_cmd(app: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "example_site" / "gunicorn.conf.py"), "--workers", "1",
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]
+
+
+def start_lpcall(pairs: int, workdir: Path, store: str = "memory") -> Server:
+    port = free_port()
+    tokens_path = workdir / f"tokens-{port}.json"
+    env = {"LPCALL_BENCH_CALLS": str(pairs), "LPCALL_BENCH_TOKENS": str(tokens_path), "FLASK_LPCALL_STORE": store,
+           "FLASK_LPCALL_REPORT_DB": str(workdir / f"report-{port}.sqlite")}
+    log = workdir / f"lpcall-{port}.log"
+    proc = _spawn(gunicorn_cmd("benchmarks.relay_app:create_app()", port), env, log)
+    wait_port(port, proc, 60, log)
+    deadline = time.monotonic() + 120
+    while not tokens_path.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"no call tokens: {log.read_text()[-3000:]}")
+        time.sleep(0.05)  # polling interval of a deadline wait
+    server = Server("flask-lpcall" + ("" if store == "memory" else " (Redis store)"), port, proc)
+    server.tokens = json.loads(tokens_path.read_text())
+    return server
+
+
+def start_socketio(workdir: Path) -> Server:
+    port = free_port()
+    log = workdir / f"socketio-{port}.log"
+    proc = _spawn(gunicorn_cmd("benchmarks.socketio_relay:create_app()", port), {}, log)
+    wait_port(port, proc, 60, log)
+    return Server("Flask-SocketIO", port, proc)
+
+
+def start_ws(workdir: Path) -> Server:
+    port = free_port()
+    log = workdir / f"ws-{port}.log"
+    proc = _spawn([sys.executable, str(ROOT / "benchmarks" / "ws_relay.py"), str(port)], {}, log)
+    wait_port(port, proc, 30, log)
+    return Server("websockets (raw asyncio)", port, proc)
+
+
+# -- clients ----------------------------------------------------------------------------------
+def candidate_frame(ts: int) -> dict[str, Any]:
+    return {"type": "candidate", "candidate": {"candidate": f"candidate:1 1 udp 2122260223 127.0.0.1 9 typ host {ts}",
+                                               "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": "bnch"}}
+
+
+@dataclass
+class Side:
+    ws: ClientConnection
+    pair: int
+    role: str
+    encode: Callable[[dict[str, Any]], str]
+    decode: Callable[[str], dict[str, Any] | None]
+    window: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(WINDOW))
+    peer: Side | None = None
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.recording = False
+        self.received = 0
+
+    def add(self, ts: int) -> None:
+        if self.recording:
+            self.received += 1
+            self.latencies.append((time.perf_counter_ns() - ts) / 1e6)
+
+
+async def reader(side: Side, rec: Recorder) -> None:
+    try:
+        async for raw in side.ws:
+            if raw == "2":  # Engine.IO ping
+                await side.ws.send("3")
+                continue
+            frame = side.decode(raw)  # type: ignore[arg-type]
+            if frame is None or frame.get("type") != "candidate":
+                continue
+            rec.add(int(frame["candidate"]["candidate"].rsplit(" ", 1)[1]))
+            assert side.peer is not None
+            side.peer.window.release()
+    except Exception:  # noqa: BLE001 - connection closed at the end of a run
+        return
+
+
+def _plain_decode(raw: str) -> dict[str, Any] | None:
+    return json.loads(raw)  # type: ignore[no-any-return]
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"))
+
+
+async def open_lpcall(server: Server, pairs: int) -> list[tuple[Side, Side]]:
+    async def one(i: int) -> tuple[Side, Side]:
+        sides = []
+        for role, token in zip(("agent", "consumer"), server.tokens[i], strict=True):
+            ws = await connect(f"ws://127.0.0.1:{server.port}/lpcall/ws/call?token={quote(token)}", compression=None,
+                               open_timeout=60, max_queue=64)
+            joined = json.loads(await ws.recv())
+            assert joined["type"] == "joined", joined
+            sides.append(Side(ws, i, role, _dumps, _plain_decode))
+        return sides[0], sides[1]
+
+    return await _gather_limited([lambda i=i: one(i) for i in range(pairs)])
+
+
+async def open_ws(server: Server, pairs: int) -> list[tuple[Side, Side]]:
+    async def one(i: int) -> tuple[Side, Side]:
+        sides = []
+        for role in ("agent", "consumer"):
+            ws = await connect(f"ws://127.0.0.1:{server.port}/?pair={i}&role={role}", compression=None, open_timeout=60)
+            sides.append(Side(ws, i, role, _dumps, _plain_decode))
+        return sides[0], sides[1]
+
+    return await _gather_limited([lambda i=i: one(i) for i in range(pairs)])
+
+
+async def open_socketio(server: Server, pairs: int) -> list[tuple[Side, Side]]:
+    def decode(raw: str) -> dict[str, Any] | None:
+        if not raw.startswith("42"):
+            return None
+        name, data = json.loads(raw[2:])
+        return data if name == "signal" else None
+
+    async def one(i: int) -> tuple[Side, Side]:
+        sides = []
+        for role in ("agent", "consumer"):
+            ws = await connect(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", compression=None,
+                               open_timeout=60)
+            opened = await ws.recv()
+            assert str(opened).startswith("0"), opened
+            await ws.send("40")
+            while not str(await ws.recv()).startswith("40"):
+                pass
+            await ws.send("421" + _dumps(["join", {"pair": i}]))  # with an ack: joined before any signal
+            while not str(await ws.recv()).startswith("431"):
+                pass
+
+            def encode(frame: dict[str, Any], i: int = i, role: str = role) -> str:
+                return "42" + _dumps(["signal", {"pair": i, "role": role, "frame": frame}])
+
+            sides.append(Side(ws, i, role, encode, decode))
+        return sides[0], sides[1]
+
+    return await _gather_limited([lambda i=i: one(i) for i in range(pairs)])
+
+
+async def _gather_limited(factories: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    sem = asyncio.Semaphore(CONNECT_PARALLEL)
+
+    async def run(f: Callable[[], Awaitable[Any]]) -> Any:
+        async with sem:
+            return await f()
+
+    return list(await asyncio.gather(*(run(f) for f in factories)))
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side, Side]]]], server: Server, pairs: int,
+                       duration: float, rate: float) -> dict[str, Any]:
+    t0 = time.monotonic()
+    conns = await opener(server, pairs)
+    connect_s = time.monotonic() - t0
+    sides = [s for pair in conns for s in pair]
+    for a, b in conns:
+        a.peer, b.peer = b, a
+    rec = Recorder()
+    readers = [asyncio.create_task(reader(s, rec)) for s in sides]
+    rss_loaded = server.rss_kb()
+
+    # -- saturation (closed loop, WINDOW in flight per direction) --
+    stop = asyncio.Event()
+
+    async def pump(side: Side) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(side.window.acquire(), 1.0)
+            except TimeoutError:
+                continue
+            await side.ws.send(side.encode(candidate_frame(time.perf_counter_ns())))
+
+    pumps = [asyncio.create_task(pump(s)) for s in sides]
+    await asyncio.sleep(min(1.0, duration / 4))  # warm-up, not recorded
+    rec.recording, start = True, time.perf_counter()
+    await asyncio.sleep(duration)
+    rec.recording, elapsed = False, time.perf_counter() - start
+    stop.set()
+    await asyncio.gather(*pumps, return_exceptions=True)
+    sat = {"msgs_per_s": rec.received / elapsed, "p50_ms": _pct(rec.latencies, 0.5), "p99_ms": _pct(rec.latencies, 0.99)}
+    await asyncio.sleep(0.5)  # let in-flight frames drain before the fixed-rate phase
+
+    # -- fixed rate (open loop) --
+    fixed = Recorder()
+    for s in sides:
+        s.window = asyncio.Semaphore(10**9)
+    rec.latencies, rec.received = [], 0
+    sent, start_fixed, idx = 0, time.perf_counter(), 0
+    rec.recording = True
+    while (now := time.perf_counter()) - start_fixed < duration:
+        due = int((now - start_fixed) * rate) - sent
+        for _ in range(due):
+            side = sides[idx % len(sides)]
+            idx += 1
+            await side.ws.send(side.encode(candidate_frame(time.perf_counter_ns())))
+        sent += max(due, 0)
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.5)  # the last frames arrive
+    rec.recording = False
+    fixed.latencies = rec.latencies
+    fixed_res = {"rate": rate, "sent": sent, "received": rec.received, "p50_ms": _pct(fixed.latencies, 0.5),
+                 "p99_ms": _pct(fixed.latencies, 0.99)}
+
+    for s in sides:
+        await s.ws.close()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return {"server": server.name, "pairs": pairs, "connect_s": connect_s, "saturation": sat, "fixed": fixed_res,
+            "server_rss_mb_loaded": rss_loaded / 1024}
+
+
+def markdown(results: list[dict[str, Any]], rate: float) -> str:
+    load = os.getloadavg()
+    lines = [
+        (f"### Signaling relay, one gevent worker ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} CPUs shared, load average {load[0]:.1f} at the end)"),
+        "",
+        ("`python benchmarks/bench_relay.py` — N call pairs exchange `candidate` frames through the server "
+        f"(saturation: {WINDOW} in flight per direction; fixed rate: {rate:.0f} msg/s open loop). One Python "
+        "asyncio client drives all servers, so the ceiling is partly the client's."),
+        "",
+        ("| server | pairs | msg/s (saturated) | p50 ms | p99 ms | delivered at "
+        f"{rate:.0f}/s | p50 ms | p99 ms |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        s, f = r["saturation"], r["fixed"]
+        lines.append(f"| {r['server']} | {r['pairs']} | {s['msgs_per_s']:.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
+                     f"{f['received']}/{f['sent']} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} |")
+    lines += ["", "| pairs | flask-lpcall ÷ Flask-SocketIO (target ≥ 2×) | flask-lpcall ÷ raw websockets (target ≥ 50%) |",
+              "|---:|---:|---:|"]
+    for pairs in sorted({r["pairs"] for r in results}):
+        by = {r["server"]: r["saturation"]["msgs_per_s"] for r in results if r["pairs"] == pairs}
+        ours = by.get("flask-lpcall")
+        sio, ws = by.get("Flask-SocketIO"), by.get("websockets (raw asyncio)")
+        if ours:
+            lines.append(f"| {pairs} | {ours / sio:.2f}× | {100 * ours / ws:.0f}% |" if sio and ws else f"| {pairs} | – | – |")
+    return "\n".join(lines)
+
+
+def main() -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", default="10,100,1000")
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--no-redis", dest="redis", action="store_false",
+                        help="skip flask-lpcall with a Redis store (bus via Redis)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    raise_nofile()
+    pair_counts = [min(int(p), 1000) for p in args.pairs.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="lpcall-bench-"))
+    redis_proc = None
+    results: list[dict[str, Any]] = []
+    try:
+        variants: list[tuple[str, Callable[[int], Server], Any]] = [
+            ("lpcall", lambda n: start_lpcall(n, workdir), open_lpcall),
+        ]
+        if args.redis and shutil.which("redis-server"):
+            rport = free_port()
+            redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                                           "--appendonly", "no"], stdout=subprocess.DEVNULL)
+            wait_port(rport, redis_proc, 10, workdir / "none")
+            url = f"redis://127.0.0.1:{rport}/0"
+            variants.append(("lpcall-redis", lambda n: start_lpcall(n, workdir, url), open_lpcall))
+        variants += [("socketio", lambda n: start_socketio(workdir), open_socketio),
+                     ("ws", lambda n: start_ws(workdir), open_ws)]
+        for pairs in pair_counts:
+            for _, start, opener in variants:
+                server = start(pairs)
+                try:
+                    res = asyncio.run(asyncio.wait_for(run_scenario(opener, server, pairs, args.duration, args.rate),
+                                                       timeout=4 * args.duration + 180))
+                finally:
+                    server.stop()
+                results.append(res)
+                s, f = res["saturation"], res["fixed"]
+                print(f"{res['server']:<30} pairs={pairs:<5} sat {s['msgs_per_s']:>8.0f} msg/s p50 {s['p50_ms']:6.2f} "
+                      f"p99 {s['p99_ms']:7.2f} ms | @{f['rate']:.0f}/s recv {f['received']}/{f['sent']} "
+                      f"p50 {f['p50_ms']:6.2f} p99 {f['p99_ms']:7.2f} ms | connect {res['connect_s']:.1f}s", flush=True)
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+    if args.json:
+        args.json.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+                                         "cpus": os.cpu_count(), "results": results}, indent=2))
+    return markdown(results, args.rate)
+
+
+if __name__ == "__main__":
+    print(main())
