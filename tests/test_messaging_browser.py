@@ -19,6 +19,20 @@ pytestmark = pytest.mark.browser
 XSS_NAME = '<img src=x onerror="window.__xss=1">Eve'
 XSS_MESSAGE = "<script>window.__xss=2</script><b>not bold</b>"
 TIMEOUT = 15_000
+# Records, when cobrowseAccepted is published, whether the call container already exists (PROTOCOL §10).
+ACCEPT_PROBE = """
+(function wait() {
+  const ev = window.lpTag && window.lpTag.events;
+  if (!ev || !ev.bind) { setTimeout(wait, 10); return; }
+  ev.bind({appName: 'lpCoBrowse', eventName: '*', func: (data, info) => {
+    const name = (info && info.eventName) || (data && data.info && data.info.eventName);
+    (window.__lpEvents = window.__lpEvents || []).push(name);
+    if (name === 'cobrowseAccepted') {
+      window.__accepted = {payload: data, container: !!document.querySelector('.lp_cobrowse_callscreen_container')};
+    }
+  }});
+})();
+"""
 
 
 @pytest.fixture
@@ -39,6 +53,7 @@ def login(page: Any, base: str, user: str) -> None:
 def test_visitor_and_agent_chat_live_reload_keeps_it_and_text_is_inert(browser: Any, server: Any) -> None:
     visitor_ctx = browser.new_context(viewport={"width": 390, "height": 740}, is_mobile=True, has_touch=True)
     agent_ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    visitor_ctx.add_init_script(ACCEPT_PROBE)
     visitor = visitor_ctx.new_page()
     agent = agent_ctx.new_page()
     errors: list[str] = []
@@ -118,6 +133,22 @@ def test_visitor_and_agent_chat_live_reload_keeps_it_and_text_is_inert(browser: 
     expect(invitation).to_have_count(0)
     expect(agent_log.locator(".lpcall-msg-system .lpcall-msg-text").last).to_have_text(
         "The video call invitation was declined", timeout=TIMEOUT
+    )
+
+    # Accept: the container (with its loading indicator) exists before cobrowseAccepted is published.
+    agent.get_by_role("button", name="Voice call").click()
+    invitation = visitor.get_by_role("alertdialog")
+    expect(invitation).to_contain_text("Bob invites you to a voice call", timeout=TIMEOUT)
+    invitation.get_by_role("button", name="Accept").click()
+    accepted = visitor.evaluate("() => window.__accepted")
+    assert accepted is not None and accepted["container"] is True, accepted
+    payload = accepted["payload"]
+    assert payload["mode"] == "VOICE_CALL" and payload["agentId"] == "bob" and payload["visitorName"] == XSS_NAME
+    assert payload["serviceId"] and payload["ssid"] and payload["svid"]
+    assert visitor.evaluate("() => window.__lpEvents").count("cobrowseOffered") == 2
+    expect(visitor.locator(".lp_cobrowse_callscreen_container")).to_have_count(1)
+    expect(agent_log.locator(".lpcall-msg-system .lpcall-msg-text").last).to_have_text(
+        "The voice call invitation was accepted", timeout=TIMEOUT
     )
 
     # Every payload stayed text: no script ran, no element was created from user text.

@@ -169,6 +169,7 @@ async function startCall(info) {
     const mod = await import('./agentcall.js');
     callContainer.textContent = '';
     activeCall.ui = mod.startAgentCall({
+      base,
       container: callContainer,
       serviceId: info.serviceId,
       token: info.token,
