@@ -18,7 +18,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -309,7 +309,7 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def summarize(records: list[Mapping[str, Any]], since: date | None = None, until: date | None = None) -> dict[str, Any]:
+def summarize(records: Sequence[Mapping[str, Any]], since: date | None = None, until: date | None = None) -> dict[str, Any]:
     """Totals, accept rate, average and p90 duration of completed calls, calls per UTC day.
 
     ``since``/``until`` (inclusive days) fix the span of ``per_day``; otherwise it spans the records.
