@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -281,8 +282,10 @@ def render(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         "Per round (messages/s): baseline " + ", ".join(f"{r['msgs_per_s']:.0f}" for r in results[bl])
         + "; flask-lpcall " + ", ".join(f"{r['msgs_per_s']:.0f}" for r in results[lp]) + ".",
         "Each flask-lpcall message is validated (marshmallow), ownership- and size-checked, appended to the transcript,",
-        "the conversation document is updated (last message) and two bus messages are published (transcript channel,",
-        "agents channel: every agent socket gets the list update). The load generator shares the 2 cores.",
+        "its list preview is stored, and two bus messages are published (transcript channel; agents channel: every",
+        "agent socket gets `agent.LastMessage`). The load generator shares the 2 cores with the server and with the",
+        f"other engineers' test runs (load average {os.getloadavg()[0]:.1f} at the end), so rounds vary a lot; compare",
+        "the two rows of the same run only.",
     ]
     return "\n".join(lines)
 
@@ -292,7 +295,7 @@ def main() -> str:
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     raise_nofile()
     workdir = Path(tempfile.mkdtemp(prefix="lpcall-bench-msg-"))

@@ -83,7 +83,7 @@ function upsert(c, visible) {
   else convs.set(c.convId, c);
   renderList();
   if (c.convId === selected) {
-    if (!visible) deselect();
+    if (!convs.has(c.convId)) deselect();
     else renderHead();
   }
 }
