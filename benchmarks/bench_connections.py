@@ -40,6 +40,22 @@ def start_site(workdir: Path, store: str) -> Server:
     return Server("example site", port, proc)
 
 
+def start_echo(workdir: Path) -> Server:
+    port = free_port()
+    log = workdir / f"echo-{port}.log"
+    proc = _spawn(gunicorn_cmd("benchmarks.echo_app:create_app()", port), {"GUNICORN_WORKER_CONNECTIONS": "5000"}, log)
+    wait_port(port, proc, 60, log)
+    return Server("flask-sock echo", port, proc)
+
+
+async def open_echo(port: int, signer: TokenSigner) -> ClientConnection:
+    ws = await connect(f"ws://127.0.0.1:{port}/echo", compression=None, open_timeout=120, ping_interval=None,
+                       max_queue=4)
+    await ws.send("hello")
+    await asyncio.wait_for(ws.recv(), 60)
+    return ws
+
+
 async def open_consumer(port: int, signer: TokenSigner) -> ClientConnection:
     ws = await connect(f"ws://127.0.0.1:{port}/lpcall/ws/consumer", compression=None, open_timeout=120,
                        origin=f"http://127.0.0.1:{port}", ping_interval=None, max_queue=4)  # type: ignore[arg-type]
@@ -62,11 +78,12 @@ async def _response(ws: ClientConnection, req_id: str) -> dict[str, Any]:
             return frame  # type: ignore[no-any-return]
 
 
-async def run(server: Server, steps: list[int], parallel: int = 50) -> dict[str, Any]:
+async def run(server: Server, steps: list[int], parallel: int = 50, echo: bool = False) -> dict[str, Any]:
     signer = TokenSigner(SECRET)
+    opener = open_echo if echo else open_consumer
     conns: list[ClientConnection] = []
     # Warm up (imports, first-request caches), then take the baseline.
-    warm = [await open_consumer(server.port, signer) for _ in range(20)]
+    warm = [await opener(server.port, signer) for _ in range(20)]
     for ws in warm:
         await ws.close()
     await asyncio.sleep(1.0)  # let the closed sockets' greenlets finish before the baseline
@@ -76,7 +93,7 @@ async def run(server: Server, steps: list[int], parallel: int = 50) -> dict[str,
 
     async def one() -> ClientConnection:
         async with sem:
-            return await open_consumer(server.port, signer)
+            return await opener(server.port, signer)
 
     failed = 0
     for target in steps:
@@ -95,6 +112,9 @@ async def run(server: Server, steps: list[int], parallel: int = 50) -> dict[str,
     # Every connection is still alive: ping them all.
     async def ping(i: int, ws: ClientConnection) -> bool:
         try:
+            if echo:
+                await ws.send("ping")
+                return bool(await asyncio.wait_for(ws.recv(), 60) == "ping")
             await ws.send(json.dumps({"kind": "req", "id": f"p{i}", "type": "ping", "body": {}}))
             await _response(ws, f"p{i}")
             return True
@@ -108,7 +128,7 @@ async def run(server: Server, steps: list[int], parallel: int = 50) -> dict[str,
             "kb_per_connection": (total["rss_kb"] - base_kb) / max(total["connections"], 1)}
 
 
-def markdown(result: dict[str, Any], store: str) -> str:
+def markdown(result: dict[str, Any], store: str, baseline: dict[str, Any] | None = None) -> str:
     rows = [f"| {p['connections']} | {p['rss_kb'] / 1024:.1f} |" for p in result["points"]]
     return "\n".join([
         (f"### Concurrent WebSocket connections, one gevent worker ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},"
@@ -124,6 +144,11 @@ def markdown(result: dict[str, Any], store: str) -> str:
         (f"Alive at the end (answered a ping): **{result['alive']}/{result['points'][-1]['connections']}**, "
         f"failed to open: {result['failed']}; RSS per connection: **{result['kb_per_connection']:.1f} KB** "
         "(targets: ≥ 2,000 connections, ≤ 50 KB each)."),
+        "",
+        "" if baseline is None else
+        (f"Baseline in the same run, the smallest flask-sock app (an echo socket) on the same worker: "
+         f"{baseline['alive']}/{baseline['points'][-1]['connections']} alive, "
+         f"**{baseline['kb_per_connection']:.1f} KB** per connection."),
     ])
 
 
@@ -131,6 +156,7 @@ def main() -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default="500,1000,2000,3000")
     parser.add_argument("--store", default="memory", help="'memory' or a redis:// URL")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the flask-sock echo baseline")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     raise_nofile()
@@ -141,12 +167,20 @@ def main() -> str:
         result = asyncio.run(run(server, steps))
     finally:
         server.stop()
+    baseline = None
+    if not args.no_baseline:
+        print("baseline: flask-sock echo", flush=True)
+        echo = start_echo(workdir)
+        try:
+            baseline = asyncio.run(run(echo, steps, echo=True))
+        finally:
+            echo.stop()
     print(f"alive at the end: {result['alive']}/{result['points'][-1]['connections']}, "
           f"{result['kb_per_connection']:.1f} KB per connection")
     if args.json:
-        args.json.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()), **result},
-                                        indent=2))
-    return markdown(result, args.store)
+        args.json.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()), **result,
+                                         "baseline": baseline}, indent=2))
+    return markdown(result, args.store, baseline)
 
 
 if __name__ == "__main__":
