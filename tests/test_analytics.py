@@ -213,3 +213,24 @@ def test_a_throwing_library_does_not_reach_the_bus(browser: Any, servers: dict[s
         assert len(tracked(page)) == 6 and errors == []
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_a_resumed_call_is_counted_once_per_tab(browser: Any, servers: dict[str, Any]) -> None:
+    """A reload during a call makes the call app publish callConnected again: tracked once per call."""
+    context, page, errors = open_page(browser, servers["piwik"], "window._paq = []; window.__got = window._paq;")
+    try:
+        connected = {"serviceId": PAYLOAD["serviceId"], "mode": "VOICE_CALL"}
+        wait_for(lambda: install(page) == "piwik", timeout=15, message="installed")
+        page.evaluate("(d) => window.lpTag.events.publish('lpCall', 'callConnected', d)", connected)
+        assert tracked(page) == [["trackEvent", "lpcall", "call_connected", "voice"]]
+        page.reload()
+        page.wait_for_function("() => window.lpTag && window.lpTag.lpcall")
+        wait_for(lambda: install(page) == "piwik", timeout=15, message="installed after the reload")
+        page.evaluate("(d) => window.lpTag.events.publish('lpCall', 'callConnected', d)", connected)
+        other = {**connected, "serviceId": "c-1#another-call"}
+        page.evaluate("(d) => window.lpTag.events.publish('lpCall', 'callConnected', d)", other)
+        assert tracked(page) == [["trackEvent", "lpcall", "call_connected", "voice"]], "only the new call is tracked"
+        assert errors == []
+    finally:
+        context.close()

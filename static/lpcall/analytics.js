@@ -159,6 +159,26 @@ export function track(name, data) {
   return current ? current.track(name, data) : false;
 }
 
+// Events of one call already tracked in this tab: a reload or a navigation during a call
+// (resume) publishes callConnected again, and a pending invitation is shown again; each is
+// counted once per call. Kept in sessionStorage (per tab), the last SEEN_MAX entries.
+const SEEN_KEY = 'lpcall.analytics';
+const SEEN_MAX = 100;
+
+function tabSeen(w) {
+  let list = [];
+  try { list = JSON.parse(w.sessionStorage.getItem(SEEN_KEY) || '[]'); } catch (e) { list = []; }
+  if (!Array.isArray(list)) list = [];
+  return {
+    has: (key) => list.includes(key),
+    add(key) {
+      list.push(key);
+      if (list.length > SEEN_MAX) list = list.slice(-SEEN_MAX);
+      try { w.sessionStorage.setItem(SEEN_KEY, JSON.stringify(list)); } catch (e) { /* private mode: per page only */ }
+    },
+  };
+}
+
 // Bind the bus once per page; returns an uninstall function. Events published before this
 // ran (the tag keeps a short history) are replayed, each tracked once.
 export function installAnalytics(provider, {w = window, bus} = {}) {
@@ -166,6 +186,7 @@ export function installAnalytics(provider, {w = window, bus} = {}) {
   const events = bus || (w.lpTag && w.lpTag.events);
   const tracker = createTracker(provider, w);
   const seen = new Set();
+  const perCall = tabSeen(w);
   const ids = [];
   if (tracker.provider !== 'none' && events && fn(events.bind)) {
     for (const [appName, eventName, name] of BUS_MAP) {
@@ -176,6 +197,12 @@ export function installAnalytics(provider, {w = window, bus} = {}) {
           if (key) {
             if (seen.has(key)) return;
             seen.add(key);
+          }
+          const sid = data && typeof data.serviceId === 'string' ? data.serviceId : null;
+          if (sid) {
+            const callKey = `${name}:${sid}`;
+            if (perCall.has(callKey)) return;
+            perCall.add(callKey);
           }
           tracker.track(name, data);
         },
