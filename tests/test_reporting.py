@@ -285,3 +285,16 @@ def test_memory_db_keeps_records_for_the_process_without_files(tmp_path: Path) -
     assert not (tmp_path / "inst").exists()
     out = app.test_cli_runner().invoke(lpcall_cli, ["report", "--format", "csv"])
     assert out.exit_code == 0 and out.output.count("\n") == 3
+
+
+def test_the_flask_lpcall_group_is_the_packages_entry_point() -> None:
+    import configparser
+    import importlib
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    lines = cfg["options.entry_points"]["flask.commands"].strip().splitlines()
+    entry = {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in lines)}
+    module, attr = entry["lpcall"].split(":")
+    group = getattr(importlib.import_module(module), attr)
+    assert group is lpcall_cli and "report" in group.commands
