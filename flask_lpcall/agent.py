@@ -200,7 +200,8 @@ class AgentConnection:
             if not isinstance(message, dict):
                 return
             if message.get("type") == "last":
-                if message["agentId"] in (None, self.agent.id):
+                # A socket that has the conversation open gets the event itself and updates its list from it.
+                if message["agentId"] in (None, self.agent.id) and message["conversationId"] not in self.opened:
                     self.conn.notify("agent.LastMessage", {"conversationId": message["conversationId"],
                                                            "lastMessage": message["lastMessage"]})
                 return

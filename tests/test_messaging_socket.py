@@ -71,16 +71,19 @@ def test_consumer_and_agent_exchange_messages(server: Any) -> None:
     history = agent.client.wait_notification(lambda m: m.get("type") == "ms.MessagingEventNotification")
     assert [e["event"]["message"] for e in history["body"]["events"]] == ["Bob joined the conversation"]
 
+    watcher = Agent(server.url, "bob", "bob")  # a second workspace tab of Bob's, conversation not opened
+    watcher.connect()
     sent = consumer.say(conv_id, "Hello, my grinder is broken")
     assert sent["code"] == 200 and sent["body"]["sequence"] == 1
     got = agent.client.wait_notification(message_from("Hello, my grinder is broken"))
     event = got["body"]["events"][0]
     assert event["role"] == "CONSUMER" and event["originatorId"] == consumer.consumer_id and event["sequence"] == 1
-    change = agent.client.wait_notification(
+    change = watcher.client.wait_notification(
         lambda m: m.get("type") == "agent.LastMessage"
         and m["body"]["lastMessage"]["text"] == "Hello, my grinder is broken"
     )
     assert change["body"]["conversationId"] == conv_id and change["body"]["lastMessage"]["role"] == "CONSUMER"
+    watcher.close()
 
     assert agent.say(conv_id, "Let's have a look")["code"] == 200
     reply = consumer.client.wait_notification(message_from("Let's have a look"))

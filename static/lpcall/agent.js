@@ -280,8 +280,16 @@ const sock = new LPSocket(socketUrl(base, '/ws/agent'), {
     } else if (frame.type === 'agent.ConversationChange') {
       upsert(body.conversation, body.visible);
     } else if (frame.type === 'ms.MessagingEventNotification') {
+      // an opened conversation gets no agent.LastMessage: its events update the list
+      const events = body.events || [];
+      const c = convs.get(body.conversationId);
+      if (c && events.length) {
+        const ev = events[events.length - 1];
+        c.lastMessage = {text: (ev.event && ev.event.message) || '', role: ev.role, ts: ev.serverTimestamp, sequence: ev.sequence};
+        renderList();
+      }
       if (body.conversationId !== selected) return;
-      for (const ev of body.events || []) renderEvent(ev);
+      for (const ev of events) renderEvent(ev);
     }
   },
   onStatus: (s) => {
