@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _sock = Sock()
 _STOP = object()
+CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
 
 
 def origin_allowed(origin: str | None, host_url: str, allowed: list[str]) -> bool:
@@ -53,6 +54,7 @@ class CallSocket:
         self.outbox: queue.Queue[Any] = queue.Queue()
         self.conn_id = uuid.uuid4().hex
         self.closed_frame: dict[str, Any] | None = None
+        self.client_gone = threading.Event()
 
     def send(self, frame: dict[str, Any]) -> None:
         with self.lock:
@@ -75,10 +77,14 @@ class CallSocket:
                 return
             if frame.get("type") == "closed":
                 self.closed_frame = frame
-                try:
-                    self.ws.close(1000, "call closed")
-                except (ConnectionClosed, OSError):
-                    logger.debug("socket already closed")
+                # The client closes on `closed`; closing first from here races Werkzeug's dev
+                # server, which writes an HTTP response after the handler returns and can make
+                # the browser drop the frame. Only a client that stays is closed by us.
+                if not self.client_gone.wait(CLOSE_WAIT):
+                    try:
+                        self.ws.close(1000, "call closed")
+                    except (ConnectionClosed, OSError):
+                        logger.debug("socket already closed")
                 return
 
     def run(self, token: Any) -> None:
@@ -130,12 +136,14 @@ class CallSocket:
                     "sessionState": session.state,
                     "heartbeat": manager.presence.heartbeat,
                     "grace": manager.presence.grace,
+                    "iceRestartAttempts": int(manager.settings["LPCALL_ICE_RESTART_ATTEMPTS"]),
                     **_ice(manager, session, role),
                 }
             )
             manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
             self.loop(sid, role, uid)
         finally:
+            self.client_gone.set()
             sub.close()
             self.outbox.put(_STOP)
             grace_until = manager.participant_left(sid, role, self.conn_id)
@@ -150,7 +158,7 @@ class CallSocket:
         while True:
             raw = self.ws.receive(timeout=beat_every)
             if self.closed_frame is not None:
-                return
+                continue  # the call is over: wait for the client to close
             if time.monotonic() >= next_beat:  # refresh the presence document (presence.py)
                 next_beat = time.monotonic() + beat_every
                 if not manager.heartbeat(sid, role, self.conn_id):

@@ -34,6 +34,14 @@ export function startAgentCall(opts) {
     cameraOffAtStart: opts.cameraOffAtStart,
     connectTimeout: opts.connectTimeout || info.connectTimeout,
     sessionState: opts.sessionState || info.sessionState || 'INVITED',
+    // a lost signaling socket rejoins with a fresh token from the workspace socket (recovery.js)
+    refreshToken: opts.socket && typeof opts.socket.request === 'function'
+      ? () => opts.socket.request('call.Active', {}).then((b) => {
+        const found = (b.calls || []).find((c) => c.serviceId === serviceId);
+        if (!found) throw Object.assign(new Error('the call has ended'), {status: 404});
+        return found.token;
+      })
+      : null,
   });
   const ui = mountCallUI({engine, mode, peerName, texts, role: 'agent'});
   container.replaceChildren(ui.root);

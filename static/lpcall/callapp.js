@@ -9,6 +9,7 @@
 
 import {CallEngine, supportProblem, ERRORS} from './engine.js';
 import {makeT, mountCallUI} from './callui.js';
+import {holdCall, resumeCheck} from './resume.js';
 
 const STORE_KEY = 'lpcall.call';
 const CONTAINER = '.lp_cobrowse_callscreen_container';
@@ -104,6 +105,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     call.finished = true;
     if (current === call) current = null;
     writeStored(null);
+    holdCall(null);
     const duration = call.connectedAt ? Math.round((Date.now() - call.connectedAt) / 1000) : 0;
     publish('lpCall', 'callEnded', {
       serviceId: call.serviceId, mode: call.mode, reason: info.reason || null, errorId: info.errorId || null, durationSeconds: duration,
@@ -134,7 +136,10 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       base, serviceId: join.serviceId, token: join.token, mode: join.mode, role: 'consumer',
       iceServers: join.iceServers, iceTransportPolicy: join.iceTransportPolicy, connectTimeout: join.connectTimeout,
       cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), muted: Boolean(keep.muted), sessionState: join.sessionState,
+      // a lost socket rejoins with a fresh token (recovery.js)
+      refreshToken: () => api('resume', {serviceId: join.serviceId}).then((j) => j.token),
     });
+    holdCall(join.serviceId);
     call.engine = engine;
     call.ui = mountCallUI({engine, mode: join.mode, peerName: join.agentName || '', texts: config.texts || {}, role: 'consumer'});
     call.container = await waitForContainer();
@@ -164,6 +169,18 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     try {
       await engine.start();
     } catch (err) {
+      if (resumed && ['CALL_ENDED', 'CALL_IN_OTHER_TAB', 'TOKEN_INVALID'].includes(err.code)) {
+        // ended meanwhile, or held by another tab: refused quietly, the page keeps working
+        log(`resume of ${call.serviceId} refused: ${err.code}`);
+        call.finished = true;
+        if (current === call) current = null;
+        writeStored(null);
+        holdCall(null);
+        engine.destroy();
+        if (call.ui) call.ui.destroy();
+        if (call.container) call.container.replaceChildren();
+        return call;
+      }
       if (!call.errorFired) {
         call.errorFired = true;
         call.errorMsg = sessionError(Object.values(ERRORS).includes(err.code) ? err.code : ERRORS.UNABLE_TO_CONNECT);
@@ -198,12 +215,10 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
   async function checkResume() {
     const stored = readStored();
     if (!stored || !stored.serviceId) return;
-    let join;
-    try {
-      join = await api('resume', {serviceId: stored.serviceId});
-    } catch (err) {
-      log(`no call to resume: ${err.message}`);
-      writeStored(null);
+    // still open on the server for this visitor, and this tab is not a duplicate (resume.js)
+    const {join, forget} = await resumeCheck({api, stored, log});
+    if (!join) {
+      if (forget) writeStored(null);
       return;
     }
     pendingResume = {join, payload: stored.payload};

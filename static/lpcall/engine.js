@@ -14,6 +14,8 @@
 // Errors carry a stable `code`: BROWSER_NOT_SUPPORTED, NO_CAMERA_ACCESS, UNABLE_TO_CONNECT
 // (the seed's sessionError ids) or SIGNALING_FAILED / CALL_ENDED / TOKEN_INVALID.
 
+import {Recovery} from './recovery.js';
+
 export const ERRORS = Object.freeze({
   BROWSER_NOT_SUPPORTED: 'BROWSER_NOT_SUPPORTED',
   NO_CAMERA_ACCESS: 'NO_CAMERA_ACCESS',
@@ -75,6 +77,7 @@ export class CallEngine extends EventTarget {
     this._connectTimer = null;
     this._destroyed = false;
     this._closedWaiters = [];
+    this.recovery = new Recovery(this, opts);  // heartbeats, socket and ICE recovery (issue 5)
     if (testing()) (window.__lpcallEngines = window.__lpcallEngines || []).push(this);
   }
 
@@ -135,9 +138,10 @@ export class CallEngine extends EventTarget {
   _openSocket(token) {
     return new Promise((resolve, reject) => {
       let joined = false;
-      const ws = new WebSocket(socketUrl(this.base, token));
+      const ws = new WebSocket(socketUrl(this.base, token) + this.recovery.query());
       this.ws = ws;
       ws.onmessage = (ev) => {
+        if (this.ws === ws) this.recovery.seen();
         let frame;
         try { frame = JSON.parse(ev.data); } catch (e) { return; }
         if (frame.type === 'joined' && !joined) {
@@ -153,9 +157,10 @@ export class CallEngine extends EventTarget {
         this._onFrame(frame);
       };
       ws.onclose = () => {
-        if (this.ws === ws) this.ws = null;
+        const current = this.ws === ws;  // not a socket already replaced
+        if (current) this.ws = null;
         if (!joined) reject(new CallError('SIGNALING_FAILED', 'the signaling socket closed'));
-        else if (!this.closedInfo && !this._destroyed) this._onSocketLost();
+        else if (current && !this.closedInfo && !this._destroyed) this._onSocketLost();
       };
     });
   }
@@ -170,6 +175,7 @@ export class CallEngine extends EventTarget {
   }
 
   _onJoined(frame) {
+    this.recovery.joined(frame);
     this.sessionState = frame.sessionState;
     if (Array.isArray(frame.iceServers)) this.iceServers = frame.iceServers;
     if (frame.iceTransportPolicy) this.iceTransportPolicy = frame.iceTransportPolicy;
@@ -177,7 +183,7 @@ export class CallEngine extends EventTarget {
     this._sendState();
     this._setPeerPresent(Boolean(frame.peerPresent));
     this._setStatus(this.connectedOnce ? 'reconnecting' : 'connecting');
-    if (this.peerPresent && this.localStream) this._newPeerConnection();
+    if (this.peerPresent && this.localStream) this._freshPeer();
   }
 
   _onFrame(frame) {
@@ -194,7 +200,7 @@ export class CallEngine extends EventTarget {
       case 'peer-joined':
         this._setPeerPresent(true);
         this._sendState();
-        if (this.localStream) this._newPeerConnection();  // a fresh peer: a fresh negotiation
+        if (this.localStream) this._freshPeer();  // a fresh peer: a fresh negotiation
         break;
       case 'peer-left':
         this._setPeerPresent(false, frame.graceUntil);
@@ -226,14 +232,7 @@ export class CallEngine extends EventTarget {
   }
 
   _onSocketLost() {
-    // Issue 5 grows this into resume with a fresh token; for now one quick retry.
-    this._setStatus('reconnecting');
-    if (this._retried) return;
-    this._retried = true;
-    setTimeout(() => {
-      if (this._destroyed || this.closedInfo) return;
-      this._openSocket(this.token).catch(() => this._fail(ERRORS.UNABLE_TO_CONNECT));
-    }, 500);
+    this.recovery.socketLost();  // reopen with backoff and a fresh token (recovery.js)
   }
 
   _onClosed(frame) {
@@ -254,6 +253,22 @@ export class CallEngine extends EventTarget {
   }
 
   // -- the peer connection (perfect negotiation) -----------------------------------------
+  // The other side (re)joined (first time, reload, lost socket): a fresh peer connection. Only
+  // the impolite side makes it and offers at once; the polite side drops its old one and makes
+  // the new one when that offer arrives (_onSignal), so a resume never starts with glare.
+  _freshPeer() {
+    if (!this.polite) {
+      this._newPeerConnection();
+      return;
+    }
+    if (this.pc) {
+      this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
+      this.pc.onconnectionstatechange = null;
+      this.pc.close();
+      this.pc = null;
+    }
+  }
+
   _newPeerConnection() {
     if (this.pc) {
       this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
@@ -322,13 +337,11 @@ export class CallEngine extends EventTarget {
       const first = !this.connectedOnce;
       this.connectedOnce = true;
       this._setStatus('connected');
+      this.recovery.iceConnected(pc);
       this._send({type: 'connected'});
       this._emit('connected', {first});
-    } else if (s === 'disconnected') {
-      this._setStatus('reconnecting');
-      this._armConnectTimer();
-    } else if (s === 'failed') {
-      this._fail(ERRORS.UNABLE_TO_CONNECT);
+    } else if (s === 'disconnected' || s === 'failed') {
+      this.recovery.iceTrouble(pc, s);  // ICE restarts, UNABLE_TO_CONNECT only after them (recovery.js)
     }
   }
 
