@@ -53,6 +53,7 @@ from .texts import render
 logger = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 30
+MAX_DAYS = 366  # the dashboard's and the downloads' longest window (one bar per day)
 
 
 class ReportService:
@@ -120,6 +121,8 @@ def parse_filters(args: dict[str, str], today: date | None = None) -> dict[str, 
     since_day: date = loaded.get("since") or (until_day - timedelta(days=DEFAULT_DAYS - 1))
     if since_day > until_day:
         raise BadFrameError("since: must not be after until", field="since")
+    if (until_day - since_day).days >= MAX_DAYS:
+        raise BadFrameError(f"since: at most {MAX_DAYS} days before until (use flask lpcall report for more)", field="since")
     return {"since": since_day, "until": until_day, "agent": loaded.get("agent"), "mode": loaded.get("mode")}
 
 
@@ -133,8 +136,17 @@ def to_csv(records: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: ("" if v is None else v) for k, v in for_export(record).items()})
+        writer.writerow({k: _cell(v) for k, v in for_export(record).items()})
     return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell; text that a spreadsheet would run as a formula is quoted with a leading '."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def to_json(records: list[dict[str, Any]], **meta: Any) -> str:

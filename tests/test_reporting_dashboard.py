@@ -187,3 +187,15 @@ def test_names_and_texts_are_escaped(tmp_path: Path) -> None:
     html = login(app, "bob").get("/lpcall/agent/reports").get_data(as_text=True)
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "<b>per</b>" not in html and "Calls &lt;b&gt;per&lt;/b&gt; day" in html
+
+
+def test_window_limit_and_csv_formula_cells(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    bob = login(app, "bob")
+    far = bob.get(f"/lpcall/agent/reports/export.json?since={TODAY - timedelta(days=400)}")
+    assert far.status_code == 400 and far.get_json()["error"]["field"] == "since"
+    call = completed(at(1), agent="bob")
+    call["agentName"] = "=HYPERLINK(\"http://evil\")"
+    send_and_flush(app, call)
+    rows = list(csv.DictReader(io.StringIO(bob.get("/lpcall/agent/reports/export.csv").get_data(as_text=True))))
+    assert [r["agent_name"] for r in rows if r["agent_name"].startswith("'=")] == ["'=HYPERLINK(\"http://evil\")"]
