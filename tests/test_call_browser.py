@@ -32,6 +32,13 @@ window.lpTag.events = {publish: function (app, ev, data) {
 }};
 """
 
+DIAGNOSE_JS = """() => ({
+  engines: (window.__lpcallEngines || []).map(e => ({status: e.status, role: e.role, peer: e.peerPresent,
+    session: e.sessionState, closed: e.closedInfo, trace: (e.trace || []).filter(t => !t.includes('candidate')).join(' | '), cands: (e.trace || []).filter(t => t.includes('candidate')).length, ws: e.ws && e.ws.readyState, local: e.localStream && e.localStream.getTracks().length})),
+  peers: (window.__lpcallPeers || []).map(pc => ({conn: pc.connectionState, ice: pc.iceConnectionState, sig: pc.signalingState,
+    tr: pc.getTransceivers().map(t => `${t.mid}:${t.direction}:${t.currentDirection}:${t.receiver.track && t.receiver.track.kind}`)})),
+})"""
+
 NO_WEBRTC = "delete window.RTCPeerConnection; delete window.webkitRTCPeerConnection;"
 
 
@@ -100,10 +107,17 @@ class Rig:
         return page.evaluate(INBOUND_STATS_JS)  # type: ignore[no-any-return]
 
     def wait_media(self, video: bool = True) -> None:
-        for page in (self.agent, self.consumer):
-            if video:
-                wait_for(lambda p=page: self.stats(p)["framesDecoded"] > 0, timeout=30, message="remote frames decoded")
-            wait_for(lambda p=page: self.stats(p)["audioBytes"] > 0, timeout=30, message="remote audio received")
+        try:
+            for page in (self.agent, self.consumer):
+                if video:
+                    wait_for(lambda p=page: self.stats(p)["framesDecoded"] > 0, timeout=30, message="remote frames decoded")
+                wait_for(lambda p=page: self.stats(p)["audioBytes"] > 0, timeout=30, message="remote audio received")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nagent: {self.diagnose(self.agent)}\nconsumer: {self.diagnose(self.consumer)}") from None
+
+    @staticmethod
+    def diagnose(page: Any) -> Any:
+        return page.evaluate(DIAGNOSE_JS)
 
     def events(self, page: Any, app: str | None = None, ev: str | None = None) -> list[dict[str, Any]]:
         out = page.evaluate("window.__events")
@@ -174,3 +188,174 @@ def test_video_call_decodes_frames_on_both_sides_and_agent_hangs_up(rig: Any) ->
     ended = r.events(consumer, "lpCall", "callEnded")
     assert ended and ended[0]["data"]["reason"] == "hangup_agent"
     assert consumer.evaluate("sessionStorage.getItem('lpcall.call')") is None
+
+
+def cobrowse_dialog(r: Rig) -> dict[str, Any] | None:
+    state = get_state(r.app)
+    convs = state.services["conversations"]
+    docs = [convs.get(k.split(":")[1]) for k in state.store.keys("conv:") if k.count(":") == 1]
+    dialogs = [d["cobrowse"] for d in docs if d and d.get("cobrowse")]
+    return dialogs[-1] if dialogs else None
+
+
+def test_malformed_signaling_frames_get_an_error_and_media_keeps_flowing(rig: Any) -> None:
+    r = rig()
+    r.start("VIDEO_CALL")
+    r.wait_media()
+    errors = r.consumer.evaluate(
+        """async () => {
+        const e = window.__lpcallCallApp.current.engine, got = [];
+        e.addEventListener('signalingerror', (ev) => got.push(ev.detail));
+        for (const f of ['{bad json', JSON.stringify({type: 'description', description: {type: 'nope'}}),
+                         JSON.stringify({type: 'state', muted: 'yes', cameraOff: false})]) e.ws.send(f);
+        const t0 = Date.now();
+        while (got.length < 3 && Date.now() - t0 < 5000) await new Promise(r => setTimeout(r, 50));
+        return got;
+    }"""
+    )
+    assert [e["field"] for e in errors] == ["(frame)", "description.type", "muted"]
+    before = r.stats(r.consumer)["framesDecoded"]
+    wait_for(lambda: r.stats(r.consumer)["framesDecoded"] > before + 5, timeout=10, message="frames keep coming")
+    assert consumer_state(r.consumer)["status"] == "connected"
+    r.consumer.click(".lpcall-call .lpcall-hangup")
+    r.wait_closed_everywhere("system.ended")
+
+
+def test_voice_call_has_audio_both_ways_and_no_video_then_consumer_hangs_up(rig: Any) -> None:
+    r = rig()
+    r.start("VOICE_CALL")
+    r.wait_media(video=False)
+    for page in (r.agent, r.consumer):
+        s = r.stats(page)
+        assert s["videoTracks"] == 0 and s["framesDecoded"] == 0
+        assert page.evaluate("window.__lpcallPeers.every(pc => pc.getTransceivers().every(t => !t.receiver.track || t.receiver.track.kind === 'audio'))")
+        assert page.locator(".lpcall-call.lpcall-voice .lpcall-avatar").is_visible()
+        assert page.locator(".lpcall-call .lpcall-camera").count() == 0
+        assert page.locator(".lpcall-call video").count() == 0
+    r.consumer.wait_for_selector(".lp_cobrowse_callscreen_container > .lpcall-voice")
+    r.consumer.click(".lpcall-call .lpcall-hangup")
+    r.wait_closed_everywhere("system.ended")
+    ended = r.events(r.consumer, "lpCall", "callEnded")
+    assert ended[0]["data"]["reason"] == "hangup_consumer"
+
+
+def test_mute_and_camera_off_are_seen_by_the_remote_side(rig: Any) -> None:
+    r = rig()
+    r.start("VIDEO_CALL")
+    r.wait_media()
+    r.consumer.click(".lpcall-call .lpcall-mute")
+    r.agent.wait_for_selector(".lpcall-call .lpcall-remote-muted:not([hidden])")
+    assert "Vera" in r.agent.inner_text(".lpcall-call .lpcall-remote-muted")
+    assert r.consumer.get_attribute(".lpcall-call .lpcall-mute", "aria-pressed") == "true"
+    assert r.consumer.get_attribute(".lpcall-call .lpcall-mute", "aria-label") == "Unmute microphone"
+    r.agent.focus(".lpcall-call .lpcall-camera")
+    r.agent.keyboard.press("Enter")  # keyboard-reachable
+    r.consumer.wait_for_selector(".lpcall-call .lpcall-remote-camera-off:not([hidden])")
+    assert r.consumer.locator(".lpcall-call.lpcall-remote-camera-off .lpcall-avatar").is_visible()
+    r.consumer.click(".lpcall-call .lpcall-mute")
+    r.agent.wait_for_selector(".lpcall-call .lpcall-remote-muted[hidden]", state="attached")
+    r.agent.click(".lpcall-call .lpcall-camera")
+    r.consumer.wait_for_selector(".lpcall-call .lpcall-remote-camera-off[hidden]", state="attached")
+    r.agent.click(".lpcall-call .lpcall-hangup")
+    r.wait_closed_everywhere("system.ended")
+
+
+def test_both_camera_off_at_start_options(rig: Any) -> None:
+    r = rig(LPCALL_AGENT_CAMERA_OFF_AT_START=True, LPCALL_CONSUMER_CAMERA_OFF_AT_START=True)
+    r.start("VIDEO_CALL")
+    r.wait_media(video=False)
+    for page, peer in ((r.agent, "Vera"), (r.consumer, "Bob")):
+        page.wait_for_selector(".lpcall-call .lpcall-remote-camera-off:not([hidden])")
+        assert peer in page.inner_text(".lpcall-call .lpcall-remote-camera-off")
+        assert page.get_attribute(".lpcall-call .lpcall-camera", "aria-pressed") == "true"
+        assert page.get_attribute(".lpcall-call .lpcall-camera", "aria-label") == "Turn camera on"
+        assert page.evaluate("window.__lpcallEngines.at(-1).localStream.getVideoTracks().every(t => !t.enabled)")
+    r.consumer.click(".lpcall-call .lpcall-camera")
+    r.agent.wait_for_selector(".lpcall-call .lpcall-remote-camera-off[hidden]", state="attached")
+    r.agent.click(".lpcall-call .lpcall-hangup")
+    r.wait_closed_everywhere("system.ended")
+
+
+def test_one_option_alone_turns_only_that_camera_off(rig: Any) -> None:
+    r = rig(LPCALL_CONSUMER_CAMERA_OFF_AT_START=True)
+    r.start("VIDEO_CALL")
+    r.wait_media(video=False)
+    r.agent.wait_for_selector(".lpcall-call .lpcall-remote-camera-off:not([hidden])")
+    assert r.consumer.locator(".lpcall-call .lpcall-remote-camera-off").is_hidden()
+    assert r.agent.get_attribute(".lpcall-call .lpcall-camera", "aria-pressed") == "false"
+    wait_for(lambda: r.stats(r.consumer)["framesDecoded"] > 0, timeout=20, message="agent video reaches the consumer")
+    r.agent.click(".lpcall-call .lpcall-hangup")
+    r.wait_closed_everywhere("system.ended")
+
+
+def test_decline(rig: Any) -> None:
+    r = rig()
+    r.open_agent()
+    r.open_consumer()
+    r.invite("VIDEO_CALL")
+    r.consumer.click(".lpcall-invitation .lpcall-decline")
+    r.wait_closed_everywhere("system.declined")
+    assert cobrowse_dialog(r)["metaData"] == {"sessionState": "CLOSED"}
+    assert r.consumer.locator(".lpcall-invitation").count() == 0
+    assert r.consumer.locator(".lpcall-call").count() == 0
+    offered = r.events(r.consumer, "lpCoBrowse", "cobrowseOffered")
+    assert offered and offered[0]["data"]["mode"] == "VIDEO_CALL"
+
+
+def test_agent_cancels_the_invitation(rig: Any) -> None:
+    r = rig()
+    r.open_agent()
+    r.open_consumer()
+    r.invite("VOICE_CALL")
+    r.consumer.wait_for_selector(".lpcall-invitation")
+    hang = r.agent.locator(".lpcall-call .lpcall-hangup")
+    assert hang.get_attribute("aria-label") == "Cancel invitation"
+    hang.click()
+    r.wait_closed_everywhere("system.cancelled")
+    r.consumer.wait_for_selector(".lpcall-invitation", state="detached")
+    assert cobrowse_dialog(r)["metaData"] == {"sessionState": "CLOSED"}
+
+
+def test_invitation_expires(rig: Any) -> None:
+    r = rig(LPCALL_INVITE_TTL=2)
+    r.open_agent()
+    r.open_consumer()
+    r.invite("VIDEO_CALL")
+    r.consumer.wait_for_selector(".lpcall-invitation")
+    r.wait_closed_everywhere("system.expired")
+    r.consumer.wait_for_selector(".lpcall-invitation", state="detached")
+    assert cobrowse_dialog(r)["metaData"] == {"sessionState": "CLOSED"}
+
+
+def _assert_session_error(r: Rig, error_id: str) -> None:
+    wait_for(lambda: r.events(r.consumer, "cobrowse", "sessionError"), timeout=20, message="sessionError")
+    err = r.events(r.consumer, "cobrowse", "sessionError")[0]["data"]
+    texts = get_state(r.app).texts
+    assert err == {"id": error_id, "msg": texts[f"error.{error_id}"]}
+    r.consumer.wait_for_selector(f".lp_cobrowse_callscreen_container :text('{texts[f'error.{error_id}'][:30]}')")
+    # the agent is told too, and the call closes for both with the failure in the transcript
+    try:
+        r.agent.wait_for_selector(".lpcall-call .lpcall-call-error:not([hidden])")
+    except Exception as exc:
+        raise AssertionError(f"{exc}\nagent: {r.diagnose(r.agent)} {r.agent.inner_html('.lpcall-agent-call')}") from None
+    assert texts[f"error.{error_id}"] in r.agent.inner_text(".lpcall-call .lpcall-call-error")
+    r.wait_closed_everywhere("system.failed")
+
+
+def test_no_camera_access_when_permission_is_denied(rig: Any) -> None:
+    r = rig()
+    r.open_agent()
+    r.open_consumer(permissions=[])
+    r.invite("VIDEO_CALL")
+    r.consumer.click(".lpcall-invitation .lpcall-accept")
+    _assert_session_error(r, "NO_CAMERA_ACCESS")
+
+
+def test_browser_not_supported_without_rtcpeerconnection(rig: Any) -> None:
+    r = rig()
+    r.open_agent()
+    r.open_consumer(init=NO_WEBRTC)
+    assert r.consumer.evaluate("typeof RTCPeerConnection") == "undefined"
+    r.invite("VOICE_CALL")
+    r.consumer.click(".lpcall-invitation .lpcall-accept")
+    _assert_session_error(r, "BROWSER_NOT_SUPPORTED")

@@ -43,7 +43,15 @@ export function startAgentCall(opts) {
       })
       : null,
   });
-  const ui = mountCallUI({engine, mode, peerName, texts, role: 'agent'});
+  // The hang-up button; if the signaling socket cannot say it, the workspace socket cancels.
+  const hangup = async () => {
+    const info = await engine.hangup();
+    if (info && info.by === 'agent' && !info.confirmed && opts.socket && typeof opts.socket.request === 'function') {
+      opts.socket.request('call.Cancel', {serviceId}).catch(() => {});
+    }
+    return info;
+  };
+  const ui = mountCallUI({engine, mode, peerName, texts, role: 'agent', onHangup: hangup});
   container.replaceChildren(ui.root);
   let ended = false;
 
@@ -63,14 +71,19 @@ export function startAgentCall(opts) {
   engine.addEventListener('error', (e) => ui.showError(t(`error.${e.detail.code}`)));
   engine.addEventListener('closed', (e) => end(e.detail));
   engine.start().catch((err) => {
-    ui.showError(t(`error.${err.code}`));
-    end({reason: 'error', errorId: err.code, by: 'agent'});
+    if (err.code === 'CALL_ENDED') {  // closed before we could join (e.g. the visitor failed at once)
+      end(null);
+      return;
+    }
+    const id = ['BROWSER_NOT_SUPPORTED', 'NO_CAMERA_ACCESS'].includes(err.code) ? err.code : 'UNABLE_TO_CONNECT';
+    ui.showError(t(`error.${id}`));
+    end({reason: 'error', errorId: id, by: 'agent'});
   });
 
   return {
     engine,
     ui,
-    hangup: () => engine.hangup(),
+    hangup,
     destroy() {
       engine.destroy();
       ui.destroy();

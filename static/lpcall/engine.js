@@ -78,7 +78,13 @@ export class CallEngine extends EventTarget {
     this._destroyed = false;
     this._closedWaiters = [];
     this.recovery = new Recovery(this, opts);  // heartbeats, socket and ICE recovery (issue 5)
+    this._joined = new Promise((resolve) => { this._resolveJoined = resolve; });
+    this.trace = testing() ? [] : null;  // what happened, for test diagnostics
     if (testing()) (window.__lpcallEngines = window.__lpcallEngines || []).push(this);
+  }
+
+  _trace(what) {
+    if (this.trace) this.trace.push(`${Math.round(performance.now())} ${what}`);
   }
 
   // -- events --------------------------------------------------------------------------
@@ -96,12 +102,19 @@ export class CallEngine extends EventTarget {
   async start() {
     const problem = supportProblem();
     if (problem) throw await this._failEarly(problem);
+    // join the signaling while the camera starts: the other side learns at once that we are
+    // here (and, if media fails, why we leave); signals wait for the media (_onSignal)
+    this._mediaReady = this._getMedia();
+    this._mediaReady.catch(() => {});
+    const joining = this._openSocket(this.token);
+    joining.catch(() => {});
     try {
-      await this._getMedia();
+      await this._mediaReady;
     } catch (err) {
       throw await this._failEarly(ERRORS.NO_CAMERA_ACCESS, err);
     }
-    await this._openSocket(this.token);
+    await joining;
+    if (this.peerPresent && !this.pc && !this._destroyed) this._freshPeer();
     return this;
   }
 
@@ -125,7 +138,8 @@ export class CallEngine extends EventTarget {
     this._emit('error', {code, error: err});
     if (typeof WebSocket === 'function' && this.token && !this._destroyed) {
       try {
-        await this._openSocket(this.token);
+        if (this.ws) await Promise.race([this._joined, new Promise((r) => setTimeout(r, 3000))]);
+        else await this._openSocket(this.token);
         this._send({type: 'failure', id: code});
         await this._waitClosed(3000);
       } catch (e) { /* the server may already have closed the call */ }
@@ -167,6 +181,7 @@ export class CallEngine extends EventTarget {
 
   _send(frame) {
     const ws = this.ws;
+    this._trace(`send ${frame.type}${frame.description ? ` ${frame.description.type}` : ''}${ws && ws.readyState === WebSocket.OPEN ? '' : ' (dropped)'}`);
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
   }
 
@@ -176,6 +191,7 @@ export class CallEngine extends EventTarget {
 
   _onJoined(frame) {
     this.recovery.joined(frame);
+    this._resolveJoined(frame);
     this.sessionState = frame.sessionState;
     if (Array.isArray(frame.iceServers)) this.iceServers = frame.iceServers;
     if (frame.iceTransportPolicy) this.iceTransportPolicy = frame.iceTransportPolicy;
@@ -187,10 +203,12 @@ export class CallEngine extends EventTarget {
   }
 
   _onFrame(frame) {
+    this._trace(`recv ${frame.type}${frame.description ? ` ${frame.description.type}` : ''}`);
     switch (frame.type) {
       case 'description':
       case 'candidate':
         this._chain = this._chain.then(() => this._onSignal(frame)).catch((err) => {
+          this._trace(`signal failed: ${err}`);
           console.warn('lpcall: signaling step failed', err);
         });
         break;
@@ -236,8 +254,9 @@ export class CallEngine extends EventTarget {
   }
 
   _onClosed(frame) {
+    this._trace(`closed ${JSON.stringify(frame)} ${new Error().stack.split('\n').slice(1, 4).join(' < ')}`);
     if (this.closedInfo) return;
-    this.closedInfo = {reason: frame.reason, errorId: frame.errorId || null, by: frame.by || null};
+    this.closedInfo = {reason: frame.reason, errorId: frame.errorId || null, by: frame.by || null, confirmed: !frame.local};
     this._setStatus('closed');
     this._emit('closed', this.closedInfo);
     for (const w of this._closedWaiters.splice(0)) w(this.closedInfo);
@@ -270,6 +289,7 @@ export class CallEngine extends EventTarget {
   }
 
   _newPeerConnection() {
+    this._trace('new peer connection');
     if (this.pc) {
       this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;
@@ -307,6 +327,9 @@ export class CallEngine extends EventTarget {
   }
 
   async _onSignal(frame) {
+    if (!this.localStream && this._mediaReady) {
+      try { await this._mediaReady; } catch (e) { return; }
+    }
     if (!this.localStream || this._destroyed) return;
     if (!this.pc) this._newPeerConnection();
     const pc = this.pc;
@@ -314,7 +337,10 @@ export class CallEngine extends EventTarget {
       const description = frame.description;
       const collision = description.type === 'offer' && (this._makingOffer || pc.signalingState !== 'stable');
       this._ignoreOffer = !this.polite && collision;
-      if (this._ignoreOffer) return;
+      if (this._ignoreOffer) {
+        this._trace('ignored a colliding offer');
+        return;
+      }
       await pc.setRemoteDescription(description);  // an implicit rollback when polite
       if (description.type === 'offer') {
         await pc.setLocalDescription();
@@ -332,6 +358,7 @@ export class CallEngine extends EventTarget {
   _onConnectionState(pc) {
     if (this.pc !== pc) return;
     const s = pc.connectionState;
+    this._trace(`connection ${s}`);
     if (s === 'connected') {
       this._clearConnectTimer();
       const first = !this.connectedOnce;
@@ -364,7 +391,7 @@ export class CallEngine extends EventTarget {
     this._emit('error', {code, error: new CallError(code)});
     this._send({type: 'failure', id: code});
     this._waitClosed(3000).then((info) => {
-      if (!info) this._onClosed({type: 'closed', reason: 'error', errorId: code, by: this.role});
+      if (!info) this._onClosed({type: 'closed', reason: 'error', errorId: code, by: this.role, local: true});
     });
   }
 
@@ -425,9 +452,12 @@ export class CallEngine extends EventTarget {
 
   async hangup() {
     if (this.closedInfo || this._destroyed) return this.closedInfo;
+    // still getting media or joining: the hang-up goes out as soon as the socket has joined
+    await Promise.race([this._joined, new Promise((r) => setTimeout(r, 5000))]);
+    if (this.closedInfo || this._destroyed) return this.closedInfo;
     this._send({type: 'hangup'});
     const info = await this._waitClosed(3000);
-    if (!info) this._onClosed({type: 'closed', reason: this.sessionState === 'INVITED' && this.role === 'agent' ? 'cancelled' : `hangup_${this.role}`, by: this.role});
+    if (!info) this._onClosed({type: 'closed', reason: this.sessionState === 'INVITED' && this.role === 'agent' ? 'cancelled' : `hangup_${this.role}`, by: this.role, local: true});
     return this.closedInfo;
   }
 
