@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from callkit import call_keys
+from playwright.sync_api import Error as PlaywrightError
+from support import CHROMIUM, CHROMIUM_ARGS, INBOUND_STATS_JS, require, wait_for
+
 from example_site.app import create_app
 from flask_lpcall.extension import get_state
-from support import CHROMIUM, CHROMIUM_ARGS, INBOUND_STATS_JS, require, wait_for
 
 MEDIA = ["camera", "microphone"]
 
@@ -136,7 +137,7 @@ class Rig:
         wait_for(lambda: system_key in self.transcript(), timeout=10, message=f"system message {system_key}")
         self.agent.wait_for_selector(".lpcall-agent-call .lpcall-call[data-status=closed]")
         # both sides show it in their transcript too
-        self.consumer.wait_for_selector(f".lpcall-transcript li.lpcall-msg-system >> nth=-1")
+        self.consumer.wait_for_selector(".lpcall-transcript li.lpcall-msg-system >> nth=-1")
 
     def close(self) -> None:
         for ctx in self.contexts:
@@ -336,7 +337,7 @@ def _assert_session_error(r: Rig, error_id: str) -> None:
     # the agent is told too, and the call closes for both with the failure in the transcript
     try:
         r.agent.wait_for_selector(".lpcall-call .lpcall-call-error:not([hidden])")
-    except Exception as exc:
+    except PlaywrightError as exc:
         raise AssertionError(f"{exc}\nagent: {r.diagnose(r.agent)} {r.agent.inner_html('.lpcall-agent-call')}") from None
     assert texts[f"error.{error_id}"] in r.agent.inner_text(".lpcall-call .lpcall-call-error")
     r.wait_closed_everywhere("system.failed")
