@@ -102,6 +102,11 @@ def test_redis_outage_gives_a_clear_error_and_service_resumes(
         assert "Redis" in error["message"] and "unavailable" in error["message"]
         invite = agent.client.request("call.Invite", {"conversationId": conv_id, "mode": "VIDEO_CALL"})
         assert invite["code"] == 503 and invite["body"]["error"]["code"] == "STORE_UNAVAILABLE", invite
+        payload = {"serviceId": "s-" + uuid.uuid4().hex, "agentId": "bob", "visitorName": "Vera", "mode": "VIDEO_CALL",
+                   "ssid": "ssid-1", "svid": "svid-1"}
+        api = requests.post(a.url + "/lpcall/api/call/accept", json=payload, timeout=10,
+                            headers={"Authorization": f"Bearer {consumer.token}"})
+        assert api.status_code >= 400 and api.json()["error"]["code"] == "STORE_UNAVAILABLE", api.text
         fresh = Consumer(a.url)
         init = fresh.connect()
         assert init["code"] == 503 and init["body"]["error"]["code"] == "STORE_UNAVAILABLE", init
@@ -113,6 +118,9 @@ def test_redis_outage_gives_a_clear_error_and_service_resumes(
         again, conv2 = wait_for(lambda: _new_conversation_seen_by(agent, a.url), timeout=20,
                                 message="a new conversation reaches the agent after the restart")
         agent.take_and_open(conv2)
+        # New calls work again.
+        invite = agent.client.request("call.Invite", {"conversationId": conv2, "mode": "VIDEO_CALL"})
+        assert invite["code"] == 200 and invite["body"]["serviceId"], invite
         assert again.client is not None
         assert again.say(conv2, "back again")["code"] == 200
         agent.client.wait_notification(message_from("back again"))
@@ -159,3 +167,19 @@ def test_available_agent_socket_survives_an_outage(
         wait_for(lambda: agent.client.request("ping", {})["code"] == 200, timeout=15, message="agent socket usable")
     finally:
         agent.close()
+
+
+@pytest.mark.xfail(reason="api.py's GET /api/call/active does not catch StoreUnavailableError: during a Redis outage "
+                          "it answers a bare 500 instead of the JSON error", strict=False)
+def test_active_call_api_answers_json_during_an_outage(
+    cluster: tuple[GunicornServer, GunicornServer], redis_server: RedisServer
+) -> None:
+    a, _ = cluster
+    consumer = Consumer(a.url)
+    redis_server.stop()
+    try:
+        api = requests.get(a.url + "/lpcall/api/call/active", headers={"Authorization": f"Bearer {consumer.token}"},
+                           timeout=10)
+        assert api.status_code >= 400 and api.json()["error"]["code"] == "STORE_UNAVAILABLE", api.text
+    finally:
+        redis_server.start()
