@@ -161,12 +161,15 @@ class AgentConnection:
         try:
             self.conn.serve(self.handlers, AGENT_REQUESTS, on_frame=self._touch)
         finally:
+            from .framesocket import quietly
+
             if self.available:
-                self.service.set_available(self.agent.id, self.agent.name, self.socket_id, False)
+                quietly("releasing availability", self.service.set_available, self.agent.id, self.agent.name,
+                        self.socket_id, False)
             if self.list_sub is not None:
-                self.list_sub.close()
+                quietly("closing the list subscription", self.list_sub.close)
             for sub in self.opened.values():
-                sub.close()
+                quietly("closing a transcript subscription", sub.close)
             self.conn.finish()
 
     def _touch(self) -> None:
@@ -371,7 +374,11 @@ def register(bp: Blueprint) -> None:
             logger.warning("agent socket from foreign origin %r refused", request.headers.get("Origin"))
             close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
             return
-        agent = current_agent()
+        try:
+            agent = current_agent()
+        except Exception:
+            logger.exception("agent_loader failed")
+            agent = None
         if agent is None:
             conn = FrameSocket(ws, max_frame_bytes=state.settings["LPCALL_MAX_FRAME_BYTES"], name="agent")
             conn.error(None, NotAllowedError("log in to the agent workspace first", code="NOT_AUTHENTICATED"))

@@ -125,6 +125,14 @@ def shutdown(ws: Any) -> None:
         pass
 
 
+def quietly(what: str, fn: Any, *args: Any) -> None:
+    """Run a cleanup step; a failure (store outage) is logged, never raised into the socket route."""
+    try:
+        fn(*args)
+    except Exception as exc:
+        logger.warning("%s failed: %s", what, exc, exc_info=True)
+
+
 class FrameSocket:
     """One WebSocket with a single writer thread and the request/response envelope."""
 
@@ -220,7 +228,10 @@ class FrameSocket:
                     return
                 continue
             if on_frame is not None:
-                on_frame()
+                try:
+                    on_frame()
+                except Exception as exc:  # e.g. the store is down: the frame still gets its answer
+                    logger.warning("%s: per-frame hook failed: %s", self.name, exc, exc_info=True)
             self.handle_raw(raw, handlers, registry)
 
     def handle_raw(self, raw: Any, handlers: Mapping[str, Handler], registry: Mapping[str, Any]) -> None:

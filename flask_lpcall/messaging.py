@@ -22,7 +22,7 @@ from . import signals
 from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
 from .errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
 from .extension import LPCallState, get_state
-from .framesocket import CLOSE_POLICY, FrameSocket, TooLargeError, close_and_wait, origin_allowed
+from .framesocket import CLOSE_POLICY, FrameSocket, TooLargeError, close_and_wait, origin_allowed, quietly
 from .schemas import CONSUMER_REQUESTS, validate_init_headers
 from .store import Subscription
 
@@ -132,9 +132,9 @@ class ConsumerConnection:
             self.conn.serve(self.handlers, CONSUMER_REQUESTS)
         finally:
             for sub in list(self.messaging.values()):
-                sub.close()
+                quietly("closing a transcript subscription", sub.close)
             for msub in self.meta_subs:
-                msub.close()
+                quietly("closing a metadata subscription", msub.close)
             self.conn.finish()
 
     # -- helpers ---------------------------------------------------------------
