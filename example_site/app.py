@@ -97,6 +97,11 @@ def create_app(**config: Any) -> Flask:
     def support() -> str:
         return render_template("support.html")
 
+    @app.get("/custom")
+    def custom_integration() -> str:
+        """A call through a custom integration: the Messaging-Window socket and lpTag.events only (seed 003)."""
+        return render_template("custom.html")
+
     return app
 
 

@@ -360,3 +360,27 @@ def test_browser_not_supported_without_rtcpeerconnection(rig: Any) -> None:
     r.invite("VOICE_CALL")
     r.consumer.click(".lpcall-invitation .lpcall-accept")
     _assert_session_error(r, "BROWSER_NOT_SUPPORTED")
+
+
+def test_custom_integration_page_completes_a_call(rig: Any) -> None:
+    """example_site /custom: Messaging-Window socket + documented lpTag.events only, no built-in window."""
+    r = rig(LPCALL_ENGAGEMENT_WINDOW=False)
+    r.open_agent()
+    page = r.consumer = r.page()
+    page.goto(f"{r.server.url}/custom")
+    page.fill("#custom-name", "Vera")
+    page.click("#custom-start [type=submit]")
+    r.invite("VIDEO_CALL")
+    page.wait_for_selector("#custom-invite:not([hidden])")
+    assert "video call" in page.inner_text("#custom-invite-text")
+    page.click("#custom-accept")
+    r.wait_media(video=True)
+    page.wait_for_selector(".lp_cobrowse_callscreen_container > .lpcall-call.lpcall-video")
+    assert page.locator(".custom-loading").count() == 0  # the page's loading indicator was replaced
+    assert page.locator(".lpcall-window").count() == 0  # no built-in window on this site
+    published = [(e["app"], e["ev"]) for e in r.events(page)]
+    assert ("lpCoBrowse", "cobrowseOffered") in published and ("lpCoBrowse", "cobrowseAccepted") in published
+    page.click(".lpcall-call .lpcall-hangup")
+    wait_for(lambda: call_keys(r.app) == [], timeout=15, message="no call keys in the store")
+    page.wait_for_selector("#custom-status:has-text('The call has ended.')")
+    assert "system.ended" in r.transcript()
