@@ -229,6 +229,8 @@ class ConversationService:
         preview = {"text": message[:PREVIEW_CHARS], "role": role, "ts": now, "sequence": length - 1}
         # The list preview lives in its own small key: no rewrite of the conversation document per message.
         self.store.set(k_last(conv_id), preview, ttl=self.ttl)
+        self.store.expire(k_conv(conv_id), self.ttl)  # a conversation with messages is not idle
+        self.store.expire(k_consumer_convs(doc["consumerId"]), self.ttl)
         self.store.publish(ch_conv(conv_id), {"type": "event", "conversationId": conv_id, "event": event})
         self.store.publish(
             CH_AGENTS, {"type": "last", "conversationId": conv_id, "agentId": doc.get("agentId"), "lastMessage": preview}

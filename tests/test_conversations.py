@@ -148,3 +148,12 @@ def test_check_can_invite_assignment_and_cobrowse() -> None:
         check_can_invite(BOB, {**conv, "agentId": "bob", "state": "CLOSE"}, "VOICE_CALL", settings)
     with pytest.raises(NotFoundError):
         check_can_invite(BOB, None, "VOICE_CALL", settings)
+
+
+def test_messages_keep_the_conversation_alive(store: MemoryStore) -> None:
+    svc = ConversationService(store, EN, ttl=60)
+    doc, _ = svc.open("c1")
+    store._expiry[f"conv:{doc['convId']}"] -= 59.5  # nearly idle for its whole TTL
+    svc.post(doc["convId"], "CONSUMER", "c1", "still here")
+    assert store._remaining(f"conv:{doc['convId']}") > 59
+    assert svc.for_consumer("c1")[0]["convId"] == doc["convId"]
