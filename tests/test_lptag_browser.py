@@ -219,6 +219,29 @@ def test_valid_publish_reaches_bound_listeners_and_unbind_stops_them(context: An
     assert got["unbound"] == [True, True, False]
 
 
+def test_replay_delivers_the_recent_history_to_a_late_listener(context: Any, site: LiveServer) -> None:
+    Watch(context)
+    page = context.new_page()
+    page.goto(site.url + "/plain")
+    got = page.evaluate(
+        """(payload) => {
+        for (let i = 0; i < 25; i++) lpTag.events.publish("lpCoBrowse", "sliderOpened");
+        lpTag.events.publish("lpCoBrowse", "cobrowseOffered", payload);
+        lpTag.events.publish("cobrowse", "sessionResume", {});
+        const all = [], offered = [], plain = [];
+        lpTag.events.bind({appName: "lpCoBrowse", eventName: "*", replay: true, func: (d, i) => all.push(i.eventName)});
+        lpTag.events.bind({appName: "lpCoBrowse", eventName: "cobrowseOffered", replay: true, func: (d) => offered.push(d.serviceId)});
+        lpTag.events.bind({appName: "lpCoBrowse", eventName: "*", func: (d, i) => plain.push(i.eventName)});
+        return {all, offered, plain, bad: [lpTag.events.bind({appName: "x"}), lpTag.events.bind("x", "y", "not a function")]};
+    }""",
+        SEED_PAYLOAD,
+    )
+    assert len(got["all"]) == 20 and got["all"][-1] == "cobrowseOffered"  # the last 20 events of the app
+    assert got["offered"] == [SEED_PAYLOAD["serviceId"]]
+    assert got["plain"] == []  # without replay, only what comes next
+    assert got["bad"] == [None, None]
+
+
 def test_invalid_publish_is_refused_with_the_seed_console_error_and_the_page_keeps_working(
     context: Any, site: LiveServer
 ) -> None:
