@@ -69,6 +69,8 @@ def test_visitor_and_agent_chat_live_reload_keeps_it_and_text_is_inert(browser: 
     expect(panel).to_be_visible()
     box = panel.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390  # fits the phone
+    assert box["width"] >= 380 and box["height"] >= 700  # a full-screen sheet on a phone
+    assert panel.evaluate("e => getComputedStyle(e.closest('.lpcall-window')).position") == "fixed"
     visitor.get_by_label("Your name").fill(XSS_NAME)
     visitor.get_by_role("button", name="Start chat").click()
     expect(visitor.locator(".lpcall-status")).to_have_text("Waiting for an agent…", timeout=TIMEOUT)

@@ -33,6 +33,17 @@ function publish(event, data) {
   return false;
 }
 
+// The window's stylesheet, once per page; the window stays invisible until it has loaded.
+function ensureStyles(base, root) {
+  if (document.querySelector('link[data-lpcall-css]')) return;
+  const link = el('link', {rel: 'stylesheet', href: `${base}/static/lpcall/lpcall.css`, 'data-lpcall-css': ''});
+  root.style.visibility = 'hidden';
+  const show = () => { root.style.visibility = ''; };
+  link.addEventListener('load', show);
+  link.addEventListener('error', show);
+  document.head.appendChild(link);
+}
+
 export function mountWindow({base, config, identity}) {
   const state = {
     me: null,
@@ -72,6 +83,7 @@ export function mountWindow({base, config, identity}) {
 
   panel.append(head, status, invites, callArea, transcript, startForm, ended, composer);
   root.append(panel, launcher);
+  ensureStyles(base, root);
   document.body.appendChild(root);
 
   function setOpen(open) {
