@@ -141,10 +141,11 @@ export class Recovery {
     if (state === 'failed') {
       this._restart(pc);
     } else if (!this._iceTimer) {  // disconnected: often back by itself within a moment
+      // the impolite side restarts first; the polite one only if that did not happen (less glare)
       this._iceTimer = setTimeout(() => {
         this._iceTimer = null;
         if (pc === e.pc && pc.connectionState !== 'connected') this._restart(pc);
-      }, DISCONNECT_WAIT_MS);
+      }, e.polite ? 2 * DISCONNECT_WAIT_MS : DISCONNECT_WAIT_MS);
     }
   }
 
