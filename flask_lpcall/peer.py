@@ -159,6 +159,7 @@ class Peer:
         self.peer_present = False
         self.peer_state: dict[str, Any] | None = None
         self.session_state: str | None = None
+        self._early: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.closed: dict[str, Any] | None = None
         self.video_frames = 0
@@ -219,15 +220,9 @@ class Peer:
         except Exception as exc:  # noqa: BLE001  (websockets raises InvalidStatus/InvalidHandshake …)
             raise SignalingError(f"signaling handshake failed: {exc}", code="SIGNALING_REFUSED") from None
         self._spawn(self._read_loop())
-        await self._wait(lambda: self.joined is not None, timeout, "the joined frame")
+        # the reader sets the connection up when `joined` arrives, before it reads the next frame
+        await self._wait(lambda: self.joined is not None and self._pc is not None, timeout, "the joined frame")
         assert self.joined is not None
-        self._kinds = ["audio", "video"] if self.joined["mode"] == "VIDEO_CALL" else ["audio"]
-        self.peer_present = bool(self.joined["peerPresent"])
-        self.peer_state = self.joined.get("peerState")
-        self._prepare_tracks()
-        await self._new_pc()
-        if self.peer_present and not self.joined["polite"]:
-            await self._make_offer()
         if self.ping_interval > 0:
             self._spawn(self._ping_loop())
         return self.joined
@@ -419,8 +414,22 @@ class Peer:
     async def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
         if kind == "joined":
+            if self.joined is not None:
+                return  # one per socket
             self.joined = frame
             self.session_state = frame["sessionState"]
+            self._kinds = ["audio", "video"] if frame["mode"] == "VIDEO_CALL" else ["audio"]
+            self.peer_present = bool(frame["peerPresent"])
+            self.peer_state = frame.get("peerState")
+            self._prepare_tracks()
+            await self._new_pc()
+            if self.peer_present and not frame["polite"]:
+                await self._make_offer()
+            early, self._early = self._early, []
+            for item in early:  # frames the server relayed before our joined (a peer joining meanwhile)
+                await self._handle(item)
+        elif self.joined is None and kind not in ("error", "closed", "pong"):
+            self._early.append(frame)
         elif kind == "description":
             await self._on_description(frame["description"])
         elif kind == "candidate":
