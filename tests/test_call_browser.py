@@ -67,8 +67,9 @@ class Rig:
         self.agent: Any = None
         self.consumer: Any = None
 
-    def page(self, permissions: list[str] | None = MEDIA, init: str = "") -> Any:
-        ctx = self.chromium.new_context(permissions=permissions or [], viewport={"width": 1000, "height": 800})
+    def page(self, permissions: list[str] | None = MEDIA, init: str = "", phone: bool = False) -> Any:
+        size = {"width": 360, "height": 740} if phone else {"width": 1000, "height": 800}
+        ctx = self.chromium.new_context(permissions=permissions or [], viewport=size, is_mobile=phone, has_touch=phone)
         self.contexts.append(ctx)
         ctx.add_init_script(INIT + init)
         page = ctx.new_page()
@@ -84,8 +85,8 @@ class Rig:
         page.wait_for_selector("#lpcall-agent")
         return page
 
-    def open_consumer(self, init: str = "", permissions: list[str] | None = MEDIA, path: str = "/") -> Any:
-        page = self.consumer = self.page(permissions, init)
+    def open_consumer(self, init: str = "", permissions: list[str] | None = MEDIA, path: str = "/", phone: bool = False) -> Any:
+        page = self.consumer = self.page(permissions, init, phone)
         page.goto(self.server.url + path)
         page.click(".lpcall-launcher")
         page.fill("#lpcall-visitor-name", "Vera")
@@ -98,9 +99,11 @@ class Rig:
         self.agent.click(f"button.lpcall-call-btn[data-mode={mode}]")
         self.agent.wait_for_selector(".lpcall-agent-call .lpcall-call")
 
-    def start(self, mode: str = "VIDEO_CALL", agent_init: str = "", consumer_init: str = "", consumer_permissions: list[str] | None = MEDIA) -> None:
+    def start(
+        self, mode: str = "VIDEO_CALL", agent_init: str = "", consumer_init: str = "", consumer_permissions: list[str] | None = MEDIA, phone: bool = False
+    ) -> None:
         self.open_agent(agent_init)
-        self.open_consumer(consumer_init, consumer_permissions)
+        self.open_consumer(consumer_init, consumer_permissions, phone=phone)
         self.invite(mode)
         self.consumer.click(".lpcall-invitation .lpcall-accept")
 
@@ -242,8 +245,15 @@ def test_voice_call_has_audio_both_ways_and_no_video_then_consumer_hangs_up(rig:
 
 def test_mute_and_camera_off_are_seen_by_the_remote_side(rig: Any) -> None:
     r = rig()
-    r.start("VIDEO_CALL")
+    r.start("VIDEO_CALL", phone=True)  # the consumer is on a phone
     r.wait_media()
+    r.consumer.wait_for_selector(".lp_cobrowse_callscreen_container > .lpcall-call")
+    width = r.consumer.evaluate("document.documentElement.clientWidth")
+    for sel in (".lpcall-call", ".lpcall-remote", ".lpcall-local", ".lpcall-mute", ".lpcall-camera", ".lpcall-hangup", ".lpcall-timer"):
+        box = r.consumer.locator(f".lpcall-call {sel}" if sel != ".lpcall-call" else sel).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (sel, box, width)
+        if sel in (".lpcall-mute", ".lpcall-hangup"):
+            assert box["height"] >= 44, (sel, box)  # touch-sized
     r.consumer.click(".lpcall-call .lpcall-mute")
     r.agent.wait_for_selector(".lpcall-call .lpcall-remote-muted:not([hidden])")
     assert "Vera" in r.agent.inner_text(".lpcall-call .lpcall-remote-muted")

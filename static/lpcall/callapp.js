@@ -120,7 +120,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     if (!call.attached) showMessage(call.container, msg || call.errorMsg || t('call.ended'), msg || call.errorMsg ? 'lpcall-call-error' : 'lpcall-call-ended');
   }
 
-  async function run(join, payload, {resumed = false} = {}) {
+  async function run(join, payload, {resumed = false, media = null} = {}) {
     const stored = readStored();
     const keep = resumed && stored && stored.serviceId === join.serviceId ? stored : {};
     const call = {
@@ -138,6 +138,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), muted: Boolean(keep.muted), sessionState: join.sessionState,
       // a lost socket rejoins with a fresh token (recovery.js)
       refreshToken: () => api('resume', {serviceId: join.serviceId}).then((j) => j.token),
+      media,
     });
     holdCall(join.serviceId);
     call.engine = engine;
@@ -193,16 +194,21 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
   async function onAccepted(data) {
     if (!validPayload(data)) return log('cobrowseAccepted: invalid payload ignored');
     if (current && current.serviceId === data.serviceId) return;
+    // the camera starts while the server accepts (the consent is the Accept itself)
+    const media = supportProblem() ? null
+      : navigator.mediaDevices.getUserMedia({audio: true, video: data.mode === 'VIDEO_CALL'});
+    if (media) media.catch(() => {});
     let join;
     try {
       join = await api('accept', data);
     } catch (err) {
       log(`accept failed: ${err.message}`);
+      if (media) media.then((s) => s.getTracks().forEach((t) => t.stop()), () => {});
       const container = await waitForContainer(2000);
       showMessage(container, sessionError(ERRORS.UNABLE_TO_CONNECT), 'lpcall-call-error');
       return;
     }
-    await run(join, data);
+    await run(join, data, {media});
   }
 
   async function onDeclined(data) {

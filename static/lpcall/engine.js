@@ -64,6 +64,7 @@ export class CallEngine extends EventTarget {
     this.status = 'idle';
     this.sessionState = opts.sessionState || null;
     this.localStream = null;
+    this._pendingMedia = opts.media || null;  // Promise<MediaStream> started by the caller
     this.remoteStream = null;
     this.remoteState = {muted: false, cameraOff: false};
     this.peerPresent = false;
@@ -121,7 +122,10 @@ export class CallEngine extends EventTarget {
   async _getMedia() {
     this._setStatus('media');
     const video = this.mode === 'VIDEO_CALL';
-    const stream = await navigator.mediaDevices.getUserMedia({audio: true, video});
+    // a caller may have started the camera already (the consumer app does, in parallel with accept)
+    const pending = this._pendingMedia;
+    this._pendingMedia = null;
+    const stream = await (pending || navigator.mediaDevices.getUserMedia({audio: true, video}));
     if (this._destroyed) {
       stream.getTracks().forEach((t) => t.stop());
       throw new CallError('CALL_ENDED', 'the call ended');
