@@ -174,3 +174,32 @@ def test_network_check_reports_no_direct_path_when_udp_is_blocked(browser, live_
     # ICE connectivity checks were sent and dropped by the rule
     assert udp_blocked() > before
     page.close()
+
+
+def test_result_reaches_the_visitors_conversation_for_the_agent(browser, live_server) -> None:
+    """A visitor in a chat runs the check: the verdict lands in the transcript as a system message."""
+    app = create_app(LPCALL_REPORT_DB=":memory:")
+    server = live_server(app)
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(server.url + "/")
+        page.click(".lpcall-launcher")
+        page.fill("#lpcall-visitor-name", "Vera")
+        page.click(".lpcall-start [type=submit]")
+        conversations = app.extensions["lpcall"].services["conversations"]
+        conv = wait_for(lambda: conversations.open_conversations(), timeout=10, message="the visitor's conversation")[0]
+
+        page.goto(server.url + "/lpcall/netcheck")  # e.g. a link the agent sent in the chat
+        page.get_by_role("button", name="Start the check").click()
+        page.wait_for_selector(".lpcall-netcheck[data-verdict]", timeout=45_000)
+        assert page.inner_text(".lpcall-netcheck-verdict").endswith("Your agent can see this result.")
+
+        events = [e for e in conversations.events(conv["convId"]) if e.get("systemKey") == "system.netcheck"]
+        assert len(events) == 1
+        text = events[0]["event"]["message"]
+        assert text.startswith("Network check: ready for video (Direct (same network), ")
+        assert text.endswith(" kbit/s)")
+    finally:
+        ctx.close()
