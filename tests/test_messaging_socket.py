@@ -374,3 +374,37 @@ def test_dead_socket_is_noticed(server: Any) -> None:
     assert b"Ping/Pong timeout" in received
     sock.close()
     wait_for(lambda: "bob" not in service.available_agents(), timeout=10, message="availability released")
+
+
+def test_transcript_has_no_gaps_or_duplicates_when_subscribing_during_a_burst(server: Any) -> None:
+    import threading
+
+    consumer = Consumer(server.url)
+    consumer.connect()
+    conv_id = consumer.open_conversation("Burst")
+    sender = Consumer(server.url)  # a second tab of the same consumer sends the burst
+    sender.token, sender.consumer_id = consumer.token, consumer.consumer_id
+    sender.connect()
+
+    def burst() -> None:
+        for i in range(60):
+            assert sender.say(conv_id, f"b{i}")["code"] == 200
+
+    thread = threading.Thread(target=burst)
+    thread.start()
+    watcher = Consumer(server.url)
+    watcher.token, watcher.consumer_id = consumer.token, consumer.consumer_id
+    watcher.connect()
+    watcher.client.request("ms.SubscribeMessagingEvents", {"conversationId": conv_id, "fromSeq": 0})
+    thread.join(30)
+    seen: list[int] = []
+
+    def collect(msg: dict[str, Any]) -> bool:
+        if msg.get("type") == "ms.MessagingEventNotification":
+            seen.extend(e["sequence"] for e in msg["body"]["events"])
+        return len(seen) >= 60
+
+    watcher.client.wait_notification(collect, timeout=20)
+    assert seen == list(range(60))
+    for c in (consumer, sender, watcher):
+        c.close()
