@@ -113,6 +113,59 @@ def test_voice_call_negotiates_audio_only(live_server, aio) -> None:
     assert kinds == ["audio"]
 
 
+def _write_clip(path: Any, seconds: int = 2) -> None:
+    """A small media file: the colour bars (MPEG-4 video) and a tone (PCM audio)."""
+    import av
+    import numpy as np
+
+    from flask_lpcall.media import pattern_image
+
+    out = av.open(str(path), "w")
+    video = out.add_stream("mpeg4", rate=15)
+    video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+    audio = out.add_stream("pcm_s16le", rate=48000)
+    audio.layout = "mono"
+    img = pattern_image(320, 240)
+    for i in range(15 * seconds):
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        for packet in video.encode(frame):
+            out.mux(packet)
+    for i in range(50 * seconds):
+        data = (np.sin((np.arange(960) + i * 960) / 48000 * 2 * np.pi * 440) * 3000).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(data, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 48000, i * 960
+        for packet in audio.encode(frame):
+            out.mux(packet)
+    for stream in (video, audio):
+        for packet in stream.encode():
+            out.mux(packet)
+    out.close()
+
+
+def test_peer_sends_a_media_file(live_server, aio, tmp_path) -> None:
+    clip = tmp_path / "clip.mkv"
+    _write_clip(clip)
+    app = make_app()
+    server = live_server(app)
+    agent_info, consumer_info, _ = _call(app)
+
+    async def scenario() -> tuple[Any, Any]:
+        async with Peer.from_file(_ws(server), agent_info["token"], str(clip)) as agent, Peer(
+            _ws(server), consumer_info["token"], video_size=SMALL
+        ) as consumer:
+            await agent.join()
+            await consumer.join()
+            stats = await consumer.wait_media(video_frames=10, audio_frames=10, timeout=45)
+            return stats, consumer.last_video_frame.to_ndarray(format="rgb24")
+
+    stats, picture = aio.run(scenario(), timeout=90)
+    assert stats.video_frames >= 10 and stats.audio_frames >= 10
+    h, w, _ = picture.shape
+    samples = [picture[int(h * 0.3), int((i + 0.5) * w / 8)].tolist() for i in range(8)]
+    assert bars_match(samples), samples
+
+
 # -- bad input: typed errors, never a hang -------------------------------------------------
 def test_wrong_token_is_a_signaling_error_with_the_servers_code(live_server, aio) -> None:
     server = live_server(make_app())
