@@ -93,8 +93,8 @@ class ConversationService:
         ttl: float = 24 * 3600,
         presence_ttl: float = 30.0,
         clock: Callable[[], int] = _now_ms,
-        on_opened: Callable[[dict[str, Any]], None] | None = None,
-        on_message: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        on_opened: Callable[[dict[str, Any]], object] | None = None,
+        on_message: Callable[[dict[str, Any], dict[str, Any]], object] | None = None,
     ) -> None:
         self.store = store
         self.texts = texts

@@ -247,8 +247,10 @@ class FrameSocket:
                 )
             try:
                 data = json.loads(raw)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise BadFrameError(f"(frame): not valid JSON ({exc.msg} at {exc.pos})", field="(frame)") from None
+            except RecursionError:
+                raise BadFrameError("(frame): JSON nested too deeply", field="(frame)") from None
             if isinstance(data, dict):
                 candidate = data.get("id")
                 if isinstance(candidate, (str, int)) and not isinstance(candidate, bool) and len(str(candidate)) <= 100:

@@ -268,6 +268,8 @@ def test_bad_frames_get_an_error_and_everything_stays_up(server: Any) -> None:
 
     bad = raw("{not json")
     assert bad["code"] == 400 and bad["reqId"] is None and err(bad)["field"] == "(frame)" and "JSON" in err(bad)["message"]
+    bad = raw("[" * 2000 + "]" * 2000)
+    assert bad["code"] == 400 and err(bad)["field"] == "(frame)" and "nested" in err(bad)["message"]
     bad = raw(b"\x00\x01")
     assert bad["code"] == 400 and "binary" in err(bad)["message"]
     bad = raw({"id": "a1", "body": {}})
