@@ -199,7 +199,7 @@ async def open_lpcall(server: Server, pairs: int) -> list[tuple[Side, Side]]:
         sides = []
         for role, token in zip(("agent", "consumer"), server.tokens[i], strict=True):
             ws = await connect(f"ws://127.0.0.1:{server.port}/lpcall/ws/call?token={quote(token)}", compression=None,
-                               open_timeout=60, max_queue=64)
+                               open_timeout=60, max_queue=64, close_timeout=2)
             joined = json.loads(await ws.recv())
             assert joined["type"] == "joined", joined
             sides.append(Side(ws, i, role, _dumps, _plain_decode))
@@ -212,7 +212,8 @@ async def open_ws(server: Server, pairs: int) -> list[tuple[Side, Side]]:
     async def one(i: int) -> tuple[Side, Side]:
         sides = []
         for role in ("agent", "consumer"):
-            ws = await connect(f"ws://127.0.0.1:{server.port}/?pair={i}&role={role}", compression=None, open_timeout=60)
+            ws = await connect(f"ws://127.0.0.1:{server.port}/?pair={i}&role={role}", compression=None, open_timeout=60,
+                               close_timeout=2)
             sides.append(Side(ws, i, role, _dumps, _plain_decode))
         return sides[0], sides[1]
 
@@ -230,7 +231,7 @@ async def open_socketio(server: Server, pairs: int) -> list[tuple[Side, Side]]:
         sides = []
         for role in ("agent", "consumer"):
             ws = await connect(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", compression=None,
-                               open_timeout=60)
+                               open_timeout=60, close_timeout=2)
             opened = await ws.recv()
             assert str(opened).startswith("0"), opened
             await ws.send("40")
@@ -320,8 +321,7 @@ async def run_scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side
     fixed_res = {"rate": rate, "sent": sent, "received": rec.received, "p50_ms": _pct(fixed.latencies, 0.5),
                  "p99_ms": _pct(fixed.latencies, 0.99)}
 
-    for s in sides:
-        await s.ws.close()
+    await asyncio.gather(*(s.ws.close() for s in sides), return_exceptions=True)
     await asyncio.gather(*readers, return_exceptions=True)
     return {"server": server.name, "pairs": pairs, "connect_s": connect_s, "saturation": sat, "fixed": fixed_res,
             "server_rss_mb_loaded": rss_loaded / 1024}
@@ -388,7 +388,10 @@ def main() -> str:
                 server = start(pairs)
                 try:
                     res = asyncio.run(asyncio.wait_for(run_scenario(opener, server, pairs, args.duration, args.rate),
-                                                       timeout=4 * args.duration + 180))
+                                                       timeout=4 * args.duration + 300))
+                except TimeoutError:
+                    print(f"{server.name}: pairs={pairs} timed out", flush=True)
+                    continue
                 finally:
                     server.stop()
                 results.append(res)
