@@ -101,7 +101,13 @@
     return listeners.length < n;
   }
 
-  var events = { publish: publish, bind: bind, unbind: unbind, _lpcall: true };
+  // hasFired(app, event): the recent events of an app ("*": all), as {appName, eventName, eventId, data}
+  function hasFired(app, event) {
+    return (history[app] || []).filter(function (ev) { return matches({ appName: app, eventName: event || "*" }, app, ev.info.eventName); })
+      .map(function (ev) { return { appName: app, eventName: ev.info.eventName, eventId: ev.info.eventId, data: ev.data }; });
+  }
+
+  var events = { publish: publish, trigger: publish, bind: bind, unbind: unbind, hasFired: hasFired, _lpcall: true };
   if (lp.events && typeof lp.events === "object") {
     for (var key in lp.events) if (own.call(lp.events, key) && !own.call(events, key)) events[key] = lp.events[key];
   }

@@ -232,7 +232,10 @@ def test_replay_delivers_the_recent_history_to_a_late_listener(context: Any, sit
         lpTag.events.bind({appName: "lpCoBrowse", eventName: "*", replay: true, func: (d, i) => all.push(i.eventName)});
         lpTag.events.bind({appName: "lpCoBrowse", eventName: "cobrowseOffered", replay: true, func: (d) => offered.push(d.serviceId)});
         lpTag.events.bind({appName: "lpCoBrowse", eventName: "*", func: (d, i) => plain.push(i.eventName)});
-        return {all, offered, plain, bad: [lpTag.events.bind({appName: "x"}), lpTag.events.bind("x", "y", "not a function")]};
+        const viaTrigger = lpTag.events.trigger("cobrowse", "sessionResume", {n: 2});
+        return {all, offered, plain, bad: [lpTag.events.bind({appName: "x"}), lpTag.events.bind("x", "y", "not a function")],
+                fired: lpTag.events.hasFired("lpCoBrowse", "cobrowseOffered"), resumes: lpTag.events.hasFired("cobrowse").length,
+                viaTrigger, none: lpTag.events.hasFired("nobody", "*")};
     }""",
         SEED_PAYLOAD,
     )
@@ -240,6 +243,10 @@ def test_replay_delivers_the_recent_history_to_a_late_listener(context: Any, sit
     assert got["offered"] == [SEED_PAYLOAD["serviceId"]]
     assert got["plain"] == []  # without replay, only what comes next
     assert got["bad"] == [None, None]
+    # LivePerson's other lpTag.events names: trigger (= publish) and hasFired
+    assert got["viaTrigger"].startswith("evId_") and got["resumes"] == 2 and got["none"] == []
+    (fired,) = got["fired"]
+    assert fired["appName"] == "lpCoBrowse" and fired["eventName"] == "cobrowseOffered" and fired["data"] == SEED_PAYLOAD
 
 
 def test_invalid_publish_is_refused_with_the_seed_console_error_and_the_page_keeps_working(
