@@ -6,6 +6,7 @@
 // and the Bearer token of the consumer HTTP API.
 
 import {loadConfig} from './texts.js';
+import {prefetchResume} from './resume.js';
 
 const lp = window.lpTag || {};
 const tag = lp.lpcall || {};
@@ -74,5 +75,8 @@ async function main() {
   return {config, window: win};
 }
 
-if (!window.__lpcallConsumer) window.__lpcallConsumer = main();
+if (!window.__lpcallConsumer) {
+  prefetchResume(base);  // a stored call: ask the server now, in parallel with the rest (resume.js)
+  window.__lpcallConsumer = main();
+}
 export const ready = window.__lpcallConsumer;

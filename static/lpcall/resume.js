@@ -8,7 +8,8 @@
 //
 //   const tab = tabId();                       // this tab's id (created on first use)
 //   const {duplicate} = await claimTab(sid);   // another live tab holds this tab id and call?
-//   resumeCheck({api, stored, log})            // -> join info of the stored call, or null
+//   prefetchResume(base)                       // consumer.js, at load: start the check early
+//   resumeCheck({api, stored, log})            // -> {join | null, forget}
 
 const TAB_KEY = 'lpcall.tab';
 const CHANNEL = 'lpcall.tabs';
@@ -83,13 +84,42 @@ export function claimTab(serviceId) {
   });
 }
 
+// Started by consumer.js the moment it loads, when this tab holds a call: the resume API call and
+// the duplicate-tab probe then overlap loading the config, the window and the call app.
+let early = null;
+export function prefetchResume(base) {
+  if (early) return early;
+  let stored = null;
+  let id = null;
+  try {
+    stored = JSON.parse(sessionStorage.getItem('lpcall.call') || 'null');
+    id = JSON.parse(localStorage.getItem('lpcall.consumer') || 'null');
+  } catch (e) { return null; }
+  if (!stored || typeof stored.serviceId !== 'string' || !id || typeof id.token !== 'string') return null;
+  const answer = fetch(`${base}/api/call/resume`, {
+    method: 'POST', credentials: 'same-origin',
+    headers: {'Content-Type': 'application/json', Authorization: `Bearer ${id.token}`},
+    body: JSON.stringify({serviceId: stored.serviceId}),
+  }).then(async (resp) => {
+    const json = await resp.json().catch(() => ({}));
+    if (resp.ok) return {join: json};
+    const err = new Error((json.error && json.error.message) || `HTTP ${resp.status}`);
+    err.status = resp.status;
+    return {err};
+  }, (err) => ({err}));
+  early = {serviceId: stored.serviceId, token: id.token, answer, claim: claimTab(stored.serviceId)};
+  return early;
+}
+
 // The stored call's join info if the server still has it open for this visitor, else null.
 // A refusal (4xx: ended, foreign, stale token) clears nothing here; the caller does. A network
 // failure is `{retry: true}`: the stored call is kept for the next page.
 export async function resumeCheck({api, stored, log}) {
+  const pre = early && early.serviceId === stored.serviceId ? early : null;
+  early = null;
   const [claim, answer] = await Promise.all([
-    claimTab(stored.serviceId),
-    api('resume', {serviceId: stored.serviceId}).then((join) => ({join}), (err) => ({err})),
+    pre ? pre.claim : claimTab(stored.serviceId),
+    pre ? pre.answer : api('resume', {serviceId: stored.serviceId}).then((join) => ({join}), (err) => ({err})),
   ]);
   if (claim.duplicate) {
     log(`call ${stored.serviceId} belongs to the tab this one was duplicated from`);
