@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from support import start_live_server
+from support import start_live_server, wait_for
 from wsclients import Consumer
 
 from example_site.app import create_app
+from flask_lpcall.extension import get_state
 
 pytestmark = pytest.mark.browser
 
@@ -178,5 +179,23 @@ def test_call_buttons_disabled_with_reason_without_cobrowse_and_by_profile(brows
     expect(page.get_by_role("button", name="Video call")).to_have_count(0)
     expect(page.locator(".lpcall-call-reason")).to_have_text("The visitor's window does not support calls.")
     expect(voice).to_have_accessible_description("The visitor's window does not support calls.")
+
+    # Not available: a new conversation waits in the queue until Alice takes it.
+    page.get_by_label("Available for new conversations").uncheck()
+    queued = Consumer(server.url)
+    queued.connect()
+    wait_for(lambda: not get_state(server.app).services["conversations"].available_agents(), timeout=10)
+    queued.open_conversation("Queued Quentin")
+    waiting = page.locator(".lpcall-queue .lpcall-conv-item")
+    expect(waiting).to_contain_text("Queued Quentin", timeout=TIMEOUT)
+    waiting.get_by_role("button", name="Take: Queued Quentin").click()
+    expect(page.locator(".lpcall-mine")).to_contain_text("Queued Quentin", timeout=TIMEOUT)
+    expect(page.locator(".lpcall-queue .lpcall-conv-item")).to_have_count(0)
+    expect(page.locator(".lpcall-chat-title")).to_have_text("Queued Quentin")
+    expect(page.get_by_role("button", name="Voice call")).to_be_enabled()
+    expect(page.locator(".lpcall-chat .lpcall-msg-system .lpcall-msg-text")).to_have_text(
+        ["Alice joined the conversation"], timeout=TIMEOUT
+    )
+    queued.close()
     plain.close()
     ctx.close()
