@@ -1,0 +1,274 @@
+"""Call setup in Chromium: the consumer's Accept → first remote video frame decoded on both sides.
+
+* call: the example shop (werkzeug, threaded, memory store) in this process; one agent page
+  (the real workspace, logged in) and one consumer page (the real engagement window) in one
+  headless Chromium with fake camera/microphone. Per run the agent clicks "Video call", the
+  consumer clicks Accept (t0, the ``cobrowseAccepted`` publish), and each page's engine goes
+  through the whole path: call API, getUserMedia (consumer), signaling socket, perfect
+  negotiation relayed over the store bus, ICE, media. t1 = the later of the two pages'
+  first ``framesDecoded > 0`` (polled every 10 ms in each page). Then the consumer hangs up.
+* floor: in the consumer page of the same browser, same run, interleaved with the calls:
+  getUserMedia, two RTCPeerConnections in the page with offer/answer and candidates handed
+  over directly, both sending; time until both have decoded a frame (same 10 ms polling).
+
+Runs in a private network namespace like the tests (loopback candidates only).
+
+    python benchmarks/bench_call_setup.py [--runs 12] [--no-write]
+    python -m benchmarks call_setup
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+ISSUE = 4
+NAME = "call_setup"
+
+NOW_JS = "() => performance.timeOrigin + performance.now()"
+
+INIT = """
+window.__lpcallTest = true;
+window.__acceptedAt = [];
+window.lpTag = window.lpTag || {};
+window.lpTag.events = {publish: function (app, ev) {
+  if (app === 'lpCoBrowse' && ev === 'cobrowseAccepted') window.__acceptedAt.push(performance.timeOrigin + performance.now());
+}};
+window.__ff = [];
+setInterval(async () => {
+  const peers = window.__lpcallPeers || [];
+  for (let i = 0; i < peers.length; i++) {
+    if (window.__ff[i] !== undefined || peers[i].connectionState === 'closed') continue;
+    const stats = await peers[i].getStats();
+    let n = 0;
+    stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; });
+    if (n > 0 && window.__ff[i] === undefined) window.__ff[i] = performance.timeOrigin + performance.now();
+  }
+}, 10);
+"""
+
+FLOOR_JS = """
+async () => {
+  const now = () => performance.timeOrigin + performance.now();
+  const t0 = now();
+  const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
+  const a = new RTCPeerConnection(), b = new RTCPeerConnection();
+  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
+  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
+  for (const t of stream.getTracks()) { a.addTrack(t, stream); b.addTrack(t.clone(), stream); }
+  await a.setLocalDescription(); await b.setRemoteDescription(a.localDescription);
+  await b.setLocalDescription(); await a.setRemoteDescription(b.localDescription);
+  const frames = async (pc) => { let n = 0; (await pc.getStats()).forEach((r) => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; }); return n; };
+  const first = [null, null];
+  while ((first[0] === null || first[1] === null) && now() - t0 < 20000) {
+    if (first[0] === null && await frames(a) > 0) first[0] = now();
+    if (first[1] === null && await frames(b) > 0) first[1] = now();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  a.close(); b.close(); stream.getTracks().forEach((t) => t.stop());
+  if (first[0] === null || first[1] === null) throw new Error('floor: no frame');
+  return Math.max(first[0], first[1]) - t0;
+}
+"""
+
+
+def _enter_netns() -> None:
+    if os.environ.get("LPCALL_IN_NETNS") or os.environ.get("LPCALL_NO_NETNS") or not shutil.which("unshare"):
+        return
+    if subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True).returncode != 0:
+        return
+    os.environ["LPCALL_IN_NETNS"] = "1"
+    script = 'ip link set lo up && ip addr add 127.0.0.2/32 dev lo && exec "$@"'
+    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def _wait(cond: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)  # polling interval of a deadline wait
+
+
+TRACE_JS = """() => { const e = (window.__lpcallEngines || []).at(-1);
+  return e && e.trace ? e.trace.map((t) => { const i = t.indexOf(' ');
+    return [performance.timeOrigin + Number(t.slice(0, i)), t.slice(i + 1)]; }) : []; }"""
+
+#: (label, page, first trace line starting with) — the phases of one call, from the engines' traces
+PHASES = [
+    ("accept answered (agent told)", "agent", "recv session"),
+    ("consumer joined (agent told)", "agent", "recv peer-joined"),
+    ("offer sent (agent)", "agent", "send description offer"),
+    ("offer received (consumer)", "consumer", "recv description offer"),
+    ("answer sent (consumer)", "consumer", "send description answer"),
+    ("answer received (agent)", "agent", "recv description answer"),
+    ("ICE+DTLS connected (consumer)", "consumer", "connection connected"),
+    ("ICE+DTLS connected (agent)", "agent", "connection connected"),
+]
+PHASE_LOG: list[dict[str, float]] = []
+
+
+def _phases(agent: Any, consumer: Any, t0: float, firsts: list[float]) -> None:
+    traces = {"agent": agent.evaluate(TRACE_JS), "consumer": consumer.evaluate(TRACE_JS)}
+    out: dict[str, float] = {}
+    for label, who, prefix in PHASES:
+        hit = next((t for t, what in traces[who] if what.startswith(prefix) and t >= t0 - 5), None)
+        if hit is not None:
+            out[label] = hit - t0
+    out["first frame decoded (agent)"] = firsts[0] - t0
+    out["first frame decoded (consumer)"] = firsts[1] - t0
+    PHASE_LOG.append(out)
+
+
+def _one_call(agent: Any, consumer: Any, app: Any) -> float:
+    from callkit import call_keys
+
+    n_agent = agent.evaluate("(window.__lpcallPeers || []).length")
+    n_consumer = consumer.evaluate("(window.__lpcallPeers || []).length")
+    agent.click("button.lpcall-call-btn[data-mode=VIDEO_CALL]")
+    consumer.click(".lpcall-invitation .lpcall-accept", timeout=20_000)
+    t0 = _wait(lambda: consumer.evaluate("window.__acceptedAt.at(-1)"), 10, "accept")
+    firsts = []
+    for page, n in ((agent, n_agent), (consumer, n_consumer)):
+        firsts.append(_wait(lambda p=page, n=n: p.evaluate(f"window.__ff.slice({n}).find((t) => t !== undefined)"), 30, "first frame"))
+    elapsed = max(firsts) - t0
+    _phases(agent, consumer, t0, firsts)
+    consumer.click(".lpcall-call .lpcall-hangup")
+    _wait(lambda: call_keys(app) == [], 15, "call closed")
+    agent.wait_for_selector(".lpcall-agent-call .lpcall-call[data-status=closed]")
+    _wait(lambda: agent.evaluate("[...document.querySelectorAll('button.lpcall-call-btn')].every((b) => !b.disabled)"), 10, "buttons")
+    return float(elapsed)
+
+
+def measure(runs: int) -> dict[str, list[float]]:
+    from playwright.sync_api import sync_playwright
+    from support import launch_chromium, start_live_server
+
+    from example_site.app import create_app
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app = create_app(LPCALL_REPORT_DB=":memory:")
+    server = start_live_server(app)
+    out: dict[str, list[float]] = {"call": [], "floor": []}
+    try:
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            agent = browser.new_context().new_page()
+            agent.add_init_script(INIT)
+            agent.goto(f"{server.url}/lpcall/agent/login")
+            agent.fill("#lpcall-username", "bob")
+            agent.fill("#lpcall-password", "bob")
+            agent.click(".lpcall-login-form [type=submit]")
+            agent.wait_for_selector("#lpcall-agent")
+            consumer = browser.new_context().new_page()
+            consumer.add_init_script(INIT)
+            consumer.goto(server.url + "/")
+            consumer.click(".lpcall-launcher")
+            consumer.fill("#lpcall-visitor-name", "Vera")
+            consumer.click(".lpcall-start [type=submit]")
+            consumer.wait_for_selector(".lpcall-composer:not([hidden])")
+            agent.click(".lpcall-mine .lpcall-conv-open", timeout=20_000)
+            _one_call(agent, consumer, app)  # warm-up: modules, codecs, devices
+            PHASE_LOG.clear()
+            consumer.evaluate(FLOOR_JS)
+            for i in range(runs):  # interleaved: both see the same machine load
+                if i % 2:
+                    out["floor"].append(consumer.evaluate(FLOOR_JS))
+                    out["call"].append(_one_call(agent, consumer, app))
+                else:
+                    out["call"].append(_one_call(agent, consumer, app))
+                    out["floor"].append(consumer.evaluate(FLOOR_JS))
+                print(f"run {i + 1}: call {out['call'][-1]:.0f} ms, floor {out['floor'][-1]:.0f} ms", flush=True)
+            browser.close()
+    finally:
+        server.stop()
+    return out
+
+
+def _p(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def render(results: dict[str, list[float]], runs: int, load: float) -> str:
+    c50, c95 = statistics.median(results["call"]), _p(results["call"], 0.95)
+    f50, f95 = statistics.median(results["floor"]), _p(results["floor"], 0.95)
+    ratio = c50 / f50
+    verdict = "✅" if ratio <= 1.5 else "❌"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    calls = ", ".join(f"{v:.0f}" for v in results["call"])
+    labels = [p[0] for p in PHASES] + ["first frame decoded (agent)", "first frame decoded (consumer)"]
+    rows = []
+    for label in labels:
+        values = [r[label] for r in PHASE_LOG if label in r]
+        if values:
+            rows.append(f"| {label} | {statistics.median(values):.0f} |")
+    phases = "\n".join(rows)
+    floors = ", ".join(f"{v:.0f}" for v in results["floor"])
+    return f"""Measured {when} on {os.cpu_count()} shared cores ({platform.machine()}, load average {load:.1f}
+while measuring), Chromium headless with fake devices, private network namespace;
+`python -m benchmarks call_setup` ({runs} calls and {runs} floor runs, interleaved, one browser).
+
+**Accept → first remote video frame decoded on both sides** (VIDEO_CALL, the real engagement window and
+agent workspace, example shop on werkzeug in-process, memory store):
+
+| | p50 | p95 | ratio p50 | target |
+|---|---|---|---|---|
+| call through flask-lpcall (accept API, getUserMedia, `/ws/call` relay, perfect negotiation, ICE) | {c50:.0f} ms | {c95:.0f} ms | **{ratio:.2f}×** | ≤ 1.5× {verdict} |
+| floor: in-page RTCPeerConnection loopback (getUserMedia + two peers, same browser) | {f50:.0f} ms | {f95:.0f} ms | 1.00× | |
+
+All runs (ms) — call: {calls}; floor: {floors}.
+
+Where a call's time goes (median ms after Accept, from the two engines' traces):
+
+| phase | median ms after Accept |
+|---|---|
+{phases}
+
+p95 ratio: {c95 / f95:.2f}×. The call path adds the HTTP accept, the signaling socket's connect and join,
+and one relay hop per offer/answer/candidate through the server; the agent's camera is already
+running when the consumer accepts (it starts at invite), as in real use. The target is missed: the
+relay hops (consumer joined → offer → answer) cost about 60–80 ms each on this loaded machine, and
+ICE connected → first frame decoded takes ~200 ms in the call against ~100 ms for the whole floor
+after its negotiation — the two call pages render their video elements (software compositing) on the
+same 2 busy cores while the floor renders nothing. Ideas not done: the joining side sends the offer
+(saves the peer-joined hop), the agent pre-creates its offer and gathers candidates at invite time.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=12)
+    parser.add_argument("--no-write", action="store_true")
+    args, _ = parser.parse_known_args()
+    _enter_netns()
+    load0 = os.getloadavg()[0]
+    results = measure(args.runs)
+    load = (load0 + os.getloadavg()[0]) / 2
+    text = render(results, args.runs, load)
+    print(text)
+    if not args.no_write:
+        from benchmarks import write_section
+
+        write_section(NAME, text, ISSUE)
+
+
+if __name__ == "__main__":
+    main()
