@@ -193,3 +193,43 @@ def test_resume_api_refuses_foreign_closed_and_bad_requests_quietly(live_server:
     assert r.status_code == 404
     assert client.get("/lpcall/api/call/active", headers=own).json == {"call": None}
     assert call_keys(app) == []
+
+
+# -- across workers (a real redis-server) --------------------------------------------------------
+@pytest.fixture(scope="module")
+def redis_url() -> Any:
+    import shutil
+
+    from servers import start_redis
+    from support import require
+
+    require("redis-server", shutil.which("redis-server") is not None, "apt-get install redis-server")
+    server = start_redis()
+    yield server.url
+    server.stop()
+
+
+def test_presence_grace_and_tabs_work_across_workers_sharing_redis(live_server: Any, redis_url: str) -> None:
+    """Two apps (two workers) on one Redis: a tab conflict is seen across them, and when worker A dies
+    without closing its sockets, worker B's sweeper closes the call after stale heartbeats + grace."""
+    a = make_app(LPCALL_STORE=redis_url, LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.4)
+    b = make_app(LPCALL_STORE=redis_url, LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.4)
+    server_b = live_server(b)
+    calls_a, _ = services(a)
+    calls_b, _ = services(b)
+    _, a_info, _c_info = _call(a)
+    sid = a_info["serviceId"]
+    assert calls_b.get(sid).state == "ACCEPTED"
+    # worker A holds both participants' sockets (documents written, then never refreshed: A died)
+    calls_a.participant_joined(sid, "agent", "a-conn-1", "agent-tab")
+    calls_a.participant_joined(sid, "consumer", "a-conn-2", "tab-A")
+    assert calls_b.is_present(sid, "consumer")
+    # while A's consumer socket counts as alive, a second tab joining through B is refused
+    second = Peer(server_b.ws_url, calls_b.join_info(calls_b.get(sid), "consumer")["token"], "tab-B")
+    assert second.next("error")["code"] == "CALL_IN_OTHER_TAB"
+    second.close()
+    calls_a.stop()  # worker A is gone: no sweeper, no heartbeats
+    calls_b.ensure_sweeper()
+    wait_for(lambda: calls_b.get(sid) is None, timeout=15, message="B swept the call of the dead worker")
+    assert call_keys(b) == []
+    calls_b.stop()
