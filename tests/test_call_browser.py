@@ -236,6 +236,7 @@ def test_voice_call_has_audio_both_ways_and_no_video_then_consumer_hangs_up(rig:
         assert page.locator(".lpcall-call.lpcall-voice .lpcall-avatar").is_visible()
         assert page.locator(".lpcall-call .lpcall-camera").count() == 0
         assert page.locator(".lpcall-call video").count() == 0
+        assert page.evaluate("window.__lpcallEngines.at(-1).localStream.getVideoTracks().length") == 0  # no camera requested
     r.consumer.wait_for_selector(".lp_cobrowse_callscreen_container > .lpcall-voice")
     r.consumer.click(".lpcall-call .lpcall-hangup")
     r.wait_closed_everywhere("system.ended")
@@ -394,3 +395,16 @@ def test_custom_integration_page_completes_a_call(rig: Any) -> None:
     wait_for(lambda: call_keys(r.app) == [], timeout=15, message="no call keys in the store")
     page.wait_for_selector("#custom-status:has-text('The call has ended.')")
     assert "system.ended" in r.transcript()
+
+
+def test_unable_to_connect_when_ice_cannot_connect(rig: Any) -> None:
+    # relay only, through a TURN server that is not there: no candidate pair can ever form
+    r = rig(
+        LPCALL_ICE_SERVERS=[{"urls": ["turn:127.0.0.1:9"], "username": "nobody", "credential": "nothing"}],
+        LPCALL_FORCE_RELAY=True,
+        LPCALL_CONNECT_TIMEOUT=3,
+        LPCALL_ICE_RESTART_ATTEMPTS=0,
+    )
+    r.start("VOICE_CALL")
+    _assert_session_error(r, "UNABLE_TO_CONNECT")
+    assert r.stats(r.consumer)["audioBytes"] == 0
