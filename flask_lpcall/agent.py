@@ -223,9 +223,7 @@ class AgentConnection:
 
         with lock:
             if self.list_sub is None:
-                from .conversations import CH_AGENTS
-
-                self.list_sub = self.state.store.subscribe(CH_AGENTS, on_bus)
+                self.list_sub = self.service.agents_fanout.subscribe(on_bus)
             rows = [self._row(d) for d in self.service.for_agent(self.agent.id)]
             self.conn.respond(env["id"], env["type"], {"agentId": self.agent.id, "name": self.agent.name})
             self.conn.notify("agent.ConversationList", {"conversations": rows})

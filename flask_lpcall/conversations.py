@@ -17,6 +17,7 @@ through ``store.update`` so two workers never lose each other's changes.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -82,6 +83,59 @@ def ch_consumer(consumer_id: str) -> str:
     return f"consumer:{consumer_id}"
 
 
+class _FanoutHandle:
+    def __init__(self, fanout: Fanout, callback: Callable[[Any], None]) -> None:
+        self._fanout, self.callback = fanout, callback
+
+    def close(self) -> None:
+        self._fanout._remove(self)
+
+
+class Fanout:
+    """One store subscription to ``channel`` per process, shared by every local listener.
+
+    The store copies a message once per subscription; with many agent sockets on one
+    worker, the ``agents`` channel is read once and handed to each socket (read-only).
+    """
+
+    def __init__(self, store: Store, channel: str) -> None:
+        self.store, self.channel = store, channel
+        self._lock = threading.Lock()
+        self._handles: list[_FanoutHandle] = []
+        self._sub: Any = None
+
+    def subscribe(self, callback: Callable[[Any], None]) -> _FanoutHandle:
+        handle = _FanoutHandle(self, callback)
+        with self._lock:
+            self._handles.append(handle)
+            if self._sub is None:
+                try:
+                    self._sub = self.store.subscribe(self.channel, self._deliver)
+                except Exception:
+                    self._handles.remove(handle)
+                    raise
+        return handle
+
+    def _remove(self, handle: _FanoutHandle) -> None:
+        with self._lock:
+            if handle in self._handles:
+                self._handles.remove(handle)
+            sub = self._sub if not self._handles else None
+            if sub is not None:
+                self._sub = None
+        if sub is not None:
+            sub.close()
+
+    def _deliver(self, message: Any) -> None:
+        with self._lock:
+            handles = list(self._handles)
+        for handle in handles:
+            try:
+                handle.callback(message)
+            except Exception:
+                logger.exception("listener of %s failed", self.channel)
+
+
 class ConversationService:
     """Conversations, transcripts and routing on top of a :class:`~flask_lpcall.store.Store`."""
 
@@ -103,6 +157,8 @@ class ConversationService:
         self.clock = clock
         self.on_opened = on_opened
         self.on_message = on_message
+        #: the workspace lists of this process share one subscription to the ``agents`` channel
+        self.agents_fanout = Fanout(store, CH_AGENTS)
 
     # -- reading ---------------------------------------------------------------
     def get(self, conv_id: str) -> dict[str, Any] | None:

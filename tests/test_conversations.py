@@ -157,3 +157,16 @@ def test_messages_keep_the_conversation_alive(store: MemoryStore) -> None:
     svc.post(doc["convId"], "CONSUMER", "c1", "still here")
     assert store._remaining(f"conv:{doc['convId']}") > 59
     assert svc.for_consumer("c1")[0]["convId"] == doc["convId"]
+
+
+def test_agents_fanout_shares_one_store_subscription(store: MemoryStore, svc: ConversationService) -> None:
+    a: list[Any] = []
+    b: list[Any] = []
+    ha = svc.agents_fanout.subscribe(a.append)
+    hb = svc.agents_fanout.subscribe(b.append)
+    assert len(store._subs["agents"]) == 1
+    svc.open("c1")
+    assert a and a == b
+    ha.close()
+    hb.close()
+    assert "agents" not in store._subs
