@@ -216,3 +216,27 @@ def test_bad_stored_calls_are_refused_quietly(rig: Any) -> None:
     now = r.newest(r.agent)["framesDecoded"]
     r.wait_frames(r.agent, above=now + 3)
     assert r.engine(r.agent)["peerPresent"] is True
+
+
+def test_lost_and_silent_signaling_sockets_are_replaced_and_the_call_goes_on(rig: Any) -> None:
+    """A socket that closes, and one that stops delivering (no pong for 2.5 heartbeats), are reopened
+    with a fresh token; the other side waits, a fresh negotiation brings media back, the call is the same."""
+    r = rig(LPCALL_HEARTBEAT_INTERVAL=0.5, LPCALL_CALL_TOKEN_TTL=5)
+    sid = r.start("VIDEO_CALL")
+    calls = get_state(r.app).services["calls"]
+    for how in ("close", "silence"):
+        before = r.peer_count(r.agent)
+        if how == "close":  # long after the first call token expired: the fresh one from /api/call/resume joins
+            wait_for(lambda: r.consumer.evaluate("performance.now()") > 11000, timeout=15, message="token expiry")
+            r.consumer.evaluate("window.__lpcallCallApp.current.engine.ws.close()")
+        else:  # the socket stays open but nothing arrives any more: a dead connection
+            r.consumer.evaluate("window.__lpcallCallApp.current.engine.ws.onmessage = null")
+        r.wait_frames(r.agent, min_index=before, timeout=30)
+        r.wait_frames(r.consumer)
+        now = r.newest(r.agent)["framesDecoded"]
+        r.wait_frames(r.agent, min_index=before, above=now + 3)
+        assert r.engine(r.consumer)["serviceId"] == sid and r.engine(r.consumer)["status"] == "connected"
+        assert calls.get(sid).state == "ACCEPTED"
+    assert not r.events(r.consumer, "cobrowse")  # no sessionResume, no sessionError: the same page throughout
+    r.agent.click(".lpcall-call .lpcall-hangup")
+    wait_for(lambda: call_keys(r.app) == [], timeout=10, message="empty store")

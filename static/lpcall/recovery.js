@@ -29,6 +29,7 @@ export class Recovery {
     this.socketRetries = 0;
     this.lastSeen = Date.now();
     this._beat = null;
+    this._pingSince = null;   // when the oldest unanswered ping went out
     this._iceTimer = null;
     this._reconnecting = false;
     this._stopped = false;
@@ -54,6 +55,7 @@ export class Recovery {
   // -- signaling socket ---------------------------------------------------------------------
   seen() {
     this.lastSeen = Date.now();
+    this._pingSince = null;  // any frame answers the outstanding ping
   }
 
   joined(frame) {
@@ -74,10 +76,13 @@ export class Recovery {
 
   _startHeartbeat() {
     clearInterval(this._beat);
+    this._pingSince = null;
     this._beat = setInterval(() => {
       const e = this.engine;
       if (this._stopped || !e.ws) return;
-      if (Date.now() - this.lastSeen > 2.5 * this.heartbeatMs) {  // a dead socket: replace it
+      // dead: a ping went out 2.5 heartbeats ago and nothing came back since (measured from the
+      // ping, not the last frame: a background tab's timers may run only once a minute)
+      if (this._pingSince !== null && Date.now() - this._pingSince > 2.5 * this.heartbeatMs) {
         const ws = e.ws;
         e.ws = null;
         ws.onclose = null;
@@ -85,6 +90,7 @@ export class Recovery {
         this.socketLost();
         return;
       }
+      if (this._pingSince === null) this._pingSince = Date.now();
       e._send({type: 'ping'});
     }, this.heartbeatMs);
   }
