@@ -178,6 +178,8 @@ class Peer:
         self._failed_attempts = 0
         self._negotiating = asyncio.Lock()
         self._relay: Any = None
+        self._retiring: list[Any] = []
+        self._previous_sdp: str | None = None
 
     @classmethod
     def from_file(cls, url: str, token: str, path: str, *, loop_file: bool = True, **kw: Any) -> Peer:
@@ -299,9 +301,11 @@ class Peer:
         """Leave: close the connection and the socket (no hangup: the server's grace applies)."""
         for task in list(self._tasks) + self._sinks:
             task.cancel()
-        if self._pc is not None:
-            with contextlib.suppress(Exception):
-                await self._pc.close()
+        for pc in [*self._retiring, self._pc]:
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+        self._retiring.clear()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 5)
@@ -473,6 +477,8 @@ class Peer:
         assert self.joined is not None
         old = self._pc
         order = _media_order(old) or self._kinds
+        if old is not None and old.remoteDescription is not None:
+            self._previous_sdp = old.remoteDescription.sdp
         servers = [
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in self.joined["iceServers"]
@@ -503,6 +509,8 @@ class Peer:
             if pc.connectionState == "connected" and generation not in self._connected_sent:
                 self._connected_sent.add(generation)
                 self._failed_attempts = 0
+                for retired in list(self._retiring):
+                    self._spawn(self._retire(retired))
                 with contextlib.suppress(PeerError):
                     await self._send({"type": "connected"})
             elif pc.connectionState == "failed":
@@ -510,8 +518,19 @@ class Peer:
 
         self._pc = pc
         if old is not None:
-            await old.close()
+            if old.connectionState == "connected":
+                # make before break: the old connection keeps media (and the other side's DTLS
+                # association) alive until the new one is connected or the connect timeout passes
+                self._retiring.append(old)
+                asyncio.get_running_loop().call_later(self.connect_timeout, lambda: self._spawn(self._retire(old)))
+            else:
+                await old.close()
         self._notify()
+
+    async def _retire(self, pc: Any) -> None:
+        if pc in self._retiring:
+            self._retiring.remove(pc)
+            await pc.close()
 
     async def _on_ice_failed(self) -> None:
         self._failed_attempts += 1
@@ -526,11 +545,16 @@ class Peer:
         await self._make_offer()
 
     async def _make_offer(self) -> None:
+        from aiortc import RTCSessionDescription
+
         async with self._negotiating:
             pc = self._pc
             if pc.signalingState != "stable":
                 return
-            await pc.setLocalDescription(await pc.createOffer())
+            offer = await pc.createOffer()
+            if self._previous_sdp:  # a restart: browsers refuse re-numbered RTP header extensions
+                offer = RTCSessionDescription(sdp=_keep_extmap_ids(offer.sdp, self._previous_sdp), type="offer")
+            await pc.setLocalDescription(offer)
             await self._send_description(pc)
 
     async def _send_description(self, pc: Any) -> None:
@@ -616,6 +640,24 @@ def _media_order(pc: Any) -> list[str]:
     if desc is None:
         return []
     return [line.split()[0][2:] for line in desc.sdp.splitlines() if line.startswith("m=") and line[2:7] in ("audio", "video")]
+
+
+def _keep_extmap_ids(sdp: str, previous: str) -> str:
+    """Give each RTP header extension in ``sdp`` the id it had in ``previous``; drop new ones."""
+    ids: dict[str, str] = {}
+    for line in previous.splitlines():
+        if line.startswith("a=extmap:"):
+            ext_id, uri = line[len("a=extmap:") :].split(" ", 1)
+            ids.setdefault(uri.strip(), ext_id.split("/")[0])
+    out = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=extmap:"):
+            ext_id, uri = line[len("a=extmap:") :].split(" ", 1)
+            if uri.strip() not in ids:
+                continue
+            line = f"a=extmap:{ids[uri.strip()]} {uri}"
+        out.append(line)
+    return "\r\n".join(out)
 
 
 def _ice_ufrag_changed(pc: Any, sdp: str) -> bool:

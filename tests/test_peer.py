@@ -383,6 +383,17 @@ def test_chromium_and_python_peer_decode_each_others_frames(browser, live_server
                            message="Chromium shows the test pattern's colour bars")
         assert len(samples) == 8
         assert page.evaluate("window.__engine.status") == "connected"
+
+        # ICE restart from the Python side: Chromium takes the new credentials (and DTLS
+        # fingerprint) on its existing connection, and media flows again both ways
+        aio.run(peer.restart_ice(timeout=30), timeout=40)
+        before = peer.video_frames
+        aio.run(peer.wait_media(video_frames=before + 10, timeout=60), timeout=70)
+        decoded = inbound["framesDecoded"]
+        wait_for(lambda: page.evaluate(INBOUND_STATS_JS)["framesDecoded"] > decoded + 10, timeout=30,
+                 message="Chromium decodes again after the restart")
+        assert page.evaluate("window.__lpcallPeers.length") == 1  # the same RTCPeerConnection
+        assert page.evaluate("window.__engine.status") == "connected"
     finally:
         aio.run(peer.close(), timeout=15)
         page.close()
