@@ -130,12 +130,12 @@ def inject(state: LPCallState, response: Response) -> Response:
         or 300 <= status < 400
         or response.is_streamed
         or response.direct_passthrough
-        or "Content-Encoding" in headers
+        or headers.getlist("Content-Encoding")  # getlist: a miss raises nothing (`in` builds a KeyError)
         or _is_exempt(state, req)
     ):
         return response
     # Whether the page is tagged depends on where the browser shows it: caches must know.
-    if "Vary" in headers:
+    if headers.getlist("Vary"):
         response.vary.add("Sec-Fetch-Dest")
     else:
         headers["Vary"] = "Sec-Fetch-Dest"
