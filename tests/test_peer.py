@@ -394,6 +394,17 @@ def test_chromium_and_python_peer_decode_each_others_frames(browser, live_server
                  message="Chromium decodes again after the restart")
         assert page.evaluate("window.__lpcallPeers.length") == 1  # the same RTCPeerConnection
         assert page.evaluate("window.__engine.status") == "connected"
+
+        # ICE restart from Chromium (restartIce: a new offer with fresh ICE credentials): the
+        # Python peer answers from a fresh connection and media flows again
+        old_pc = peer._pc
+        page.evaluate("window.__engine.pc.restartIce()")
+        aio.run(peer._wait(lambda: peer._pc is not old_pc and peer.connection_state == "connected", 30,
+                           "the answer to the browser's restart"), timeout=40)
+        aio.run(peer.wait_media(video_frames=peer.video_frames + 10, timeout=60), timeout=70)
+        decoded = page.evaluate(INBOUND_STATS_JS)["framesDecoded"]
+        wait_for(lambda: page.evaluate(INBOUND_STATS_JS)["framesDecoded"] > decoded + 10, timeout=30,
+                 message="Chromium decodes after its own restart")
     finally:
         aio.run(peer.close(), timeout=15)
         page.close()
