@@ -166,7 +166,7 @@ EN: dict[str, str] = {
     "netcheck.shared": "Your agent can see this result.",
     "system.netcheck": "Network check: {verdict} ({path}, {rtt} ms, {bitrate} kbit/s)",
     # -- demo agent (demo.py) ----------------------------------------------------
-    "demo.greeting": "Hi, I'm {agent}, the demo agent. Type \"call me\" and I'll invite you to a video call.",
+    "demo.greeting": "Hi, I'm {agent}, a demo. Type \"call me\" and I'll invite you to a video call: you will see a test pattern and yourself.",
     "demo.trigger": "call me",
     "demo.calling": "Calling you now: accept the invitation to see a test pattern with your own picture and voice echoed back.",
     "demo.unavailable": "Sorry, I can't start a call in this conversation: {reason}",
@@ -317,7 +317,7 @@ DE: dict[str, str] = {
     "netcheck.failed": "Die Prüfung konnte nicht laufen: {error}",
     "netcheck.shared": "Ihr Mitarbeiter sieht dieses Ergebnis.",
     "system.netcheck": "Netzwerkprüfung: {verdict} ({path}, {rtt} ms, {bitrate} kbit/s)",
-    "demo.greeting": "Hallo, ich bin {agent}, der Demo-Mitarbeiter. Schreiben Sie \"ruf mich an\" und ich lade Sie zu einem Videoanruf ein.",
+    "demo.greeting": "Hallo, ich bin {agent}, eine Demo. Schreiben Sie \"ruf mich an\" und ich lade Sie zu einem Videoanruf ein: Sie sehen ein Testbild und sich selbst.",
     "demo.trigger": "ruf mich an",
     "demo.calling": "Ich rufe Sie jetzt an: Nehmen Sie die Einladung an, um ein Testbild mit Ihrem eigenen Bild und Ihrer Stimme als Echo zu sehen.",
     "demo.unavailable": "Leider kann ich in diesem Gespräch keinen Anruf starten: {reason}",

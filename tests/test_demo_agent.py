@@ -115,7 +115,7 @@ def test_visitor_asks_for_a_call_and_sees_the_test_pattern(browser, demo_site) -
         page.fill("#lpcall-visitor-name", "Vera")
         page.click(".lpcall-start [type=submit]")
         transcript = page.locator(".lpcall-transcript")
-        transcript.get_by_text('Hi, I\'m Demo agent, the demo agent. Type "call me"').wait_for()
+        transcript.get_by_text('Hi, I\'m Demo agent, a demo. Type "call me"').wait_for()
 
         page.fill("#lpcall-message", "Hello! Call me please")
         page.click(".lpcall-composer [type=submit]")
