@@ -437,3 +437,15 @@ def test_csp_nonce_lets_the_tag_run_under_a_strict_policy(context: Any, site: Li
     wait_for(lambda: page.evaluate("window.__consumerLoads") == 1, message="consumer app imported under strict-dynamic")
     assert not [t for kind, t in watch.console if "Content Security Policy" in t]
     assert watch.page_errors == []
+
+
+def test_a_missing_browser_fails_under_ci_and_skips_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    import support
+
+    monkeypatch.setattr(support, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="chromium is required under CI=true"):
+        support.require("chromium", False, "/usr/bin/chromium is not installed")
+    monkeypatch.setattr(support, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="chromium missing"):
+        support.require("chromium", False, "/usr/bin/chromium is not installed")
+    support.require("chromium", True, "present")  # nothing happens
