@@ -144,6 +144,7 @@ class AgentConnection:
         self.available = False
         self.list_sub: Any = None
         self.opened: dict[str, Any] = {}
+        self.stale: list[Any] = []  # transcript subscriptions of conversations another agent took
         self.handlers = {
             "agent.Subscribe": self.subscribe,
             "agent.SetAvailable": self.set_available,
@@ -168,7 +169,7 @@ class AgentConnection:
                         self.socket_id, False)
             if self.list_sub is not None:
                 quietly("closing the list subscription", self.list_sub.close)
-            for sub in self.opened.values():
+            for sub in [*self.opened.values(), *self.stale]:
                 quietly("closing a transcript subscription", sub.close)
             self.conn.finish()
 
@@ -213,8 +214,14 @@ class AgentConnection:
             doc = message["conversation"]
             with lock:
                 if self.service.visible_to_agent(doc, self.agent.id):
-                    self.conn.notify("agent.ConversationChange", {"conversation": self._row(doc), "visible": True})
+                    # no store read in a bus callback: the row has no lastMessage, the client keeps its own
+                    self.conn.notify("agent.ConversationChange", {"conversation": self.service.summary(doc),
+                                                                  "visible": True})
                 else:  # taken by another agent: just enough to drop it from the list
+                    opened = self.opened.pop(doc["convId"], None)
+                    if opened is not None:  # it stops receiving that transcript at once
+                        opened.active = False
+                        self.stale.append(opened)
                     self.conn.notify(
                         "agent.ConversationChange",
                         {"conversation": {"convId": doc["convId"], "agentId": doc["agentId"], "state": doc["state"]},

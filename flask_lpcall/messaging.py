@@ -78,6 +78,7 @@ class MessagingSubscription:
         self.conn = conn
         self.conv_id = conv_id
         self.next_seq = from_seq
+        self.active = True  # False: drop further events (the agent lost access)
         self._lock = threading.RLock()
         with self._lock:
             self.sub: Subscription = store.subscribe(ch_conv(conv_id), self._on_bus)
@@ -95,7 +96,7 @@ class MessagingSubscription:
             return
         event = message["event"]
         with self._lock:
-            if event["sequence"] < self.next_seq:
+            if not self.active or event["sequence"] < self.next_seq:
                 return
             self.next_seq = event["sequence"] + 1
             self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": [event]})

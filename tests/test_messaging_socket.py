@@ -219,6 +219,30 @@ def test_agent_cannot_invite_or_open_another_agents_conversation(server: Any) ->
         c.close()
 
 
+def test_an_agent_stops_seeing_a_queued_conversation_another_agent_takes(server: Any) -> None:
+    consumer = Consumer(server.url)
+    consumer.connect()
+    conv_id = consumer.open_conversation("Queued")
+    alice = Agent(server.url, "alice", "alice")
+    alice.connect(available=False)
+    assert alice.client.request("agent.Open", {"conversationId": conv_id})["code"] == 200  # a look at the queue
+    consumer.say(conv_id, "before")
+    alice.client.wait_notification(message_from("before"))
+    bob = Agent(server.url, "bob", "bob")
+    bob.connect(available=False)
+    bob.take_and_open(conv_id)
+    gone = alice.client.wait_notification(
+        lambda m: m.get("type") == "agent.ConversationChange" and m["body"]["visible"] is False
+    )
+    assert gone["body"]["conversation"] == {"convId": conv_id, "agentId": "bob", "state": "OPEN"}
+    consumer.say(conv_id, "after, for Bob only")
+    bob.client.wait_notification(message_from("after, for Bob only"))
+    assert alice.client.request("ping")["code"] == 200  # anything already sent to Alice has arrived by now
+    assert not any("after, for Bob only" in json.dumps(m) for m in alice.client.notifications)
+    for c in (consumer, alice, bob):
+        c.close()
+
+
 def test_another_consumer_cannot_read_or_write_the_conversation(server: Any) -> None:
     owner = Consumer(server.url)
     owner.connect()

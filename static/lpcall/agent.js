@@ -79,6 +79,8 @@ function renderList() {
 }
 
 function upsert(c, visible) {
+  const old = convs.get(c.convId);
+  if (!c.lastMessage && old && old.lastMessage) c.lastMessage = old.lastMessage; // change rows carry no preview
   if (!visible || c.state !== 'OPEN') convs.delete(c.convId);
   else convs.set(c.convId, c);
   renderList();
