@@ -10,6 +10,7 @@ must not block; exceptions in them are logged and swallowed.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -62,7 +63,7 @@ class Store(abc.ABC):
     def remove(self, key: str, member: str) -> None: ...
 
     @abc.abstractmethod
-    def members(self, key: str) -> set[str]: ...
+    def members(self, key: str) -> builtins.set[str]: ...
 
     # -- introspection -------------------------------------------------------
     @abc.abstractmethod
@@ -81,5 +82,5 @@ class Store(abc.ABC):
     def ping(self) -> None:
         """Raise StoreUnavailableError when the backend cannot be reached."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections and threads."""

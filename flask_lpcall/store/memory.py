@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 import logging
@@ -120,7 +121,7 @@ class MemoryStore(Store):
                 if not self._data[key]:
                     self.delete(key)
 
-    def members(self, key: str) -> set[str]:
+    def members(self, key: str) -> builtins.set[str]:
         with self._lock:
             return set(self._data[key]) if self._alive(key) else set()
 

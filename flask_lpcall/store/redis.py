@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -228,7 +229,7 @@ class RedisStore(Store):
         with self._guard():
             self._redis.srem(key, member)  # Redis drops a set when its last member goes
 
-    def members(self, key: str) -> set[str]:
+    def members(self, key: str) -> builtins.set[str]:
         with self._guard():
             return {m.decode() if isinstance(m, bytes) else m for m in self._redis.smembers(key)}
 
