@@ -48,7 +48,10 @@ def chromium() -> Iterator[Any]:
     require("chromium", Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed")
     from playwright.sync_api import sync_playwright
 
-    args = [a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"]
+    # no fake-UI flag: permissions are real; two fake cameras (switch camera); a host name that
+    # resolves to loopback but is not a secure context (http://insecure.test)
+    args = [a for a in CHROMIUM_ARGS if a not in ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")]
+    args += ["--use-fake-device-for-media-stream=device-count=2", "--host-resolver-rules=MAP insecure.test 127.0.0.1"]
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         yield b
@@ -85,9 +88,11 @@ class Rig:
         page.wait_for_selector("#lpcall-agent")
         return page
 
-    def open_consumer(self, init: str = "", permissions: list[str] | None = MEDIA, path: str = "/", phone: bool = False) -> Any:
+    def open_consumer(
+        self, init: str = "", permissions: list[str] | None = MEDIA, path: str = "/", phone: bool = False, host: str = "localhost"
+    ) -> Any:
         page = self.consumer = self.page(permissions, init, phone)
-        page.goto(self.server.url + path)
+        page.goto(f"http://{host}:{self.server.port}{path}")
         page.click(".lpcall-launcher")
         page.fill("#lpcall-visitor-name", "Vera")
         page.click(".lpcall-start [type=submit]")
@@ -182,8 +187,22 @@ def test_video_call_decodes_frames_on_both_sides_and_agent_hangs_up(rig: Any) ->
         for sel in (".lpcall-mute", ".lpcall-camera", ".lpcall-hangup"):
             btn = page.locator(f".lpcall-call {sel}")
             assert btn.get_attribute("aria-label"), sel
-        assert page.locator(".lpcall-call .lpcall-switch").is_hidden()  # one fake camera
+        assert page.locator(".lpcall-call .lpcall-switch").is_visible()  # two fake cameras
     wait_for(lambda: consumer.locator(".lpcall-timer").inner_text() not in ("", "0:00"), timeout=5)
+    # switch camera: the consumer's camera changes on the same peer connection (replaceTrack)
+    label = "window.__lpcallEngines.at(-1).localStream.getVideoTracks()[0].label"
+    before = consumer.evaluate(label)
+    consumer.click(".lpcall-call .lpcall-switch")
+    wait_for(lambda: consumer.evaluate(label) != before, timeout=10, message="camera switched")
+    sent = """() => window.__lpcallEngines.at(-1).pc.getSenders().find(s => s.track && s.track.kind === 'video').track.label"""
+    assert consumer.evaluate(sent) == consumer.evaluate(label)  # the peer connection sends the new camera
+    # Chromium's second fake camera delivers Y16 (depth) frames, which are not sent as video:
+    # switch back to the first one and see the agent decode it again through the same connection
+    consumer.click(".lpcall-call .lpcall-switch")
+    wait_for(lambda: consumer.evaluate(label) == before, timeout=10, message="camera switched back")
+    assert consumer.evaluate(sent) == before
+    frames = r.stats(r.agent)["framesDecoded"]
+    wait_for(lambda: r.stats(r.agent)["framesDecoded"] > frames + 2, timeout=20, message="video after the switch")
     connected = r.events(consumer, "lpCall", "callConnected")
     assert connected and connected[0]["data"]["mode"] == "VIDEO_CALL"
     r.agent.click(".lpcall-call .lpcall-hangup")
@@ -408,3 +427,13 @@ def test_unable_to_connect_when_ice_cannot_connect(rig: Any) -> None:
     r.start("VOICE_CALL")
     _assert_session_error(r, "UNABLE_TO_CONNECT")
     assert r.stats(r.consumer)["audioBytes"] == 0
+
+
+def test_browser_not_supported_in_an_insecure_context(rig: Any) -> None:
+    r = rig()
+    r.open_agent()
+    r.open_consumer(host="insecure.test")  # http, not localhost: no secure context, no mediaDevices
+    assert r.consumer.evaluate("isSecureContext") is False
+    r.invite("VIDEO_CALL")
+    r.consumer.click(".lpcall-invitation .lpcall-accept")
+    _assert_session_error(r, "BROWSER_NOT_SUPPORTED")
