@@ -24,6 +24,7 @@ from simple_websocket import ConnectionClosed
 from .callmanager import CallManager, channel, other
 from .errors import LPCallError, NotAllowedError
 from .extension import get_state
+from .framesocket import close_and_wait
 from .presence import TAB_CONFLICT
 from .schemas import validate_signal_frame
 
@@ -117,7 +118,7 @@ class CallSocket:
                 if exc.code == TAB_CONFLICT:  # another tab holds the call: refused, that tab keeps it
                     logger.info("call %s: %s join from a second tab refused", sid, role)
                     self.error(exc.code, str(exc), exc.field)
-                    self.ws.close(1008, exc.code)
+                    close_and_wait(self.ws, 1008, exc.code)  # no stray HTTP bytes may follow the error frame
                     return
                 self.error("CALL_ENDED", "the call has ended")
                 return

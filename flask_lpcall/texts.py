@@ -55,6 +55,7 @@ EN: dict[str, str] = {
     "error.BROWSER_NOT_SUPPORTED": "Your browser does not support voice and video calls. Please use a current Chrome, Firefox, Safari or Edge over HTTPS.",
     "error.NO_CAMERA_ACCESS": "We cannot access your camera or microphone. Please allow access and try again.",
     "error.AGENT_DISCONNECTED": "The agent got disconnected.",
+    "error.CALL_IN_OTHER_TAB": "This call is open in another tab of this browser.",  # resume: tabs (issue 5)
     # -- transcript system messages --------------------------------------------
     "mode.VOICE_CALL": "voice call",
     "mode.VIDEO_CALL": "video call",
@@ -211,6 +212,7 @@ DE: dict[str, str] = {
     "error.BROWSER_NOT_SUPPORTED": "Ihr Browser unterstützt keine Sprach- und Videoanrufe. Bitte nutzen Sie einen aktuellen Chrome, Firefox, Safari oder Edge über HTTPS.",
     "error.NO_CAMERA_ACCESS": "Wir können nicht auf Ihre Kamera oder Ihr Mikrofon zugreifen. Bitte erlauben Sie den Zugriff und versuchen Sie es erneut.",
     "error.AGENT_DISCONNECTED": "Die Verbindung zum Mitarbeiter wurde getrennt.",
+    "error.CALL_IN_OTHER_TAB": "Dieser Anruf ist in einem anderen Tab dieses Browsers geöffnet.",
     "mode.VOICE_CALL": "Sprachanruf",
     "mode.VIDEO_CALL": "Videoanruf",
     "system.agent_joined": "{agent} ist dem Gespräch beigetreten",

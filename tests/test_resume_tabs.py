@@ -17,6 +17,8 @@ import pytest
 from resumekit import Rig
 from support import wait_for
 
+from flask_lpcall.extension import get_state
+
 
 @pytest.fixture
 def rig(browser: Any, live_server: Any) -> Iterator[Rig]:
@@ -83,3 +85,20 @@ def test_a_duplicated_tab_forgets_the_copied_call(rig: Rig) -> None:
     assert page.locator(".lpcall-call").count() == 0
     _call_undisturbed(rig, agent_peers)
     assert rig.stored_call(rig.consumer)["serviceId"] == sid
+
+
+def test_a_second_workspace_tab_of_the_agent_shows_the_call_is_elsewhere(rig: Rig) -> None:
+    sid = rig.start("VIDEO_CALL")
+    consumer_peers = rig.peer_count(rig.consumer)
+    agent_peers = rig.peer_count(rig.agent)
+    second = rig.agent.context.new_page()  # same agent session, own sessionStorage (tab id)
+    second.goto(f"{rig.server.url}/lpcall/agent/")
+    second.click(".lpcall-mine .lpcall-conv-open")  # a new tab has no conversation open yet
+    second.wait_for_selector(".lpcall-agent-call .lpcall-call .lpcall-call-error:not([hidden])")
+    texts = get_state(rig.app).texts
+    assert second.inner_text(".lpcall-agent-call .lpcall-call-error") == texts["error.CALL_IN_OTHER_TAB"]
+    assert second.evaluate("(window.__lpcallEngines || []).every(e => e._destroyed && !e.localStream.active)")
+    # the first tab and the visitor did not notice
+    _call_undisturbed(rig, agent_peers)
+    assert rig.peer_count(rig.consumer) == consumer_peers
+    assert rig.engine(rig.agent)["serviceId"] == sid

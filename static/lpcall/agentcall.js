@@ -75,6 +75,11 @@ export function startAgentCall(opts) {
       end(null);
       return;
     }
+    if (err.code === 'CALL_IN_OTHER_TAB') {  // another workspace tab holds the call and keeps it (issue 5)
+      engine.destroy();
+      end({reason: null, errorId: 'CALL_IN_OTHER_TAB', by: 'agent'});
+      return;
+    }
     const id = ['BROWSER_NOT_SUPPORTED', 'NO_CAMERA_ACCESS'].includes(err.code) ? err.code : 'UNABLE_TO_CONNECT';
     ui.showError(t(`error.${id}`));
     end({reason: 'error', errorId: id, by: 'agent'});
