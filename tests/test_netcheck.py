@@ -206,3 +206,35 @@ def test_result_reaches_the_visitors_conversation_for_the_agent(browser, live_se
         assert text.endswith(" kbit/s)")
     finally:
         ctx.close()
+
+
+def test_too_many_checks_at_once_get_busy_and_finished_checks_free_their_peer(client) -> None:
+    import asyncio
+
+    from aiortc import RTCPeerConnection
+
+    from flask_lpcall.netcheck import MAX_CONCURRENT
+
+    async def offer() -> str:
+        pc = RTCPeerConnection()
+        pc.createDataChannel("netcheck")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    sdp = asyncio.run(offer())
+    ids = []
+    for _ in range(MAX_CONCURRENT):
+        resp = client.post("/lpcall/api/netcheck/offer", json={"offer": {"type": "offer", "sdp": sdp}})
+        assert resp.status_code == 200, resp.get_json()
+        assert "a=setup:active" in resp.get_json()["answer"]["sdp"] or "a=setup:passive" in resp.get_json()["answer"]["sdp"]
+        ids.append(resp.get_json()["checkId"])
+    busy = client.post("/lpcall/api/netcheck/offer", json={"offer": {"type": "offer", "sdp": sdp}})
+    assert busy.status_code == 503 and busy.get_json()["error"]["code"] == "BUSY"
+    for check_id in ids:
+        result = client.post("/lpcall/api/netcheck/result", json={"checkId": check_id, "connected": False}).get_json()
+        assert result["verdict"] == "no_path" and result["path"] == "none"
+    assert client.application.extensions["lpcall"].services["netcheck"].active() == 0
+    again = client.post("/lpcall/api/netcheck/offer", json={"offer": {"type": "offer", "sdp": sdp}})
+    assert again.status_code == 200
