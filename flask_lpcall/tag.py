@@ -46,12 +46,14 @@ def client_config(state: LPCallState) -> dict[str, Any]:
     }
 
 
-def _nonce(state: LPCallState) -> str | None:
+def _nonce(state: LPCallState, gobj: Any = None, req: Request | None = None) -> str | None:
     getter = state.settings["LPCALL_CSP_NONCE"]
     if getter is not None:
         value = getter()
     else:
-        value = g.get("csp_nonce") or getattr(request._get_current_object(), "csp_nonce", None)  # type: ignore[attr-defined]
+        gobj = gobj if gobj is not None else g._get_current_object()  # type: ignore[attr-defined]
+        req = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]
+        value = gobj.get("csp_nonce") or getattr(req, "csp_nonce", None)
     return str(value) if value else None
 
 
@@ -61,9 +63,9 @@ def _build_tag(state: LPCallState, nonce: str | None) -> str:
     return f"<script {MARKER}{nonce_attr}>window.lpCallConfig={config};\n{state.eager_js}</script>"
 
 
-def _tag_bytes(state: LPCallState) -> bytes:
+def _tag_bytes(state: LPCallState, gobj: Any = None, req: Request | None = None) -> bytes:
     """The tag for the current request as UTF-8; built once per app when there is no nonce."""
-    nonce = _nonce(state)
+    nonce = _nonce(state, gobj, req)
     if nonce:
         return _build_tag(state, nonce).encode("utf-8")
     s = state.settings
@@ -93,8 +95,8 @@ def path_matches(path: str, prefix: str) -> bool:
     return path.startswith(prefix if prefix.endswith("/") else prefix + "/")
 
 
-def _is_exempt(state: LPCallState, req: Request) -> bool:
-    if g.get("_lpcall_tagged"):
+def _is_exempt(state: LPCallState, req: Request, gobj: Any) -> bool:
+    if gobj.get("_lpcall_tagged"):
         return True  # placed by hand with lpcall_tag()
     path = req.path
     if path_matches(path, state.url_prefix):
@@ -117,34 +119,46 @@ def _in_frame(req: Request) -> bool:
 
 
 def inject(state: LPCallState, response: Response) -> Response:
-    """``after_request`` hook: add the tag once to a full, buffered text/html document."""
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    """``after_request`` hook: add the tag once to a full, buffered text/html document.
+
+    It runs on every response, so the cheap and most selective checks come first and the
+    request, ``g`` and the headers are each looked up once.
+    """
     status = response.status_code
-    headers = response.headers
     if (
         not state.settings["LPCALL_INJECT_TAG"]
-        or response.mimetype != "text/html"
-        or req.method == "HEAD"
         or status < 200
-        or status in (204, 304)
         or 300 <= status < 400
+        or status in (204, 304)
         or response.is_streamed
         or response.direct_passthrough
-        or headers.getlist("Content-Encoding")  # getlist: a miss raises nothing (`in` builds a KeyError)
-        or _is_exempt(state, req)
+        or response.mimetype != "text/html"
     ):
         return response
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method == "HEAD":
+        return response
+    headers = response.headers
+    has_vary = False
+    for name, _ in headers.to_wsgi_list():  # one pass; `name in headers` raises a KeyError on a miss
+        low = name.lower()
+        if low == "content-encoding":
+            return response  # compressed already: we cannot splice into it
+        has_vary = has_vary or low == "vary"
+    gobj = g._get_current_object()  # type: ignore[attr-defined]
+    if _is_exempt(state, req, gobj):
+        return response
     # Whether the page is tagged depends on where the browser shows it: caches must know.
-    if headers.getlist("Vary"):
+    if has_vary:
         response.vary.add("Sec-Fetch-Dest")
     else:
-        headers["Vary"] = "Sec-Fetch-Dest"
+        headers.add("Vary", "Sec-Fetch-Dest")  # none yet: append, no scan
     if _in_frame(req):
         return response
     body = response.get_data()
     if _MARKER_BYTES in body:
         return response  # tagged already (by the site's template or a second hook)
-    tag = _tag_bytes(state)
+    tag = _tag_bytes(state, gobj, req)
     m = _HEAD_CLOSE.search(body)
     if m:
         pos = m.start()
