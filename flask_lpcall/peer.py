@@ -304,7 +304,7 @@ class Peer:
         for pc in [*self._retiring, self._pc]:
             if pc is not None:
                 with contextlib.suppress(Exception):
-                    await pc.close()
+                    await asyncio.wait_for(pc.close(), 10)
         self._retiring.clear()
         if self._ws is not None:
             with contextlib.suppress(Exception):
@@ -524,13 +524,15 @@ class Peer:
                 self._retiring.append(old)
                 asyncio.get_running_loop().call_later(self.connect_timeout, lambda: self._spawn(self._retire(old)))
             else:
-                await old.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(old.close(), 10)
         self._notify()
 
     async def _retire(self, pc: Any) -> None:
         if pc in self._retiring:
             self._retiring.remove(pc)
-            await pc.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pc.close(), 10)
 
     async def _on_ice_failed(self) -> None:
         self._failed_attempts += 1
