@@ -8,6 +8,7 @@ call (agent, consumer); TTLs are short.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -437,3 +438,28 @@ def test_browser_not_supported_in_an_insecure_context(rig: Any) -> None:
     r.invite("VIDEO_CALL")
     r.consumer.click(".lpcall-invitation .lpcall-accept")
     _assert_session_error(r, "BROWSER_NOT_SUPPORTED")
+
+
+def test_both_sides_renegotiating_at_once_is_no_glare(rig: Any) -> None:
+    """Perfect negotiation: both restart ICE at the same instant, both offers cross; the agent
+    (impolite) ignores the visitor's, the visitor (polite) rolls back and answers; media goes on."""
+    r = rig()
+    r.start("VIDEO_CALL")
+    r.wait_media()
+    ufrag = "window.__lpcallEngines.at(-1).pc.currentRemoteDescription.sdp.match(/a=ice-ufrag:(\\S+)/)[1]"
+    before = {p: p.evaluate(f"() => {ufrag}") for p in (r.agent, r.consumer)}
+    at = int(time.time() * 1000) + 700
+    for page in (r.agent, r.consumer):  # the same wall-clock instant in both pages
+        page.evaluate(f"() => setTimeout(() => window.__lpcallEngines.at(-1).pc.restartIce(), {at} - Date.now())")
+    for page in (r.agent, r.consumer):
+        wait_for(lambda p=page: p.evaluate(f"() => {ufrag}") != before[p], timeout=20, message="ICE restarted")
+        wait_for(lambda p=page: p.evaluate("window.__lpcallEngines.at(-1).pc.signalingState") == "stable", timeout=10)
+    trace = " | ".join(r.agent.evaluate("window.__lpcallEngines.at(-1).trace") + r.consumer.evaluate("window.__lpcallEngines.at(-1).trace"))
+    assert "ignored a colliding offer" in trace or "rolled back for a colliding offer" in trace, trace
+    for page in (r.agent, r.consumer):
+        frames = r.stats(page)["framesDecoded"]
+        wait_for(lambda p=page, f=frames: r.stats(p)["framesDecoded"] > f + 2, timeout=20, message="media after the glare")
+        assert page.evaluate("window.__lpcallEngines.at(-1).pc.connectionState") == "connected"
+    assert r.consumer.evaluate("window.__lpcallEngines.at(-1).closedInfo") is None
+    r.agent.click(".lpcall-call .lpcall-hangup")
+    r.wait_closed_everywhere("system.ended")

@@ -341,6 +341,7 @@ export class CallEngine extends EventTarget {
       const description = frame.description;
       const collision = description.type === 'offer' && (this._makingOffer || pc.signalingState !== 'stable');
       this._ignoreOffer = !this.polite && collision;
+      if (collision && this.polite) this._trace('rolled back for a colliding offer');
       if (this._ignoreOffer) {
         this._trace('ignored a colliding offer');
         return;
