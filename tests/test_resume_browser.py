@@ -240,3 +240,26 @@ def test_lost_and_silent_signaling_sockets_are_replaced_and_the_call_goes_on(rig
     assert not r.events(r.consumer, "cobrowse")  # no sessionResume, no sessionError: the same page throughout
     r.agent.click(".lpcall-call .lpcall-hangup")
     wait_for(lambda: call_keys(r.app) == [], timeout=10, message="empty store")
+
+
+def test_visitor_gone_for_good_ends_the_call_for_the_agent_after_the_grace_period(rig: Any) -> None:
+    r = rig(LPCALL_RECONNECT_GRACE=2, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    sid = r.start("VIDEO_CALL")
+    r.agent.evaluate(STATUS_RECORDER)
+    r.consumer.context.close()  # the visitor closed the browser window
+    r.agent.wait_for_selector(".lpcall-agent-call .lpcall-call[data-status=closed]", timeout=15_000)
+    texts = get_state(r.app).texts
+    assert texts["call.peer_reconnecting"].format(name="Vera") in r.agent.evaluate("window.__statusTexts")
+    wait_for(lambda: call_keys(r.app) == [], timeout=5, message="no call:/presence: keys")
+    assert get_state(r.app).services["calls"].get(sid) is None
+    assert "system.ended" in [e.get("systemKey") for e in _transcript(r)]
+
+
+def _transcript(r: Rig) -> list[dict[str, Any]]:
+    state = get_state(r.app)
+    convs = state.services["conversations"]
+    out: list[dict[str, Any]] = []
+    for key in state.store.keys("conv:"):
+        if key.count(":") == 1:
+            out += convs.events(key.split(":")[1])
+    return out

@@ -124,3 +124,23 @@ def test_a_path_that_stays_blocked_gives_unable_to_connect_after_the_restarts(ri
     except AssertionError:
         raise AssertionError(f"{call_keys(r.app)} {get_state(r.app).store.get('call:' + sid)}\n{diagnose(r)}") from None
     r.agent.wait_for_selector(".lpcall-call[data-status=closed]")
+
+
+UFRAG_JS = """() => { const pcs = (window.__lpcallPeers || []).filter(pc => pc.connectionState !== 'closed');
+  const sdp = pcs.length ? (pcs.at(-1).remoteDescription || {}).sdp || '' : '';
+  const m = /a=ice-ufrag:(\\S+)/.exec(sdp); return m ? m[1] : null; }"""
+
+
+def test_a_network_change_restarts_ice_on_the_same_connection(rig: Any) -> None:
+    r = rig()
+    sid = r.start("VIDEO_CALL")
+    peers = r.peer_count(r.agent), r.peer_count(r.consumer)
+    ufrag = r.agent.evaluate(UFRAG_JS)
+    r.consumer.evaluate("window.dispatchEvent(new Event('online'))")  # what a network switch fires
+    wait_for(lambda: r.agent.evaluate(UFRAG_JS) not in (None, ufrag), timeout=15, message="new ICE credentials from the visitor")
+    assert r.consumer.evaluate("window.__lpcallCallApp.current.engine.recovery.networkRestarts") == 1
+    for page in (r.agent, r.consumer):
+        now = r.newest(page)["framesDecoded"]
+        r.wait_frames(page, above=now + 5)
+    assert (r.peer_count(r.agent), r.peer_count(r.consumer)) == peers  # the same connections
+    assert r.engine(r.consumer)["serviceId"] == sid and not r.events(r.consumer, "cobrowse", "sessionError")

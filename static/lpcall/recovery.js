@@ -26,6 +26,7 @@ export class Recovery {
     this.heartbeatMs = 10000;
     this.iceRestarts = 0;     // total ICE restarts of this call on this page (tests read it)
     this.attempts = 0;        // restarts since ICE was last connected
+    this.networkRestarts = 0; // restarts because the network changed
     this.socketRetries = 0;
     this.lastSeen = Date.now();
     this._beat = null;
@@ -159,6 +160,7 @@ export class Recovery {
     const e = this.engine;
     const pc = e.pc;
     if (!pc || this._stopped || !e.peerPresent || pc.connectionState === 'closed') return;
+    this.networkRestarts += 1;
     try { pc.restartIce(); } catch (err) { /* old browser: the failure path restarts */ }
   }
 
