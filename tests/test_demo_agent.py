@@ -49,7 +49,12 @@ def test_cli_group_has_demo_agent_and_reports_a_bad_login(live_server) -> None:
     server = live_server(app)
     runner = app.test_cli_runner()
     assert "demo-agent" in runner.invoke(lpcall_cli, ["--help"]).output
-    result = runner.invoke(lpcall_cli, ["demo-agent", "--url", server.url, "--password", "nope", "--wait", "2"])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # asyncio.run needs a thread without a running loop (Playwright's)
+        result = pool.submit(
+            runner.invoke, lpcall_cli, ["demo-agent", "--url", server.url, "--password", "nope", "--wait", "2"]
+        ).result(timeout=60)
     assert result.exit_code == 1
     assert "BAD_LOGIN" in result.output
 

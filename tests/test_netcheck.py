@@ -209,8 +209,6 @@ def test_result_reaches_the_visitors_conversation_for_the_agent(browser, live_se
 
 
 def test_too_many_checks_at_once_get_busy_and_finished_checks_free_their_peer(client) -> None:
-    import asyncio
-
     from aiortc import RTCPeerConnection
 
     from flask_lpcall.netcheck import MAX_CONCURRENT
@@ -223,7 +221,11 @@ def test_too_many_checks_at_once_get_busy_and_finished_checks_free_their_peer(cl
         await pc.close()
         return sdp
 
-    sdp = asyncio.run(offer())
+    from flask_lpcall.aioloop import BackgroundLoop
+
+    loop = BackgroundLoop("test-netcheck-offer")  # the sync Playwright API may own this thread's loop
+    sdp = loop.run(offer(), timeout=20)
+    loop.stop()
     ids = []
     for _ in range(MAX_CONCURRENT):
         resp = client.post("/lpcall/api/netcheck/offer", json={"offer": {"type": "offer", "sdp": sdp}})
