@@ -24,7 +24,10 @@ from simple_websocket import ConnectionClosed
 from .callmanager import CallManager, channel, other
 from .errors import LPCallError, NotAllowedError
 from .extension import get_state
-from .framesocket import close_and_wait
+from .framesocket import (
+    close_and_wait,
+    origin_allowed,  # the same rule as the other sockets (PROTOCOL §1)
+)
 from .presence import TAB_CONFLICT
 from .schemas import validate_signal_frame
 
@@ -33,14 +36,6 @@ logger = logging.getLogger(__name__)
 _sock = Sock()
 _STOP = object()
 CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
-
-
-def origin_allowed(origin: str | None, host_url: str, allowed: list[str]) -> bool:
-    """The request's own origin or one of ``LPCALL_ALLOWED_ORIGINS`` (no Origin: not a browser, allowed)."""
-    if not origin:
-        return True
-    own = host_url.rstrip("/")
-    return origin == own or origin in allowed
 
 
 class CallSocket:
@@ -207,7 +202,7 @@ def register(bp: Blueprint) -> None:
     @_sock.route("/ws/call", bp=bp)
     def call_socket(ws: Any) -> None:
         state = get_state()
-        if not origin_allowed(request.headers.get("Origin"), request.host_url, state.settings["LPCALL_ALLOWED_ORIGINS"]):
+        if not origin_allowed(request.headers.get("Origin"), request.host, state.settings["LPCALL_ALLOWED_ORIGINS"]):
             ws.close(1008, "origin not allowed")
             return
         manager: CallManager = state.services["calls"]
