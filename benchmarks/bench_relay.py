@@ -199,7 +199,7 @@ async def open_lpcall(server: Server, pairs: int) -> list[tuple[Side, Side]]:
         sides = []
         for role, token in zip(("agent", "consumer"), server.tokens[i], strict=True):
             ws = await connect(f"ws://127.0.0.1:{server.port}/lpcall/ws/call?token={quote(token)}", compression=None,
-                               open_timeout=60, max_queue=64, close_timeout=2)
+                               open_timeout=60, max_queue=64, close_timeout=2, ping_interval=None)
             joined = json.loads(await ws.recv())
             assert joined["type"] == "joined", joined
             sides.append(Side(ws, i, role, _dumps, _plain_decode))
@@ -212,7 +212,7 @@ async def open_ws(server: Server, pairs: int) -> list[tuple[Side, Side]]:
     async def one(i: int) -> tuple[Side, Side]:
         sides = []
         for role in ("agent", "consumer"):
-            ws = await connect(f"ws://127.0.0.1:{server.port}/?pair={i}&role={role}", compression=None, open_timeout=60,
+            ws = await connect(f"ws://127.0.0.1:{server.port}/?pair={i}&role={role}", compression=None, open_timeout=60, ping_interval=None,
                                close_timeout=2)
             sides.append(Side(ws, i, role, _dumps, _plain_decode))
         return sides[0], sides[1]
@@ -231,7 +231,7 @@ async def open_socketio(server: Server, pairs: int) -> list[tuple[Side, Side]]:
         sides = []
         for role in ("agent", "consumer"):
             ws = await connect(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", compression=None,
-                               open_timeout=60, close_timeout=2)
+                               open_timeout=60, close_timeout=2, ping_interval=None)
             opened = await ws.recv()
             assert str(opened).startswith("0"), opened
             await ws.send("40")

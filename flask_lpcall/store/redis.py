@@ -101,7 +101,8 @@ class RedisStore(Store):
         self,
         url: str,
         *,
-        max_connections: int = 64,
+        max_connections: int = 200,
+        pool_timeout: float = 20.0,
         socket_timeout: float = 5.0,
         connect_timeout: float = 2.0,
     ) -> None:
@@ -116,7 +117,7 @@ class RedisStore(Store):
         }
         try:
             self._pool = redis.BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=socket_timeout, socket_timeout=socket_timeout, **common
+                url, max_connections=max_connections, timeout=pool_timeout, socket_timeout=socket_timeout, **common
             )
             # The pub/sub connection blocks in reads for as long as it is idle.
             self._bus_pool = redis.ConnectionPool.from_url(url, socket_timeout=None, health_check_interval=0, **common)
@@ -145,6 +146,12 @@ class RedisStore(Store):
 
     # -- errors ------------------------------------------------------------------
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        if "No connection available" in str(exc):  # the pool, not Redis: every connection busy for pool_timeout
+            return StoreUnavailableError(
+                f"the Redis store at {self._where} is overloaded: all {self._pool.max_connections} connections of "
+                "this worker stayed busy; retry, or give the worker fewer sockets or Redis more capacity",
+                code="STORE_UNAVAILABLE",
+            )
         return StoreUnavailableError(
             f"the Redis store at {self._where} is unavailable ({exc.__class__.__name__}: {exc}); "
             "calls and messaging resume when it is reachable again",
