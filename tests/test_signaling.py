@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -95,6 +96,9 @@ def test_invite_accept_hangup_notifies_writes_transcript_and_empties_store(app: 
         "metaData": {"sessionState": "CLOSED"},
     }
     assert system_keys(app, setup.conv_id)[-3:] == ["system.invited", "system.accepted", "system.ended"]
+    texts = [e["event"]["message"] for e in convs.events(setup.conv_id) if e.get("role") == "SYSTEM"]
+    assert texts[-3:-1] == ["Bob sent a video call invitation", "The video call invitation was accepted"]
+    assert re.fullmatch(r"The video call ended after \d+:\d\d", texts[-1]), texts[-1]
     assert [n for n, _ in got] == ["invited", "accepted", "ended"]
     assert got[-1][1]["closeReason"] == "hangup_agent" and got[-1][1]["endedBy"] == "agent"
     assert call_keys(app) == []
@@ -289,3 +293,9 @@ def test_expiry_and_grace_close_the_call_for_the_sockets(live_server: Any) -> No
     closed = agent.next("closed", timeout=10)
     assert closed["reason"] == "consumer_disconnected"
     wait_for(lambda: call_keys(app) == [], timeout=5)
+
+
+def test_durations_in_system_messages() -> None:
+    from flask_lpcall.callmanager import format_duration
+
+    assert [format_duration(n) for n in (0, 5, 65, 600, 3599, 3600, 3725)] == ["0:00", "0:05", "1:05", "10:00", "59:59", "1:00:00", "1:02:05"]
