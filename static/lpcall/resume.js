@@ -108,6 +108,7 @@ export function prefetchResume(base) {
     return {err};
   }, (err) => ({err}));
   early = {serviceId: stored.serviceId, token: id.token, answer, claim: claimTab(stored.serviceId)};
+  import('./callapp.js').catch(() => {});  // warm the call app's module graph meanwhile
   return early;
 }
 
