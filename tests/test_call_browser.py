@@ -174,11 +174,14 @@ def consumer_state(page: Any) -> dict[str, Any]:
     )
 
 
-def test_video_call_decodes_frames_on_both_sides_and_agent_hangs_up(rig: Any) -> None:
+def test_video_call_decodes_frames_on_both_sides_and_agent_hangs_up(rig: Any, artifacts_dir: Path) -> None:
     r = rig()
     r.start("VIDEO_CALL")
     r.wait_media(video=True)
     consumer = r.consumer
+    consumer.wait_for_selector(".lp_cobrowse_callscreen_container > .lpcall-call")
+    consumer.screenshot(path=str(artifacts_dir / "call-video-consumer.png"))
+    r.agent.screenshot(path=str(artifacts_dir / "call-video-agent.png"))
     # the container's loading indicator is replaced by the call UI once connected
     consumer.wait_for_selector(".lp_cobrowse_callscreen_container > .lpcall-call.lpcall-video")
     assert consumer.locator(".lp_cobrowse_callscreen_container .lpcall-loading").count() == 0
@@ -245,10 +248,12 @@ def test_malformed_signaling_frames_get_an_error_and_media_keeps_flowing(rig: An
     r.wait_closed_everywhere("system.ended")
 
 
-def test_voice_call_has_audio_both_ways_and_no_video_then_consumer_hangs_up(rig: Any) -> None:
+def test_voice_call_has_audio_both_ways_and_no_video_then_consumer_hangs_up(rig: Any, artifacts_dir: Path) -> None:
     r = rig()
     r.start("VOICE_CALL")
     r.wait_media(video=False)
+    r.consumer.wait_for_selector(".lp_cobrowse_callscreen_container > .lpcall-call")
+    r.consumer.screenshot(path=str(artifacts_dir / "call-voice-consumer.png"))
     for page in (r.agent, r.consumer):
         s = r.stats(page)
         assert s["videoTracks"] == 0 and s["framesDecoded"] == 0
