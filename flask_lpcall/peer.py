@@ -519,8 +519,14 @@ class Peer:
         self._pc = pc
         if old is not None:
             if old.connectionState == "connected":
-                # make before break: the old connection keeps media (and the other side's DTLS
-                # association) alive until the new one is connected or the connect timeout passes
+                # make before break: the old connection keeps the other side's DTLS association
+                # alive until the new one is connected or the connect timeout passes. It stops
+                # sending: two encoders must never share the relay's frames (PyAV is not safe there).
+                for sender in old.getSenders():
+                    track = sender.track
+                    if track is not None:
+                        sender.replaceTrack(None)
+                        track.stop()
                 self._retiring.append(old)
                 asyncio.get_running_loop().call_later(self.connect_timeout, lambda: self._spawn(self._retire(old)))
             else:
