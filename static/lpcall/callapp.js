@@ -101,8 +101,13 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
   }
 
   function finish(call, info) {
-    if (call.finished) return;
+    if (call.finished) {
+      // the container appeared only after the end: show the outcome there
+      if (!call.attached && call.container && call.endMessage) showMessage(call.container, call.endMessage[0], call.endMessage[1]);
+      return;
+    }
     call.finished = true;
+    call.closedInfo = info;
     if (current === call) current = null;
     writeStored(null);
     holdCall(null);
@@ -117,7 +122,8 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       call.ui.showEnded();
       if (msg || call.errorMsg) call.ui.showError(msg || call.errorMsg);
     }
-    if (!call.attached) showMessage(call.container, msg || call.errorMsg || t('call.ended'), msg || call.errorMsg ? 'lpcall-call-error' : 'lpcall-call-ended');
+    call.endMessage = [msg || call.errorMsg || t('call.ended'), msg || call.errorMsg ? 'lpcall-call-error' : 'lpcall-call-ended'];
+    if (!call.attached) showMessage(call.container, ...call.endMessage);
   }
 
   async function run(join, payload, {resumed = false, media = null} = {}) {
@@ -143,12 +149,22 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     holdCall(join.serviceId);
     call.engine = engine;
     call.ui = mountCallUI({engine, mode: join.mode, peerName: join.agentName || '', texts: config.texts || {}, role: 'consumer'});
-    call.container = await waitForContainer();
     const attach = () => {
       if (call.attached || call.finished || !call.container) return;
       call.attached = true;
       call.container.replaceChildren(call.ui.root);  // the loading indicator goes now
     };
+    // the page creates the container at the latest right after accepting: connect meanwhile
+    const found = document.querySelector(CONTAINER);
+    if (found) call.container = found;
+    else {
+      waitForContainer().then((c) => {
+        call.container = c;
+        if (!c) return log('no .lp_cobrowse_callscreen_container on this page');
+        if (call.finished) finish(call, call.closedInfo || {});
+        else if (engine.connectedOnce) attach();
+      });
+    }
     engine.addEventListener('connected', (e) => {
       attach();
       if (e.detail.first && !call.connectedAt) {
