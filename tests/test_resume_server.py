@@ -233,3 +233,35 @@ def test_presence_grace_and_tabs_work_across_workers_sharing_redis(live_server: 
     wait_for(lambda: calls_b.get(sid) is None, timeout=15, message="B swept the call of the dead worker")
     assert call_keys(b) == []
     calls_b.stop()
+
+
+def test_a_silent_client_socket_is_detected_by_heartbeats_and_counts_as_gone(live_server: Any) -> None:
+    """A visitor whose network died: its socket neither closes nor answers the server's WebSocket pings."""
+    import base64
+    import os
+    import socket
+
+    app = make_app(LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    server = live_server(app)
+    calls, _ = services(app)
+    _, a_info, c_info = _call(app)
+    sid = a_info["serviceId"]
+    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
+    agent.next("joined")
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)  # a bare socket: answers no ping
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        (f"GET /lpcall/ws/call?token={quote(c_info['token'])}&tab=t HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    )
+    assert b"101" in raw.recv(1024).split(b"\r\n")[0]
+    agent.next("peer-joined")
+    assert calls.is_present(sid, "consumer")
+    t0 = time.monotonic()
+    left = agent.next("peer-left", timeout=10)  # two missed pongs: the server drops the socket
+    assert left["role"] == "consumer" and time.monotonic() - t0 < 5
+    closed = agent.next("closed", timeout=10)  # and the grace period ends the call
+    assert closed["reason"] == "consumer_disconnected"
+    raw.close()
+    agent.close()
+    wait_for(lambda: call_keys(app) == [], timeout=5, message="empty store")
