@@ -399,8 +399,8 @@ def test_chromium_and_python_peer_decode_each_others_frames(browser, live_server
         # Python peer answers from a fresh connection and media flows again
         old_pc = peer._pc
         page.evaluate("window.__engine.pc.restartIce()")
-        aio.run(peer._wait(lambda: peer._pc is not old_pc and peer.connection_state == "connected", 30,
-                           "the answer to the browser's restart"), timeout=40)
+        aio.run(peer._wait(lambda: peer._pc is not old_pc and peer.connection_state == "connected", 60,
+                           "the answer to the browser's restart"), timeout=70)
         aio.run(peer.wait_media(video_frames=peer.video_frames + 10, timeout=60), timeout=70)
         decoded = page.evaluate(INBOUND_STATS_JS)["framesDecoded"]
         wait_for(lambda: page.evaluate(INBOUND_STATS_JS)["framesDecoded"] > decoded + 10, timeout=30,
