@@ -398,18 +398,29 @@ def test_browser_not_supported_without_rtcpeerconnection(rig: Any) -> None:
     _assert_session_error(r, "BROWSER_NOT_SUPPORTED")
 
 
-def test_custom_integration_page_completes_a_call(rig: Any) -> None:
-    """example_site /custom: Messaging-Window socket + documented lpTag.events only, no built-in window."""
+# Delays the page's insertion of its call container by 3 s: it appears after cobrowseAccepted.
+LATE_CONTAINER_JS = """() => { const area = document.getElementById('custom-call-area'), append = area.append.bind(area);
+  area.append = (...nodes) => setTimeout(() => append(...nodes), 3000); }"""
+
+
+@pytest.mark.parametrize("late_container", [False, True], ids=["container-first", "container-after-accept"])
+def test_custom_integration_page_completes_a_call(rig: Any, late_container: bool) -> None:
+    """example_site /custom: Messaging-Window socket + documented lpTag.events only, no built-in window.
+    Variant: the page creates the container only after publishing cobrowseAccepted ("at the latest")."""
     r = rig(LPCALL_ENGAGEMENT_WINDOW=False)
     r.open_agent()
     page = r.consumer = r.page()
     page.goto(f"{r.server.url}/custom")
+    if late_container:
+        page.evaluate(LATE_CONTAINER_JS)
     page.fill("#custom-name", "Vera")
     page.click("#custom-start [type=submit]")
     r.invite("VIDEO_CALL")
     page.wait_for_selector("#custom-invite:not([hidden])")
     assert "video call" in page.inner_text("#custom-invite-text")
     page.click("#custom-accept")
+    if late_container:
+        assert page.locator(".lp_cobrowse_callscreen_container").count() == 0  # not there yet
     r.wait_media(video=True)
     page.wait_for_selector(".lp_cobrowse_callscreen_container > .lpcall-call.lpcall-video")
     assert page.locator(".custom-loading").count() == 0  # the page's loading indicator was replaced
