@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from flask import Flask, Response, g, make_response, render_template_string, req
 
 from flask_lpcall import LPCall, exempt
 from flask_lpcall.tag import MARKER, eager_script_source, path_matches
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DOC = "<!doctype html><html><head><title>t</title></head><body><p>hello</p></body></html>"
 TAG_RE = re.compile(r"<script data-lpcall-tag(?: nonce=\"([^\"]*)\")?>window\.lpCallConfig=(\{.*?\});\n", re.DOTALL)
@@ -292,4 +295,13 @@ def test_the_tag_is_served_as_a_file_too(client: Any) -> None:
     resp = client.get("/lpcall/static/lptag.js")
     assert resp.status_code == 200
     assert resp.headers["Content-Type"].startswith("text/javascript")
-    assert resp.get_data(as_text=True) == eager_script_source()
+    assert resp.get_data(as_text=True) == (ROOT / "static" / "lptag.js").read_text(encoding="utf-8")
+
+
+def test_inlined_source_is_the_file_without_comment_lines_and_indentation() -> None:
+    original = (ROOT / "static" / "lptag.js").read_text(encoding="utf-8")
+    inlined = eager_script_source()
+    code_lines = [line.strip() for line in original.splitlines() if line.strip() and not line.strip().startswith("//")]
+    code_lines = code_lines[code_lines.index("(function (w) {"):]  # after the header comment
+    assert [line for line in inlined.splitlines() if line] == code_lines  # same code, same order, same lines
+    assert len(inlined) < 0.85 * len(original)
