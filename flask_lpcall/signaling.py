@@ -95,6 +95,8 @@ class CallSocket:
                 raise NotAllowedError("the call has ended", code="CALL_ENDED", field="token")
             if session.uid_of(role) != uid:
                 raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+            if role == "consumer" and session.state == "INVITED":  # no media before the Accept
+                raise NotAllowedError("the invitation has not been accepted", code="NOT_ACCEPTED", field="token")
         except LPCallError as exc:
             self.error(exc.code, str(exc), exc.field)
             self.ws.close(1008, exc.code)

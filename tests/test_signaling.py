@@ -299,3 +299,16 @@ def test_durations_in_system_messages() -> None:
     from flask_lpcall.callmanager import format_duration
 
     assert [format_duration(n) for n in (0, 5, 65, 600, 3599, 3600, 3725)] == ["0:00", "0:05", "1:05", "10:00", "59:59", "1:00:00", "1:02:05"]
+
+
+def test_the_consumer_cannot_join_before_accepting(app: Any, live_server: Any) -> None:
+    server = live_server(app)
+    calls, _ = services(app)
+    setup = conversation(app)
+    info = calls.invite(BOB, setup.conv_id, "VIDEO_CALL")
+    session = calls.get(info["serviceId"])
+    early = Peer(server.ws_url, calls.token_for(session, "consumer"))  # a token, but no Accept yet
+    assert early.next("error")["code"] == "NOT_ACCEPTED"
+    _assert_closed_1008(early)
+    calls.accept(setup.consumer_id, cobrowse_payload(info))
+    assert Peer(server.ws_url, calls.token_for(session, "consumer")).next("joined")["sessionState"] == "ACCEPTED"
