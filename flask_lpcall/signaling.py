@@ -161,7 +161,7 @@ class CallSocket:
                 next_beat = time.monotonic() + beat_every
                 if not manager.heartbeat(sid, role, self.conn_id):
                     logger.debug("call %s: %s socket replaced by a newer one", sid, role)
-                    self.ws.close(1000, "replaced")
+                    close_and_wait(self.ws, 1000, "replaced")  # the browser must see the reason
                     return
             if raw is None:
                 continue

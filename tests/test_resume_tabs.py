@@ -102,3 +102,32 @@ def test_a_second_workspace_tab_of_the_agent_shows_the_call_is_elsewhere(rig: Ri
     _call_undisturbed(rig, agent_peers)
     assert rig.peer_count(rig.consumer) == consumer_peers
     assert rig.engine(rig.agent)["serviceId"] == sid
+
+
+def test_a_duplicated_workspace_tab_takes_the_call_and_the_old_one_lets_go(browser: Any, live_server: Any) -> None:
+    """The agent duplicates the workspace tab (same tab id in the copied sessionStorage): the newer
+    socket takes the role, the older tab is told the call is open in another tab and does not fight back."""
+    r = Rig(browser, live_server, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    try:
+        sid = r.start("VIDEO_CALL")
+        copied = r.agent.evaluate("JSON.stringify(Object.fromEntries(Object.entries(sessionStorage)))")
+        old = r.agent
+        dup = old.context.new_page()
+        dup.add_init_script(f"for (const [k, v] of Object.entries({copied})) sessionStorage.setItem(k, v);")
+        consumer_peers = r.peer_count(r.consumer)
+        dup.goto(f"{r.server.url}/lpcall/agent/")
+        old.wait_for_selector(".lpcall-agent-call .lpcall-call[data-status=closed]", state="attached", timeout=15_000)
+        texts = get_state(r.app).texts
+        assert old.inner_text(".lpcall-agent-call .lpcall-call-error") == texts["error.CALL_IN_OTHER_TAB"]
+        r.agent = dup
+        r.wait_frames(dup)
+        r.wait_frames(r.consumer, min_index=consumer_peers)
+        # settled: no tug of war (no further rejoin) while the media keeps flowing
+        settled = r.peer_count(r.consumer)
+        now = r.newest(r.consumer)["framesDecoded"]
+        r.wait_frames(r.consumer, above=now + 20, min_index=settled - 1)
+        assert r.peer_count(r.consumer) == settled
+        assert r.engine(dup)["serviceId"] == sid and r.engine(dup)["status"] == "connected"
+        assert not r.events(r.consumer, "cobrowse", "sessionError")
+    finally:
+        r.close()

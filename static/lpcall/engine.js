@@ -174,11 +174,11 @@ export class CallEngine extends EventTarget {
         }
         this._onFrame(frame);
       };
-      ws.onclose = () => {
+      ws.onclose = (ev) => {
         const current = this.ws === ws;  // not a socket already replaced
         if (current) this.ws = null;
         if (!joined) reject(new CallError('SIGNALING_FAILED', 'the signaling socket closed'));
-        else if (current && !this.closedInfo && !this._destroyed) this._onSocketLost();
+        else if (current && !this.closedInfo && !this._destroyed) this._onSocketLost(ev);
       };
     });
   }
@@ -253,8 +253,8 @@ export class CallEngine extends EventTarget {
     this._emit('remotestate', {...this.remoteState});
   }
 
-  _onSocketLost() {
-    this.recovery.socketLost();  // reopen with backoff and a fresh token (recovery.js)
+  _onSocketLost(ev) {
+    this.recovery.socketLost(ev);  // reopen with backoff and a fresh token (recovery.js)
   }
 
   _onClosed(frame) {

@@ -96,9 +96,15 @@ export class Recovery {
     }, this.heartbeatMs);
   }
 
-  async socketLost() {
+  async socketLost(ev) {
     const e = this.engine;
     if (this._stopped || e.closedInfo || e._destroyed || this._reconnecting) return;
+    if (ev && ev.reason === 'replaced') {
+      // a newer socket of this very tab id took the role: a duplicated tab; it keeps the call,
+      // this one stops (reconnecting would take it back and start a tug of war)
+      e._onClosed({type: 'closed', reason: null, errorId: 'CALL_IN_OTHER_TAB', local: true});
+      return;
+    }
     this._reconnecting = true;
     clearInterval(this._beat);
     e._setStatus('reconnecting');
