@@ -109,8 +109,9 @@ class _Check:
 class NetcheckResponder:
     """Creates and answers server-side aiortc peers, one per check, all on one loop."""
 
-    def __init__(self, settings: dict[str, Any], loop: BackgroundLoop | None = None) -> None:
+    def __init__(self, settings: dict[str, Any], store: Any = None, loop: BackgroundLoop | None = None) -> None:
         self.settings = settings
+        self.store = store  # shares each check's measurements with the other workers (the result may land there)
         self.loop = loop or BackgroundLoop("lpcall-netcheck")
         self._checks: dict[str, _Check] = {}
         self._lock = threading.Lock()
@@ -135,13 +136,29 @@ class NetcheckResponder:
         return check_id, answer
 
     def finish(self, check_id: str) -> _Check:
-        """The server's own measurements of a check; closes its peer."""
+        """The server's own measurements of a check (from any worker); closes its peer if it is here."""
         with self._lock:
             check = self._checks.get(check_id)
         if check is None:
-            raise NotFoundError("unknown or expired check", code="NOT_FOUND", field="checkId")
-        self.close(check_id)
+            doc = self.store.get(_key(check_id)) if self.store is not None else None
+            if not isinstance(doc, dict):
+                raise NotFoundError("unknown or expired check", code="NOT_FOUND", field="checkId")
+            check = _Check(id=check_id, pc=None, connected=bool(doc.get("connected")), remote_type=doc.get("remoteType"),
+                           up_kbps=doc.get("upKbps"), closed=True)
+        else:
+            self.close(check_id)
+        if self.store is not None:
+            self.store.delete(_key(check_id))
         return check
+
+    def _save(self, check: _Check) -> None:
+        if self.store is None:
+            return
+        try:
+            doc = {"connected": check.connected, "remoteType": check.remote_type, "upKbps": check.up_kbps}
+            self.store.set(_key(check.id), doc, ttl=CHECK_LIFETIME + 60)
+        except LPCallError as exc:  # the store is down: this worker still knows the check
+            logger.warning("network check %s: cannot share its state: %s", check.id, exc)
 
     def close(self, check_id: str) -> None:
         with self._lock:
@@ -171,16 +188,19 @@ class NetcheckResponder:
         def on_datachannel(channel: Any) -> None:
             check.connected = True
             check.remote_type = _remote_candidate_type(pc)
+            self._save(check)
             self._serve(check, channel)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
                 check.closed = True
+                asyncio.ensure_future(self._expire(check_id))  # the browser is gone: free the peer now
 
         asyncio.get_running_loop().call_later(CHECK_LIFETIME, lambda: asyncio.ensure_future(self._expire(check_id)))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type=offer["type"]))
         await pc.setLocalDescription(await pc.createAnswer())
+        self._save(check)
         return {"type": pc.localDescription.type, "sdp": pc.localDescription.sdp}
 
     async def _expire(self, check_id: str) -> None:
@@ -211,10 +231,15 @@ class NetcheckResponder:
             elif kind == "up" and msg.get("phase") == "end":
                 ms = ((check.up_last or now) - (check.up_first or now)) * 1000
                 check.up_kbps = check.up_bytes * 8 / ms if ms > 0 else None
+                self._save(check)
                 channel.send(json.dumps({"t": "up-result", "bytes": check.up_bytes, "ms": ms, "kbps": check.up_kbps}))
             elif kind == "down":
                 duration = min(max(float(msg.get("ms") or PROBE_MS), 100.0), 5000.0) / 1000
                 asyncio.ensure_future(_send_for(channel, duration))
+
+
+def _key(check_id: str) -> str:
+    return f"netcheck:{check_id}"
 
 
 async def _send_for(channel: Any, duration: float) -> None:
@@ -284,7 +309,7 @@ def _json_body() -> Any:
 
 
 def init_state(app: Flask, state: Any) -> None:
-    state.services["netcheck"] = NetcheckResponder(state.settings)
+    state.services["netcheck"] = NetcheckResponder(state.settings, state.store)
 
 
 def _responder() -> NetcheckResponder:
