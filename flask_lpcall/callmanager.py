@@ -144,6 +144,7 @@ class CallManager:
             "visitorName": session.visitor_name,
             "sessionState": session.state,
             "expires": session.expires,
+            "connectedTs": session.connected_ts,  # a resumed call's timer goes on from here (issue 5)
         }
 
     # -- transitions ------------------------------------------------------------------

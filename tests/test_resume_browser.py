@@ -77,6 +77,7 @@ def test_ten_reloads_resume_the_same_call_with_media_and_the_visitors_mute_state
             r.agent.wait_for_selector(".lpcall-call .lpcall-remote-muted:not([hidden])", state="attached")
             r.consumer.click(".lpcall-call .lpcall-mute")
             r.agent.wait_for_selector(".lpcall-call .lpcall-remote-muted[hidden]", state="attached")
+    assert _timer_seconds(r.consumer) >= 3  # the visitor's call timer goes on across reloads
     # the agent was told, in words, and kept the call without doing anything
     texts = get_state(r.app).texts
     assert texts["call.peer_reconnecting"].format(name="Vera") in r.agent.evaluate("window.__statusTexts")
@@ -113,6 +114,14 @@ def test_navigation_to_another_page_resumes_the_call(rig: Any) -> None:
     assert r.stored_call(r.consumer) is None
 
 
+def _timer_seconds(page: Any) -> int:
+    text = page.evaluate("(document.querySelector('.lpcall-call .lpcall-timer') || {}).textContent || '0:00'")
+    seconds = 0
+    for part in text.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
 def test_agent_reload_gets_the_call_back(rig: Any) -> None:
     r = rig()
     sid = r.start("VIDEO_CALL")
@@ -120,8 +129,10 @@ def test_agent_reload_gets_the_call_back(rig: Any) -> None:
     r.consumer.wait_for_selector(".lpcall-call .lpcall-remote-muted:not([hidden])")
     r.consumer.evaluate(STATUS_RECORDER)
     consumer_before = r.peer_count(r.consumer)
+    wait_for(lambda: _timer_seconds(r.agent) >= 3, timeout=10, message="three seconds of call")
     r.agent.reload()
     r.agent.wait_for_selector(".lpcall-agent-call .lpcall-call.lpcall-video")
+    wait_for(lambda: _timer_seconds(r.agent) >= 3, timeout=10, message="the timer goes on after the reload")
     r.wait_frames(r.agent)
     r.wait_frames(r.consumer, min_index=consumer_before)
     now = r.newest(r.consumer)["framesDecoded"]

@@ -51,6 +51,7 @@ export function startAgentCall(opts) {
     }
     return info;
   };
+  if (info.connectedTs) engine.startedAt = info.connectedTs;  // after a reload the timer goes on (issue 5)
   const ui = mountCallUI({engine, mode, peerName, texts, role: 'agent', onHangup: hangup});
   container.replaceChildren(ui.root);
   let ended = false;

@@ -147,6 +147,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       media,
     });
     holdCall(join.serviceId);
+    if (resumed && join.connectedTs) engine.startedAt = join.connectedTs;  // the timer goes on
     call.engine = engine;
     call.ui = mountCallUI({engine, mode: join.mode, peerName: join.agentName || '', texts: config.texts || {}, role: 'consumer'});
     const attach = () => {

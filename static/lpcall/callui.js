@@ -122,7 +122,7 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
   }
   function startTimer() {
     if (timerStart !== null) return;
-    timerStart = Date.now();
+    timerStart = Math.min(Date.now(), Number(engine.startedAt) || Date.now());  // resumed: since the call connected
     tick = setInterval(() => { timer.textContent = formatDuration((Date.now() - timerStart) / 1000); }, 500);
   }
 
