@@ -266,9 +266,8 @@ class DemoAgent:
             logger.info("demo call in %s ended: %s", conv_id, closed.get("reason"))
         except PeerError as exc:
             logger.info("demo call in %s ended: %s (%s)", conv_id, exc, exc.code)
-            if not isinstance(exc, asyncio.CancelledError):
-                with contextlib.suppress(PeerError):
-                    await peer.hangup()
+            with contextlib.suppress(PeerError):
+                await peer.hangup()  # e.g. the visitor never answered: end the call for both
         finally:
             await peer.close()
             self.calls.pop(conv_id, None)
