@@ -240,3 +240,13 @@ def test_too_many_checks_at_once_get_busy_and_finished_checks_free_their_peer(cl
     assert client.application.extensions["lpcall"].services["netcheck"].active() == 0
     again = client.post("/lpcall/api/netcheck/offer", json={"offer": {"type": "offer", "sdp": sdp}})
     assert again.status_code == 200
+
+
+def test_page_and_texts_follow_the_locale() -> None:
+    client = create_app(TESTING=True, LPCALL_LOCALE="de", LPCALL_REPORT_DB=":memory:").test_client()
+    html = client.get("/lpcall/netcheck").get_data(as_text=True)
+    assert '<html lang="de">' in html
+    assert "<title>Verbindung für Anrufe prüfen</title>" in html
+    texts = client.get("/lpcall/api/netcheck/config").get_json()["texts"]
+    assert texts["netcheck.start"] == "Prüfung starten"
+    assert texts["netcheck.verdict.no_path"].startswith("Aus diesem Netz kann kein Anruf verbunden werden")
