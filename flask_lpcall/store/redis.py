@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 #: How long ``subscribe`` waits for Redis to confirm a new channel subscription.
-SUBSCRIBE_TIMEOUT = 5.0
+SUBSCRIBE_TIMEOUT = 30.0  # generous: under heavy load the listener may be slow to see the confirmation
 #: How many optimistic retries ``update`` makes under contention before giving up.
 UPDATE_ATTEMPTS = 200
 
