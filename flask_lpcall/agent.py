@@ -38,6 +38,9 @@ MODE_RULES: dict[str, tuple[str, str]] = {
     "VIDEO_CALL": (PERM_VIDEO, "LPCALL_VIDEO_ENABLED"),
 }
 
+#: systemKey of the transcript event that asks the consumer to run the network check (PROTOCOL §3).
+NETCHECK_REQUEST_KEY = "system.netcheck_request"
+
 SESSION_AGENT = "lpcall_agent"
 SESSION_CSRF = "lpcall_csrf"
 
@@ -155,6 +158,7 @@ class AgentConnection:
             "call.Invite": self.call_invite,
             "call.Cancel": self.call_cancel,
             "call.Active": self.call_active,
+            "netcheck.Request": self.netcheck_request,
             "ping": self.ping,
         }
 
@@ -306,6 +310,25 @@ class AgentConnection:
     def call_active(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         calls = self.state.services.get("calls")
         return {"calls": calls.active_for_agent(self.agent.id) if calls is not None else []}
+
+    def netcheck_request(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """Ask the consumer to run the pre-call network check (PROTOCOL §4).
+
+        Posts a SYSTEM message with ``systemKey`` :data:`NETCHECK_REQUEST_KEY`; the engagement window
+        renders it with a "Check my network" button, and the result comes back as ``system.netcheck``.
+        """
+        from .framesocket import NotImplementedYetError
+
+        doc = self._mine(body["conversationId"])
+        if doc.get("state") != "OPEN":
+            raise InvalidStateError("body.conversationId: the conversation is closed", field="body.conversationId")
+        if self.state.services.get("netcheck") is None:
+            raise NotImplementedYetError("the network check is not available on this server")
+        event = self.service.add_system_message(doc["convId"], NETCHECK_REQUEST_KEY, agent=self.agent.name)
+        if event is None:
+            raise NotFoundError("body.conversationId: unknown conversation", field="body.conversationId")
+        logger.info("agent %s asked conversation %s for a network check", self.agent.id, doc["convId"])
+        return {"conversationId": doc["convId"], "sequence": event["sequence"], "systemKey": NETCHECK_REQUEST_KEY}
 
     def ping(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         return {}

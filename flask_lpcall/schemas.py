@@ -254,6 +254,12 @@ class AgentEmptySchema(_AgentStrict):
     pass
 
 
+class NetcheckRequestSchema(_AgentStrict):
+    """``netcheck.Request``: ask the conversation's consumer to run the pre-call network check."""
+
+    conversationId = fields.String(required=True, validate=_id_len)
+
+
 #: agent socket request type -> body schema.
 AGENT_REQUESTS: dict[str, type[Schema]] = {
     "agent.Subscribe": AgentSubscribeSchema,
@@ -265,6 +271,7 @@ AGENT_REQUESTS: dict[str, type[Schema]] = {
     "call.Invite": CallInviteSchema,
     "call.Cancel": CallCancelSchema,
     "call.Active": AgentEmptySchema,
+    "netcheck.Request": NetcheckRequestSchema,
     "ping": AgentEmptySchema,
 }
 

@@ -18,6 +18,7 @@ const main = $('.lpcall-chat-main');
 const chatTitle = $('.lpcall-chat-title');
 const takeBtn = $('.lpcall-take');
 const closeBtn = $('.lpcall-close-conv');
+const netcheckBtn = $('.lpcall-netcheck-request');
 const callButtons = [...document.querySelectorAll('.lpcall-call-btn')];
 const reason = $('.lpcall-call-reason');
 const chatError = $('.lpcall-chat-error');
@@ -98,6 +99,7 @@ function renderHead() {
   const mine = c.agentId === me.id;
   takeBtn.hidden = mine;
   closeBtn.hidden = !mine;
+  netcheckBtn.hidden = !mine;
   composer.hidden = !mine;
   const cobrowse = (c.features || []).includes('CO_BROWSE');
   const busy = Boolean(c.call) || Boolean(activeCall);
@@ -208,6 +210,20 @@ async function invite(mode) {
 
 for (const b of callButtons) b.addEventListener('click', () => invite(b.dataset.mode));
 takeBtn.addEventListener('click', () => selected && takeConversation(selected));
+// Ask the visitor to run the pre-call network check: the window shows a button (systemKey
+// system.netcheck_request), the verdict comes back into this transcript (system.netcheck).
+netcheckBtn.addEventListener('click', async () => {
+  if (!selected) return;
+  showError('');
+  netcheckBtn.disabled = true;
+  try {
+    await sock.request('netcheck.Request', {conversationId: selected});
+  } catch (err) {
+    showError(t('agent.error', {error: err.message}));
+  } finally {
+    netcheckBtn.disabled = false;
+  }
+});
 closeBtn.addEventListener('click', async () => {
   if (!selected) return;
   try {

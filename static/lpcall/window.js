@@ -10,6 +10,8 @@ import {LPSocket, socketUrl} from './socket.js';
 import {t} from './texts.js';
 
 const OPEN_KEY = 'lpcall.window.open';
+// systemKey of the agent's request to run the pre-call network check (PROTOCOL §3).
+const NETCHECK_REQUEST = 'system.netcheck_request';
 
 function el(tagName, attrs = {}, text) {
   const node = document.createElement(tagName);
@@ -65,6 +67,7 @@ export function mountWindow({base, config, identity}) {
   const status = el('p', {class: 'lpcall-status', role: 'status', 'aria-live': 'polite'});
   const invites = el('div', {class: 'lpcall-invitations'});
   const callArea = el('div', {class: 'lpcall-window-call'});
+  const netcheckArea = el('section', {class: 'lpcall-window-netcheck', 'aria-label': t('window.netcheck'), tabindex: '-1', hidden: true});
   const transcript = el('ol', {class: 'lpcall-transcript', role: 'log', 'aria-live': 'polite', 'aria-label': t('window.transcript')});
 
   const startForm = el('form', {class: 'lpcall-start'});
@@ -81,7 +84,7 @@ export function mountWindow({base, config, identity}) {
   const newChat = el('button', {type: 'button'}, t('window.new_chat'));
   ended.append(el('p', {}, t('window.ended')), newChat);
 
-  panel.append(head, status, invites, callArea, transcript, startForm, ended, composer);
+  panel.append(head, status, invites, netcheckArea, callArea, transcript, startForm, ended, composer);
   root.append(panel, launcher);
   ensureStyles(base, root);
   document.body.appendChild(root);
@@ -123,9 +126,46 @@ export function mountWindow({base, config, identity}) {
       li.append(el('span', {class: 'lpcall-msg-who'}, who));
     }
     li.append(el('span', {class: 'lpcall-msg-text'}, (ev.event && ev.event.message) || ''));
+    if (role === 'SYSTEM' && ev.systemKey === NETCHECK_REQUEST) {
+      const run = el('button', {type: 'button', class: 'lpcall-netcheck-run'}, t('window.netcheck'));
+      run.addEventListener('click', () => runNetcheck());
+      li.append(run);
+    }
     transcript.append(li);
     transcript.scrollTop = transcript.scrollHeight;
     if (state.conv && state.conv.agent) showStatus('');
+  }
+
+  // -- the agent's network check request: the widget inline (static/lpcall/netcheck.js) --
+  let netcheck = null; // the mounted widget's promise
+  function netcheckStyles() {
+    if (document.querySelector('link[data-lpcall-netcheck-css]')) return;
+    document.head.appendChild(el('link', {rel: 'stylesheet', href: `${base}/static/lpcall/netcheck.css`, 'data-lpcall-netcheck-css': ''}));
+  }
+  async function runNetcheck() {
+    if (!netcheck) {
+      netcheckStyles();
+      const body = el('div', {class: 'lpcall-window-netcheck-body'});
+      const close = el('button', {type: 'button', class: 'lpcall-netcheck-close', 'aria-label': t('window.netcheck_close'), title: t('window.netcheck_close')}, '×');
+      close.addEventListener('click', () => {
+        netcheckArea.hidden = true;
+        netcheckArea.textContent = '';
+        netcheck = null;
+        input.focus();
+      });
+      netcheckArea.replaceChildren(close, body);
+      netcheck = import('./netcheck.js').then((m) => m.mountNetcheck(body, {base}));
+    }
+    netcheckArea.hidden = false;
+    setOpen(true);
+    netcheckArea.focus();
+    try {
+      const widget = await netcheck;
+      widget.start();
+    } catch (err) {
+      netcheck = null;
+      showStatus(t('netcheck.failed', {error: err.message}));
+    }
   }
 
   // -- invitations (PROTOCOL §10) -------------------------------------------------------
