@@ -95,7 +95,7 @@ class LPCall:
 
         @app.after_request
         def _lpcall_inject(response: Response) -> Response:
-            return tagging.inject(get_state(), response)
+            return tagging.inject(state, response)  # this app's state: no lookup per response
 
         logger.debug("flask-lpcall ready under %s", state.url_prefix)
 
