@@ -114,6 +114,7 @@ export class CallEngine extends EventTarget {
     } catch (err) {
       throw await this._failEarly(ERRORS.NO_CAMERA_ACCESS, err);
     }
+    this._attachMedia(this.pc);  // a connection answered before the camera was up gets its tracks
     await joining;
     if (this.peerPresent && !this.pc && !this._destroyed) this._freshPeer();
     return this;
@@ -305,7 +306,7 @@ export class CallEngine extends EventTarget {
     this.pc = pc;
     if (testing()) (window.__lpcallPeers = window.__lpcallPeers || []).push(pc);
     this.remoteStream = new MediaStream();
-    for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    if (this.localStream) for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
     pc.onnegotiationneeded = async () => {
       try {
         this._makingOffer = true;
@@ -331,10 +332,13 @@ export class CallEngine extends EventTarget {
   }
 
   async _onSignal(frame) {
-    if (!this.localStream && this._mediaReady) {
+    // The polite side (visitor) answers at once, before its camera is up: ICE and DTLS run while
+    // getUserMedia does, and its tracks go onto the negotiated senders later (_attachMedia,
+    // replaceTrack: no renegotiation). The impolite side waits for its media (it has it early).
+    if (!this.localStream && this._mediaReady && !this.polite) {
       try { await this._mediaReady; } catch (e) { return; }
     }
-    if (!this.localStream || this._destroyed) return;
+    if (this._destroyed || (!this.localStream && !this.polite)) return;
     if (!this.pc) this._newPeerConnection();
     const pc = this.pc;
     if (frame.type === 'description') {
@@ -348,6 +352,7 @@ export class CallEngine extends EventTarget {
       }
       await pc.setRemoteDescription(description);  // an implicit rollback when polite
       if (description.type === 'offer') {
+        this._prepareSenders(pc);
         await pc.setLocalDescription();
         this._send({type: 'description', description: {type: pc.localDescription.type, sdp: pc.localDescription.sdp}});
       }
@@ -357,6 +362,33 @@ export class CallEngine extends EventTarget {
       } catch (err) {
         if (!this._ignoreOffer) throw err;
       }
+    }
+  }
+
+  // Our kinds of media on an offered connection: send as well as receive, with our tracks
+  // once we have them (before: the answer still says sendrecv, the tracks follow).
+  _prepareSenders(pc) {
+    const kinds = this.mode === 'VIDEO_CALL' ? ['audio', 'video'] : ['audio'];
+    for (const t of pc.getTransceivers()) {
+      const kind = t.receiver && t.receiver.track && t.receiver.track.kind;
+      if (!kinds.includes(kind) || t.stopped || t.currentDirection === 'stopped') continue;
+      if (t.direction === 'recvonly') t.direction = 'sendrecv';
+      else if (t.direction === 'inactive') t.direction = 'sendonly';
+    }
+    this._attachMedia(pc);
+  }
+
+  _attachMedia(pc) {
+    if (!pc || !this.localStream) return;
+    const used = new Set(pc.getSenders().map((x) => x.track).filter(Boolean));
+    for (const t of pc.getTransceivers()) {
+      if (t.sender.track || !['sendrecv', 'sendonly'].includes(t.direction)) continue;
+      const kind = t.receiver && t.receiver.track && t.receiver.track.kind;
+      const track = this.localStream.getTracks().find((x) => x.kind === kind && !used.has(x));
+      if (!track) continue;
+      used.add(track);
+      t.sender.replaceTrack(track).catch((err) => this._trace(`replaceTrack failed: ${err}`));
+      this._trace(`attached ${kind}`);
     }
   }
 
