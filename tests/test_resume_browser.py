@@ -77,7 +77,7 @@ def test_ten_reloads_resume_the_same_call_with_media_and_the_visitors_mute_state
             r.agent.wait_for_selector(".lpcall-call .lpcall-remote-muted:not([hidden])", state="attached")
             r.consumer.click(".lpcall-call .lpcall-mute")
             r.agent.wait_for_selector(".lpcall-call .lpcall-remote-muted[hidden]", state="attached")
-    assert _timer_seconds(r.consumer) >= 3  # the visitor's call timer goes on across reloads
+    wait_for(lambda: _timer_seconds(r.consumer) >= 3, timeout=5, message="the visitor's call timer goes on across reloads")
     # the agent was told, in words, and kept the call without doing anything
     texts = get_state(r.app).texts
     assert texts["call.peer_reconnecting"].format(name="Vera") in r.agent.evaluate("window.__statusTexts")
@@ -274,3 +274,20 @@ def _transcript(r: Rig) -> list[dict[str, Any]]:
         if key.count(":") == 1:
             out += convs.events(key.split(":")[1])
     return out
+
+
+def test_visitor_reloads_while_the_agent_is_away_then_agent_disconnected(rig: Any) -> None:
+    """The agent's tab is gone; the visitor reloads within the grace period: the call resumes on the
+    page, says the agent is reconnecting, and ends with AGENT_DISCONNECTED when the grace runs out."""
+    r = rig(LPCALL_RECONNECT_GRACE=4, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    sid = r.start("VIDEO_CALL")
+    r.agent.context.close()
+    r.consumer.wait_for_selector(".lpcall-call .lpcall-call-status:text('Bob is reconnecting…')")
+    r.consumer.reload()
+    wait_for(lambda: r.events(r.consumer, "cobrowse", "sessionResume"), timeout=10, message="sessionResume")
+    r.consumer.wait_for_selector(".lp_cobrowse_callscreen_container .lpcall-call-status:text('Bob is reconnecting…')")
+    wait_for(lambda: r.events(r.consumer, "cobrowse", "sessionError"), timeout=15, message="sessionError")
+    assert [e["data"]["id"] for e in r.events(r.consumer, "cobrowse", "sessionError")] == ["AGENT_DISCONNECTED"]
+    wait_for(lambda: call_keys(r.app) == [], timeout=5, message="empty store")
+    assert r.stored_call(r.consumer) is None
+    del sid

@@ -173,6 +173,8 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
         publish('lpCall', 'callConnected', {serviceId: call.serviceId, mode: call.mode});
       }
     });
+    // a resumed call whose agent is away shows so at once ("Bob is reconnecting…"), not a spinner
+    engine.addEventListener('peer', (e) => { if (resumed && !e.detail.present) attach(); });
     engine.addEventListener('localstate', (e) => {
       const s = readStored();
       if (s && s.serviceId === call.serviceId) writeStored({...s, muted: e.detail.muted, cameraOff: e.detail.cameraOff});

@@ -111,7 +111,8 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
     const st = engine.status;
     root.dataset.status = st;
     let text = '';
-    if (!engine.peerPresent && engine.connectedOnce && st !== 'closed') text = t('call.peer_reconnecting', {name});
+    const wasConnected = engine.connectedOnce || Boolean(engine.startedAt);  // startedAt: a resumed call
+    if (!engine.peerPresent && wasConnected && st !== 'closed') text = t('call.peer_reconnecting', {name});
     else if (st === 'reconnecting') text = t('call.reconnecting');
     else if (st === 'connected') text = '';
     else if (st === 'closed') text = t('call.ended');
