@@ -242,14 +242,13 @@ Where a call's time goes (median ms after Accept, from the two engines' traces):
 |---|---|
 {phases}
 
-p95 ratio: {c95 / f95:.2f}×. The call path adds the HTTP accept, the signaling socket's connect and join,
-and one relay hop per offer/answer/candidate through the server; the agent's camera is already
-running when the consumer accepts (it starts at invite), as in real use. The target is missed: the
-relay hops (consumer joined → offer → answer) cost about 60–80 ms each on this loaded machine, and
-ICE connected → first frame decoded takes ~200 ms in the call against ~100 ms for the whole floor
-after its negotiation — the two call pages render their video elements (software compositing) on the
-same 2 busy cores while the floor renders nothing. Ideas not done: the joining side sends the offer
-(saves the peer-joined hop), the agent pre-creates its offer and gathers candidates at invite time.
+p95 ratio: {c95 / f95:.2f}×. What the call adds to the floor is in the phase table: the HTTP accept,
+the signaling socket's connect and join, the peer-joined / offer / answer relay hops through the server
+(each a socket read, a store-bus publish and a socket write; they overlap the visitor's getUserMedia,
+which no longer delays the answer: the visitor answers first and puts its tracks on later), and a
+longer ICE-connected → first-frame stretch while the two call pages render their video elements on the
+shared cores (the floor renders nothing); the ratio grows with the machine's load.
+Not done: the agent pre-creating its offer and candidates at invite time.
 """
 
 
