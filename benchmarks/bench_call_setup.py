@@ -119,6 +119,7 @@ PHASES = [
     ("offer received (consumer)", "consumer", "recv description offer"),
     ("answer sent (consumer)", "consumer", "send description answer"),
     ("answer received (agent)", "agent", "recv description answer"),
+    ("camera on the connection (consumer)", "consumer", "attached video"),
     ("ICE+DTLS connected (consumer)", "consumer", "connection connected"),
     ("ICE+DTLS connected (agent)", "agent", "connection connected"),
 ]

@@ -117,6 +117,7 @@ export class CallEngine extends EventTarget {
     this._attachMedia(this.pc);  // a connection answered before the camera was up gets its tracks
     await joining;
     if (this.peerPresent && !this.pc && !this._destroyed) this._freshPeer();
+    else this._prewarm();
     return this;
   }
 
@@ -185,6 +186,11 @@ export class CallEngine extends EventTarget {
   }
 
   _send(frame) {
+    if (this._held && (frame.type === 'description' || frame.type === 'candidate')) {
+      this._held.push(frame);  // a prewarmed offer and its candidates wait for the visitor (_prewarm)
+      this._trace(`held ${frame.type}${frame.description ? ` ${frame.description.type}` : ''}`);
+      return;
+    }
     const ws = this.ws;
     this._trace(`send ${frame.type}${frame.description ? ` ${frame.description.type}` : ''}${ws && ws.readyState === WebSocket.OPEN ? '' : ' (dropped)'}`);
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
@@ -205,6 +211,7 @@ export class CallEngine extends EventTarget {
     this._setPeerPresent(Boolean(frame.peerPresent));
     this._setStatus(this.connectedOnce ? 'reconnecting' : 'connecting');
     if (this.peerPresent && this.localStream) this._freshPeer();
+    else this._prewarm();
   }
 
   _onFrame(frame) {
@@ -282,7 +289,8 @@ export class CallEngine extends EventTarget {
   // the new one when that offer arrives (_onSignal), so a resume never starts with glare.
   _freshPeer() {
     if (!this.polite) {
-      this._newPeerConnection();
+      if (this.pc && this._held) this._release();
+      else this._newPeerConnection();
       return;
     }
     if (this.pc) {
@@ -293,8 +301,25 @@ export class CallEngine extends EventTarget {
     }
   }
 
-  _newPeerConnection() {
-    this._trace('new peer connection');
+  // The agent, waiting for the visitor (invited, nobody there yet): its connection, offer and
+  // ICE candidates are made now and held; the visitor's join releases them at once (_release),
+  // so the offer leaves without waiting for a connection, an offer and gathering then.
+  _prewarm() {
+    if (this.polite || this.pc || !this.localStream || !this.ws || this.peerPresent || this._destroyed || this.closedInfo) return;
+    this._newPeerConnection(true);
+  }
+
+  _release() {
+    const frames = this._held || [];
+    this._held = null;
+    this._trace(`released ${frames.length} held frames`);
+    this._armConnectTimer();
+    for (const frame of frames) this._send(frame);
+  }
+
+  _newPeerConnection(hold = false) {
+    this._trace(hold ? 'new peer connection (held)' : 'new peer connection');
+    this._held = hold ? [] : null;
     if (this.pc) {
       this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;
@@ -327,7 +352,7 @@ export class CallEngine extends EventTarget {
       this._emit('remotestream', {stream: this.remoteStream, track});
     };
     pc.onconnectionstatechange = () => this._onConnectionState(pc);
-    this._armConnectTimer();
+    if (!hold) this._armConnectTimer();  // a held connection waits for the visitor, not for ICE
     return pc;
   }
 
