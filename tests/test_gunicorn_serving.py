@@ -85,9 +85,7 @@ def test_redis_outage_gives_a_clear_error_and_service_resumes(
     agent = Agent(b.url)
     consumer = Consumer(a.url)
     try:
-        # available=False: an available agent's socket refreshes its presence on every frame, and that
-        # refresh is not guarded against a store outage yet (see the xfail test below).
-        agent.connect(available=False)
+        agent.connect(available=False)  # an available agent: test_available_agent_socket_survives_an_outage
         consumer.connect()
         conv_id = consumer.open_conversation()
         assert agent.client is not None and consumer.client is not None
@@ -147,9 +145,6 @@ def _new_conversation_seen_by(agent: Agent, base_url: str) -> tuple[Consumer, st
     return consumer, conv_id
 
 
-@pytest.mark.xfail(reason="framesocket.FrameSocket.serve calls on_frame (agent presence refresh) outside its error "
-                          "handling: a store outage kills an available agent's socket, and Flask then writes an HTTP "
-                          "500 into the upgraded stream (client sees 'reserved bits must be 0')", strict=False)
 def test_available_agent_socket_survives_an_outage(
     cluster: tuple[GunicornServer, GunicornServer], redis_server: RedisServer
 ) -> None:
