@@ -6,6 +6,7 @@ crosses Redis. Then Redis is stopped and restarted under them.
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -178,3 +179,36 @@ def test_active_call_api_answers_json_during_an_outage(
         assert api.status_code >= 400 and api.json()["error"]["code"] == "STORE_UNAVAILABLE", api.text
     finally:
         redis_server.start()
+
+
+def test_call_socket_answers_store_unavailable_during_an_outage(
+    cluster: tuple[GunicornServer, GunicornServer], redis_server: RedisServer
+) -> None:
+    from urllib.parse import quote
+
+    from websockets.sync.client import connect
+
+    a, b = cluster
+    agent = Agent(b.url)
+    consumer = Consumer(a.url)
+    try:
+        agent.connect(available=False)
+        consumer.connect()
+        conv_id = consumer.open_conversation()
+        assert agent.client is not None
+        agent.client.wait_notification(_conversation_change(conv_id))
+        agent.take_and_open(conv_id)
+        invite = agent.client.request("call.Invite", {"conversationId": conv_id, "mode": "VOICE_CALL"})
+        assert invite["code"] == 200, invite
+        token = invite["body"]["token"]
+        redis_server.stop()
+        try:
+            with connect(f"{a.ws_url}/lpcall/ws/call?token={quote(token)}", open_timeout=10) as ws:
+                frame = json.loads(ws.recv(timeout=10))
+            assert frame["type"] == "error" and frame["code"] == "STORE_UNAVAILABLE", frame
+            assert "unavailable" in frame["message"]
+        finally:
+            redis_server.start()
+    finally:
+        consumer.close()
+        agent.close()
