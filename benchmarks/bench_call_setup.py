@@ -114,12 +114,13 @@ TRACE_JS = """() => { const e = (window.__lpcallEngines || []).at(-1);
 #: (label, page, first trace line starting with) — the phases of one call, from the engines' traces
 PHASES = [
     ("accept answered (agent told)", "agent", "recv session"),
+    ("signaling socket opening (consumer)", "consumer", "socket opening"),
+    ("joined (consumer)", "consumer", "send state"),
     ("consumer joined (agent told)", "agent", "recv peer-joined"),
     ("offer sent (agent)", "agent", "send description offer"),
     ("offer received (consumer)", "consumer", "recv description offer"),
     ("answer sent (consumer)", "consumer", "send description answer"),
     ("answer received (agent)", "agent", "recv description answer"),
-    ("camera on the connection (consumer)", "consumer", "attached video"),
     ("ICE+DTLS connected (consumer)", "consumer", "connection connected"),
     ("ICE+DTLS connected (agent)", "agent", "connection connected"),
 ]

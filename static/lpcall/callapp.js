@@ -149,6 +149,10 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     holdCall(join.serviceId);
     if (resumed && join.connectedTs) engine.startedAt = join.connectedTs;  // the timer goes on
     call.engine = engine;
+    // a supported browser joins the signaling now, before the UI is built (the engine's events
+    // all come later, from its socket and media); an unsupported one fails below, with listeners
+    const starting = supportProblem() ? null : engine.start();
+    if (starting) starting.catch(() => {});
     call.ui = mountCallUI({engine, mode: join.mode, peerName: join.agentName || '', texts: config.texts || {}, role: 'consumer'});
     const attach = () => {
       if (call.attached || call.finished || !call.container) return;
@@ -187,7 +191,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     });
     engine.addEventListener('closed', (e) => finish(call, e.detail));
     try {
-      await engine.start();
+      await (starting || engine.start());
     } catch (err) {
       if (resumed && ['CALL_ENDED', 'CALL_IN_OTHER_TAB', 'TOKEN_INVALID'].includes(err.code)) {
         // ended meanwhile, or held by another tab: refused quietly, the page keeps working

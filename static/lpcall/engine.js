@@ -159,6 +159,7 @@ export class CallEngine extends EventTarget {
     return new Promise((resolve, reject) => {
       let joined = false;
       const ws = new WebSocket(socketUrl(this.base, token) + this.recovery.query());
+      this._trace('socket opening');
       this.ws = ws;
       ws.onmessage = (ev) => {
         if (this.ws === ws) this.recovery.seen();
