@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # example_site is importable as a package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import (  # noqa: E402
+from support import (
     CHROMIUM,
     IN_CI,
     LiveServer,
@@ -41,7 +41,7 @@ def _enter_private_netns() -> None:
         if IN_CI:
             raise SystemExit("unshare (util-linux) is required to run the tests in a private network namespace")
         return
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    probe = subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True)
     if probe.returncode != 0:
         if IN_CI:
             raise SystemExit(f"cannot create a private network namespace: {probe.stderr.decode().strip()}")
@@ -64,15 +64,21 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the session (Debian's, through Playwright)."""
+def playwright() -> Iterator[Any]:
+    """The one Playwright driver of the session (a second sync_playwright() cannot start)."""
     require("chromium", Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = launch_chromium(pw)
-        yield b
-        b.close()
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Any) -> Iterator[Any]:
+    """One headless Chromium for the session (Debian's, through Playwright)."""
+    b = launch_chromium(playwright)
+    yield b
+    b.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from callkit import call_keys
 from playwright.sync_api import Error as PlaywrightError
-from support import CHROMIUM, CHROMIUM_ARGS, INBOUND_STATS_JS, require, wait_for
+from support import CHROMIUM, CHROMIUM_ARGS, INBOUND_STATS_JS, wait_for
 
 from example_site.app import create_app
 from flask_lpcall.extension import get_state
@@ -45,18 +45,14 @@ NO_WEBRTC = "delete window.RTCPeerConnection; delete window.webkitRTCPeerConnect
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    require("chromium", Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
+def chromium(playwright: Any) -> Iterator[Any]:
     # no fake-UI flag: permissions are real; two fake cameras (switch camera); a host name that
     # resolves to loopback but is not a secure context (http://insecure.test)
     args = [a for a in CHROMIUM_ARGS if a not in ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")]
     args += ["--use-fake-device-for-media-stream=device-count=2", "--host-resolver-rules=MAP insecure.test 127.0.0.1"]
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield b
-        b.close()
+    b = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+    yield b
+    b.close()
 
 
 class Rig:
