@@ -241,14 +241,15 @@ composer.addEventListener('submit', async (e) => {
     showError(t('window.too_long'));
     return;
   }
+  input.value = ''; // at once: typing during the send must not be wiped
   try {
     await sock.request('ms.PublishEvent', {
       conversationId: selected,
       event: {type: 'ContentEvent', contentType: 'text/plain', message: text},
     });
-    input.value = '';
     showError('');
   } catch (err) {
+    if (!input.value) input.value = text; // nothing is lost: back for a retry
     showError(t('agent.error', {error: err.message}));
   }
 });

@@ -345,14 +345,16 @@ export function mountWindow({base, config, identity}) {
       showStatus(t('window.too_long'));
       return;
     }
+    // Clear at once: what the visitor types while the send is under way must not be wiped.
+    input.value = '';
     try {
       await sock.request('ms.PublishEvent', {
         conversationId: state.conv.convId,
         event: {type: 'ContentEvent', contentType: 'text/plain', message: text},
       });
-      input.value = '';
       if (state.conv.agent) showStatus('');
     } catch (err) {
+      if (!input.value) input.value = text; // nothing is lost: the text comes back to retry
       showStatus(err.status === 413 ? t('window.too_long') : t('window.error', {error: err.message}));
     }
   });
