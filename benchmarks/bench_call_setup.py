@@ -245,12 +245,22 @@ Where a call's time goes (median ms after Accept, from the two engines' traces):
 {phases}
 
 p95 ratio: {c95 / f95:.2f}×. What the call adds to the floor is in the phase table: the HTTP accept,
-the signaling socket's connect and join, the peer-joined / offer / answer relay hops through the server
-(each a socket read, a store-bus publish and a socket write; they overlap the visitor's getUserMedia,
-which no longer delays the answer: the visitor answers first and puts its tracks on later), and a
-longer ICE-connected → first-frame stretch while the two call pages render their video elements on the
-shared cores (the floor renders nothing); the ratio grows with the machine's load.
-Not done: the agent pre-creating its offer and candidates at invite time.
+the signaling socket's connect and join, the peer-joined / offer / answer relay hops through the server,
+and a longer ICE-connected → first-frame stretch while the two call pages render their video elements on
+the shared cores (the floor renders nothing). Done for this target: the agent makes its connection, offer
+and ICE candidates while the visitor is still invited and releases them on `peer-joined` (offer sent
+1–10 ms after the agent hears of the join, was 26 ms; 0 ms when the visitor accepts later than ~50 ms
+after the invitation, as people do); the visitor's engine opens its signaling socket
+before the call UI is built. No second negotiation round: the visitor's tracks go onto the negotiated
+senders (addTrack when its camera is up before the offer, as it usually is, else replaceTrack).
+A server hop's own work (marshmallow validation, copy, JSON) is < 1 ms for an SDP frame, so the relay
+hops' time is scheduling on the loaded cores, not work (the offer reaches the visitor 10–50 ms after it
+leaves, while that page starts its camera and builds the call UI; the answer takes ≈ 10 ms back).
+The ratio swings with the machine's load: an A/B on 2026-11-21 ~03:10, code before and after these changes
+run alternately, gave before 2.41× and 2.22× (load 8.2, 6.9), after 1.85× and 1.92× (load 8.1, 6.2); the
+figure recorded before them was 1.68× at load 10.8. The 1.5× target is still missed; what is left is
+mostly the ICE-connected → first-frame stretch (≈ 100 ms, both pages rendering video) and the HTTP
+accept + socket join (≈ 75 ms) that the floor does not have.
 """
 
 
