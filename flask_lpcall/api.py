@@ -12,17 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 
 from .callmanager import CallManager
-from .errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
+from .errors import BadFrameError, NotAllowedError, NotFoundError
 from .extension import get_state
 from .schemas import CoBrowseEventSchema, load_or_raise
 
 logger = logging.getLogger(__name__)
-
-_STATUS = {BadFrameError: 400, NotAllowedError: 403, NotFoundError: 404, InvalidStateError: 409}
-
 
 def init_state(app: Flask, state: Any) -> None:
     if "calls" in state.services:
@@ -39,13 +36,6 @@ def init_state(app: Flask, state: Any) -> None:
 
 def calls() -> CallManager:
     return get_state().services["calls"]  # type: ignore[no-any-return]
-
-
-def _error(exc: LPCallError) -> tuple[Response, int]:
-    status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
-    if exc.code in ("TOKEN_INVALID", "TOKEN_EXPIRED"):
-        status = 401
-    return jsonify({"error": exc.to_dict()}), status
 
 
 def consumer_id_from_request() -> str:
@@ -68,46 +58,33 @@ def _json_body() -> dict[str, Any]:
 
 
 def register(bp: Blueprint) -> None:
+    # Errors (LPCallError, a store outage included) become JSON by the blueprint's handler.
     @bp.post("/api/call/accept")
     def call_accept() -> Any:
-        try:
-            cid = consumer_id_from_request()
-            payload = load_or_raise(CoBrowseEventSchema(), _json_body())
-            return jsonify(calls().accept(cid, payload))
-        except LPCallError as exc:
-            return _error(exc)
+        cid = consumer_id_from_request()
+        payload = load_or_raise(CoBrowseEventSchema(), _json_body())
+        return jsonify(calls().accept(cid, payload))
 
     @bp.post("/api/call/decline")
     def call_decline() -> Any:
-        try:
-            cid = consumer_id_from_request()
-            payload = load_or_raise(CoBrowseEventSchema(), _json_body())
-            return jsonify(calls().decline(cid, payload))
-        except LPCallError as exc:
-            return _error(exc)
+        cid = consumer_id_from_request()
+        payload = load_or_raise(CoBrowseEventSchema(), _json_body())
+        return jsonify(calls().decline(cid, payload))
 
     @bp.post("/api/call/resume")
     def call_resume() -> Any:
-        try:
-            cid = consumer_id_from_request()
-            body = _json_body()
-            sid = body.get("serviceId")
-            if not isinstance(sid, str) or not sid:
-                raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
-            session = calls().get(sid)
-            if session is None or not session.is_open or session.consumer_id != cid:
-                raise NotFoundError("no such call", field="serviceId")
-            return jsonify(calls().join_info(session, "consumer"))
-        except LPCallError as exc:
-            return _error(exc)
+        cid = consumer_id_from_request()
+        sid = _json_body().get("serviceId")
+        if not isinstance(sid, str) or not sid:
+            raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
+        session = calls().get(sid)
+        if session is None or not session.is_open or session.consumer_id != cid:
+            raise NotFoundError("no such call", field="serviceId")
+        return jsonify(calls().join_info(session, "consumer"))
 
     @bp.get("/api/call/active")
     def call_active() -> Any:
-        try:
-            cid = consumer_id_from_request()
-        except LPCallError as exc:
-            return _error(exc)
-        session = calls().active_for_consumer(cid)
+        session = calls().active_for_consumer(consumer_id_from_request())
         if session is None:
             return jsonify({"call": None})
         return jsonify({"call": {"serviceId": session.service_id, "mode": session.mode, "sessionState": session.state}})

@@ -217,7 +217,8 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
         try:
             ConfigSchema(only=(key,)).load({key: value})
         except ValidationError as exc:
-            raise ConfigError(key, _problem(key, value, exc.messages.get(key, exc.messages))) from None
+            messages = exc.messages.get(key, exc.messages) if isinstance(exc.messages, dict) else exc.messages
+            raise ConfigError(key, _problem(key, value, messages)) from None
     loaded: dict[str, Any] = dict(raw)
     loaded["LPCALL_ICE_SERVERS"] = [_IceServer().load(s) for s in raw["LPCALL_ICE_SERVERS"]]
     if raw["LPCALL_TURN_URLS"] and not raw["LPCALL_TURN_SECRET"]:

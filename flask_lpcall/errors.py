@@ -62,3 +62,35 @@ class StoreUnavailableError(LPCallError):
     """The store (e.g. Redis) cannot be reached right now."""
 
     code = "STORE_UNAVAILABLE"
+
+
+class TooLargeError(LPCallError):
+    """A frame or message is over its configured limit (answered with 413)."""
+
+    code = "TOO_LARGE"
+
+
+class NotImplementedYetError(LPCallError):
+    """A capability that is not installed on this server (answered with 501)."""
+
+    code = "NOT_IMPLEMENTED"
+
+
+_UNAUTHENTICATED = {"TOKEN_INVALID", "TOKEN_EXPIRED", "NOT_AUTHENTICATED"}
+
+
+def http_status(exc: LPCallError) -> int:
+    """The HTTP status (and socket error-frame ``code``) that answers ``exc``."""
+    if isinstance(exc, TooLargeError):
+        return 413
+    if isinstance(exc, NotImplementedYetError):
+        return 501
+    if isinstance(exc, StoreUnavailableError):
+        return 503
+    if isinstance(exc, NotAllowedError):
+        return 401 if exc.code in _UNAUTHENTICATED else 403
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, InvalidStateError):
+        return 409
+    return 400

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from . import tag as tagging
 from .config import validate_config
-from .errors import ConfigError
+from .errors import ConfigError, LPCallError, http_status
 from .store import Store, store_from_url
 from .texts import build_texts
 from .tokens import TokenSigner
@@ -100,27 +100,22 @@ class LPCall:
         logger.debug("flask-lpcall ready under %s", state.url_prefix)
 
 
+def json_error(exc: LPCallError, status: int | None = None) -> tuple[Response, int]:
+    """``{"error": {"code", "message", "field"?}}`` with the status that fits ``exc``."""
+    return jsonify({"error": exc.to_dict()}), status if status is not None else http_status(exc)
+
+
 def _blueprint(app: Flask) -> Blueprint:
     import importlib
 
     bp = Blueprint("lpcall", __name__, template_folder="templates")
-    for name in _ROUTE_MODULES:
-        try:
-            module = importlib.import_module(f".{name}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{name}":
-                continue  # a capability not built yet
-            raise
+    # Any LPCallError escaping a route (a store outage included) is a JSON error, never a bare 500.
+    bp.register_error_handler(LPCallError, json_error)
+    modules = [importlib.import_module(f".{name}", __package__) for name in _ROUTE_MODULES]
+    for module in modules:
         module.register(bp)
-    setup = [importlib.import_module(f".{n}", __package__) for n in _ROUTE_MODULES if _has(n)]
-    for module in setup:
+    for module in modules:
         hook = getattr(module, "init_state", None)
         if hook is not None:
             hook(app, get_state(app))
     return bp
-
-
-def _has(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(f".{name}", __package__) is not None

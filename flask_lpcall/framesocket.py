@@ -23,7 +23,14 @@ from urllib.parse import urlsplit
 
 from simple_websocket import ConnectionClosed
 
-from .errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError, StoreUnavailableError
+from .errors import (  # noqa: F401 - TooLargeError, NotImplementedYetError re-exported
+    BadFrameError,
+    LPCallError,
+    NotImplementedYetError,
+    StoreUnavailableError,
+    TooLargeError,
+)
+from .errors import http_status as status_for
 from .schemas import validate_envelope, validate_request_body
 
 logger = logging.getLogger(__name__)
@@ -35,39 +42,6 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 
 Handler = Callable[[dict[str, Any], dict[str, Any]], "dict[str, Any] | None"]
-
-_UNAUTHENTICATED = {"TOKEN_INVALID", "TOKEN_EXPIRED", "NOT_AUTHENTICATED"}
-
-
-class TooLargeError(LPCallError):
-    """A frame or message is over its configured limit (answered with 413)."""
-
-    code = "TOO_LARGE"
-
-
-class NotImplementedYetError(LPCallError):
-    """A capability that is not installed on this server (answered with 501)."""
-
-    code = "NOT_IMPLEMENTED"
-
-
-def status_for(exc: LPCallError) -> int:
-    if isinstance(exc, BadFrameError):
-        return 400
-    if isinstance(exc, TooLargeError):
-        return 413
-    if isinstance(exc, NotImplementedYetError):
-        return 501
-    if isinstance(exc, StoreUnavailableError):
-        return 503
-    if isinstance(exc, NotAllowedError):
-        return 401 if exc.code in _UNAUTHENTICATED else 403
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, InvalidStateError):
-        return 409
-    return 400
-
 
 def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:
     """PROTOCOL §1: the request's own origin or one of ``LPCALL_ALLOWED_ORIGINS``.

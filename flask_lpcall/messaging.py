@@ -15,13 +15,13 @@ import threading
 import uuid
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 from flask_sock import Sock
 
 from . import signals
 from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
-from .errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
-from .extension import LPCallState, get_state
+from .errors import BadFrameError, NotAllowedError, NotFoundError
+from .extension import LPCallState, get_state, json_error
 from .framesocket import CLOSE_POLICY, FrameSocket, TooLargeError, close_and_wait, origin_allowed, quietly
 from .schemas import CONSUMER_REQUESTS, validate_init_headers
 from .store import Subscription
@@ -226,10 +226,6 @@ class ConsumerConnection:
 
 
 # -- HTTP API ----------------------------------------------------------------------
-def _error(exc: LPCallError, status: int) -> tuple[Response, int]:
-    return jsonify({"error": exc.to_dict()}), status
-
-
 def bearer_consumer(state: LPCallState) -> str | None:
     """The consumerId of a valid ``Authorization: Bearer`` consumer token, else None."""
     header = request.headers.get("Authorization", "")
@@ -275,10 +271,10 @@ def register(bp: Blueprint) -> None:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            return _error(BadFrameError("(body): must be a JSON object", field="(body)"), 400)
+            return json_error(BadFrameError("(body): must be a JSON object", field="(body)"), 400)
         vid = data.get("vid")
         if vid is not None and (not isinstance(vid, str) or not 0 < len(vid) <= 200):
-            return _error(BadFrameError("vid: must be a string of 1 to 200 characters", field="vid"), 400)
+            return json_error(BadFrameError("vid: must be a string of 1 to 200 characters", field="vid"), 400)
         cid = bearer_consumer(state) or str(uuid.uuid4())
         token = state.signer.sign("consumer", {"cid": cid, "vid": vid})
         resp = jsonify({"consumerId": cid, "token": token})

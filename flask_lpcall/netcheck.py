@@ -40,6 +40,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from .aioloop import BackgroundLoop, LoopTimeoutError
 from .errors import LPCallError, NotAllowedError, NotFoundError
+from .extension import json_error
 from .ice import ice_config
 from .schemas import SessionDescriptionSchema, load_or_raise
 from .texts import render
@@ -300,10 +301,6 @@ class _ResultSchema(Schema):
     upKbps = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=10_000_000))
 
 
-def _error(exc: LPCallError, status: int) -> tuple[Response, int]:
-    return jsonify({"error": exc.to_dict()}), status
-
-
 def _json_body() -> Any:
     return request.get_json(silent=True, force=True)
 
@@ -394,13 +391,13 @@ def register(bp: Blueprint) -> None:
             _check_sdp(body["offer"]["sdp"])
             check_id, answer = _responder().answer(body["offer"])
         except BusyError as exc:
-            return _error(exc, 503)
+            return json_error(exc, 503)
         except LoopTimeoutError as exc:
-            return _error(exc, 504)
+            return json_error(exc, 504)
         except LPCallError as exc:
-            return _error(exc, 400)
+            return json_error(exc, 400)
         except ValueError as exc:  # aiortc: unparsable SDP
-            return _error(LPCallError(f"offer.sdp: {exc}", code="BAD_FRAME", field="offer.sdp"), 400)
+            return json_error(LPCallError(f"offer.sdp: {exc}", code="BAD_FRAME", field="offer.sdp"), 400)
         return jsonify({"checkId": check_id, "answer": answer})
 
     @bp.post("/api/netcheck/result")
@@ -410,9 +407,9 @@ def register(bp: Blueprint) -> None:
             body = load_or_raise(_ResultSchema(), _json_body())
             check = _responder().finish(body["checkId"])
         except NotFoundError as exc:
-            return _error(exc, 404)
+            return json_error(exc, 404)
         except LPCallError as exc:
-            return _error(exc, 400)
+            return json_error(exc, 400)
         connected = bool(body["connected"] and check.connected)
         up = check.up_kbps if check.up_kbps is not None else body["upKbps"]
         rates = [r for r in (up, body["downKbps"]) if r is not None]

@@ -6,6 +6,7 @@ per-purpose salt, so a token for one purpose never passes as another.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -28,7 +29,7 @@ class TokenSigner:
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise NotAllowedError("missing or malformed token", code="TOKEN_INVALID", field="token")
         try:
-            data = self._s(purpose).loads(token, max_age=max_age)
+            data = self._s(purpose).loads(token, max_age=math.ceil(max_age))
         except SignatureExpired:
             raise NotAllowedError("token expired", code="TOKEN_EXPIRED", field="token") from None
         except BadSignature:
