@@ -105,9 +105,15 @@ class CallSocket:
 
     def serve(self, sid: str, role: str, uid: str) -> None:
         manager = self.manager
-        sub = manager.store.subscribe(channel(sid, role), self.outbox.put)
+        try:
+            sub = manager.store.subscribe(channel(sid, role), self.outbox.put)
+        except LPCallError as exc:  # e.g. STORE_UNAVAILABLE: an error frame, never an HTTP 500 in the socket
+            self.error(exc.code, str(exc), exc.field)
+            close_and_wait(self.ws, 1013, exc.code)
+            return
+        # Started once `joined` is sent: bus frames that arrive meanwhile wait in the outbox,
+        # so a client always sees `joined` first.
         sender = threading.Thread(target=self._drain, name="lpcall-call-send", daemon=True)
-        sender.start()
         try:
             try:
                 session, doc = manager.participant_joined(sid, role, self.conn_id, self.tab)
@@ -138,6 +144,7 @@ class CallSocket:
                     **_ice(manager, session, role),
                 }
             )
+            sender.start()
             manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
             self.loop(sid, role, uid)
         finally:

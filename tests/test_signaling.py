@@ -312,3 +312,24 @@ def test_the_consumer_cannot_join_before_accepting(app: Any, live_server: Any) -
     _assert_closed_1008(early)
     calls.accept(setup.consumer_id, cobrowse_payload(info))
     assert Peer(server.ws_url, calls.token_for(session, "consumer")).next("joined")["sessionState"] == "ACCEPTED"
+
+
+def test_joined_is_the_first_frame_even_when_the_peer_is_faster(app: Any, live_server: Any) -> None:
+    """A peer frame that reaches the bus while the server is still joining waits behind `joined`."""
+    store = get_state(app).store
+    real_subscribe = store.subscribe
+
+    def subscribe_then_race(ch: str, callback: Any) -> Any:
+        sub = real_subscribe(ch, callback)
+        if ch.endswith(":consumer"):  # the agent's candidate lands right after the subscription
+            store.publish(ch, {"type": "candidate", "candidate": None, "from": "agent"})
+        return sub
+
+    store.subscribe = subscribe_then_race  # type: ignore[method-assign]
+    server = live_server(app)
+    _, _, consumer_info = _invite_accept(app)
+    consumer = Peer(server.ws_url, consumer_info["token"])
+    first = json.loads(consumer.ws.recv(timeout=5))
+    assert first["type"] == "joined", first
+    assert consumer.next("candidate")["from"] == "agent"
+    consumer.close()
