@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 
-from example_site.app import create_app
 from support import wait_for
+
+from example_site.app import create_app
 
 
 def test_runs_in_private_network_namespace() -> None:
