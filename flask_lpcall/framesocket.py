@@ -5,6 +5,9 @@
 * every outgoing frame goes through one queue drained by one writer thread, so
   bus callbacks (which run on other threads, possibly a Redis listener) never
   block and never write to the socket concurrently (``ws.send`` is not thread-safe);
+  the writer exists only while frames are pending (started by the first frame, ended
+  when the queue is empty), so an idle socket holds no thread (a greenlet's stack
+  under gevent: ~24 KB per connection, issue 7);
 * :meth:`serve` reads frames, enforces ``LPCALL_MAX_FRAME_BYTES``, validates the
   envelope, dispatches to a handler and answers with a response or an error
   frame naming the problem — a bad frame never ends the connection.
@@ -14,9 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,11 +117,11 @@ class FrameSocket:
         self.ws = ws
         self.max_frame_bytes = max_frame_bytes
         self.name = name
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._pending: deque[tuple[str, Any]] = deque()
+        self._lock = threading.Lock()  # guards _pending and _writer; never held while writing
         self._send_lock = threading.Lock()
         self.closed = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, name=f"lpcall-{name}-writer", daemon=True)
-        self._writer.start()
+        self._writer: threading.Thread | None = None
         no_delay(ws)
 
     # -- sending -------------------------------------------------------------
@@ -126,11 +129,23 @@ class FrameSocket:
         """Queue a frame; safe from any thread, never blocks on the network."""
         if self.closed.is_set():
             return
-        if self._queue.qsize() > MAX_PENDING_FRAMES:
-            logger.warning("%s: client too slow (%d frames pending), closing", self.name, self._queue.qsize())
+        if len(self._pending) > MAX_PENDING_FRAMES:
+            logger.warning("%s: client too slow (%d frames pending), closing", self.name, len(self._pending))
             self.close(CLOSE_TRY_AGAIN, "too many pending frames")
             return
-        self._queue.put(("frame", json.dumps(frame, separators=(",", ":"))))
+        self._put("frame", json.dumps(frame, separators=(",", ":")))
+
+    def _put(self, action: str, payload: Any) -> None:
+        """Queue an action and make sure a writer is draining the queue (started on demand)."""
+        start = None
+        with self._lock:
+            self._pending.append((action, payload))
+            if self._writer is None:
+                start = self._writer = threading.Thread(
+                    target=self._write_loop, name=f"lpcall-{self.name}-writer", daemon=True
+                )
+        if start is not None:
+            start.start()
 
     def respond(self, req_id: Any, kind: str, body: Mapping[str, Any] | None = None) -> None:
         self.send({"kind": "resp", "reqId": req_id, "code": 200, "type": f"{kind}Response", "body": dict(body or {})})
@@ -151,11 +166,27 @@ class FrameSocket:
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close after the frames already queued have been sent."""
-        self._queue.put(("close", (code, reason)))
+        if not self.closed.is_set():
+            self._put("close", (code, reason))
 
     def _write_loop(self) -> None:
+        """Drain the queue, then end: the next frame starts a new writer."""
+        try:
+            self._drain()
+        finally:
+            with self._lock:
+                if self._writer is threading.current_thread():
+                    self._writer = None
+                if self.closed.is_set():
+                    self._pending.clear()
+
+    def _drain(self) -> None:
         while True:
-            action, payload = self._queue.get()
+            with self._lock:
+                if not self._pending:
+                    self._writer = None
+                    return
+                action, payload = self._pending.popleft()
             if action == "stop":
                 return
             try:
@@ -177,8 +208,12 @@ class FrameSocket:
 
     def finish(self, timeout: float = 2.0) -> None:
         """Let queued frames go out, then stop the writer."""
-        self._queue.put(("stop", None))
-        self._writer.join(timeout)
+        with self._lock:
+            writer = self._writer
+            if writer is not None:
+                self._pending.append(("stop", None))
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout)
         self.closed.set()
         if not getattr(self.ws, "connected", False):
             shutdown(self.ws)
