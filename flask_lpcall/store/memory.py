@@ -44,7 +44,7 @@ class _MemorySubscription(Subscription):
 
 
 class MemoryStore(Store):
-    """Thread-safe (and gevent-safe) dict store. Values are deep-copied in and out."""
+    """Thread-safe (and gevent-safe) dict store. Values are deep-copied in and out (``json_copy``)."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -70,12 +70,12 @@ class MemoryStore(Store):
     # -- documents -------------------------------------------------------------
     def get(self, key: str) -> Json | None:
         with self._lock:
-            return copy.deepcopy(self._data[key]) if self._alive(key) else None
+            return json_copy(self._data[key]) if self._alive(key) else None
 
     def set(self, key: str, value: Json, ttl: float | None = None) -> None:
         json.dumps(value)  # same contract as Redis: JSON only
         with self._lock:
-            self._data[key] = copy.deepcopy(value)
+            self._data[key] = json_copy(value)
             self._touch(key, ttl)
 
     def delete(self, *keys: str) -> None:
@@ -86,13 +86,13 @@ class MemoryStore(Store):
 
     def update(self, key: str, fn: Callable[[Json | None], Json | None], ttl: float | None = None) -> Json | None:
         with self._lock:
-            old = copy.deepcopy(self._data[key]) if self._alive(key) else None
+            old = json_copy(self._data[key]) if self._alive(key) else None
             new = fn(old)
             if new is None:
                 self.delete(key)
                 return None
             self.set(key, new, ttl if ttl is not None else self._remaining(key))
-            return copy.deepcopy(new)
+            return json_copy(new)
 
     def _remaining(self, key: str) -> float | None:
         exp = self._expiry.get(key)
@@ -108,7 +108,7 @@ class MemoryStore(Store):
         json.dumps(item)
         with self._lock:
             lst = self._data[key] if self._alive(key) else []
-            lst.append(copy.deepcopy(item))
+            lst.append(json_copy(item))
             self._data[key] = lst
             if ttl is not None:
                 self._touch(key, ttl)
@@ -120,7 +120,7 @@ class MemoryStore(Store):
                 return []
             lst = self._data[key]
             end = len(lst) if stop == -1 else (stop + 1 if stop >= 0 else len(lst) + stop + 1)
-            return copy.deepcopy(lst[start:end] if start >= 0 else lst[len(lst) + start : end])
+            return json_copy(lst[start:end] if start >= 0 else lst[len(lst) + start : end])
 
     # -- sets ------------------------------------------------------------------
     def add(self, key: str, member: str, ttl: float | None = None) -> None:
