@@ -7,12 +7,14 @@ PY=${PYTHON:-python3}
 VENV=.venv
 
 system_packages() {
-  # Real parts for the tests: Chromium, Redis, coturn, iproute2 (network namespace).
+  # Real parts for the tests: Chromium, Redis, coturn, iproute2 (network namespace), iptables (cut a media path).
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v turnserver >/dev/null || missing+=(coturn)
   command -v ip >/dev/null || missing+=(iproute2)
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v openssl >/dev/null || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       echo "installing ${missing[*]} with apt-get"
