@@ -193,7 +193,7 @@ class NetcheckResponder:
             self._serve(check, channel)
 
         @pc.on("connectionstatechange")
-        async def on_state() -> None:
+        def on_state() -> None:  # plain function: nothing to await, nothing left pending at shutdown
             if pc.connectionState in ("failed", "closed"):
                 check.closed = True
                 asyncio.ensure_future(self._expire(check_id))  # the browser is gone: free the peer now
