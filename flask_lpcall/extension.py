@@ -36,6 +36,8 @@ class LPCallState:
     services: dict[str, Any] = field(default_factory=dict)
     #: the nonce-less tag as bytes, keyed by what it is built from (tag.py)
     tag_cache: dict[Any, bytes] = field(default_factory=dict)
+    #: the after_request hook that injects the tag (tag.make_injector: settings read once, at init_app)
+    injector: Callable[[Response], Response] | None = None
 
 
 def get_state(app: Flask | None = None) -> LPCallState:
@@ -93,9 +95,9 @@ class LPCall:
         app.register_blueprint(_blueprint(app), url_prefix=state.url_prefix)
         app.jinja_env.globals["lpcall_tag"] = lambda: tagging.manual_tag(get_state())
 
-        @app.after_request
-        def _lpcall_inject(response: Response) -> Response:
-            return tagging.inject(state, response)  # this app's state: no lookup per response
+        # this app's state and settings bound in: no lookup per response
+        state.injector = tagging.make_injector(state)
+        app.after_request(state.injector)
 
         logger.debug("flask-lpcall ready under %s", state.url_prefix)
 

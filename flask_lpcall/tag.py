@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Request, Response, current_app, g, request
 from markupsafe import Markup, escape
 
-from .assets import static_dir
+from .assets import asset_version, static_dir
 
 if TYPE_CHECKING:
     from .extension import LPCallState
@@ -36,17 +36,30 @@ _LEADING_BLOCK_COMMENT = re.compile(r"\A/\*.*?\*/\n", re.DOTALL)
 _INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
 
 
-def eager_script_source() -> str:
-    """The eager part as inlined into every page: ``static/lptag.js`` without its comments and indentation.
+#: The inlined stub (``static/lptag-stub.js``) and the bus it loads asynchronously (``static/lptag.js``).
+STUB_FILE = "lptag-stub.js"
+BUS_FILE = "lptag.js"
 
-    Nothing else changes (no renaming, line breaks kept), so it reads the same in the browser's
-    devtools; every page carries it, so its bytes count (benchmarks/bench_tag.py). The file itself,
-    comments included, is served at ``<prefix>/static/lptag.js``.
+
+def minify(source: str) -> str:
+    """A script without its leading block comment, comment lines and indentation.
+
+    Nothing else changes (no renaming, line breaks kept), so it reads the same in the browser's devtools.
     """
-    source = (static_dir() / "lptag.js").read_text(encoding="utf-8")
     source = _LEADING_BLOCK_COMMENT.sub("", source)
     source = _COMMENT_LINE.sub("", source)
     return _INDENT.sub("", source)
+
+
+def eager_script_source() -> str:
+    """The eager part as inlined into every page: the stub ``static/lptag-stub.js``, minified.
+
+    Every page carries it, so its bytes count (benchmarks/bench_tag.py). It queues ``lpTag.events``
+    calls and loads the full bus from ``<prefix>/static/lptag.js?v=<content hash>`` (long-cached:
+    assets.py), whose version it names here.
+    """
+    source = (static_dir() / STUB_FILE).read_text(encoding="utf-8")
+    return minify(source).replace("@V@", asset_version(BUS_FILE) or "")
 
 
 def client_config(state: LPCallState) -> dict[str, Any]:
@@ -76,11 +89,8 @@ def _build_tag(state: LPCallState, nonce: str | None) -> str:
     return f"<script {MARKER}{nonce_attr}>window.lpCallConfig={config};\n{state.eager_js}</script>"
 
 
-def _tag_bytes(state: LPCallState, gobj: Any = None, req: Request | None = None) -> bytes:
-    """The tag for the current request as UTF-8; built once per app when there is no nonce."""
-    nonce = _nonce(state, gobj, req)
-    if nonce:
-        return _build_tag(state, nonce).encode("utf-8")
+def _plain_tag(state: LPCallState) -> bytes:
+    """The nonce-less tag as UTF-8, built once per app (again if what it is built from changes)."""
     s = state.settings
     key = (state.url_prefix, s["LPCALL_ENGAGEMENT_WINDOW"], s["LPCALL_DEBUG"], state.eager_js)
     tag = state.tag_cache.get(key)
@@ -88,6 +98,12 @@ def _tag_bytes(state: LPCallState, gobj: Any = None, req: Request | None = None)
         state.tag_cache.clear()
         tag = state.tag_cache[key] = _build_tag(state, None).encode("utf-8")
     return tag
+
+
+def _tag_bytes(state: LPCallState, gobj: Any = None, req: Request | None = None) -> bytes:
+    """The tag for the current request as UTF-8."""
+    nonce = _nonce(state, gobj, req)
+    return _build_tag(state, nonce).encode("utf-8") if nonce else _plain_tag(state)
 
 
 def tag_html(state: LPCallState) -> str:
@@ -108,77 +124,108 @@ def path_matches(path: str, prefix: str) -> bool:
     return path.startswith(prefix if prefix.endswith("/") else prefix + "/")
 
 
-def _is_exempt(state: LPCallState, req: Request, gobj: Any) -> bool:
-    if gobj.get("_lpcall_tagged"):
-        return True  # placed by hand with lpcall_tag()
-    path = req.path
-    if path_matches(path, state.url_prefix):
-        return True  # the extension's own pages (agent workspace) are not brand pages
-    for prefix in state.settings["LPCALL_EXEMPT_PATHS"]:
-        if path_matches(path, prefix):
-            return True
-    rule = req.url_rule
-    if rule is not None:
-        view = current_app.view_functions.get(rule.endpoint)
-        if view is not None and getattr(view, "_lpcall_exempt", False):
-            return True
-    return False
+def _exempt_paths(state: LPCallState) -> tuple[frozenset[str], tuple[str, ...], bool]:
+    """The extension's prefix and ``LPCALL_EXEMPT_PATHS`` as (exact paths, path starts, everything)."""
+    prefixes = [state.url_prefix, *state.settings["LPCALL_EXEMPT_PATHS"]]
+    starts = tuple(p if p.endswith("/") else p + "/" for p in prefixes)
+    return frozenset(prefixes), starts, "/" in prefixes
 
 
-def _in_frame(req: Request) -> bool:
-    """The tag belongs in the topmost frame only (seed: "deployed in the topmost frame")."""
-    dest = req.environ.get("HTTP_SEC_FETCH_DEST")
-    return dest is not None and dest.lower() in _FRAME_DESTINATIONS
+def make_injector(state: LPCallState) -> Callable[[Response], Response]:
+    """The ``after_request`` hook: add the tag once to a full, buffered text/html document.
+
+    It runs on every response, so what only depends on the settings (read once, at ``init_app``) is
+    computed here, the cheap and most selective checks come first, and the request, ``g`` and the
+    headers are each looked up once (one pass over the headers, no list copy).
+    """
+    settings = state.settings
+    inject_on = bool(settings["LPCALL_INJECT_TAG"])
+    nonce_getter = settings["LPCALL_CSP_NONCE"]
+    exact, starts, exempt_all = _exempt_paths(state)
+    view_exempt: dict[str | None, bool] = {}  # endpoint -> decorated with @exempt
+    head_close, body_open, marker, frames = _HEAD_CLOSE.search, _BODY_OPEN.search, _MARKER_BYTES, _FRAME_DESTINATIONS
+    get_request, get_g = request._get_current_object, g._get_current_object  # type: ignore[attr-defined]
+
+    def inject(response: Response) -> Response:
+        status = response.status_code
+        if not inject_on or status < 200 or 300 <= status < 400 or status == 204 or response.direct_passthrough:
+            return response
+        headers = response.headers
+        ctype = None
+        varies = False  # a Vary header names Sec-Fetch-Dest already (or is "*")
+        length_at = -1  # index of the Content-Length header
+        for i, (name, value) in enumerate(headers):  # one pass; `name in headers` raises a KeyError on a miss
+            low = name.lower()
+            if low == "content-type":
+                ctype = value
+            elif low == "content-length":
+                length_at = i
+            elif low == "content-encoding":
+                return response  # compressed already: we cannot splice into it
+            elif low == "vary":
+                varies = varies or "sec-fetch-dest" in value.lower() or value.strip() == "*"
+        if ctype is None or ctype.partition(";")[0].strip().lower() != "text/html" or response.is_streamed:
+            return response
+        req: Request = get_request()
+        if req.method == "HEAD":
+            return response
+        gobj = get_g()
+        gvars = gobj.__dict__
+        if gvars.get("_lpcall_tagged"):
+            return response  # placed by hand with lpcall_tag()
+        path = req.path
+        if exempt_all or path in exact or path.startswith(starts):
+            return response  # the extension's own pages (agent workspace), LPCALL_EXEMPT_PATHS
+        rule = req.url_rule
+        if rule is not None:
+            endpoint = rule.endpoint
+            flagged = view_exempt.get(endpoint)
+            if flagged is None:
+                view = current_app.view_functions.get(endpoint)
+                flagged = view_exempt[endpoint] = bool(getattr(view, "_lpcall_exempt", False))
+            if flagged:
+                return response
+        # Whether the page is tagged depends on where the browser shows it: caches must know. Appended as
+        # a header of its own (several Vary headers are one list, RFC 9110), so the site's Vary stays whole.
+        if not varies:
+            headers.add("Vary", "Sec-Fetch-Dest")
+        dest = req.environ.get("HTTP_SEC_FETCH_DEST")
+        if dest is not None and dest.lower() in frames:
+            return response  # the tag belongs in the topmost frame only
+        chunks = response.response
+        if type(chunks) is list and len(chunks) == 1 and type(chunks[0]) is bytes:
+            body = chunks[0]  # what Flask makes of a view's str or bytes: no join, no copy
+        else:
+            body = response.get_data()
+        if marker in body:
+            return response  # tagged already (by the site's template or a second hook)
+        m = head_close(body)
+        if m:
+            pos = m.start()
+        else:
+            m = body_open(body)
+            if not m:
+                return response  # a fragment, not a document: nothing to tag
+            pos = m.end()
+        if nonce_getter is not None:
+            nonce = nonce_getter()
+        else:
+            nonce = gvars.get("csp_nonce") or getattr(req, "csp_nonce", None)
+        tag = _build_tag(state, str(nonce)).encode("utf-8") if nonce else _plain_tag(state)
+        body = b"".join((body[:pos], tag, body[pos:]))
+        if length_at >= 0 and response.automatically_set_content_length:
+            # set_data() without its scan of the headers (Vary was appended: the index still holds)
+            response.response = [body]
+            headers[length_at] = ("Content-Length", str(len(body)))
+        else:
+            response.set_data(body)
+        return response
+
+    return inject
 
 
 def inject(state: LPCallState, response: Response) -> Response:
-    """``after_request`` hook: add the tag once to a full, buffered text/html document.
-
-    It runs on every response, so the cheap and most selective checks come first and the
-    request, ``g`` and the headers are each looked up once.
-    """
-    status = response.status_code
-    if (
-        not state.settings["LPCALL_INJECT_TAG"]
-        or status < 200
-        or 300 <= status < 400
-        or status in (204, 304)
-        or response.is_streamed
-        or response.direct_passthrough
-        or response.mimetype != "text/html"
-    ):
-        return response
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    if req.method == "HEAD":
-        return response
-    headers = response.headers
-    has_vary = False
-    for name, _ in headers.to_wsgi_list():  # one pass; `name in headers` raises a KeyError on a miss
-        low = name.lower()
-        if low == "content-encoding":
-            return response  # compressed already: we cannot splice into it
-        has_vary = has_vary or low == "vary"
-    gobj = g._get_current_object()  # type: ignore[attr-defined]
-    if _is_exempt(state, req, gobj):
-        return response
-    # Whether the page is tagged depends on where the browser shows it: caches must know.
-    if has_vary:
-        response.vary.add("Sec-Fetch-Dest")
-    else:
-        headers.add("Vary", "Sec-Fetch-Dest")  # none yet: append, no scan
-    if _in_frame(req):
-        return response
-    body = response.get_data()
-    if _MARKER_BYTES in body:
-        return response  # tagged already (by the site's template or a second hook)
-    tag = _tag_bytes(state, gobj, req)
-    m = _HEAD_CLOSE.search(body)
-    if m:
-        pos = m.start()
-    else:
-        m = _BODY_OPEN.search(body)
-        if not m:
-            return response  # a fragment, not a document: nothing to tag
-        pos = m.end()
-    response.set_data(body[:pos] + tag + body[pos:])
-    return response
+    """Tag ``response`` as the ``after_request`` hook of ``state``'s app does (see :func:`make_injector`)."""
+    if state.injector is None:
+        state.injector = make_injector(state)
+    return state.injector(response)

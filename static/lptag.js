@@ -1,5 +1,6 @@
-/* flask-lpcall eager tag, inlined after window.lpCallConfig={base,win,dbg}: lpTag.events bus,
-   lpCoBrowse payload checks, lp_monitoringSDK ids, lazy loader of static/lpcall/consumer.js. */
+/* flask-lpcall lpTag bus, loaded asynchronously by the stub every page inlines (static/lptag-stub.js, after
+   window.lpCallConfig={base,win,dbg}): lpTag.events bus, lpCoBrowse payload checks, lp_monitoringSDK ids,
+   lazy loader of static/lpcall/consumer.js. It replays the calls the stub queued, in call order. */
 (function (w) {
   "use strict";
   try { if (w.top !== w.self) return; } catch (e) { return; } // topmost frame only
@@ -48,7 +49,10 @@
 
   // -- the event bus -----------------------------------------------------------------------
   var listeners = [], history = {}, seq = 0, HISTORY_MAX = 20;
-  var prev = lp.events && typeof lp.events.publish === "function" ? lp.events : null;
+  // the stub's queue (static/lptag-stub.js), and the site's own lpTag.events from before the stub
+  var stub = lp.events && lp.events._lpq ? lp.events : null;
+  var site = stub ? stub._prev : lp.events;
+  var prev = site && typeof site.publish === "function" ? site : null;
 
   function deliver(l, ev) {
     try { l.func.call(null, ev.data, ev.info); } catch (e) {
@@ -77,10 +81,12 @@
   }
 
   // bind({appName, eventName, func, replay}) or bind(appName, eventName, func) -> id
-  function bind(app, event, func) {
+  function bind(app, event, func) { return add(app, event, func); }
+  // id: the one the stub already returned for a queued bind
+  function add(app, event, func, id) {
     var o = app && typeof app === "object" ? app : { appName: app, eventName: event, func: func };
     if (typeof o.func !== "function" || !o.appName || !o.eventName) return null;
-    var l = { id: "lsId_" + (++seq).toString(36), appName: o.appName, eventName: o.eventName, func: o.func, src: o };
+    var l = { id: id || "lsId_" + (++seq).toString(36), appName: o.appName, eventName: o.eventName, func: o.func, src: o };
     listeners.push(l);
     if (o.replay) {
       var h = (history[l.appName] || []).slice();
@@ -108,9 +114,11 @@
   }
 
   var events = { publish: publish, trigger: publish, bind: bind, unbind: unbind, hasFired: hasFired, _lpcall: true };
-  if (lp.events && typeof lp.events === "object") {
-    for (var key in lp.events) if (own.call(lp.events, key) && !own.call(events, key)) events[key] = lp.events[key];
-  }
+  [site, stub].forEach(function (o) { // the site's own keys are kept (the stub's internals are not)
+    if (o && typeof o === "object") {
+      for (var key in o) if (own.call(o, key) && !own.call(events, key) && key !== "_lpq" && key !== "_prev") events[key] = o[key];
+    }
+  });
   lp.events = events;
 
   // -- monitoring ids: sid per tab (sessionStorage), vid per visitor (localStorage) --------
@@ -156,4 +164,18 @@
   lp.lpcall = { config: cfg, on: on, log: log, debug: dbg, load: load, version: "0.1.0" };
 
   if (cfg.win || get("sessionStorage", "lpcall.call")) load();
+
+  // -- the stub's queue: replayed in call order, as if the bus had been there all along -----
+  if (stub) {
+    var queued = stub._lpq;
+    for (var k in events) if (own.call(events, k) && typeof events[k] === "function") stub[k] = events[k]; // late callers of a kept reference
+    for (var i = 0; i < queued.length; i++) {
+      try {
+        var call = queued[i], args = call[1];
+        if (call[0] === "bind") add(args[0], args[1], args[2], call[2]);
+        else events[call[0]].apply(events, args);
+      } catch (e) { log("ERROR", "Events", "queued " + call[0] + ": " + e); }
+    }
+    queued.length = 0;
+  }
 })(window);

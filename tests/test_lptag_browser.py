@@ -45,6 +45,25 @@ window.lpTag = {site: "brand-42", section: ["shop"], sdes: {send: function () { 
                 taglets: {rendererStub: {ok: true}},
                 events: {siteFlag: "kept", publish: function (a, e, d) { window.__siteBus.push(a + "/" + e); }, bind: function () {}}};
 </script>"""
+# Run right after the tag, before the bus has arrived (the stub queues), and again on a page whose bus is
+# there: both must log the same. Publish-before-bind without replay is not delivered; a listener's own
+# publish is delivered inside the outer one; unbind with the id bind returned; a replaying bind sees history.
+EARLY_CALLS = """
+window.__log = [];
+const ev = lpTag.events, log = (x) => window.__log.push(x);
+ev.publish("cobrowse", "early", {n: 0});
+const a = ev.bind("cobrowse", "*", (d, i) => log("a:" + i.eventName + ":" + d.n));
+ev.publish("cobrowse", "one", {n: 1});
+const b = ev.bind({appName: "cobrowse", eventName: "two", func: (d) => { log("b:" + d.n); ev.publish("cobrowse", "nested", {n: 3}); }});
+ev.trigger("cobrowse", "two", {n: 2});
+ev.unbind(b);
+ev.publish("cobrowse", "two", {n: 4});
+ev.bind({appName: "cobrowse", eventName: "*", replay: true, func: (d, i) => log("r:" + i.eventName)});
+ev.publish("lpCoBrowse", "cobrowseOffered", {mode: "SCREEN"});
+ev.publish("cobrowse", "last", {n: 5});
+window.__early = {a, b, publish: ev.publish("cobrowse", "x", {n: 6}) === undefined, fired: ev.hasFired("cobrowse").length,
+                  logged: window.__log.length, queued: !!ev._lpq};
+"""
 BROKEN_ADD_EVENT_LISTENER = """<script>
 window.addEventListener = function () { throw new Error("this site replaced addEventListener"); };
 window.__siteListenerCalls = 0;
@@ -77,6 +96,21 @@ def _test_app(**config: Any) -> Flask:
         html = "<!doctype html><html><head><title>csp</title></head><body><h1>strict CSP</h1></body></html>"
         resp = app.make_response(html)
         resp.headers["Content-Security-Policy"] = "script-src 'nonce-n0nce4lpcall' 'strict-dynamic'"
+        return resp
+
+    @app.get("/early")
+    def early() -> str:
+        # a site's inline script right after the tag: it runs before the asynchronously loaded bus
+        return render_template_string(
+            "<!doctype html><html><head><title>early</title>{{ lpcall_tag() }}<script>{{ calls|safe }}</script>"
+            "</head><body><h1>early</h1></body></html>", calls=EARLY_CALLS)
+
+    @app.get("/csp-nonce-only")
+    def csp_nonce_only() -> Any:
+        g.csp_nonce = "n0nce-only"
+        html = "<!doctype html><html><head><title>csp</title></head><body><h1>nonce-only CSP</h1></body></html>"
+        resp = app.make_response(html)
+        resp.headers["Content-Security-Policy"] = "script-src 'nonce-n0nce-only'; object-src 'none'"
         return resp
 
     @app.get("/host")
@@ -449,3 +483,100 @@ def test_a_missing_browser_fails_under_ci_and_skips_locally(monkeypatch: pytest.
     with pytest.raises(pytest.skip.Exception, match="chromium missing"):
         support.require("chromium", False, "/usr/bin/chromium is not installed")
     support.require("chromium", True, "present")  # nothing happens
+
+
+# -- the stub: queued calls before the bus arrives ----------------------------------------------
+def _bus_requests(context: Any) -> list[str]:
+    urls: list[str] = []
+    context.on("request", lambda r: urls.append(r.url) if "/static/lptag.js" in r.url else None)
+    return urls
+
+
+def test_calls_before_the_bus_arrives_are_queued_and_replayed_in_order(context: Any, site: LiveServer) -> None:
+    watch = Watch(context)
+    held: list[Any] = []
+    hold = lambda route: held.append(route)
+    context.route("**/static/lptag.js?v=*", hold)
+    page = context.new_page()
+    page.goto(site.url + "/early?lpDebug=2", wait_until="domcontentloaded")
+    watch.until(page, lambda: held, "the stub requested the bus")
+    early = page.evaluate("window.__early")
+    # the stub answered: bind an id at once, publish nothing; nothing delivered yet
+    assert early["a"].startswith("lsId_") and early["b"].startswith("lsId_") and early["a"] != early["b"]
+    assert early["publish"] is True and early["fired"] == 0 and early["logged"] == 0 and early["queued"] is True
+    assert page.evaluate("window.__log") == [] and watch.consumer_requests == []
+    (route,) = held
+    route.continue_()
+    watch.until(page, lambda: page.evaluate("lpTag.events._lpcall === true"), "the bus installed")
+    queued_log = page.evaluate("window.__log")
+
+    # the same calls on a page whose bus is there already
+    context.unroute("**/static/lptag.js?v=*", hold)
+    other = context.new_page()
+    other.goto(site.url + "/plain")
+    other.evaluate("() => { delete window.__log; }")
+    other.evaluate("() => { " + EARLY_CALLS + " }")
+    direct_log = other.evaluate("window.__log")
+    assert direct_log == [
+        "a:one:1", "a:two:2", "b:2", "a:nested:3", "a:two:4",
+        "r:early", "r:one", "r:two", "r:nested", "r:two",
+        "a:last:5", "r:last",
+        "a:x:6", "r:x",
+    ]
+    assert queued_log == direct_log
+    # history holds the replayed publishes; the id the stub returned is the listener's id in the bus
+    assert [f["eventName"] for f in page.evaluate("lpTag.events.hasFired('cobrowse')")] == [
+        "early", "one", "two", "nested", "two", "last", "x"]
+    assert page.evaluate("(id) => lpTag.events.unbind(id)", early["a"]) is True
+    assert page.evaluate("(id) => lpTag.events.unbind(id)", early["b"]) is False  # unbound by the queued unbind
+    # the refused queued publish was checked when replayed: logged, not delivered, nothing loaded for it
+    errors = watch.until(page, lambda: watch.errors(), "the refused queued publish logged")
+    assert [(m[1], m[2]) for m in errors] == [("cobrowseOffered", "serviceId")]
+    assert watch.consumer_requests == []
+    assert watch.page_errors == []
+
+
+def test_a_kept_reference_to_the_stub_reaches_the_bus_later(context: Any, site: LiveServer) -> None:
+    watch = Watch(context)
+    held: list[Any] = []
+    context.route("**/static/lptag.js?v=*", lambda route: held.append(route))
+    page = context.new_page()
+    page.goto(site.url + "/plain", wait_until="domcontentloaded")
+    watch.until(page, lambda: held, "the stub requested the bus")
+    page.evaluate("() => { window.__kept = lpTag.events; window.__seen = []; "
+                  "__kept.bind('site', 'ping', (d) => __seen.push(d.n)); __kept.publish('site', 'ping', {n: 1}); }")
+    held[0].continue_()
+    wait_for(lambda: page.evaluate("window.__seen.length") == 1, message="queued publish replayed")
+    got = page.evaluate("() => [__kept.publish('site', 'ping', {n: 2}), __seen, __kept === lpTag.events]")
+    assert got[0].startswith("evId_") and got[1] == [1, 2] and got[2] is False
+
+
+def test_the_bus_is_loaded_once_from_a_versioned_long_cached_url(context: Any, site: LiveServer) -> None:
+    Watch(context)
+    bus = _bus_requests(context)
+    page = context.new_page()
+    responses: list[Any] = []
+    page.on("response", lambda r: responses.append(r) if "/static/lptag.js" in r.url else None)
+    page.goto(site.url + "/plain")
+    assert page.evaluate("lpTag.events._lpcall") is True
+    (url,) = bus
+    assert re.search(r"/lpcall/static/lptag\.js\?v=[0-9a-f]{16}$", url)
+    (resp,) = responses
+    assert resp.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # every page of the site names the same URL (one cache entry), and its script carries no tag marker
+    page.goto(site.url + "/preexisting")
+    assert page.evaluate("lpTag.events._lpcall") is True
+    script = page.locator("script[src*='/static/lptag.js']")
+    assert site.url + script.get_attribute("src") == url and script.get_attribute("data-lpcall-tag") is None
+
+
+def test_a_nonce_only_csp_still_loads_the_bus_and_the_lazy_modules(context: Any, site: LiveServer) -> None:
+    """``script-src 'nonce-…'`` without 'strict-dynamic' or 'self': the stub gives the bus its own nonce."""
+    watch = Watch(context)
+    page = context.new_page()
+    page.goto(site.url + "/csp-nonce-only")
+    assert page.evaluate("lpTag.events._lpcall") is True
+    assert page.evaluate("lpTag.events.publish('lpCoBrowse', 'sliderOpened')").startswith("evId_")
+    wait_for(lambda: page.evaluate("window.__consumerLoads") == 1, message="consumer app imported under a nonce-only CSP")
+    assert not [t for kind, t in watch.console if "Content Security Policy" in t]
+    assert watch.page_errors == []

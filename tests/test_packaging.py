@@ -11,6 +11,7 @@ the wheel is installed with ``--no-index --force-reinstall`` and every path is c
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def test_wheel_holds_the_package_static_tree_and_templates(built: tuple[Path, Pa
     wheel, src = built
     names = set(zipfile.ZipFile(wheel).namelist())
     static = _shipped(src / "static")
-    assert {"lptag.js", "lpcall/vectors.json"} <= static
+    assert {"lptag.js", "lptag-stub.js", "lpcall/vectors.json"} <= static
     missing = {f"flask_lpcall/static/{f}" for f in static} - names
     assert not missing, f"static files missing from the wheel: {sorted(missing)}"
     package = {f"flask_lpcall/{f}" for f in _shipped(src / "flask_lpcall")}
@@ -158,6 +159,11 @@ def test_fresh_venv_outside_the_repo_serves_assets_from_the_installed_wheel(buil
         assert status == 200 and ctype.startswith("text/html") and b"<form" in body
         status, ctype, body = fetch("/")
         assert body.count(b"data-lpcall-tag") == 1  # the installed extension tags the site's pages
+        # the inlined stub loads the installed bus from its versioned, long-cached URL
+        (bus_url,) = re.findall(rb'"(/static/lptag\.js\?v=[0-9a-f]{16})"', body)
+        with urllib.request.urlopen(base + "/lpcall" + bus_url.decode(), timeout=30) as resp:  # loopback only
+            assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            assert resp.read() == (installed / "lptag.js").read_bytes()
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from flask import Flask, Response, g, make_response, render_template_string, request, stream_with_context
 
 from flask_lpcall import LPCall, exempt
+from flask_lpcall.assets import asset_version
 from flask_lpcall.tag import MARKER, eager_script_source, path_matches
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +117,19 @@ def make_app(**config: Any) -> Flask:
         request.csp_nonce = "from-request"  # type: ignore[attr-defined]
         return DOC
 
+    @app.get("/vary")
+    def vary() -> Response:
+        resp = make_response(DOC)
+        resp.headers.add("Vary", "Cookie")
+        resp.headers.add("X-After", "1")
+        resp.headers.add("Vary", "Accept-Language")
+        return resp
+
+    @app.get("/chunks")
+    def chunks() -> Response:
+        return Response([b"<!doctype html><html><head><title>t</title>", b"</head><body>two chunks</body></html>"],
+                        mimetype="text/html")
+
     @app.get("/error")
     def error() -> Response:
         return Response(DOC, status=500, mimetype="text/html")
@@ -149,6 +164,21 @@ def test_tag_goes_once_right_before_head_close(client: Any) -> None:
     assert json.loads(m[2]) == {"base": "/lpcall", "win": False, "dbg": False}
     assert eager_script_source() in body
     assert client.post("/page").get_data(as_text=True).count(MARKER) == 1  # any method's HTML page
+
+
+@pytest.mark.parametrize("path", ["/page", "/vary", "/chunks", "/upper", "/no-head"])
+def test_the_tagged_body_and_its_headers_agree(client: Any, path: str) -> None:
+    resp = client.get(path)
+    data = resp.get_data()
+    assert data.count(MARKER.encode()) == 1
+    assert resp.headers.getlist("Content-Length") == [str(len(data))]
+    assert resp.headers.get("Content-Type") == "text/html; charset=utf-8"
+    vary = {v.strip() for value in resp.headers.getlist("Vary") for v in value.split(",")}
+    assert "Sec-Fetch-Dest" in vary
+    if path == "/vary":
+        assert {"Cookie", "Accept-Language"} <= vary and resp.headers["X-After"] == "1"  # the site's Vary kept
+        framed = client.get("/vary", headers={"Sec-Fetch-Dest": "iframe"})
+        assert framed.headers.getlist("Vary") == ["Cookie", "Accept-Language", "Sec-Fetch-Dest"]
 
 
 def test_head_close_is_found_in_any_case_and_spacing(client: Any) -> None:
@@ -298,10 +328,35 @@ def test_the_tag_is_served_as_a_file_too(client: Any) -> None:
     assert resp.get_data(as_text=True) == (ROOT / "static" / "lptag.js").read_text(encoding="utf-8")
 
 
-def test_inlined_source_is_the_file_without_comment_lines_and_indentation() -> None:
-    original = (ROOT / "static" / "lptag.js").read_text(encoding="utf-8")
+def test_inlined_source_is_the_stub_file_without_comment_lines_and_indentation() -> None:
+    original = (ROOT / "static" / "lptag-stub.js").read_text(encoding="utf-8")
     inlined = eager_script_source()
     code_lines = [line.strip() for line in original.splitlines() if line.strip() and not line.strip().startswith("//")]
-    code_lines = code_lines[code_lines.index("(function (w) {"):]  # after the header comment
+    code_lines = code_lines[code_lines.index("(function (w, d) {"):]  # after the header comment
+    version = hashlib.sha256((ROOT / "static" / "lptag.js").read_bytes()).hexdigest()[:16]
+    code_lines = [line.replace("@V@", version) for line in code_lines]
     assert [line for line in inlined.splitlines() if line] == code_lines  # same code, same order, same lines
-    assert len(inlined) < 0.85 * len(original)
+    assert f'"/static/lptag.js?v={version}"' in inlined  # the bus it loads, named by its content
+
+
+def test_the_eager_tag_is_a_small_stub(client: Any) -> None:
+    """Config + stub: well under 1 KB per page; the bus (static/lptag.js) is not inlined."""
+    body = client.get("/page").get_data(as_text=True)
+    (tag,) = re.findall(r"<script data-lpcall-tag.*?</script>", body, flags=re.DOTALL)
+    assert len(tag.encode()) < 1024
+    assert "HISTORY_MAX" not in tag and "lpCoBrowse" not in tag
+
+
+def test_the_bus_is_long_cached_only_at_its_current_version(client: Any) -> None:
+    version = hashlib.sha256((ROOT / "static" / "lptag.js").read_bytes()).hexdigest()[:16]
+    assert asset_version("lptag.js") == version and asset_version("nope.js") is None
+    assert asset_version("../setup.cfg") is None  # never outside static/
+    pinned = client.get(f"/lpcall/static/lptag.js?v={version}")
+    assert pinned.status_code == 200
+    assert pinned.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert pinned.get_data() == (ROOT / "static" / "lptag.js").read_bytes()
+    for url in ("/lpcall/static/lptag.js", "/lpcall/static/lptag.js?v=0000000000000000"):
+        resp = client.get(url)  # no version, or one that is not the file's: an hour, revalidated after
+        assert resp.status_code == 200 and "immutable" not in resp.headers["Cache-Control"]
+        assert "max-age=3600" in resp.headers["Cache-Control"]
+    assert client.get("/lpcall/static/nope.js?v=x").status_code == 404
