@@ -1,7 +1,9 @@
 """Eager tag size (gzip) and the cost of tag injection, beside the same site without the extension.
 
-* size: the complete ``<script data-lpcall-tag>`` a page receives (config + ``static/lptag.js``), raw
-  and gzip-compressed (level 6 as web servers use, and 9); target <= 3 KB gzip.
+* size: the complete ``<script data-lpcall-tag>`` a page receives (config + the stub
+  ``static/lptag-stub.js``), raw and gzip-compressed (level 6 as web servers use, and 9); target <= 3 KB
+  gzip. Beside it, the bus the stub loads asynchronously (``static/lptag.js`` as served from its
+  versioned URL: once per visitor and version, then from the browser's cache for a year).
 * overhead: the example shop's home page (Jinja template, ~9 KB) served by otherwise identical apps,
   one with ``LPCall(app)`` (default config), one without (baseline) and one without the extension but
   with the same tag bytes spliced in, each on its own gunicorn (1 gthread worker) on 127.0.0.1, loaded
@@ -92,11 +94,19 @@ def _tag_bytes() -> bytes:
 
 
 # -- size -------------------------------------------------------------------------------------------
-def tag_size() -> dict[str, int]:
-    body = bench_app("tagged").test_client().get(PAGE).get_data(as_text=True)
+def tag_size() -> dict[str, Any]:
+    client = bench_app("tagged").test_client()
+    body = client.get(PAGE).get_data(as_text=True)
     plain = bench_app("plain").test_client().get(PAGE).get_data(as_text=True)
     raw = _tag_bytes()
+    (bus_url,) = re.findall(r'"(/static/lptag\.js\?v=[0-9a-f]+)"', raw.decode())
+    bus_resp = client.get("/lpcall" + bus_url)
+    bus = bus_resp.get_data()
     return {
+        "bus_url": "/lpcall" + bus_url,
+        "bus_cache": bus_resp.headers.get("Cache-Control", ""),
+        "bus_raw": len(bus),
+        "bus_gzip6": len(gzip.compress(bus, 6)),
         "raw": len(raw),
         "gzip6": len(gzip.compress(raw, 6)),
         "gzip9": len(gzip.compress(raw, 9)),
@@ -267,7 +277,7 @@ def _pct(ratio: float) -> str:
     return f"{(1 - ratio) * 100:.1f} % slower" if ratio <= 1 else f"{(ratio - 1) * 100:.1f} % faster"
 
 
-def render(size: dict[str, int], http: dict[str, Any], local: dict[str, Any]) -> str:
+def render(size: dict[str, Any], http: dict[str, Any], local: dict[str, Any]) -> str:
     cpu_name = platform.processor() or platform.machine()
     tagged = statistics.median(http["tagged"]["cpu_paired"])
     extra = statistics.median(http["bytes"]["cpu_paired"])
@@ -286,7 +296,8 @@ def render(size: dict[str, int], http: dict[str, Any], local: dict[str, Any]) ->
     return f"""Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} cores shared with five other engineers'
 test runs ({cpu_name}, load average {os.getloadavg()[0]:.0f}), Python {platform.python_version()}; `python -m benchmarks tag`.
 
-**Eager tag per page** (config + `static/lptag.js`, everything a page gets before anything is needed):
+**Eager tag per page** (`<script data-lpcall-tag>`: `window.lpCallConfig` + the stub `static/lptag-stub.js`,
+everything a page carries; the stub queues `lpTag.events` calls and loads the bus asynchronously):
 
 | | bytes | target |
 |---|---|---|
@@ -294,6 +305,10 @@ test runs ({cpu_name}, load average {os.getloadavg()[0]:.0f}), Python {platform.
 | gzip -6 (typical server) | {size['gzip6']} | ≤ 3072 {'✅' if size['gzip6'] <= 3072 else '❌'} |
 | gzip -9 | {size['gzip9']} | |
 | home page, gzip -6, without → with the tag | {size['page_plain_gzip']} → {size['page_tagged_gzip']} | |
+| the bus the stub loads (`static/lptag.js`, async, not per page), raw / gzip -6 | {size['bus_raw']} / {size['bus_gzip6']} | |
+
+The bus comes from `{size['bus_url']}` (`v` = its content hash), served with `Cache-Control: {size['bus_cache']}`:
+a visitor fetches it once per version, every later page takes it from the browser's cache.
 
 **Injection overhead over HTTP**: the example shop's home page (9 KB of HTML) from three apps, each
 on its own gunicorn (1 gthread worker) on 127.0.0.1, {http['client']}, {http['connections']} connections,
