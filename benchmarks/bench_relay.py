@@ -10,6 +10,7 @@ Latency is measured sender -> receiver inside this one client process (same cloc
 the load generator run on 127.0.0.1; their number, duration and connection count are bounded.
 
     python benchmarks/bench_relay.py [--pairs 10,100,1000] [--duration 5] [--rate 2000] [--json out.json]
+        [--servers lpcall,lpcall-redis,socketio,ws]   # e.g. --pairs 1000 --servers lpcall while iterating
 """
 
 from __future__ import annotations
@@ -363,8 +364,13 @@ def main() -> str:
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--no-redis", dest="redis", action="store_false",
                         help="skip flask-lpcall with a Redis store (bus via Redis)")
+    parser.add_argument("--servers", default="lpcall,lpcall-redis,socketio,ws",
+                        help="which servers to run (comma-separated): lpcall, lpcall-redis, socketio, ws")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    chosen = set(args.servers.split(","))
+    if unknown := chosen - {"lpcall", "lpcall-redis", "socketio", "ws"}:
+        parser.error(f"unknown server(s): {sorted(unknown)}")
     raise_nofile()
     pair_counts = [min(int(p), 1000) for p in args.pairs.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="lpcall-bench-"))
@@ -374,7 +380,7 @@ def main() -> str:
         variants: list[tuple[str, Callable[[int], Server], Any]] = [
             ("lpcall", lambda n: start_lpcall(n, workdir), open_lpcall),
         ]
-        if args.redis and shutil.which("redis-server"):
+        if args.redis and "lpcall-redis" in chosen and shutil.which("redis-server"):
             rport = free_port()
             redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                                            "--appendonly", "no"], stdout=subprocess.DEVNULL)
@@ -383,6 +389,7 @@ def main() -> str:
             variants.append(("lpcall-redis", lambda n: start_lpcall(n, workdir, url), open_lpcall))
         variants += [("socketio", lambda n: start_socketio(workdir), open_socketio),
                      ("ws", lambda n: start_ws(workdir), open_ws)]
+        variants = [v for v in variants if v[0] in chosen]
         for pairs in pair_counts:
             for _, start, opener in variants:
                 server = start(pairs)

@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 #: does not re-read every call document several times a second.
 SWEEP_INTERVAL = 1.0
 MIN_SWEEP_INTERVAL = 0.05
+#: calls judged between two yields of a sweep pass (~2 ms of hub time each on the memory store)
+SWEEP_CHUNK = 25
+#: the pause between two chunks: a real timer (gevent's sleep(0) only runs the queued callbacks,
+#: it does not poll the sockets, so it would not let a frame through)
+SWEEP_PAUSE = 0.001
 IDLE_EXIT = 30.0
 
 
@@ -418,29 +423,47 @@ class CallManager:
     # -- timers -------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> list[CallSession]:
         """Close expired invitations and calls whose participant stayed away too long."""
-        t = time.time() if now is None else now
+        return self._sweep(now)[0]
+
+    def _sweep(self, now: float | None = None) -> tuple[list[CallSession], int]:
+        """One pass over the live calls: (the calls it closed, how many calls it saw).
+
+        Incremental: each call is read, judged and (if due) closed on its own, and the pass yields
+        to the other greenlets/threads every SWEEP_CHUNK calls, so a worker holding a thousand calls
+        never stops relaying frames for the whole pass (issue 7: it held the gevent hub ~80 ms)."""
+        fixed = now
         grace = float(self.settings["LPCALL_RECONNECT_GRACE"])
         closed: list[CallSession] = []
-        for doc in self._live_docs():
-            session = CallSession.from_dict(doc)
-            reason = None
-            gone = doc.get("gone") or {}
-            if session.state == INVITED:
-                if session.is_expired(t):
-                    reason = "expired"
-                elif "agent" in gone and t - gone["agent"] >= grace and not self.is_present(session.service_id, "agent"):
-                    reason = "agent_disconnected"
-            elif session.state == ACCEPTED:
-                for role in ("agent", "consumer"):
-                    since = self.presence.gone_since(session.service_id, role, doc, (session.accepted_ts or 0) / 1000, t)
-                    if since is not None and t - since >= grace:
-                        reason = f"{role}_disconnected"
-                        break
+        seen = 0
+        for i, key in enumerate(self.store.keys("call:")):
+            if i and i % SWEEP_CHUNK == 0:
+                time.sleep(SWEEP_PAUSE)  # gevent: a timer, so the hub polls the sockets meanwhile
+            doc = self.store.get(key)
+            if not (isinstance(doc, dict) and "serviceId" in doc and call_key(doc["serviceId"]) == key):
+                continue
+            seen += 1
+            t = time.time() if fixed is None else fixed
+            reason = self._due(CallSession.from_dict(doc), doc, t, grace)
             if reason:
-                done = self._close_quietly(session.service_id, reason)
+                done = self._close_quietly(doc["serviceId"], reason)
                 if done is not None:
                     closed.append(done)
-        return closed
+        return closed, seen
+
+    def _due(self, session: CallSession, doc: dict[str, Any], t: float, grace: float) -> str | None:
+        """Why the sweeper must close ``session`` now, or None."""
+        gone = doc.get("gone") or {}
+        if session.state == INVITED:
+            if session.is_expired(t):
+                return "expired"
+            if "agent" in gone and t - gone["agent"] >= grace and not self.is_present(session.service_id, "agent"):
+                return "agent_disconnected"
+        elif session.state == ACCEPTED:
+            for role in ("agent", "consumer"):
+                since = self.presence.gone_since(session.service_id, role, doc, (session.accepted_ts or 0) / 1000, t)
+                if since is not None and t - since >= grace:
+                    return f"{role}_disconnected"
+        return None
 
     @property
     def sweep_interval(self) -> float:
@@ -470,8 +493,7 @@ def _sweep_loop(ref: weakref.ReferenceType[CallManager], stop: threading.Event) 
         if manager is None:
             return
         try:
-            manager.sweep()
-            busy = bool(manager.store.keys("call:"))
+            busy = manager._sweep()[1] > 0
         except Exception:
             logger.exception("call sweep failed")
             busy = True
