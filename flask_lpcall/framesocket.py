@@ -113,11 +113,14 @@ def quietly(what: str, fn: Any, *args: Any) -> None:
 class FrameSocket:
     """One WebSocket with a single writer thread and the request/response envelope."""
 
+    # thousands of idle sockets per worker: no instance dict, no queue while nothing is pending
+    __slots__ = ("_lock", "_pending", "_send_lock", "_writer", "closed", "max_frame_bytes", "name", "ws")
+
     def __init__(self, ws: Any, *, max_frame_bytes: int, name: str = "socket") -> None:
         self.ws = ws
         self.max_frame_bytes = max_frame_bytes
         self.name = name
-        self._pending: deque[tuple[str, Any]] = deque()
+        self._pending: deque[tuple[str, Any]] | None = None  # exists only while a writer runs
         self._lock = threading.Lock()  # guards _pending and _writer; never held while writing
         self._send_lock = threading.Lock()
         self.closed = threading.Event()
@@ -129,8 +132,9 @@ class FrameSocket:
         """Queue a frame; safe from any thread, never blocks on the network."""
         if self.closed.is_set():
             return
-        if len(self._pending) > MAX_PENDING_FRAMES:
-            logger.warning("%s: client too slow (%d frames pending), closing", self.name, len(self._pending))
+        pending = len(self._pending or ())
+        if pending > MAX_PENDING_FRAMES:
+            logger.warning("%s: client too slow (%d frames pending), closing", self.name, pending)
             self.close(CLOSE_TRY_AGAIN, "too many pending frames")
             return
         self._put("frame", json.dumps(frame, separators=(",", ":")))
@@ -139,6 +143,8 @@ class FrameSocket:
         """Queue an action and make sure a writer is draining the queue (started on demand)."""
         start = None
         with self._lock:
+            if self._pending is None:
+                self._pending = deque()
             self._pending.append((action, payload))
             if self._writer is None:
                 start = self._writer = threading.Thread(
@@ -177,14 +183,15 @@ class FrameSocket:
             with self._lock:
                 if self._writer is threading.current_thread():
                     self._writer = None
-                if self.closed.is_set():
-                    self._pending.clear()
+                if self.closed.is_set() or (self._writer is None and not self._pending):
+                    self._pending = None
 
     def _drain(self) -> None:
         while True:
             with self._lock:
                 if not self._pending:
                     self._writer = None
+                    self._pending = None
                     return
                 action, payload = self._pending.popleft()
             if action == "stop":
@@ -210,7 +217,7 @@ class FrameSocket:
         """Let queued frames go out, then stop the writer."""
         with self._lock:
             writer = self._writer
-            if writer is not None:
+            if writer is not None and self._pending is not None:
                 self._pending.append(("stop", None))
         if writer is not None and writer is not threading.current_thread():
             writer.join(timeout)

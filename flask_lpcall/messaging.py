@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 from flask import Blueprint, Flask, jsonify, request
 from flask_sock import Sock
@@ -22,7 +23,15 @@ from . import signals
 from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
 from .errors import BadFrameError, NotAllowedError, NotFoundError
 from .extension import LPCallState, get_state, json_error
-from .framesocket import CLOSE_POLICY, FrameSocket, TooLargeError, close_and_wait, origin_allowed, quietly
+from .framesocket import (
+    CLOSE_POLICY,
+    FrameSocket,
+    Handler,
+    TooLargeError,
+    close_and_wait,
+    origin_allowed,
+    quietly,
+)
 from .schemas import CONSUMER_REQUESTS, validate_init_headers
 from .store import Subscription
 
@@ -74,6 +83,8 @@ def check_origin(state: LPCallState) -> bool:
 class MessagingSubscription:
     """Transcript events of one conversation, in order, without gaps or duplicates."""
 
+    __slots__ = ("_lock", "active", "conn", "conv_id", "history", "next_seq", "sub")
+
     def __init__(self, conn: FrameSocket, store: Any, service: ConversationService, conv_id: str, from_seq: int) -> None:
         self.conn = conn
         self.conv_id = conv_id
@@ -105,8 +116,62 @@ class MessagingSubscription:
         self.sub.close()
 
 
+class _BoundHandlers(Mapping[str, Handler]):
+    """A connection's request handlers, looked up by name in its class's table: one small object per
+    socket instead of a dict of bound methods (issue 7: thousands of sockets per worker)."""
+
+    __slots__ = ("_names", "_owner")
+
+    def __init__(self, owner: Any, names: Mapping[str, str]) -> None:
+        self._owner = owner
+        self._names = names
+
+    def __getitem__(self, kind: str) -> Handler:
+        return getattr(self._owner, self._names[kind])  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class _ChangeFeed:
+    """The bus callback of one ``cqm.SubscribeExConversations``: metadata changes of the consumer's
+    conversations, never before the subscription's snapshot (both go out under ``lock``)."""
+
+    __slots__ = ("lock", "owner", "sub_id")
+
+    def __init__(self, owner: ConsumerConnection, sub_id: str) -> None:
+        self.owner = owner
+        self.sub_id = sub_id
+        self.lock = threading.Lock()  # only queues frames under it, never re-entered
+
+    def __call__(self, message: Any) -> None:
+        if isinstance(message, dict) and message.get("type") == "meta":
+            owner = self.owner
+            with self.lock:
+                owner.conn.notify(
+                    "cqm.ExConversationChangeNotification",
+                    {"subscriptionId": self.sub_id, "changes": [owner.service.change(message["conversation"])]},
+                )
+
+
 class ConsumerConnection:
     """One consumer socket: identity from InitConnection, then the consumer's own conversations only."""
+
+    __slots__ = ("conn", "consumer_id", "features", "messaging", "meta_subs", "service", "settings", "state")
+
+    #: request type -> method name (per class; each socket looks its handlers up here)
+    HANDLERS: ClassVar[dict[str, str]] = {
+        "InitConnection": "init_connection",
+        "cm.ConsumerRequestConversation": "request_conversation",
+        "ms.PublishEvent": "publish_event",
+        "cqm.SubscribeExConversations": "subscribe_conversations",
+        "ms.SubscribeMessagingEvents": "subscribe_messaging",
+        "cm.CloseConversation": "close_conversation",
+        "ping": "ping",
+    }
 
     def __init__(self, state: LPCallState, ws: Any) -> None:
         self.state = state
@@ -117,16 +182,10 @@ class ConsumerConnection:
         self.features: list[str] = []
         self.messaging: dict[str, MessagingSubscription] = {}
         self.meta_subs: list[Subscription] = []
-        self._lock = threading.RLock()
-        self.handlers = {
-            "InitConnection": self.init_connection,
-            "cm.ConsumerRequestConversation": self.request_conversation,
-            "ms.PublishEvent": self.publish_event,
-            "cqm.SubscribeExConversations": self.subscribe_conversations,
-            "ms.SubscribeMessagingEvents": self.subscribe_messaging,
-            "cm.CloseConversation": self.close_conversation,
-            "ping": lambda env, body: {},
-        }
+
+    @property
+    def handlers(self) -> Mapping[str, Handler]:
+        return _BoundHandlers(self, self.HANDLERS)
 
     def run(self) -> None:
         try:
@@ -173,6 +232,9 @@ class ConsumerConnection:
                 self.service.set_features(doc["convId"], self.features)
         return {"consumerId": cid, "features": self.features}
 
+    def ping(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
     def request_conversation(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         cid = self._consumer()
         doc, created = self.service.open(
@@ -188,25 +250,15 @@ class ConsumerConnection:
 
     def subscribe_conversations(self, env: dict[str, Any], body: dict[str, Any]) -> None:
         cid = self._consumer()
-        sub_id = str(uuid.uuid4())
         states = tuple(body["convState"])
-        lock = threading.RLock()
-
-        def on_bus(message: Any) -> None:
-            if isinstance(message, dict) and message.get("type") == "meta":
-                with lock:
-                    self.conn.notify(
-                        "cqm.ExConversationChangeNotification",
-                        {"subscriptionId": sub_id, "changes": [self.service.change(message["conversation"])]},
-                    )
-
-        with lock:
-            self.meta_subs.append(self.state.store.subscribe(ch_consumer(cid), on_bus))
+        feed = _ChangeFeed(self, str(uuid.uuid4()))
+        with feed.lock:
+            self.meta_subs.append(self.state.store.subscribe(ch_consumer(cid), feed))
             snapshot = self.service.for_consumer(cid, states)
-            self.conn.respond(env["id"], env["type"], {"subscriptionId": sub_id})
+            self.conn.respond(env["id"], env["type"], {"subscriptionId": feed.sub_id})
             self.conn.notify(
                 "cqm.ExConversationChangeNotification",
-                {"subscriptionId": sub_id, "changes": [self.service.change(d) for d in snapshot]},
+                {"subscriptionId": feed.sub_id, "changes": [self.service.change(d) for d in snapshot]},
             )
 
     def subscribe_messaging(self, env: dict[str, Any], body: dict[str, Any]) -> None:

@@ -19,6 +19,8 @@ Callback = Callable[[Json], None]
 
 
 class Subscription(abc.ABC):
+    __slots__ = ()  # one per live socket subscription: subclasses may stay dict-free (issue 7)
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop delivering messages. Idempotent."""

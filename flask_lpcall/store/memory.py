@@ -34,6 +34,8 @@ def json_copy(value: Any) -> Any:
 
 
 class _MemorySubscription(Subscription):
+    __slots__ = ("_store", "callback", "channel")
+
     def __init__(self, store: MemoryStore, channel: str, callback: Callback) -> None:
         self._store = store
         self.channel = channel
