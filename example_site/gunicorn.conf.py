@@ -12,7 +12,14 @@ upgrade (``/lpcall/ws/``) and set ``FORWARDED_ALLOW_IPS`` to the proxy's address
 
 from __future__ import annotations
 
+import gc
 import os
+from typing import Any
+
+# Memory and pauses of a worker holding thousands of sockets (issue 7, benchmarks/RESULTS.md):
+# * gevent records, for every greenlet, the stack that spawned it (for debugging tools only):
+#   ~8 frame records per greenlet, two or three greenlets per WebSocket. Off unless asked for.
+os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "false")
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 worker_class = "gevent"  # gunicorn monkey-patches the worker, so threads and sockets are greenlets
@@ -26,3 +33,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+
+def post_worker_init(worker: Any) -> None:
+    """The app is loaded: move everything allocated so far (modules, the app, its caches) out of
+    the cyclic garbage collector's reach. A full collection then walks only what the connections
+    allocate, instead of pausing every greenlet of the worker for the whole start-up heap too."""
+    gc.freeze()
