@@ -1,4 +1,4 @@
-"""The consumer's call HTTP API (PROTOCOL §2): accept, decline, resume, active.
+"""The consumer's call HTTP API (PROTOCOL §2): prepare, accept, decline, resume, active.
 
 Every route takes the consumer token as ``Authorization: Bearer <token>`` and the
 lpCoBrowse payload of seed 003 (validated by ``schemas.CoBrowseEventSchema``).
@@ -70,6 +70,19 @@ def register(bp: Blueprint) -> None:
         cid = consumer_id_from_request()
         payload = load_or_raise(CoBrowseEventSchema(), _json_body())
         return jsonify(calls().decline(cid, payload))
+
+    @bp.post("/api/call/prepare")
+    def call_prepare() -> Any:
+        # The invitation is shown (cobrowseOffered): the consumer's join info, so its socket can
+        # listen before the Accept and receive the agent's offer ahead (PROTOCOL §5).
+        cid = consumer_id_from_request()
+        payload = load_or_raise(CoBrowseEventSchema(), _json_body())
+        session = calls().get(payload["serviceId"])
+        if session is None or not session.is_open or session.consumer_id != cid:
+            raise NotFoundError("no such call", field="serviceId")
+        if payload["mode"] != session.mode:
+            raise BadFrameError(f"mode: the invitation is for {session.mode}", field="mode")
+        return jsonify(calls().join_info(session, "consumer"))
 
     @bp.post("/api/call/resume")
     def call_resume() -> Any:

@@ -322,6 +322,13 @@ class BareFrameSchema(_Strict):
     type = fields.String(required=True)
 
 
+class AcceptFrameSchema(_Strict):
+    """The consumer's Accept on a socket opened before it (PROTOCOL §5): the ``cobrowseAccepted`` payload."""
+
+    type = fields.String(required=True)
+    payload = fields.Nested(CoBrowseEventSchema, required=True)
+
+
 #: client → server signaling frame type -> its schema.
 SIGNAL_FRAMES: dict[str, type[Schema]] = {
     "description": DescriptionFrameSchema,
@@ -331,6 +338,8 @@ SIGNAL_FRAMES: dict[str, type[Schema]] = {
     "connected": BareFrameSchema,
     "failure": FailureFrameSchema,
     "ping": BareFrameSchema,
+    "accept": AcceptFrameSchema,
+    "listening": BareFrameSchema,
 }
 
 
@@ -472,6 +481,7 @@ class RelayedStateSchema(_Tolerant):
 class PeerJoinedSchema(_Tolerant):
     type = fields.String(required=True)
     role = fields.String(required=True, validate=_ROLE)
+    accepted = fields.Boolean(load_default=False)  # a listening consumer accepted (PROTOCOL §5)
 
 
 class PeerLeftSchema(_Tolerant):

@@ -22,7 +22,8 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from .callmanager import CallManager, channel, other
-from .errors import LPCallError, NotAllowedError
+from .calls import ACCEPTED, INVITED, CallSession
+from .errors import BadFrameError, LPCallError, NotAllowedError
 from .extension import get_state
 from .framesocket import (
     close_and_wait,
@@ -51,6 +52,7 @@ class CallSocket:
         self.conn_id = uuid.uuid4().hex
         self.closed_frame: dict[str, Any] | None = None
         self.client_gone = threading.Event()
+        self.listening = False  # a consumer socket opened before the Accept (PROTOCOL §5)
 
     def send(self, frame: dict[str, Any]) -> None:
         with self.lock:
@@ -95,15 +97,15 @@ class CallSocket:
                 raise NotAllowedError("the call has ended", code="CALL_ENDED", field="token")
             if session.uid_of(role) != uid:
                 raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
-            if role == "consumer" and session.state == "INVITED":  # no media before the Accept
-                raise NotAllowedError("the invitation has not been accepted", code="NOT_ACCEPTED", field="token")
         except LPCallError as exc:
             self.error(exc.code, str(exc), exc.field)
             self.ws.close(1008, exc.code)
             return
-        self.serve(sid, role, uid)
+        # A consumer whose invitation is still open listens (PROTOCOL §5 "Before the Accept"): it
+        # gets the agent's offer ahead, but sends no media signals until its `accept` frame.
+        self.serve(sid, role, uid, listening=role == "consumer" and session.state == INVITED)
 
-    def serve(self, sid: str, role: str, uid: str) -> None:
+    def serve(self, sid: str, role: str, uid: str, listening: bool = False) -> None:
         manager = self.manager
         try:
             sub = manager.store.subscribe(channel(sid, role), self.outbox.put)
@@ -114,17 +116,19 @@ class CallSocket:
         # Started once `joined` is sent: bus frames that arrive meanwhile wait in the outbox,
         # so a client always sees `joined` first.
         sender = threading.Thread(target=self._drain, name="lpcall-call-send", daemon=True)
+        self.listening = listening
         try:
-            try:
-                session, doc = manager.participant_joined(sid, role, self.conn_id, self.tab)
-            except LPCallError as exc:
-                if exc.code == TAB_CONFLICT:  # another tab holds the call: refused, that tab keeps it
-                    logger.info("call %s: %s join from a second tab refused", sid, role)
-                    self.error(exc.code, str(exc), exc.field)
-                    close_and_wait(self.ws, 1008, exc.code)  # no stray HTTP bytes may follow the error frame
+            if listening:  # no presence yet: other tabs may listen too, the accepting one joins
+                doc = manager.doc(sid)
+                session = CallSession.from_dict(doc) if doc else None
+                if session is None or not session.is_open:
+                    self.error("CALL_ENDED", "the call has ended")
                     return
-                self.error("CALL_ENDED", "the call has ended")
-                return
+            else:
+                joined = self._join(sid, role)
+                if joined is None:
+                    return
+                session, doc = joined
             peer = other(role)
             peer_present = manager.is_present(sid, peer)
             self.send(
@@ -151,9 +155,27 @@ class CallSocket:
             self.client_gone.set()
             sub.close()
             self.outbox.put(_STOP)
-            grace_until = manager.participant_left(sid, role, self.conn_id)
-            if grace_until is not None and self.closed_frame is None:
-                manager.store.publish(channel(sid, other(role)), {"type": "peer-left", "role": role, "graceUntil": grace_until})
+            if not self.listening:
+                self._leave(sid, role)
+
+    def _join(self, sid: str, role: str) -> tuple[CallSession, dict[str, Any]] | None:
+        """Take the participant's place (presence); None after telling the client why not."""
+        try:
+            return self.manager.participant_joined(sid, role, self.conn_id, self.tab)
+        except LPCallError as exc:
+            if exc.code == TAB_CONFLICT:  # another tab holds the call: refused, that tab keeps it
+                logger.info("call %s: %s join from a second tab refused", sid, role)
+                self.error(exc.code, str(exc), exc.field)
+                close_and_wait(self.ws, 1008, exc.code)  # no stray HTTP bytes may follow the error frame
+                return None
+            self.error("CALL_ENDED", "the call has ended")
+            return None
+
+    def _leave(self, sid: str, role: str) -> None:
+        manager = self.manager
+        grace_until = manager.participant_left(sid, role, self.conn_id)
+        if grace_until is not None and self.closed_frame is None:
+            manager.store.publish(channel(sid, other(role)), {"type": "peer-left", "role": role, "graceUntil": grace_until})
 
     def loop(self, sid: str, role: str, uid: str) -> None:
         manager = self.manager
@@ -166,7 +188,7 @@ class CallSocket:
                 continue  # the call is over: wait for the client to close
             if time.monotonic() >= next_beat:  # refresh the presence document (presence.py)
                 next_beat = time.monotonic() + beat_every
-                if not manager.heartbeat(sid, role, self.conn_id):
+                if not self.listening and not manager.heartbeat(sid, role, self.conn_id):
                     logger.debug("call %s: %s socket replaced by a newer one", sid, role)
                     close_and_wait(self.ws, 1000, "replaced")  # the browser must see the reason
                     return
@@ -186,12 +208,22 @@ class CallSocket:
             kind = frame["type"]
             try:
                 if kind in ("description", "candidate"):
+                    if self.listening:
+                        raise _not_accepted()
                     manager.store.publish(channel(sid, peer), {**frame, "from": role})
                 elif kind == "state":
                     manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
                     manager.store.publish(channel(sid, peer), {**frame, "from": role})
                 elif kind == "ping":
                     self.send({"type": "pong"})
+                elif kind == "accept":
+                    if not self._accept(sid, role, uid, frame["payload"]):
+                        return
+                elif kind == "listening":  # the agent (re)joined after us: it learns we are here
+                    if self.listening:
+                        manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
+                elif self.listening and kind in ("connected", "failure"):
+                    raise _not_accepted()
                 elif kind == "connected":
                     manager.mark_connected(role, uid, sid)
                 elif kind == "hangup":
@@ -200,6 +232,32 @@ class CallSocket:
                     manager.fail(role, uid, sid, frame["id"])
             except LPCallError as exc:
                 self.error(exc.code, str(exc), exc.field)
+
+    def _accept(self, sid: str, role: str, uid: str, payload: dict[str, Any]) -> bool:
+        """The consumer's Accept on its socket: the call is ACCEPTED and a listening socket joins.
+
+        False when the socket may not go on (another tab holds the call: refused and closed).
+        """
+        if role != "consumer":
+            raise NotAllowedError("type: only the consumer accepts a call", code="NOT_ALLOWED", field="type")
+        if payload["serviceId"] != sid:
+            raise BadFrameError("payload.serviceId: not the call of this socket", field="payload.serviceId")
+        manager = self.manager
+        manager.accept(uid, payload)  # the agent hears `session` ACCEPTED
+        if self.listening:
+            if self._join(sid, role) is None:
+                return False
+            self.listening = False
+            # the agent already has us (peer-joined while listening): no fresh negotiation, only
+            # an offer it still holds (it joined after we started listening) goes out now
+            manager.store.publish(channel(sid, "agent"), {"type": "peer-joined", "role": role, "accepted": True})
+        # every socket of this consumer learns: this one goes on, other tabs' listeners stop
+        manager.store.publish(channel(sid, role), {"type": "session", "sessionState": ACCEPTED})
+        return True
+
+
+def _not_accepted() -> NotAllowedError:
+    return NotAllowedError("type: the invitation has not been accepted yet", code="NOT_ACCEPTED", field="type")
 
 
 def _ice(manager: CallManager, session: Any, role: str) -> dict[str, Any]:

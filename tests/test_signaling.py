@@ -301,17 +301,103 @@ def test_durations_in_system_messages() -> None:
     assert [format_duration(n) for n in (0, 5, 65, 600, 3599, 3600, 3725)] == ["0:00", "0:05", "1:05", "10:00", "59:59", "1:00:00", "1:02:05"]
 
 
-def test_the_consumer_cannot_join_before_accepting(app: Any, live_server: Any) -> None:
+def test_before_the_accept_the_consumer_only_listens(app: Any, live_server: Any) -> None:
+    """PROTOCOL §5 "Before the Accept": the agent's offer reaches a listening consumer ahead, but
+    nothing of the consumer's media negotiation reaches the agent before its `accept` frame."""
     server = live_server(app)
     calls, _ = services(app)
     setup = conversation(app)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {setup.consumer_token}"}
     info = calls.invite(BOB, setup.conv_id, "VIDEO_CALL")
-    session = calls.get(info["serviceId"])
-    early = Peer(server.ws_url, calls.token_for(session, "consumer"))  # a token, but no Accept yet
-    assert early.next("error")["code"] == "NOT_ACCEPTED"
-    _assert_closed_1008(early)
-    calls.accept(setup.consumer_id, cobrowse_payload(info))
-    assert Peer(server.ws_url, calls.token_for(session, "consumer")).next("joined")["sessionState"] == "ACCEPTED"
+    payload = cobrowse_payload(info)
+    # the join info while invited: only for this visitor, only for the invitation's mode
+    stranger = {"Authorization": "Bearer " + get_state(app).signer.sign("consumer", {"cid": "x", "vid": "y"})}
+    assert client.post("/lpcall/api/call/prepare", json=payload, headers=stranger).status_code == 404
+    wrong = client.post("/lpcall/api/call/prepare", json={**payload, "mode": "VOICE_CALL"}, headers=auth)
+    assert wrong.status_code == 400 and wrong.json["error"]["field"] == "mode"
+    prepared = client.post("/lpcall/api/call/prepare", json=payload, headers=auth)
+    assert prepared.status_code == 200 and prepared.json["sessionState"] == "INVITED"
+    agent = Peer(server.ws_url, info["token"])
+    assert agent.next("joined")["peerPresent"] is False
+    listener = Peer(server.ws_url, prepared.json["token"])
+    joined = listener.next("joined")
+    assert joined["sessionState"] == "INVITED" and joined["peerPresent"] is True
+    assert agent.next("peer-joined")["role"] == "consumer"
+    assert calls.is_present(info["serviceId"], "consumer") is False  # a listener holds no place yet
+    agent.send({"type": "description", "description": {"type": "offer", "sdp": "v=0 agent"}})
+    assert listener.next("description")["description"]["sdp"] == "v=0 agent"
+    for frame in (
+        {"type": "description", "description": {"type": "answer", "sdp": "v=0 too early"}},
+        {"type": "candidate", "candidate": None},
+        {"type": "connected"},
+        {"type": "failure", "id": "NO_CAMERA_ACCESS"},
+    ):
+        listener.send(frame)
+        error = listener.next("error")
+        assert error["code"] == "NOT_ACCEPTED" and error["field"] == "type", frame
+    # a bad Accept names the field; the agent cannot accept; the call goes on
+    listener.send({"type": "accept", "payload": {**payload, "ssid": ""}})
+    assert listener.next("error")["field"] == "payload.ssid"
+    other = {**payload, "serviceId": setup.consumer_id + "#other"}
+    listener.send({"type": "accept", "payload": other})
+    assert listener.next("error")["field"] == "payload.serviceId"
+    agent.send({"type": "accept", "payload": payload})
+    assert agent.next("error")["code"] == "NOT_ALLOWED"
+    assert calls.get(info["serviceId"]).state == "INVITED"
+    listener.send({"type": "ping"})
+    assert listener.next("pong") == {"type": "pong"}
+    # the Accept on the socket, then the answer right behind it: in order, both arrive
+    listener.send({"type": "accept", "payload": payload})
+    listener.send({"type": "description", "description": {"type": "answer", "sdp": "v=0 consumer"}})
+    assert agent.next("session")["sessionState"] == "ACCEPTED"
+    assert agent.next("peer-joined") == {"type": "peer-joined", "role": "consumer", "accepted": True}
+    answer = agent.next("description")
+    assert answer["from"] == "consumer" and answer["description"]["sdp"] == "v=0 consumer"
+    assert listener.next("session")["sessionState"] == "ACCEPTED"
+    assert calls.get(info["serviceId"]).state == "ACCEPTED"
+    assert calls.is_present(info["serviceId"], "consumer") is True
+    assert "system.accepted" in system_keys(app, setup.conv_id)
+    assert [f for f in agent.frames if f.get("from") == "consumer"] == []  # nothing refused got through
+    listener.send({"type": "hangup"})
+    assert agent.next("closed")["reason"] == "hangup_consumer"
+    wait_for(lambda: call_keys(app) == [], timeout=5, message="call keys gone")
+
+
+def test_a_second_tab_listening_stops_when_the_first_accepts(app: Any, live_server: Any) -> None:
+    server = live_server(app)
+    calls, _ = services(app)
+    setup = conversation(app)
+    info = calls.invite(BOB, setup.conv_id, "VOICE_CALL")
+    token = calls.token_for(calls.get(info["serviceId"]), "consumer")
+    tab_a = Peer(server.ws_url, token)
+    tab_b = Peer(server.ws_url, token)
+    for tab in (tab_a, tab_b):
+        assert tab.next("joined")["sessionState"] == "INVITED"
+    tab_a.send({"type": "accept", "payload": cobrowse_payload(info)})
+    assert tab_a.next("session")["sessionState"] == "ACCEPTED"
+    assert tab_b.next("session")["sessionState"] == "ACCEPTED"  # tab B's engine stops on this
+    # the agent joins after a listener: the listener's `listening` tells it someone waits for its offer
+    s3 = conversation(app)
+    i3 = calls.invite(BOB, s3.conv_id, "VIDEO_CALL")
+    early = Peer(server.ws_url, calls.token_for(calls.get(i3["serviceId"]), "consumer"))
+    early.next("joined")
+    late_agent = Peer(server.ws_url, i3["token"])
+    assert late_agent.next("joined")["peerPresent"] is False  # a listener holds no place
+    assert early.next("peer-joined")["role"] == "agent"
+    early.send({"type": "listening"})
+    assert late_agent.next("peer-joined") == {"type": "peer-joined", "role": "consumer"}
+    late_agent.send({"type": "listening"})  # meaningless from the agent: ignored, nothing relayed
+    late_agent.send({"type": "ping"})
+    assert late_agent.next("pong") == {"type": "pong"}
+    assert [f for f in early.frames if f["type"] == "peer-joined"] == []
+    # an invitation that ends while a consumer only listens: the listener learns it too
+    s2 = conversation(app)
+    i2 = calls.invite(BOB, s2.conv_id, "VOICE_CALL")
+    listener = Peer(server.ws_url, calls.token_for(calls.get(i2["serviceId"]), "consumer"))
+    listener.next("joined")
+    calls.decline(s2.consumer_id, cobrowse_payload(i2))
+    assert listener.next("closed")["reason"] == "declined"
 
 
 def test_joined_is_the_first_frame_even_when_the_peer_is_faster(app: Any, live_server: Any) -> None:
