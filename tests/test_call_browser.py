@@ -183,6 +183,8 @@ def test_video_call_decodes_frames_on_both_sides_and_agent_hangs_up(rig: Any, ar
     assert consumer.locator(".lp_cobrowse_callscreen_container .lpcall-loading").count() == 0
     assert consumer.locator(".lpcall-call video.lpcall-remote").count() == 1
     assert consumer.locator(".lpcall-call video.lpcall-local").count() == 1
+    for page in (r.agent, consumer):  # the remote picture is on screen, not only decoded
+        wait_for(lambda p=page: p.evaluate(REMOTE_VIDEO_WIDTH_JS) > 0, timeout=10, message="remote video shown")
     for page in (r.agent, consumer):
         for sel in (".lpcall-mute", ".lpcall-camera", ".lpcall-hangup"):
             btn = page.locator(f".lpcall-call {sel}")
@@ -211,6 +213,36 @@ def test_video_call_decodes_frames_on_both_sides_and_agent_hangs_up(rig: Any, ar
     ended = r.events(consumer, "lpCall", "callEnded")
     assert ended and ended[0]["data"]["reason"] == "hangup_agent"
     assert consumer.evaluate("sessionStorage.getItem('lpcall.call')") is None
+
+
+REMOTE_VIDEO_WIDTH_JS = "(document.querySelector('.lpcall-call video.lpcall-remote') || {}).videoWidth || 0"
+#: the visitor's window listens on the call and holds the agent's offer, unanswered
+OFFER_KEPT_JS = """() => (window.__lpcallEngines || []).some((e) => e._waiting && e.pc && e.pc.signalingState === 'have-remote-offer')"""
+
+
+def test_the_window_listens_while_the_invitation_is_shown_and_sends_nothing(rig: Any) -> None:
+    """PROTOCOL §5 "Before the Accept": the offer is there before the visitor decides; no camera,
+    no answer, no candidate of the visitor's before the Accept; after it the call runs as usual."""
+    r = rig()
+    r.open_agent()
+    r.open_consumer()
+    r.invite("VIDEO_CALL")
+    consumer = r.consumer
+    consumer.wait_for_selector(".lpcall-invitation .lpcall-accept")
+    wait_for(lambda: consumer.evaluate(OFFER_KEPT_JS), timeout=20, message="the window holds the agent's offer")
+    listener = "window.__lpcallEngines.at(-1)"
+    assert consumer.evaluate(f"{listener}.localStream") is None  # no camera before the Accept
+    assert consumer.evaluate(f"{listener}.pc.localDescription") is None  # nothing answered
+    agent_pc = "window.__lpcallEngines.at(-1).pc.signalingState"
+    assert r.agent.evaluate(agent_pc) == "have-local-offer"  # the agent still waits for an answer
+    calls = get_state(r.app).services["calls"]
+    assert calls.get(consumer.evaluate(f"{listener}.serviceId")).state == "INVITED"
+    consumer.click(".lpcall-invitation .lpcall-accept")
+    r.wait_media(video=True)
+    for page in (r.agent, consumer):  # tracks that came before the call UI are shown in it
+        wait_for(lambda p=page: p.evaluate(REMOTE_VIDEO_WIDTH_JS) > 0, timeout=10, message="remote video shown")
+    consumer.click(".lpcall-call .lpcall-hangup")
+    r.wait_closed_everywhere("system.ended")
 
 
 def cobrowse_dialog(r: Rig) -> dict[str, Any] | None:

@@ -126,7 +126,19 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     if (!call.attached) showMessage(call.container, ...call.endMessage);
   }
 
-  async function run(join, payload, {resumed = false, media = null} = {}) {
+  function newEngine(join, keep = {}) {
+    return new CallEngine({
+      base, serviceId: join.serviceId, token: join.token, mode: join.mode, role: 'consumer',
+      iceServers: join.iceServers, iceTransportPolicy: join.iceTransportPolicy, connectTimeout: join.connectTimeout,
+      cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), muted: Boolean(keep.muted), sessionState: join.sessionState,
+      // a lost socket rejoins with a fresh token (recovery.js)
+      refreshToken: () => api('resume', {serviceId: join.serviceId}).then((j) => j.token),
+    });
+  }
+
+  // run(join, payload): the call after the Accept. `listened`: the engine that listened since the
+  // invitation was shown (it sends the Accept on its socket); otherwise the accept API answered.
+  async function run(join, payload, {resumed = false, media = null, listened = null} = {}) {
     const stored = readStored();
     const keep = resumed && stored && stored.serviceId === join.serviceId ? stored : {};
     const call = {
@@ -138,20 +150,14 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       serviceId: join.serviceId, mode: join.mode, agentName: join.agentName || '', visitorName: join.visitorName || '',
       muted: Boolean(keep.muted), cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), payload,
     });
-    const engine = new CallEngine({
-      base, serviceId: join.serviceId, token: join.token, mode: join.mode, role: 'consumer',
-      iceServers: join.iceServers, iceTransportPolicy: join.iceTransportPolicy, connectTimeout: join.connectTimeout,
-      cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), muted: Boolean(keep.muted), sessionState: join.sessionState,
-      // a lost socket rejoins with a fresh token (recovery.js)
-      refreshToken: () => api('resume', {serviceId: join.serviceId}).then((j) => j.token),
-      media,
-    });
+    const engine = listened || newEngine(join, keep);
+    const startOpts = {media, accept: listened ? payload : null};
     holdCall(join.serviceId);
     if (resumed && join.connectedTs) engine.startedAt = join.connectedTs;  // the timer goes on
     call.engine = engine;
     // a supported browser joins the signaling now, before the UI is built (the engine's events
     // all come later, from its socket and media); an unsupported one fails below, with listeners
-    const starting = supportProblem() ? null : engine.start();
+    const starting = supportProblem() ? null : engine.start(startOpts);
     if (starting) starting.catch(() => {});
     call.ui = mountCallUI({engine, mode: join.mode, peerName: join.agentName || '', texts: config.texts || {}, role: 'consumer'});
     const attach = () => {
@@ -191,7 +197,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     });
     engine.addEventListener('closed', (e) => finish(call, e.detail));
     try {
-      await (starting || engine.start());
+      await (starting || engine.start(startOpts));
     } catch (err) {
       if (resumed && ['CALL_ENDED', 'CALL_IN_OTHER_TAB', 'TOKEN_INVALID'].includes(err.code)) {
         // ended meanwhile, or held by another tab: refused quietly, the page keeps working
@@ -214,6 +220,41 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     return call;
   }
 
+  // -- while the invitation is shown: listen on the call's signaling (PROTOCOL §5) -----------
+  // The agent's offer arrives before the visitor decides, so the Accept only has to answer it.
+  // Nothing is sent and no camera starts before the Accept; a Decline or another tab's Accept
+  // ends the listener.
+  let early = null;  // {serviceId, engine, ready: Promise<{join, engine} | null>}
+  function dropEarly() {
+    const e = early;
+    early = null;
+    if (e && e.engine) e.engine.destroy();
+  }
+
+  function onOffered(data) {
+    if (!validPayload(data)) return log('cobrowseOffered: invalid payload ignored');
+    log(`call offered: ${data.serviceId}`);
+    if (supportProblem() || typeof WebSocket !== 'function') return;
+    if ((current && current.serviceId === data.serviceId) || (early && early.serviceId === data.serviceId)) return;
+    dropEarly();
+    const entry = {serviceId: data.serviceId, engine: null, ready: null};
+    early = entry;
+    entry.ready = (async () => {
+      const join = await api('prepare', data);
+      if (early !== entry) return null;
+      const engine = newEngine(join);
+      entry.engine = engine;
+      engine.addEventListener('destroyed', () => { if (early === entry) early = null; });
+      await engine.listen();
+      return {join, engine};
+    })().catch((err) => {
+      log(`listening before the Accept failed: ${err.message}`);
+      if (entry.engine) entry.engine.destroy();
+      if (early === entry) early = null;
+      return null;
+    });
+  }
+
   async function onAccepted(data) {
     if (!validPayload(data)) return log('cobrowseAccepted: invalid payload ignored');
     if (current && current.serviceId === data.serviceId) return;
@@ -221,6 +262,14 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     const media = supportProblem() ? null
       : navigator.mediaDevices.getUserMedia({audio: true, video: data.mode === 'VIDEO_CALL'});
     if (media) media.catch(() => {});
+    const pre = early && early.serviceId === data.serviceId ? early : null;
+    if (pre) early = null;
+    else dropEarly();
+    const listened = pre ? await pre.ready : null;
+    if (listened && !listened.engine._destroyed && !listened.engine.closedInfo) {
+      await run(listened.join, data, {media, listened: listened.engine});
+      return;
+    }
     let join;
     try {
       join = await api('accept', data);
@@ -237,6 +286,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
   async function onDeclined(data) {
     if (!validPayload(data)) return log('cobrowseDeclined: invalid payload ignored');
     try { await api('decline', data); } catch (err) { log(`decline failed: ${err.message}`); }
+    if (early && early.serviceId === data.serviceId) dropEarly();
   }
 
   // -- resume after reload / navigation (seed 003; issue 5 hardens it) --------------------
@@ -267,7 +317,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       if (seen.has(id)) return;
       seen.add(id);
     }
-    if (name === 'cobrowseOffered') log(`call offered: ${data && data.serviceId}`);
+    if (name === 'cobrowseOffered') onOffered(data);
     else if (name === 'cobrowseAccepted') onAccepted(data);
     else if (name === 'cobrowseDeclined') onDeclined(data);
     else if (name === 'sliderOpened') onSliderOpened();

@@ -129,11 +129,12 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
 
   const on = (type, fn) => engine.addEventListener(type, fn);
   on('localstream', (e) => { if (localVideo) localVideo.srcObject = e.detail.stream; });
-  on('remotestream', (e) => {
+  function showRemote(stream) {
     const target = remoteVideo || remoteAudio;
-    if (target.srcObject !== e.detail.stream) target.srcObject = e.detail.stream;
+    if (target.srcObject !== stream) target.srcObject = stream;
     target.play && target.play().catch(() => {});
-  });
+  }
+  on('remotestream', (e) => showRemote(e.detail.stream));
   on('remotestate', renderRemote);
   on('localstate', renderLocal);
   on('status', renderStatus);
@@ -153,6 +154,8 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
   });
 
   if (localVideo && engine.localStream) localVideo.srcObject = engine.localStream;
+  // tracks that came before this UI (the offer a listening window applied before the Accept)
+  if (engine.remoteStream && engine.remoteStream.getTracks().length) showRemote(engine.remoteStream);
   renderLocal();
   renderRemote();
   renderStatus();

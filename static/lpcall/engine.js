@@ -5,7 +5,8 @@
 //   const engine = new CallEngine({base, serviceId, token, mode, role, iceServers, ...});
 //   engine.addEventListener('status' | 'localstream' | 'remotestream' | 'remotestate' |
 //                           'connected' | 'peer' | 'closed' | 'error', handler);
-//   await engine.start();          // media, then signaling; rejects with a CallError
+//   await engine.listen();         // consumer, before the Accept: signaling only (offer kept)
+//   await engine.start({accept});  // media, then signaling; rejects with a CallError
 //   engine.setMuted(true); engine.setCameraOff(true); await engine.switchCamera();
 //   await engine.hangup();         // tells the other side, waits for `closed`
 //   await engine.rejoin(token);    // a fresh socket (and peer connection) with a new token
@@ -78,6 +79,8 @@ export class CallEngine extends EventTarget {
     this._connectTimer = null;
     this._destroyed = false;
     this._closedWaiters = [];
+    this._waiting = false;      // listening before the Accept: an offer is kept, not answered
+    this._acceptWaiter = null;  // {resolve, reject} of the `accept` frame sent by start()
     this.recovery = new Recovery(this, opts);  // heartbeats, socket and ICE recovery (issue 5)
     this._joined = new Promise((resolve) => { this._resolveJoined = resolve; });
     this.trace = testing() ? [] : null;  // what happened, for test diagnostics
@@ -100,14 +103,30 @@ export class CallEngine extends EventTarget {
   }
 
   // -- start -----------------------------------------------------------------------------
-  async start() {
+  // The consumer, while the invitation is shown (PROTOCOL §5 "Before the Accept"): join the
+  // signaling without media. The agent's offer and candidates arrive and are applied; nothing
+  // is answered or sent until start({accept}), so no media flows before the visitor's consent.
+  async listen() {
+    const problem = supportProblem();
+    if (problem) throw new CallError(problem);
+    this._waiting = true;
+    await this._openSocket(this.token);
+    return this;
+  }
+
+  // accept: the cobrowseAccepted payload, for an engine that listen()ed: the Accept goes out on
+  // its socket and a kept offer is answered at once, while the camera starts.
+  async start({accept = null, media = null} = {}) {
+    if (media) this._pendingMedia = media;  // the camera, started by the caller at the Accept
     const problem = supportProblem();
     if (problem) throw await this._failEarly(problem);
+    const listened = this._waiting && this.ws;
+    const accepted = listened ? this._accept(accept) : null;
     // join the signaling while the camera starts: the other side learns at once that we are
     // here (and, if media fails, why we leave); signals wait for the media (_onSignal)
     this._mediaReady = this._getMedia();
     this._mediaReady.catch(() => {});
-    const joining = this._openSocket(this.token);
+    const joining = listened ? accepted : this._openSocket(this.token);
     joining.catch(() => {});
     try {
       await this._mediaReady;
@@ -136,6 +155,18 @@ export class CallEngine extends EventTarget {
     this.localStream = stream;
     this._applyTrackState();
     this._emit('localstream', {stream});
+  }
+
+  _accept(payload) {
+    this._waiting = false;
+    this._acceptPayload = payload;
+    this.sessionState = 'ACCEPTED';
+    const accepted = new Promise((resolve, reject) => { this._acceptWaiter = {resolve, reject}; });
+    this._send({type: 'accept', payload});
+    this._armConnectTimer();
+    const pc = this.pc;
+    if (pc) this._chain = this._chain.then(() => this._answer(pc)).catch((err) => this._trace(`answer failed: ${err}`));
+    return accepted;
   }
 
   // Tell the server (and so the other side) why this side cannot take part, then end.
@@ -205,6 +236,10 @@ export class CallEngine extends EventTarget {
     this.recovery.joined(frame);
     this._resolveJoined(frame);
     this.sessionState = frame.sessionState;
+    if (this._acceptWaiter && frame.sessionState === 'INVITED') {  // a new socket before the Accept got through
+      this._send({type: 'accept', payload: this._acceptPayload});
+      this.sessionState = 'ACCEPTED';
+    }
     if (Array.isArray(frame.iceServers)) this.iceServers = frame.iceServers;
     if (frame.iceTransportPolicy) this.iceTransportPolicy = frame.iceTransportPolicy;
     if (frame.peerState) this._setRemoteState(frame.peerState);
@@ -231,19 +266,37 @@ export class CallEngine extends EventTarget {
       case 'peer-joined':
         this._setPeerPresent(true);
         this._sendState();
-        if (this.localStream) this._freshPeer();  // a fresh peer: a fresh negotiation
+        if (this._waiting) this._send({type: 'listening'});  // the agent came after us: it may offer now
+        if (frame.accepted) {  // the listening visitor accepted: it has our offer, unless we held it
+          if (this._held) this._release();
+          else if (!this.pc && this.localStream) this._freshPeer();
+        } else if (this.localStream) this._freshPeer();  // a fresh peer: a fresh negotiation
         break;
       case 'peer-left':
         this._setPeerPresent(false, frame.graceUntil);
         break;
       case 'session':
+        if (this._waiting && frame.sessionState === 'ACCEPTED') {
+          this._trace('accepted in another tab');  // this tab's listener stops, quietly
+          this.destroy();
+          break;
+        }
         this.sessionState = frame.sessionState;
+        if (this._acceptWaiter && frame.sessionState === 'ACCEPTED') {
+          this._acceptWaiter.resolve(frame);
+          this._acceptWaiter = null;
+        }
+        if (frame.sessionState === 'ACCEPTED' && this.pc && !this._held && this.pc.connectionState !== 'connected') this._armConnectTimer();
         this._emit('session', {sessionState: frame.sessionState});
         break;
       case 'closed':
         this._onClosed(frame);
         break;
       case 'error':
+        if (this._acceptWaiter) {  // the Accept was refused (e.g. the invitation expired)
+          this._acceptWaiter.reject(new CallError(frame.code || 'SIGNALING_FAILED', frame.message));
+          this._acceptWaiter = null;
+        }
         console.warn('lpcall: signaling error', frame.code, frame.message);
         this._emit('signalingerror', frame);
         break;
@@ -378,9 +431,8 @@ export class CallEngine extends EventTarget {
       }
       await pc.setRemoteDescription(description);  // an implicit rollback when polite
       if (description.type === 'offer') {
-        this._prepareSenders(pc);
-        await pc.setLocalDescription();
-        this._send({type: 'description', description: {type: pc.localDescription.type, sdp: pc.localDescription.sdp}});
+        if (this._waiting) this._trace('offer kept until the Accept');
+        else await this._answer(pc);
       }
     } else if (frame.candidate) {
       try {
@@ -389,6 +441,13 @@ export class CallEngine extends EventTarget {
         if (!this._ignoreOffer) throw err;
       }
     }
+  }
+
+  async _answer(pc) {
+    if (this.pc !== pc || pc.signalingState !== 'have-remote-offer' || this._destroyed) return;
+    this._prepareSenders(pc);
+    await pc.setLocalDescription();
+    this._send({type: 'description', description: {type: pc.localDescription.type, sdp: pc.localDescription.sdp}});
   }
 
   // Our kinds of media on an offered connection: send as well as receive, with our tracks
@@ -437,6 +496,7 @@ export class CallEngine extends EventTarget {
 
   _armConnectTimer() {
     this._clearConnectTimer();
+    if (this._waiting || this.sessionState === 'INVITED') return;  // armed at the Accept
     this._connectTimer = setTimeout(() => {
       if (this.pc && this.pc.connectionState !== 'connected') this._fail(ERRORS.UNABLE_TO_CONNECT);
     }, this.connectTimeoutMs);
