@@ -299,7 +299,12 @@ async def run_scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side
     stop.set()
     await asyncio.gather(*pumps, return_exceptions=True)
     sat = {"msgs_per_s": rec.received / elapsed, "p50_ms": _pct(rec.latencies, 0.5), "p99_ms": _pct(rec.latencies, 0.99)}
-    await asyncio.sleep(0.5)  # let in-flight frames drain before the fixed-rate phase
+    # Let every frame still in flight arrive before the fixed-rate phase: at 1,000 pairs the saturated
+    # relay holds ~1 s of frames, and a late one would count as a fixed-rate frame with a huge latency.
+    deadline = time.monotonic() + 15
+    while any(s.window._value < WINDOW for s in sides) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # polling interval of a deadline wait
+    await asyncio.sleep(0.5)
 
     # -- fixed rate (open loop) --
     fixed = Recorder()
