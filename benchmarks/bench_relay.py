@@ -9,7 +9,7 @@ N concurrent call pairs (agent + consumer sockets) exchange ``candidate`` frames
 Latency is measured sender -> receiver inside this one client process (same clock). All servers and
 the load generator run on 127.0.0.1; their number, duration and connection count are bounded.
 
-    python benchmarks/bench_relay.py [--pairs 10,100,1000] [--duration 5] [--rate 2000] [--json out.json]
+    python benchmarks/bench_relay.py [--pairs 10,100,1000] [--duration 5] [--rate 2000] [--rounds 3] [--json out.json]
         [--servers lpcall,lpcall-redis,socketio,ws]   # e.g. --pairs 1000 --servers lpcall while iterating
 """
 
@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -270,6 +272,18 @@ def _pct(values: list[float], q: float) -> float:
 
 async def run_scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side, Side]]]], server: Server, pairs: int,
                        duration: float, rate: float) -> dict[str, Any]:
+    # The load generator's own cyclic GC would pause every socket at once and be counted as the
+    # server's latency: collect now, then keep it off while this scenario measures.
+    gc.collect()
+    gc.disable()
+    try:
+        return await _scenario(opener, server, pairs, duration, rate)
+    finally:
+        gc.enable()
+
+
+async def _scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side, Side]]]], server: Server, pairs: int,
+                    duration: float, rate: float) -> dict[str, Any]:
     t0 = time.monotonic()
     conns = await opener(server, pairs)
     connect_s = time.monotonic() - t0
@@ -333,32 +347,55 @@ async def run_scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side
             "server_rss_mb_loaded": rss_loaded / 1024}
 
 
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
 def markdown(results: list[dict[str, Any]], rate: float) -> str:
+    """Medians over the rounds; the target ratios are the medians of the per-round ratios (same machine state)."""
     load = os.getloadavg()
+    rounds = max((r.get("round", 0) for r in results), default=0) + 1
     lines = [
         (f"### Signaling relay, one gevent worker ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPUs shared, load average {load[0]:.1f} at the end)"),
         "",
         ("`python benchmarks/bench_relay.py` — N call pairs exchange `candidate` frames through the server "
         f"(saturation: {WINDOW} in flight per direction; fixed rate: {rate:.0f} msg/s open loop). One Python "
-        "asyncio client drives all servers, so the ceiling is partly the client's."),
+        "asyncio client drives all servers, so the ceiling is partly the client's. "
+        f"{rounds} round(s) per size, the servers' order rotating each round; each figure is the median over "
+        "the rounds."),
         "",
         ("| server | pairs | msg/s (saturated) | p50 ms | p99 ms | delivered at "
-        f"{rate:.0f}/s | p50 ms | p99 ms |"),
+        f"{rate:.0f}/s | p50 ms | p99 ms (each round) |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for r in results:
-        s, f = r["saturation"], r["fixed"]
-        lines.append(f"| {r['server']} | {r['pairs']} | {s['msgs_per_s']:.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
-                     f"{f['received']}/{f['sent']} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} |")
-    lines += ["", "| pairs | flask-lpcall ÷ Flask-SocketIO (target ≥ 2×) | flask-lpcall ÷ raw websockets (target ≥ 50%) |",
-              "|---:|---:|---:|"]
+        groups.setdefault((r["pairs"], r["server"]), []).append(r)
+    for (pairs, server), rs in groups.items():
+        sat = [r["saturation"] for r in rs]
+        fix = [r["fixed"] for r in rs]
+        p99s = ", ".join(f"{f['p99_ms']:.1f}" for f in fix)
+        lines.append(
+            f"| {server} | {pairs} | {_median([x['msgs_per_s'] for x in sat]):.0f} | {_median([x['p50_ms'] for x in sat]):.1f} | "
+            f"{_median([x['p99_ms'] for x in sat]):.1f} | {sum(f['received'] for f in fix)}/{sum(f['sent'] for f in fix)} | "
+            f"{_median([f['p50_ms'] for f in fix]):.1f} | {_median([f['p99_ms'] for f in fix]):.1f} ({p99s}) |"
+        )
+    lines += ["", ("| pairs | flask-lpcall ÷ Flask-SocketIO (target ≥ 2×), each round | "
+                   "flask-lpcall ÷ raw websockets (target ≥ 50%), each round |"), "|---:|---:|---:|"]
     for pairs in sorted({r["pairs"] for r in results}):
-        by = {r["server"]: r["saturation"]["msgs_per_s"] for r in results if r["pairs"] == pairs}
-        ours = by.get("flask-lpcall")
-        sio, ws = by.get("Flask-SocketIO"), by.get("websockets (raw asyncio)")
-        if ours:
-            lines.append(f"| {pairs} | {ours / sio:.2f}× | {100 * ours / ws:.0f}% |" if sio and ws else f"| {pairs} | – | – |")
+        sio_ratios, ws_ratios = [], []
+        for rnd in range(rounds):
+            by = {r["server"]: r["saturation"]["msgs_per_s"] for r in results if r["pairs"] == pairs and r.get("round", 0) == rnd}
+            ours, sio, ws = by.get("flask-lpcall"), by.get("Flask-SocketIO"), by.get("websockets (raw asyncio)")
+            if ours and sio:
+                sio_ratios.append(ours / sio)
+            if ours and ws:
+                ws_ratios.append(ours / ws)
+        if sio_ratios or ws_ratios:
+            a = f"**{_median(sio_ratios):.2f}×** ({', '.join(f'{x:.2f}' for x in sio_ratios)})" if sio_ratios else "–"
+            b = f"**{100 * _median(ws_ratios):.0f}%** ({', '.join(f'{100 * x:.0f}' for x in ws_ratios)})" if ws_ratios else "–"
+            lines.append(f"| {pairs} | {a} | {b} |")
     return "\n".join(lines)
 
 
@@ -371,6 +408,8 @@ def main() -> str:
                         help="skip flask-lpcall with a Redis store (bus via Redis)")
     parser.add_argument("--servers", default="lpcall,lpcall-redis,socketio,ws",
                         help="which servers to run (comma-separated): lpcall, lpcall-redis, socketio, ws")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per size, the servers' order rotating (the Redis row runs in the first only)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     chosen = set(args.servers.split(","))
@@ -395,8 +434,11 @@ def main() -> str:
         variants += [("socketio", lambda n: start_socketio(workdir), open_socketio),
                      ("ws", lambda n: start_ws(workdir), open_ws)]
         variants = [v for v in variants if v[0] in chosen]
-        for pairs in pair_counts:
-            for _, start, opener in variants:
+        for pairs, rnd in [(p, r) for p in pair_counts for r in range(max(1, args.rounds))]:
+            shift = rnd % len(variants)
+            for name, start, opener in variants[shift:] + variants[:shift]:
+                if name == "lpcall-redis" and rnd > 0:
+                    continue  # informational (no target): one round
                 server = start(pairs)
                 try:
                     res = asyncio.run(asyncio.wait_for(run_scenario(opener, server, pairs, args.duration, args.rate),
@@ -406,6 +448,7 @@ def main() -> str:
                     continue
                 finally:
                     server.stop()
+                res["round"] = rnd
                 results.append(res)
                 s, f = res["saturation"], res["fixed"]
                 print(f"{res['server']:<30} pairs={pairs:<5} sat {s['msgs_per_s']:>8.0f} msg/s p50 {s['p50_ms']:6.2f} "
