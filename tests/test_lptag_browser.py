@@ -90,13 +90,16 @@ def _test_app(**config: Any) -> Flask:
     def broken_listener() -> str:
         return page("broken", BROKEN_ADD_EVENT_LISTENER)
 
+    def csp_page(nonce: str, policy: str, heading: str) -> Any:
+        g.csp_nonce = nonce
+        html = f"<!doctype html><html><head><title>csp</title></head><body><h1>{heading}</h1></body></html>"
+        resp = app.make_response(html)
+        resp.headers["Content-Security-Policy"] = policy
+        return resp
+
     @app.get("/csp")
     def csp() -> Any:
-        g.csp_nonce = "n0nce4lpcall"
-        html = "<!doctype html><html><head><title>csp</title></head><body><h1>strict CSP</h1></body></html>"
-        resp = app.make_response(html)
-        resp.headers["Content-Security-Policy"] = "script-src 'nonce-n0nce4lpcall' 'strict-dynamic'"
-        return resp
+        return csp_page("n0nce4lpcall", "script-src 'nonce-n0nce4lpcall' 'strict-dynamic'", "strict CSP")
 
     @app.get("/early")
     def early() -> str:
@@ -107,11 +110,7 @@ def _test_app(**config: Any) -> Flask:
 
     @app.get("/csp-nonce-only")
     def csp_nonce_only() -> Any:
-        g.csp_nonce = "n0nce-only"
-        html = "<!doctype html><html><head><title>csp</title></head><body><h1>nonce-only CSP</h1></body></html>"
-        resp = app.make_response(html)
-        resp.headers["Content-Security-Policy"] = "script-src 'nonce-n0nce-only'; object-src 'none'"
-        return resp
+        return csp_page("n0nce-only", "script-src 'nonce-n0nce-only'; object-src 'none'", "nonce-only CSP")
 
     @app.get("/host")
     def host() -> str:
