@@ -15,12 +15,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support import free_port
+from support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -38,15 +37,17 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def _wait_until(condition: Any, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
                 log: Path | None = None) -> None:
-    """Deadline wait for a server to come up; fails early (with its log) if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Deadline wait for a server to come up (support.wait_for); fails early, with its log, if the process died."""
+
+    def ready() -> Any:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}:\n{_tail(log)}")
-        if condition():
-            return
-        time.sleep(0.05)  # polling interval of a deadline wait
-    raise RuntimeError(f"{what} not ready after {timeout}s:\n{_tail(log)}")
+        return condition()
+
+    try:
+        wait_for(ready, timeout=timeout, message=what)
+    except AssertionError:
+        raise RuntimeError(f"{what} not ready after {timeout}s:\n{_tail(log)}") from None
 
 
 def _tail(log: Path | None, n: int = 4000) -> str:

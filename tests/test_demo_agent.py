@@ -73,7 +73,8 @@ def test_cli_demo_agent_serves_until_the_watched_site_process_exits(live_server)
     """What ./dev.sh run does: the agent comes up with the site and stops when the site's process is gone."""
     app = create_app(LPCALL_REPORT_DB=":memory:")
     server = live_server(app)
-    site = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    # stands in for the site's process: alive until killed (it waits on its stdin)
+    site = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     root = Path(__file__).resolve().parent.parent
     agent = subprocess.Popen(
         [sys.executable, "-c", RUN_CLI, "demo-agent", "--url", server.url, "--watch-pid", str(site.pid)],
