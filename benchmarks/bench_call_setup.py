@@ -24,9 +24,7 @@ import argparse
 import logging
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,76 +34,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks.common import FIRST_FRAME_POLLER_JS, enter_netns, floor_js, percentile, wait
+
 ISSUE = 4
 NAME = "call_setup"
 
 NOW_JS = "() => performance.timeOrigin + performance.now()"
 
 INIT = """
-window.__lpcallTest = true;
 window.__acceptedAt = [];
 window.lpTag = window.lpTag || {};
 window.lpTag.events = {publish: function (app, ev) {
   if (app === 'lpCoBrowse' && ev === 'cobrowseAccepted') window.__acceptedAt.push(performance.timeOrigin + performance.now());
 }};
-window.__ff = [];
-setInterval(async () => {
-  const peers = window.__lpcallPeers || [];
-  for (let i = 0; i < peers.length; i++) {
-    if (window.__ff[i] !== undefined || peers[i].connectionState === 'closed') continue;
-    const stats = await peers[i].getStats();
-    let n = 0;
-    stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; });
-    if (n > 0 && window.__ff[i] === undefined) window.__ff[i] = performance.timeOrigin + performance.now();
-  }
-}, 10);
-"""
+""" + FIRST_FRAME_POLLER_JS
 
-FLOOR_JS = """
-async () => {
-  const now = () => performance.timeOrigin + performance.now();
-  const t0 = now();
-  const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
-  const a = new RTCPeerConnection(), b = new RTCPeerConnection();
-  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
-  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
-  for (const t of stream.getTracks()) { a.addTrack(t, stream); b.addTrack(t.clone(), stream); }
-  await a.setLocalDescription(); await b.setRemoteDescription(a.localDescription);
-  await b.setLocalDescription(); await a.setRemoteDescription(b.localDescription);
-  const frames = async (pc) => { let n = 0; (await pc.getStats()).forEach((r) => {
-    if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; }); return n; };
-  const first = [null, null];
-  while ((first[0] === null || first[1] === null) && now() - t0 < 20000) {
-    if (first[0] === null && await frames(a) > 0) first[0] = now();
-    if (first[1] === null && await frames(b) > 0) first[1] = now();
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  a.close(); b.close(); stream.getTracks().forEach((t) => t.stop());
-  if (first[0] === null || first[1] === null) throw new Error('floor: no frame');
-  return Math.max(first[0], first[1]) - t0;
-}
-"""
-
-
-def _enter_netns() -> None:
-    if os.environ.get("LPCALL_IN_NETNS") or os.environ.get("LPCALL_NO_NETNS") or not shutil.which("unshare"):
-        return
-    if subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True).returncode != 0:
-        return
-    os.environ["LPCALL_IN_NETNS"] = "1"
-    script = 'ip link set lo up && ip addr add 127.0.0.2/32 dev lo && exec "$@"'
-    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
-
-
-def _wait(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)  # polling interval of a deadline wait
+FLOOR_JS = floor_js()
 
 
 TRACE_JS = """() => { const e = (window.__lpcallEngines || []).at(-1);
@@ -154,17 +98,17 @@ def _one_call(agent: Any, consumer: Any, app: Any, instant: bool = False) -> flo
     if not instant:
         consumer.wait_for_function(OFFER_KEPT_JS, timeout=20_000)
     consumer.click(".lpcall-invitation .lpcall-accept", timeout=20_000)
-    t0 = _wait(lambda: consumer.evaluate("window.__acceptedAt.at(-1)"), 10, "accept")
+    t0 = wait(lambda: consumer.evaluate("window.__acceptedAt.at(-1)"), 10, "accept")
     firsts = []
     for page, n in ((agent, n_agent), (consumer, n_consumer)):
-        firsts.append(_wait(lambda p=page, n=n: p.evaluate(f"window.__ff.slice({n}).find((t) => t !== undefined)"), 30, "first frame"))
+        firsts.append(wait(lambda p=page, n=n: p.evaluate(f"window.__ff.slice({n}).find((t) => t !== undefined)"), 30, "first frame"))
     elapsed = max(firsts) - t0
     if not instant:
         _phases(agent, consumer, t0, firsts)
     consumer.click(".lpcall-call .lpcall-hangup")
-    _wait(lambda: call_keys(app) == [], 15, "call closed")
+    wait(lambda: call_keys(app) == [], 15, "call closed")
     agent.wait_for_selector(".lpcall-agent-call .lpcall-call[data-status=closed]")
-    _wait(lambda: agent.evaluate("[...document.querySelectorAll('button.lpcall-call-btn')].every((b) => !b.disabled)"), 10, "buttons")
+    wait(lambda: agent.evaluate("[...document.querySelectorAll('button.lpcall-call-btn')].every((b) => !b.disabled)"), 10, "buttons")
     return float(elapsed)
 
 
@@ -214,15 +158,10 @@ def measure(runs: int) -> dict[str, list[float]]:
     return out
 
 
-def _p(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
 def render(results: dict[str, list[float]], runs: int, load: float) -> str:
-    c50, c95 = statistics.median(results["call"]), _p(results["call"], 0.95)
-    i50, i95 = statistics.median(results["instant"]), _p(results["instant"], 0.95)
-    f50, f95 = statistics.median(results["floor"]), _p(results["floor"], 0.95)
+    c50, c95 = statistics.median(results["call"]), percentile(results["call"], 0.95)
+    i50, i95 = statistics.median(results["instant"]), percentile(results["instant"], 0.95)
+    f50, f95 = statistics.median(results["floor"]), percentile(results["floor"], 0.95)
     ratio, iratio = c50 / f50, i50 / f50
     verdict = "✅" if ratio <= 1.5 else "❌"
     iverdict = "✅" if iratio <= 1.5 else "❌"
@@ -280,7 +219,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=12)
     parser.add_argument("--no-write", action="store_true")
     args, _ = parser.parse_known_args()
-    _enter_netns()
+    enter_netns(__file__)
     load0 = os.getloadavg()[0]
     results = measure(args.runs)
     load = (load0 + os.getloadavg()[0]) / 2

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,19 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks.common import enter_netns, percentile
+
 ISSUE = 6
 NAME = "peer_setup"
 SIZE = (320, 240)
-
-
-def _enter_netns() -> None:
-    if os.environ.get("LPCALL_IN_NETNS") or os.environ.get("LPCALL_NO_NETNS") or not shutil.which("unshare"):
-        return
-    if subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True).returncode != 0:
-        return
-    os.environ["LPCALL_IN_NETNS"] = "1"
-    script = 'ip link set lo up && ip addr add 127.0.0.2/32 dev lo && exec "$@"'
-    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, *sys.argv])
 
 
 async def _signaling_once(server: Any, app: Any) -> tuple[float, float]:
@@ -153,15 +143,10 @@ def measure(runs: int) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def _p(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
 def render(results: dict[str, list[tuple[float, float]]], runs: int) -> str:
     def row(name: str, idx: int) -> tuple[float, float]:
         values = [r[idx] * 1000 for r in results[name]]
-        return statistics.median(values), _p(values, 0.9)
+        return statistics.median(values), percentile(values, 0.9)
 
     sc, sc90 = row("signaling", 0)
     fc, fc90 = row("floor", 0)
@@ -190,7 +175,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
     args = parser.parse_args()
-    _enter_netns()
+    enter_netns(__file__)
     results = measure(args.runs)
     text = render(results, args.runs)
     print(text)

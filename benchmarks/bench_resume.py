@@ -24,9 +24,7 @@ import argparse
 import logging
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,76 +34,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks.common import FIRST_FRAME_POLLER_JS, enter_netns, floor_js, percentile, wait
+
 ISSUE = 5
 NAME = "resume"
 
-# first-decoded-frame time (epoch ms) of every peer connection of the page
-INIT = """
-window.__lpcallTest = true;
-window.__ff = [];
-setInterval(async () => {
-  const peers = window.__lpcallPeers || [];
-  for (let i = 0; i < peers.length; i++) {
-    if (window.__ff[i] !== undefined || peers[i].connectionState === 'closed') continue;
-    let n = 0;
-    (await peers[i].getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; });
-    if (n > 0 && window.__ff[i] === undefined) window.__ff[i] = performance.timeOrigin + performance.now();
-  }
-}, 10);
-"""
-
-FLOOR_JS = """
-async () => {
-  const now = () => performance.timeOrigin + performance.now();
-  const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
-  const a = new RTCPeerConnection(), b = new RTCPeerConnection();
-  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
-  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
-  for (const t of stream.getTracks()) { a.addTrack(t, stream); b.addTrack(t.clone(), stream); }
-  await a.setLocalDescription(); await b.setRemoteDescription(a.localDescription);
-  await b.setLocalDescription(); await a.setRemoteDescription(b.localDescription);
-  const frames = async (pc) => { let n = 0; (await pc.getStats()).forEach((r) => {
-    if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; }); return n; };
-  const first = [null, null];
-  while ((first[0] === null || first[1] === null) && now() - performance.timeOrigin < 30000) {
-    if (first[0] === null && await frames(a) > 0) first[0] = now();
-    if (first[1] === null && await frames(b) > 0) first[1] = now();
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  a.close(); b.close(); stream.getTracks().forEach((t) => t.stop());
-  if (first[0] === null || first[1] === null) throw new Error('floor: no frame');
-  return Math.max(first[0], first[1]) - performance.timeOrigin;
-}
-"""
-
-
-def _enter_netns() -> None:
-    if os.environ.get("LPCALL_IN_NETNS") or os.environ.get("LPCALL_NO_NETNS") or not shutil.which("unshare"):
-        return
-    if subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True).returncode != 0:
-        return
-    os.environ["LPCALL_IN_NETNS"] = "1"
-    script = 'ip link set lo up && ip addr add 127.0.0.2/32 dev lo && exec "$@"'
-    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
-
-
-def _wait(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)  # polling interval of a deadline wait
+INIT = FIRST_FRAME_POLLER_JS
+FLOOR_JS = floor_js(since_navigation=True)
 
 
 def _one_resume(agent: Any, consumer: Any) -> float:
     n_agent = agent.evaluate("(window.__lpcallPeers || []).length")
     consumer.reload()
     t0 = consumer.evaluate("performance.timeOrigin")
-    mine = _wait(lambda: consumer.evaluate("window.__ff.find((t) => t !== undefined)"), 30, "visitor frame")
-    theirs = _wait(lambda: agent.evaluate(f"window.__ff.slice({n_agent}).find((t) => t !== undefined)"), 30, "agent frame")
+    mine = wait(lambda: consumer.evaluate("window.__ff.find((t) => t !== undefined)"), 30, "visitor frame")
+    theirs = wait(lambda: agent.evaluate(f"window.__ff.slice({n_agent}).find((t) => t !== undefined)"), 30, "agent frame")
     return float(max(mine, theirs) - t0)
 
 
@@ -157,14 +100,9 @@ def measure(runs: int) -> dict[str, list[float]]:
     return out
 
 
-def _p(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
 def render(results: dict[str, list[float]], runs: int, load: float) -> str:
-    r50, r95 = statistics.median(results["resume"]), _p(results["resume"], 0.95)
-    f50, f95 = statistics.median(results["floor"]), _p(results["floor"], 0.95)
+    r50, r95 = statistics.median(results["resume"]), percentile(results["resume"], 0.95)
+    f50, f95 = statistics.median(results["floor"]), percentile(results["floor"], 0.95)
     ok50 = "✅" if r50 <= 1000 else "❌"
     ok95 = "✅" if r95 <= 2000 else "❌"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -195,7 +133,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=12)
     parser.add_argument("--no-write", action="store_true")
     args, _ = parser.parse_known_args()
-    _enter_netns()
+    enter_netns(__file__)
     load0 = os.getloadavg()[0]
     results = measure(args.runs)
     load = (load0 + os.getloadavg()[0]) / 2
