@@ -316,6 +316,10 @@ def test_before_the_accept_the_consumer_only_listens(app: Any, live_server: Any)
     assert client.post("/lpcall/api/call/prepare", json=payload, headers=stranger).status_code == 404
     wrong = client.post("/lpcall/api/call/prepare", json={**payload, "mode": "VOICE_CALL"}, headers=auth)
     assert wrong.status_code == 400 and wrong.json["error"]["field"] == "mode"
+    for body, field in (({**payload, "ssid": ""}, "ssid"), ({**payload, "extra": 1}, "extra"), ("not json", "(body)")):
+        bad = client.post("/lpcall/api/call/prepare", **({"json": body} if isinstance(body, dict) else {"data": body}), headers=auth)
+        assert bad.status_code == 400 and bad.json["error"]["field"] == field, bad.json
+    assert client.post("/lpcall/api/call/prepare", json=payload).status_code == 401  # no consumer token
     prepared = client.post("/lpcall/api/call/prepare", json=payload, headers=auth)
     assert prepared.status_code == 200 and prepared.json["sessionState"] == "INVITED"
     agent = Peer(server.ws_url, info["token"])
