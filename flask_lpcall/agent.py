@@ -142,7 +142,8 @@ class AgentConnection:
         self.settings = state.settings
         self.agent = agent
         self.service = conversations(state)
-        self.conn = FrameSocket(ws, max_frame_bytes=self.settings["LPCALL_MAX_FRAME_BYTES"], name="agent")
+        self.conn = FrameSocket(ws, max_frame_bytes=self.settings["LPCALL_MAX_FRAME_BYTES"], name="agent",
+                                keepalive=state.services["keepalive"])
         self.socket_id = uuid.uuid4().hex
         self.available = False
         self.list_sub: Any = None

@@ -34,6 +34,7 @@ from .errors import (  # noqa: F401 - TooLargeError, NotImplementedYetError re-e
     TooLargeError,
 )
 from .errors import http_status as status_for
+from .keepalive import Keepalive, close_unanswered, write_ping
 from .schemas import validate_envelope, validate_request_body
 
 logger = logging.getLogger(__name__)
@@ -114,10 +115,11 @@ class FrameSocket:
     """One WebSocket with a single writer thread and the request/response envelope."""
 
     # thousands of idle sockets per worker: no instance dict, no queue while nothing is pending
-    __slots__ = ("_lock", "_pending", "_send_lock", "_writer", "closed", "max_frame_bytes", "name", "ws")
+    __slots__ = ("_lock", "_pending", "_send_lock", "_writer", "closed", "keepalive", "max_frame_bytes", "name", "ws")
 
-    def __init__(self, ws: Any, *, max_frame_bytes: int, name: str = "socket") -> None:
+    def __init__(self, ws: Any, *, max_frame_bytes: int, name: str = "socket", keepalive: Keepalive | None = None) -> None:
         self.ws = ws
+        self.keepalive = keepalive  # pings this socket while it serves (keepalive.py)
         self.max_frame_bytes = max_frame_bytes
         self.name = name
         self._pending: deque[tuple[str, Any]] | None = None  # exists only while a writer runs
@@ -175,6 +177,18 @@ class FrameSocket:
         if not self.closed.is_set():
             self._put("close", (code, reason))
 
+    # -- keepalive.Watched -------------------------------------------------------
+    def send_ping(self) -> None:
+        if not self.closed.is_set():
+            self._put("ping", None)
+
+    def ping_timeout(self) -> None:
+        if not self.closed.is_set():
+            self._put("ping-timeout", None)
+
+    def tick(self) -> None:
+        """Nothing per interval: these sockets' presence follows the client's own pings."""
+
     def _write_loop(self) -> None:
         """Drain the queue, then end: the next frame starts a new writer."""
         try:
@@ -200,6 +214,12 @@ class FrameSocket:
                 with self._send_lock:
                     if action == "frame":
                         self.ws.send(payload)
+                    elif action == "ping":
+                        write_ping(self.ws)
+                    elif action == "ping-timeout":
+                        self.closed.set()
+                        close_unanswered(self.ws)
+                        return
                     else:
                         self.closed.set()
                         close_and_wait(self.ws, *payload)
@@ -234,6 +254,16 @@ class FrameSocket:
         on_frame: Callable[[], None] | None = None,
     ) -> None:
         """Read and dispatch frames until the client goes away."""
+        if self.keepalive is not None:
+            self.keepalive.watch(self)
+        try:
+            self._serve(handlers, registry, on_frame)
+        finally:
+            if self.keepalive is not None:
+                self.keepalive.unwatch(self)
+
+    def _serve(self, handlers: Mapping[str, Handler], registry: Mapping[str, Any],
+               on_frame: Callable[[], None] | None) -> None:
         while not self.closed.is_set():
             try:
                 raw = self.ws.receive(timeout=5)

@@ -32,6 +32,7 @@ from .framesocket import (
     origin_allowed,
     quietly,
 )
+from .keepalive import Keepalive
 from .schemas import CONSUMER_REQUESTS, validate_init_headers
 from .store import Subscription
 
@@ -55,9 +56,10 @@ def init_state(app: Flask, state: LPCallState) -> None:
         on_message=lambda doc, event: signals.message_sent.send(app, conversation=doc, event=event),
     )
     state.services["conversations"] = service
-    # simple-websocket pings every heartbeat and drops a socket that misses a pong.
+    # Every socket is pinged each heartbeat and dropped when it misses a pong: by one keepalive
+    # thread, not by simple-websocket's per-socket selector wait (keepalive.py).
+    state.services["keepalive"] = Keepalive(s["LPCALL_HEARTBEAT_INTERVAL"])
     opts = app.config.setdefault("SOCK_SERVER_OPTIONS", {})
-    opts.setdefault("ping_interval", s["LPCALL_HEARTBEAT_INTERVAL"])
     opts.setdefault("max_message_size", TRANSPORT_SLACK * s["LPCALL_MAX_FRAME_BYTES"])
 
 
@@ -177,7 +179,8 @@ class ConsumerConnection:
         self.state = state
         self.settings = state.settings
         self.service = conversations(state)
-        self.conn = FrameSocket(ws, max_frame_bytes=self.settings["LPCALL_MAX_FRAME_BYTES"], name="consumer")
+        self.conn = FrameSocket(ws, max_frame_bytes=self.settings["LPCALL_MAX_FRAME_BYTES"], name="consumer",
+                                keepalive=state.services["keepalive"])
         self.consumer_id: str | None = None
         self.features: list[str] = []
         self.messaging: dict[str, MessagingSubscription] = {}

@@ -4,17 +4,18 @@ Frames between the two participants travel over the store's bus on
 ``call:<serviceId>:<role>``, never through a process-global socket map: the peer's
 socket may live in another worker. Each socket sends under its own lock, bus
 deliveries are queued and written by a per-socket sender thread, so a slow
-browser never blocks the publisher.
+browser never blocks the publisher. The worker's keepalive thread (keepalive.py) pings
+every socket and refreshes its participant's presence once per heartbeat, so the reader
+waits for frames without a timer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
-import time
 import uuid
+from collections import deque
 from typing import Any
 
 from flask import Blueprint, request
@@ -29,6 +30,7 @@ from .framesocket import (
     close_and_wait,
     origin_allowed,  # the same rule as the other sockets (PROTOCOL §1)
 )
+from .keepalive import Keepalive, close_unanswered, write_ping
 from .presence import TAB_CONFLICT
 from .schemas import validate_signal_frame
 
@@ -36,19 +38,48 @@ logger = logging.getLogger(__name__)
 
 _sock = Sock()
 _STOP = object()
+_PING = object()  # outbox actions from the keepalive thread, done by the sender
+_PING_TIMEOUT = object()
+_REPLACED = object()
 CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
+
+
+class Outbox:
+    """The frames one sender writes: a deque and an event (under gevent a third of ``queue.Queue``'s
+    cost, which takes a condition and two locks per frame). Any thread may put; one thread gets."""
+
+    __slots__ = ("_items", "_ready")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._ready = threading.Event()
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    def get(self) -> Any:
+        items = self._items
+        while not items:
+            self._ready.wait()
+            self._ready.clear()  # cleared before the deque is looked at again: no wake-up is lost
+        return items.popleft()
 
 
 class CallSocket:
     """One participant's signaling connection."""
 
-    def __init__(self, ws: Any, manager: CallManager, max_bytes: int, tab: str | None = None) -> None:
+    def __init__(self, ws: Any, manager: CallManager, max_bytes: int, tab: str | None = None,
+                 keepalive: Keepalive | None = None) -> None:
         self.ws = ws
+        self.keepalive = keepalive
+        self.sid = self.role = ""  # set when the socket serves a call
         self.tab = tab  # the browser tab's id (?tab=), see presence.py
         self.manager = manager
         self.max_bytes = max_bytes
         self.lock = threading.Lock()
-        self.outbox: queue.Queue[Any] = queue.Queue()
+        self.outbox = Outbox()
         self.conn_id = uuid.uuid4().hex
         self.closed_frame: dict[str, Any] | None = None
         self.client_gone = threading.Event()
@@ -56,7 +87,7 @@ class CallSocket:
 
     def send(self, frame: dict[str, Any]) -> None:
         with self.lock:
-            self.ws.send(json.dumps(frame, separators=(",", ":")))
+            self.ws.send(_encode(frame))
 
     def error(self, code: str, message: str, field: str | None = None) -> None:
         frame = {"type": "error", "code": code, "message": message}
@@ -64,12 +95,33 @@ class CallSocket:
             frame["field"] = field
         self.send(frame)
 
+    # -- keepalive.Watched: called by the keepalive thread, acted on by the sender ---------------
+    def send_ping(self) -> None:
+        self.outbox.put(_PING)
+
+    def ping_timeout(self) -> None:
+        self.outbox.put(_PING_TIMEOUT)
+
+    def tick(self) -> None:
+        """Refresh the participant's presence (presence.py); a newer socket of it closes this one."""
+        if self.listening or self.closed_frame is not None or not self.sid:
+            return
+        if not self.manager.heartbeat(self.sid, self.role, self.conn_id):
+            self.outbox.put(_REPLACED)
+
     def _drain(self) -> None:
         while True:
             frame = self.outbox.get()
             if frame is _STOP:
                 return
             try:
+                if frame is _PING:
+                    with self.lock:
+                        write_ping(self.ws)
+                    continue
+                if frame is _PING_TIMEOUT or frame is _REPLACED:
+                    self._close_for(frame)
+                    return
                 self.send(frame)
             except (ConnectionClosed, OSError):  # the socket is gone; the receive loop notices
                 return
@@ -84,6 +136,14 @@ class CallSocket:
                     except (ConnectionClosed, OSError):
                         logger.debug("socket already closed")
                 return
+
+    def _close_for(self, action: object) -> None:
+        with self.lock:
+            if action is _PING_TIMEOUT:
+                close_unanswered(self.ws)
+                return
+        logger.debug("call %s: %s socket replaced by a newer one", self.sid, self.role)
+        close_and_wait(self.ws, 1000, "replaced")  # the browser must see the reason
 
     def run(self, token: Any) -> None:
         state = get_state()
@@ -150,8 +210,13 @@ class CallSocket:
             )
             sender.start()
             manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
+            self.sid, self.role = sid, role
+            if self.keepalive is not None:
+                self.keepalive.watch(self)
             self.loop(sid, role, uid)
         finally:
+            if self.keepalive is not None:
+                self.keepalive.unwatch(self)
             self.client_gone.set()
             sub.close()
             self.outbox.put(_STOP)
@@ -180,20 +245,10 @@ class CallSocket:
     def loop(self, sid: str, role: str, uid: str) -> None:
         manager = self.manager
         peer = other(role)
-        beat_every = manager.presence.heartbeat
-        next_beat = time.monotonic() + beat_every
         while True:
-            raw = self.ws.receive(timeout=beat_every)
-            if self.closed_frame is not None:
+            raw = self.ws.receive()  # no timer per frame: heartbeats are the keepalive thread's
+            if self.closed_frame is not None or raw is None:
                 continue  # the call is over: wait for the client to close
-            if time.monotonic() >= next_beat:  # refresh the presence document (presence.py)
-                next_beat = time.monotonic() + beat_every
-                if not self.listening and not manager.heartbeat(sid, role, self.conn_id):
-                    logger.debug("call %s: %s socket replaced by a newer one", sid, role)
-                    close_and_wait(self.ws, 1000, "replaced")  # the browser must see the reason
-                    return
-            if raw is None:
-                continue
             if len(raw) > self.max_bytes:
                 self.error("FRAME_TOO_LARGE", f"(frame): larger than {self.max_bytes} bytes", "(frame)")
                 continue
@@ -275,6 +330,7 @@ def register(bp: Blueprint) -> None:
         manager: CallManager = state.services["calls"]
         try:
             tab = (request.args.get("tab") or "")[:64] or None
-            CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"]), tab).run(request.args.get("token"))
+            CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"]), tab,
+                       state.services["keepalive"]).run(request.args.get("token"))
         except ConnectionClosed:
             pass

@@ -165,6 +165,15 @@ def test_second_tab_cannot_take_the_call_while_the_first_is_alive(live_server: A
     # the same tab reloading takes over its own call at once
     again = Peer(server.ws_url, calls.join_info(calls.get(sid), "consumer")["token"], "tab-A")
     assert again.next("joined")["peerPresent"] is True
+    # the tab's old socket is closed as replaced at its next heartbeat; the call goes on, unnoticed
+    with pytest.raises(ConnectionClosed) as gone:
+        while True:
+            first.ws.recv(timeout=5)
+    assert gone.value.rcvd is not None and (gone.value.rcvd.code, gone.value.rcvd.reason) == (1000, "replaced")
+    again.ws.send(json.dumps({"type": "ping"}))
+    assert again.next("pong")
+    assert calls.get(sid).state == "ACCEPTED" and calls.is_present(sid, "consumer")
+    assert not [f for f in agent.frames if f["type"] in ("peer-left", "closed")]
     again.close()
     first.close()
     agent.close()
