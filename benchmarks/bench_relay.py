@@ -84,14 +84,25 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
 
-    def rss_kb(self) -> int:
-        """RSS of the serving process (the single gunicorn worker, or the relay itself)."""
+    def _pids(self) -> list[int]:
+        """The serving process: the single gunicorn worker, or the relay itself."""
         pids = [self.proc.pid]
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         if children.exists() and children.read_text().split():
             pids = [int(p) for p in children.read_text().split()]
+        return pids
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the serving process has used so far."""
+        ticks = 0
+        for pid in self._pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def rss_kb(self) -> int:
         total = 0
-        for pid in pids:
+        for pid in self._pids():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
@@ -307,12 +318,14 @@ async def _scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side, S
 
     pumps = [asyncio.create_task(pump(s)) for s in sides]
     await asyncio.sleep(min(1.0, duration / 4))  # warm-up, not recorded
-    rec.recording, start = True, time.perf_counter()
+    rec.recording, start, cpu0 = True, time.perf_counter(), server.cpu_s()
     await asyncio.sleep(duration)
-    rec.recording, elapsed = False, time.perf_counter() - start
+    rec.recording, elapsed, cpu = False, time.perf_counter() - start, server.cpu_s() - cpu0
     stop.set()
     await asyncio.gather(*pumps, return_exceptions=True)
-    sat = {"msgs_per_s": rec.received / elapsed, "p50_ms": _pct(rec.latencies, 0.5), "p99_ms": _pct(rec.latencies, 0.99)}
+    # The server's CPU per relayed frame: its own cost, whether or not the one client is the bottleneck.
+    sat = {"msgs_per_s": rec.received / elapsed, "p50_ms": _pct(rec.latencies, 0.5), "p99_ms": _pct(rec.latencies, 0.99),
+           "cpu_us_per_msg": 1e6 * cpu / max(rec.received, 1), "server_cpu_share": cpu / elapsed}
     # Let every frame still in flight arrive before the fixed-rate phase: at 1,000 pairs the saturated
     # relay holds ~1 s of frames, and a late one would count as a fixed-rate frame with a huge latency.
     deadline = time.monotonic() + 15
@@ -451,7 +464,8 @@ def main() -> str:
                 res["round"] = rnd
                 results.append(res)
                 s, f = res["saturation"], res["fixed"]
-                print(f"{res['server']:<30} pairs={pairs:<5} sat {s['msgs_per_s']:>8.0f} msg/s p50 {s['p50_ms']:6.2f} "
+                print(f"{res['server']:<30} pairs={pairs:<5} sat {s['msgs_per_s']:>8.0f} msg/s "
+                      f"({s['cpu_us_per_msg']:.0f} µs CPU/msg, server at {100 * s['server_cpu_share']:.0f}%) p50 {s['p50_ms']:6.2f} "
                       f"p99 {s['p99_ms']:7.2f} ms | @{f['rate']:.0f}/s recv {f['received']}/{f['sent']} "
                       f"p50 {f['p50_ms']:6.2f} p99 {f['p99_ms']:7.2f} ms | connect {res['connect_s']:.1f}s", flush=True)
     finally:
