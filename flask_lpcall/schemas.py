@@ -345,6 +345,14 @@ SIGNAL_FRAMES: dict[str, type[Schema]] = {
 
 def validate_signal_frame(data: Any) -> dict[str, Any]:
     """Validate one client → server call-signaling frame; raise BadFrameError naming the field."""
+    return load_signal_frame(data)[0]
+
+
+def load_signal_frame(data: Any) -> tuple[dict[str, Any], bool]:
+    """:func:`validate_signal_frame`, and whether the frame is exactly what the client sent: the
+    hand-checked fast path accepted it (its values have their JSON types, nothing was converted)
+    and loading changed nothing (no default was added). The relay then forwards the client's
+    own text (signaling.py)."""
     if not isinstance(data, dict):
         raise BadFrameError("(frame): must be a JSON object", field="(frame)")
     kind = data.get("type")
@@ -352,8 +360,8 @@ def validate_signal_frame(data: Any) -> dict[str, Any]:
         raise BadFrameError(f"type: must be one of {', '.join(SIGNAL_FRAMES)}", field="type")
     fast = _fast_signal_frame(kind, data)
     if fast is not None:
-        return fast
-    return load_or_raise(_signal_schema(kind), data)
+        return fast, fast == data
+    return load_or_raise(_signal_schema(kind), data), False
 
 
 _CANDIDATE_KEYS = frozenset({"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"})

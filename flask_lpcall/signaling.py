@@ -32,7 +32,7 @@ from .framesocket import (
 )
 from .keepalive import Keepalive, close_unanswered, write_ping
 from .presence import TAB_CONFLICT
-from .schemas import validate_signal_frame
+from .schemas import load_signal_frame
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,10 @@ class CallSocket:
                 if frame is _PING_TIMEOUT or frame is _REPLACED:
                     self._close_for(frame)
                     return
+                if type(frame) is str:  # a relayed frame's wire text (_wire_text)
+                    with self.lock:
+                        self.ws.send(frame)
+                    continue
                 self.send(frame)
             except (ConnectionClosed, OSError):  # the socket is gone; the receive loop notices
                 return
@@ -253,7 +257,7 @@ class CallSocket:
                 self.error("FRAME_TOO_LARGE", f"(frame): larger than {self.max_bytes} bytes", "(frame)")
                 continue
             try:
-                frame = validate_signal_frame(json.loads(raw))
+                frame, verbatim = load_signal_frame(json.loads(raw))
             except ValueError:
                 self.error("BAD_FRAME", "(frame): not valid JSON", "(frame)")
                 continue
@@ -265,7 +269,8 @@ class CallSocket:
                 if kind in ("description", "candidate"):
                     if self.listening:
                         raise _not_accepted()
-                    manager.store.publish(channel(sid, peer), {**frame, "from": role})
+                    relayed = _wire_text(raw, role) if verbatim and type(raw) is str else None
+                    manager.store.publish(channel(sid, peer), relayed or {**frame, "from": role})
                 elif kind == "state":
                     manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
                     manager.store.publish(channel(sid, peer), {**frame, "from": role})
@@ -309,6 +314,16 @@ class CallSocket:
         # every socket of this consumer learns: this one goes on, other tabs' listeners stop
         manager.store.publish(channel(sid, role), {"type": "session", "sessionState": ACCEPTED})
         return True
+
+
+def _wire_text(raw: str, role: str) -> str | None:
+    """A relayed frame the client sent in a form the server keeps as is crosses the bus as the text
+    the peer's socket sends: the client's own text with ``"from"`` added. No copy per subscriber,
+    no encoding per frame (issue 7); the peer's sender writes a ``str`` from the bus unchanged."""
+    text = raw.rstrip()
+    if not text.endswith("}"):
+        return None
+    return f'{text[:-1]},"from":"{role}"}}'
 
 
 def _not_accepted() -> NotAllowedError:

@@ -9,12 +9,20 @@ each field at and around its limits.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
 
 from flask_lpcall.errors import BadFrameError
-from flask_lpcall.schemas import _fast_signal_frame, _signal_schema, load_or_raise, validate_signal_frame
+from flask_lpcall.schemas import (
+    _fast_signal_frame,
+    _signal_schema,
+    load_or_raise,
+    load_signal_frame,
+    validate_signal_frame,
+)
+from flask_lpcall.signaling import _wire_text
 
 VALUES: list[Any] = [None, "", "0", "x" * 64, "x" * 65, "x" * 256, "x" * 257, "x" * 2048, "x" * 2049, 0, 1, -1, 1024,
                      1025, True, False, 1.0, 0.5, [], {}, ["a"], {"a": 1}]
@@ -84,3 +92,24 @@ def test_the_relay_frames_take_the_fast_path_and_are_copies() -> None:
     assert fast is not None and fast["candidate"] is not frame["candidate"]
     desc = {"type": "description", "description": {"type": "offer", "sdp": "v=0\r\n"}}
     assert _fast_signal_frame("description", desc) == marshmallow(desc)
+
+
+@pytest.mark.parametrize("frame", frames(), ids=lambda f: str(f)[:80])
+def test_a_frame_relayed_as_the_clients_text_is_exactly_what_validation_gives(frame: dict[str, Any]) -> None:
+    """The relay forwards the client's own text (plus ``from``) only for a frame validation keeps as is:
+    same keys, same values, same JSON types (1 is not 1.0 or true); the peer parses exactly the loaded frame."""
+    try:
+        loaded, verbatim = load_signal_frame(frame)
+    except BadFrameError:
+        return
+    if frame["type"] == "description" and "sdp" not in frame["description"]:
+        assert not verbatim  # the loaded frame has sdp "" added: relayed re-encoded
+    if frame["type"] not in ("candidate", "description"):
+        return  # only these two are relayed
+    if verbatim:
+        assert json.dumps(loaded, sort_keys=True) == json.dumps(frame, sort_keys=True)
+        for text in (json.dumps(frame), json.dumps(frame, indent=1) + "\n  "):
+            wire = _wire_text(text, "agent")
+            assert wire is not None and json.loads(wire) == {**loaded, "from": "agent"}
+    else:
+        assert frame["type"] == "description"  # every valid candidate frame takes the fast path
