@@ -48,6 +48,19 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+#: With two or more CPUs, the load generator runs on the first and every server on the last, the
+#: same for all of them: neither competes with the other for a core, and no run depends on where
+#: the scheduler happened to put the two processes.
+CPUS = sorted(os.sched_getaffinity(0))
+CLIENT_CPU, SERVER_CPU = (CPUS[0], CPUS[-1]) if len(CPUS) > 1 else (None, None)
+
+
+def server_preexec() -> None:
+    raise_nofile()
+    if SERVER_CPU is not None:
+        os.sched_setaffinity(0, {SERVER_CPU})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,7 +126,7 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     with log.open("wb") as fh:
         return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
-                                preexec_fn=raise_nofile)  # noqa: PLW1509 - before exec, no threads yet
+                                preexec_fn=server_preexec)  # noqa: PLW1509 - before exec, no threads yet
 
 
 def gunicorn_cmd(app: str, port: int) -> list[str]:
@@ -376,11 +389,12 @@ def markdown(results: list[dict[str, Any]], rate: float) -> str:
         f"(saturation: {WINDOW} in flight per direction; fixed rate: {rate:.0f} msg/s open loop). One Python "
         "asyncio client drives all servers, so the ceiling is partly the client's. "
         f"{rounds} round(s) per size, the servers' order rotating each round; each figure is the median over "
-        "the rounds."),
+        "the rounds. Server CPU µs/msg: the serving process's CPU time over the saturation window divided by the "
+        "frames relayed (its own cost, also when the one client is the bottleneck)."),
         "",
-        ("| server | pairs | msg/s (saturated) | p50 ms | p99 ms | delivered at "
+        ("| server | pairs | msg/s (saturated) | server CPU µs/msg | p50 ms | p99 ms | delivered at "
         f"{rate:.0f}/s | p50 ms | p99 ms (each round) |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for r in results:
@@ -390,7 +404,8 @@ def markdown(results: list[dict[str, Any]], rate: float) -> str:
         fix = [r["fixed"] for r in rs]
         p99s = ", ".join(f"{f['p99_ms']:.1f}" for f in fix)
         lines.append(
-            f"| {server} | {pairs} | {_median([x['msgs_per_s'] for x in sat]):.0f} | {_median([x['p50_ms'] for x in sat]):.1f} | "
+            f"| {server} | {pairs} | {_median([x['msgs_per_s'] for x in sat]):.0f} | "
+            f"{_median([x.get('cpu_us_per_msg', float('nan')) for x in sat]):.0f} | {_median([x['p50_ms'] for x in sat]):.1f} | "
             f"{_median([x['p99_ms'] for x in sat]):.1f} | {sum(f['received'] for f in fix)}/{sum(f['sent'] for f in fix)} | "
             f"{_median([f['p50_ms'] for f in fix]):.1f} | {_median([f['p99_ms'] for f in fix]):.1f} ({p99s}) |"
         )
@@ -421,7 +436,7 @@ def main() -> str:
                         help="skip flask-lpcall with a Redis store (bus via Redis)")
     parser.add_argument("--servers", default="lpcall,lpcall-redis,socketio,ws",
                         help="which servers to run (comma-separated): lpcall, lpcall-redis, socketio, ws")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds per size, the servers' order rotating (the Redis row runs in the first only)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -429,6 +444,8 @@ def main() -> str:
     if unknown := chosen - {"lpcall", "lpcall-redis", "socketio", "ws"}:
         parser.error(f"unknown server(s): {sorted(unknown)}")
     raise_nofile()
+    if CLIENT_CPU is not None:
+        os.sched_setaffinity(0, {CLIENT_CPU})
     pair_counts = [min(int(p), 1000) for p in args.pairs.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="lpcall-bench-"))
     redis_proc = None
