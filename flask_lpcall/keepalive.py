@@ -112,6 +112,7 @@ class Keepalive:
                 sockets = list(self._watched)
             slices = range(0, len(sockets), SLICE)
             step = self.interval / len(slices)  # one round of visits takes one interval
+            failed: list[Exception] = []
             for start in slices:
                 pause.wait(step)
                 for sock in sockets[start : start + SLICE]:
@@ -119,8 +120,11 @@ class Keepalive:
                         continue  # ended meanwhile
                     try:
                         self._visit(sock)
-                    except Exception:  # one socket's failure (a store outage in tick) must not stop the others
-                        logger.warning("keepalive: a socket's heartbeat failed", exc_info=True)
+                    except Exception as exc:  # noqa: BLE001 - one socket failing (a store outage) must not stop the rest
+                        failed.append(exc)
+            if failed:  # one line per round, not one per socket (a store outage fails them all)
+                logger.warning("keepalive: %d of %d sockets' heartbeats failed, the first: %r", len(failed),
+                               len(sockets), failed[0], exc_info=failed[0])
 
     def _visit(self, sock: Watched) -> None:
         ws = sock.ws

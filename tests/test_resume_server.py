@@ -6,7 +6,10 @@ for the cross-worker case.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
 import time
 from typing import Any
 from urllib.parse import quote
@@ -244,12 +247,24 @@ def test_presence_grace_and_tabs_work_across_workers_sharing_redis(live_server: 
     calls_b.stop()
 
 
+def _bare_consumer(port: int, token: str, rcvbuf: int | None = None) -> socket.socket:
+    """A consumer socket that never answers a WebSocket ping (and reads only when told to)."""
+    raw = socket.socket()
+    if rcvbuf is not None:  # before connect: the window the server may fill
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    raw.settimeout(5)
+    raw.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        (f"GET /lpcall/ws/call?token={quote(token)}&tab=t HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    )
+    assert b"101" in raw.recv(1024).split(b"\r\n")[0]
+    return raw
+
+
 def test_a_silent_client_socket_is_detected_by_heartbeats_and_counts_as_gone(live_server: Any) -> None:
     """A visitor whose network died: its socket neither closes nor answers the server's WebSocket pings."""
-    import base64
-    import os
-    import socket
-
     app = make_app(LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.5)
     server = live_server(app)
     calls, _ = services(app)
@@ -257,13 +272,7 @@ def test_a_silent_client_socket_is_detected_by_heartbeats_and_counts_as_gone(liv
     sid = a_info["serviceId"]
     agent = Peer(server.ws_url, a_info["token"], "agent-tab")
     agent.next("joined")
-    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)  # a bare socket: answers no ping
-    key = base64.b64encode(os.urandom(16)).decode()
-    raw.sendall(
-        (f"GET /lpcall/ws/call?token={quote(c_info['token'])}&tab=t HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
-    )
-    assert b"101" in raw.recv(1024).split(b"\r\n")[0]
+    raw = _bare_consumer(server.port, c_info["token"])
     agent.next("peer-joined")
     assert calls.is_present(sid, "consumer")
     t0 = time.monotonic()
@@ -271,6 +280,40 @@ def test_a_silent_client_socket_is_detected_by_heartbeats_and_counts_as_gone(liv
     assert left["role"] == "consumer" and time.monotonic() - t0 < 5
     closed = agent.next("closed", timeout=10)  # and the grace period ends the call
     assert closed["reason"] == "consumer_disconnected"
+    raw.close()
+    agent.close()
+    wait_for(lambda: call_keys(app) == [], timeout=5, message="empty store")
+
+
+def test_a_frozen_client_that_reads_nothing_is_cut_off_and_counts_as_gone(live_server: Any) -> None:
+    """A frozen tab: it reads nothing, so frames for it fill the connection and the server's writer
+    blocks behind them (the close frame for the missed pong cannot go out either). The keepalive
+    cuts the TCP connection one heartbeat later; the agent sees the visitor leave and the call waits
+    out the grace period, as for any lost visitor."""
+    app = make_app(LPCALL_RECONNECT_GRACE=30, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    server = live_server(app)
+    calls, _ = services(app)
+    _, a_info, c_info = _call(app)
+    sid = a_info["serviceId"]
+    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
+    agent.next("joined")
+    raw = _bare_consumer(server.port, c_info["token"], rcvbuf=4096)
+    agent.next("peer-joined")
+    offer = json.dumps({"type": "description", "description": {"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 8_000}})
+    for _ in range(160):  # ~9 MB for a client that reads nothing: more than both TCP buffers hold
+        agent.ws.send(offer)
+    left = agent.next("peer-left", timeout=15)
+    assert left["role"] == "consumer" and left["graceUntil"] > time.time()
+    assert calls.get(sid).state == "ACCEPTED"  # the call waits for the visitor to come back
+    assert not calls.is_present(sid, "consumer")
+    # the worker let go of the frozen connection (its writer was stuck in a send): only the agent's is left
+    keepalive = app.extensions["lpcall"].services["keepalive"]
+    wait_for(lambda: len(keepalive) == 1, timeout=10, message="the frozen client's socket released")
+    raw.settimeout(10)
+    while raw.recv(1 << 20):  # what was in flight, then the end of the connection
+        pass
+    agent.ws.send(json.dumps({"type": "hangup"}))
+    assert agent.next("closed")["reason"] == "hangup_agent"
     raw.close()
     agent.close()
     wait_for(lambda: call_keys(app) == [], timeout=5, message="empty store")
