@@ -42,6 +42,7 @@ _PING = object()  # outbox actions from the keepalive thread, done by the sender
 _PING_TIMEOUT = object()
 _REPLACED = object()
 CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
+SENDER_WAIT = 2.0  # seconds the handler waits for its sender to finish a close it is making
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
 
 
@@ -224,6 +225,11 @@ class CallSocket:
             self.client_gone.set()
             sub.close()
             self.outbox.put(_STOP)
+            # A close the sender is making (replaced, ping timeout) completes before the handler
+            # returns: Werkzeug writes an HTTP response after it, which can make the browser lose
+            # the close frame and its reason (a replaced tab would then rejoin and fight back).
+            if sender.is_alive() and sender is not threading.current_thread():
+                sender.join(SENDER_WAIT)
             if not self.listening:
                 self._leave(sid, role)
 
