@@ -344,7 +344,6 @@ async def _scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side, S
     deadline = time.monotonic() + 15
     while any(s.window._value < WINDOW for s in sides) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # polling interval of a deadline wait
-    await asyncio.sleep(0.5)
 
     # -- fixed rate (open loop) --
     fixed = Recorder()
@@ -361,7 +360,9 @@ async def _scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side, S
             await side.ws.send(side.encode(candidate_frame(time.perf_counter_ns())))
         sent += max(due, 0)
         await asyncio.sleep(0.002)
-    await asyncio.sleep(0.5)  # the last frames arrive
+    deadline = time.monotonic() + 10  # the last frames arrive (a lost one shows as received < sent)
+    while rec.received < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)  # polling interval of a deadline wait
     rec.recording = False
     fixed.latencies = rec.latencies
     fixed_res = {"rate": rate, "sent": sent, "received": rec.received, "p50_ms": _pct(fixed.latencies, 0.5),
