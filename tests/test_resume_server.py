@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import pytest
@@ -54,6 +54,27 @@ def _call(app: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     return setup, agent_info, consumer_info
 
 
+class InCall(NamedTuple):
+    app: Any
+    server: Any
+    calls: Any
+    sid: str
+    consumer_token: str
+    agent: Peer
+    joined: dict[str, Any]
+
+
+def _agent_in_call(live_server: Any, **settings: Any) -> InCall:
+    """A live server with an accepted call whose agent has joined (from tab ``agent-tab``)."""
+    app = make_app(**settings)
+    server = live_server(app)
+    calls, _ = services(app)
+    _, a_info, c_info = _call(app)
+    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
+    joined = agent.next("joined")
+    return InCall(app, server, calls, a_info["serviceId"], c_info["token"], agent, joined)
+
+
 # -- presence documents (pure, over the memory store) -----------------------------------------
 def test_presence_claim_beat_release_and_staleness() -> None:
     from flask_lpcall.store.memory import MemoryStore
@@ -83,15 +104,10 @@ def test_presence_claim_beat_release_and_staleness() -> None:
 
 # -- grace and heartbeats over real sockets ---------------------------------------------------------
 def test_consumer_socket_gone_then_back_within_grace_keeps_the_call(live_server: Any) -> None:
-    app = make_app(LPCALL_RECONNECT_GRACE=2, LPCALL_HEARTBEAT_INTERVAL=0.5)
-    server = live_server(app)
-    calls, _ = services(app)
-    _setup, a_info, c_info = _call(app)
-    sid = a_info["serviceId"]
-    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
-    joined = agent.next("joined")
+    app, server, calls, sid, consumer_token, agent, joined = _agent_in_call(
+        live_server, LPCALL_RECONNECT_GRACE=2, LPCALL_HEARTBEAT_INTERVAL=0.5)
     assert joined["heartbeat"] == 0.5 and joined["grace"] == 2
-    consumer = Peer(server.ws_url, c_info["token"], "tab-A")
+    consumer = Peer(server.ws_url, consumer_token, "tab-A")
     consumer.next("joined")
     agent.next("peer-joined")
     consumer.close()
@@ -113,13 +129,9 @@ def test_consumer_socket_gone_then_back_within_grace_keeps_the_call(live_server:
 
 
 def test_agent_gone_for_good_closes_with_agent_disconnected(live_server: Any) -> None:
-    app = make_app(LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.5)
-    server = live_server(app)
-    _calls, _ = services(app)
-    _, a_info, c_info = _call(app)
-    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
-    agent.next("joined")
-    consumer = Peer(server.ws_url, c_info["token"], "tab-A")
+    app, server, _calls, _sid, consumer_token, agent, _ = _agent_in_call(
+        live_server, LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    consumer = Peer(server.ws_url, consumer_token, "tab-A")
     consumer.next("joined")
     t0 = time.monotonic()
     agent.close()
@@ -145,14 +157,9 @@ def test_a_worker_that_dies_stops_heartbeats_and_the_call_closes_after_grace(liv
 
 
 def test_second_tab_cannot_take_the_call_while_the_first_is_alive(live_server: Any) -> None:
-    app = make_app(LPCALL_RECONNECT_GRACE=30, LPCALL_HEARTBEAT_INTERVAL=0.5)
-    server = live_server(app)
-    calls, _ = services(app)
-    _, a_info, c_info = _call(app)
-    sid = a_info["serviceId"]
-    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
-    agent.next("joined")
-    first = Peer(server.ws_url, c_info["token"], "tab-A")
+    _app, server, calls, sid, consumer_token, agent, _ = _agent_in_call(
+        live_server, LPCALL_RECONNECT_GRACE=30, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    first = Peer(server.ws_url, consumer_token, "tab-A")
     first.next("joined")
     agent.next("peer-joined")
     second = Peer(server.ws_url, calls.join_info(calls.get(sid), "consumer")["token"], "tab-B")
@@ -265,14 +272,9 @@ def _bare_consumer(port: int, token: str, rcvbuf: int | None = None) -> socket.s
 
 def test_a_silent_client_socket_is_detected_by_heartbeats_and_counts_as_gone(live_server: Any) -> None:
     """A visitor whose network died: its socket neither closes nor answers the server's WebSocket pings."""
-    app = make_app(LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.5)
-    server = live_server(app)
-    calls, _ = services(app)
-    _, a_info, c_info = _call(app)
-    sid = a_info["serviceId"]
-    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
-    agent.next("joined")
-    raw = _bare_consumer(server.port, c_info["token"])
+    app, server, calls, sid, consumer_token, agent, _ = _agent_in_call(
+        live_server, LPCALL_RECONNECT_GRACE=1, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    raw = _bare_consumer(server.port, consumer_token)
     agent.next("peer-joined")
     assert calls.is_present(sid, "consumer")
     t0 = time.monotonic()
@@ -290,14 +292,9 @@ def test_a_frozen_client_that_reads_nothing_is_cut_off_and_counts_as_gone(live_s
     blocks behind them (the close frame for the missed pong cannot go out either). The keepalive
     cuts the TCP connection one heartbeat later; the agent sees the visitor leave and the call waits
     out the grace period, as for any lost visitor."""
-    app = make_app(LPCALL_RECONNECT_GRACE=30, LPCALL_HEARTBEAT_INTERVAL=0.5)
-    server = live_server(app)
-    calls, _ = services(app)
-    _, a_info, c_info = _call(app)
-    sid = a_info["serviceId"]
-    agent = Peer(server.ws_url, a_info["token"], "agent-tab")
-    agent.next("joined")
-    raw = _bare_consumer(server.port, c_info["token"], rcvbuf=4096)
+    app, server, calls, sid, consumer_token, agent, _ = _agent_in_call(
+        live_server, LPCALL_RECONNECT_GRACE=30, LPCALL_HEARTBEAT_INTERVAL=0.5)
+    raw = _bare_consumer(server.port, consumer_token, rcvbuf=4096)
     agent.next("peer-joined")
     offer = json.dumps({"type": "description", "description": {"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 8_000}})
     for _ in range(160):  # ~9 MB for a client that reads nothing: more than both TCP buffers hold
