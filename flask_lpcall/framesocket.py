@@ -21,10 +21,12 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from simple_websocket import ConnectionClosed
+from wsproto.events import Ping
+from wsproto.frame_protocol import CloseReason
 
 from .errors import (  # noqa: F401 - TooLargeError, NotImplementedYetError re-exported
     BadFrameError,
@@ -34,8 +36,10 @@ from .errors import (  # noqa: F401 - TooLargeError, NotImplementedYetError re-e
     TooLargeError,
 )
 from .errors import http_status as status_for
-from .keepalive import Keepalive, close_unanswered, write_ping
 from .schemas import validate_envelope, validate_request_body
+
+if TYPE_CHECKING:
+    from .keepalive import Keepalive
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +105,21 @@ def shutdown(ws: Any) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def write_ping(ws: Any) -> None:
+    """Send a WebSocket ping now; only from the socket's writer (simple-websocket has no ping API)."""
+    ws.sock.send(ws.ws.send(Ping()))
+
+
+def close_unanswered(ws: Any) -> None:
+    """Close as simple-websocket does on a missed pong (1008 "Ping/Pong timeout"), then end the TCP
+    connection so the reader, blocked in ``recv`` on a client that may never answer, returns."""
+    try:
+        if ws.connected:
+            ws.close(CloseReason.POLICY_VIOLATION, "Ping/Pong timeout")
+    finally:
+        shutdown(ws)
 
 
 def quietly(what: str, fn: Any, *args: Any) -> None:

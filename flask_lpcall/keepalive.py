@@ -24,16 +24,13 @@ simple-websocket's pings; those sockets only get their ``tick`` here.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from typing import Any, Protocol
 
-from wsproto.events import Ping
-from wsproto.frame_protocol import CloseReason
+from .framesocket import shutdown
 
 logger = logging.getLogger(__name__)
 
-PING_TIMEOUT_REASON = "Ping/Pong timeout"
 #: Sockets visited in one go; between slices the thread waits (other greenlets run).
 SLICE = 16
 
@@ -51,28 +48,6 @@ class Watched(Protocol):
 
     def tick(self) -> None:
         """Once per interval, for a socket that is alive."""
-
-
-def write_ping(ws: Any) -> None:
-    """Send a ping frame now; only from the socket's writer (simple-websocket has no ping API)."""
-    ws.sock.send(ws.ws.send(Ping()))
-
-
-def close_unanswered(ws: Any) -> None:
-    """Close as simple-websocket does on a missed pong, then end the TCP connection so the reader,
-    blocked in ``recv`` on a client that may never answer, returns."""
-    try:
-        if ws.connected:
-            ws.close(CloseReason.POLICY_VIOLATION, PING_TIMEOUT_REASON)
-    finally:
-        hard_shutdown(ws)
-
-
-def hard_shutdown(ws: Any) -> None:
-    try:
-        ws.sock.shutdown(socket.SHUT_RDWR)
-    except (OSError, AttributeError):
-        pass
 
 
 class Keepalive:
@@ -133,7 +108,7 @@ class Keepalive:
         if not getattr(ws, "ping_interval", None):  # simple-websocket does not ping this one itself
             if not ws.pong_received:
                 if sock in self._condemned:
-                    hard_shutdown(ws)
+                    shutdown(ws)
                 else:
                     self._condemned.add(sock)
                     sock.ping_timeout()

@@ -28,9 +28,11 @@ from .errors import BadFrameError, LPCallError, NotAllowedError
 from .extension import get_state
 from .framesocket import (
     close_and_wait,
+    close_unanswered,
     origin_allowed,  # the same rule as the other sockets (PROTOCOL §1)
+    write_ping,
 )
-from .keepalive import Keepalive, close_unanswered, write_ping
+from .keepalive import Keepalive
 from .presence import TAB_CONFLICT
 from .schemas import load_signal_frame
 
