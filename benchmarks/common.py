@@ -11,18 +11,38 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+#: The private namespace of the tests and benchmarks: loopback (plus 127.0.0.2, which aiortc needs: it
+#: skips 127.0.0.1) and a veth pair whose two ends both stay inside, with a default route over it.
+#: Firefox gathers no ICE candidate at all without a default route; nothing is routed out (the
+#: namespace has no other link, and forwarding is off).
+NETNS_SETUP = [
+    "ip link set lo up",
+    "ip addr add 127.0.0.2/32 dev lo",
+    "ip link add lpcall0 type veth peer name lpcall1",
+    "ip addr add 10.213.0.1/30 dev lpcall0",
+    "ip addr add 10.213.0.2/30 dev lpcall1",
+    "ip link set lpcall0 up",
+    "ip link set lpcall1 up",
+    "ip route add default via 10.213.0.2 dev lpcall0",
+]
+NETNS_LINKS = {"lo", "lpcall0", "lpcall1"}
+
+
+def netns_script() -> str:
+    """The shell line that sets the namespace up, then runs its arguments."""
+    return " && ".join([*NETNS_SETUP, 'exec "$@"'])
+
 
 def enter_netns(script: str) -> None:
     """Re-execute ``script`` (with this process's arguments) in a private network namespace like
-    the tests: only loopback, 127.0.0.2 added for aiortc. Does nothing when already inside one,
-    when ``LPCALL_NO_NETNS`` is set, or when namespaces are not available."""
+    the tests (``NETNS_SETUP``). Does nothing when already inside one, when ``LPCALL_NO_NETNS`` is
+    set, or when namespaces are not available."""
     if os.environ.get("LPCALL_IN_NETNS") or os.environ.get("LPCALL_NO_NETNS") or not shutil.which("unshare"):
         return
     if subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True).returncode != 0:
         return
     os.environ["LPCALL_IN_NETNS"] = "1"
-    setup = 'ip link set lo up && ip addr add 127.0.0.2/32 dev lo && exec "$@"'
-    os.execvp("unshare", ["unshare", "-n", "sh", "-c", setup, "sh", sys.executable, script, *sys.argv[1:]])
+    os.execvp("unshare", ["unshare", "-n", "sh", "-c", netns_script(), "sh", sys.executable, script, *sys.argv[1:]])
 
 
 def wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:

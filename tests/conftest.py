@@ -31,6 +31,8 @@ from support import (
     start_live_server,
 )
 
+from benchmarks.common import netns_script
+
 _NETNS_FLAG = "LPCALL_IN_NETNS"
 
 
@@ -47,8 +49,7 @@ def _enter_private_netns() -> None:
             raise SystemExit(f"cannot create a private network namespace: {probe.stderr.decode().strip()}")
         return
     os.environ[_NETNS_FLAG] = "1"
-    script = "ip link set lo up && ip addr add 127.0.0.2/32 dev lo && exec \"$@\""
-    os.execvp("unshare", ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", "pytest", *sys.argv[1:]])
+    os.execvp("unshare", ["unshare", "-n", "sh", "-c", netns_script(), "sh", sys.executable, "-m", "pytest", *sys.argv[1:]])
 
 
 def pytest_configure(config: pytest.Config) -> None:

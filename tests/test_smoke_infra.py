@@ -7,6 +7,7 @@ import socket
 
 from support import wait_for
 
+from benchmarks.common import NETNS_LINKS
 from example_site.app import create_app
 
 
@@ -15,7 +16,7 @@ def test_runs_in_private_network_namespace() -> None:
         return
     assert os.environ.get("LPCALL_IN_NETNS") == "1"
     names = {name for _, name in socket.if_nameindex()}
-    assert names == {"lo"}, names
+    assert names == NETNS_LINKS, names  # loopback and the veth pair whose both ends are in here
 
 
 def test_chromium_loopback_peer_connection_decodes_frames(browser, live_server) -> None:
