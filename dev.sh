@@ -7,9 +7,13 @@ PY=${PYTHON:-python3}
 VENV=.venv
 
 system_packages() {
-  # Real parts for the tests: Chromium, Redis, coturn, iproute2 (network namespace), iptables (cut a media path).
+  # Real parts for the tests: Chromium, Firefox ESR, WebKitGTK (a real engine without WebRTC) under Xvfb,
+  # Redis, coturn, iproute2 (network namespace), iptables (cut a media path).
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v firefox-esr >/dev/null || missing+=(firefox-esr)
+  command -v WebKitWebDriver >/dev/null || missing+=(webkit2gtk-driver)
+  command -v xvfb-run >/dev/null || missing+=(xvfb xauth)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v turnserver >/dev/null || missing+=(coturn)
   command -v ip >/dev/null || missing+=(iproute2)
