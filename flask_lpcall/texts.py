@@ -82,7 +82,7 @@ EN: dict[str, str] = {
     "agent.voice_call": "Voice call",
     "agent.video_call": "Video call",
     "agent.cancel_invite": "Cancel invitation",
-    "agent.no_cobrowse": "The visitor's window does not support calls.",
+    "agent.no_cobrowse": "The visitor's browser or window cannot take voice or video calls.",
     "agent.call_in_progress": "A call is already in progress.",
     "agent.reports": "Reports",
     # -- manager dashboard (reporting.py, templates/lpcall/reports.html) --------
@@ -241,7 +241,7 @@ DE: dict[str, str] = {
     "agent.voice_call": "Sprachanruf",
     "agent.video_call": "Videoanruf",
     "agent.cancel_invite": "Einladung zurückziehen",
-    "agent.no_cobrowse": "Das Fenster des Besuchers unterstützt keine Anrufe.",
+    "agent.no_cobrowse": "Browser oder Fenster des Besuchers können keine Sprach- oder Videoanrufe annehmen.",
     "agent.call_in_progress": "Es läuft bereits ein Anruf.",
     "agent.reports": "Berichte",
     "report.title": "Anrufberichte",

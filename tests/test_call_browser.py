@@ -416,14 +416,48 @@ def test_no_camera_access_when_permission_is_denied(rig: Any) -> None:
     _assert_session_error(r, "NO_CAMERA_ACCESS")
 
 
-def test_browser_not_supported_without_rtcpeerconnection(rig: Any) -> None:
+@pytest.mark.parametrize("how", ["no-rtcpeerconnection", "insecure-context"])
+def test_a_browser_that_cannot_call_is_never_invited_and_the_agent_sees_why(rig: Any, how: str) -> None:
+    """The built-in window declares CO_BROWSE only when the browser can call (seed: no CO_BROWSE, no
+    invitation): the agent's call buttons are disabled with the reason, before any invitation."""
     r = rig()
     r.open_agent()
-    r.open_consumer(init=NO_WEBRTC)
-    assert r.consumer.evaluate("typeof RTCPeerConnection") == "undefined"
-    r.invite("VOICE_CALL")
-    r.consumer.click(".lpcall-invitation .lpcall-accept")
-    _assert_session_error(r, "BROWSER_NOT_SUPPORTED")
+    if how == "insecure-context":
+        r.open_consumer(host="insecure.test")  # http, not localhost: no secure context, no mediaDevices
+        assert r.consumer.evaluate("isSecureContext") is False
+    else:
+        r.open_consumer(init=NO_WEBRTC)
+        assert r.consumer.evaluate("typeof RTCPeerConnection") == "undefined"
+    r.agent.click(".lpcall-mine .lpcall-conv-open")
+    why = get_state(r.app).texts["agent.no_cobrowse"]
+    r.agent.wait_for_selector(f".lpcall-call-reason:text-is(\"{why}\")")
+    for button in r.agent.locator("button.lpcall-call-btn").all():
+        assert button.is_disabled()
+
+
+@pytest.mark.parametrize("how", ["no-rtcpeerconnection", "insecure-context"])
+def test_browser_not_supported_at_the_accept_of_a_custom_client(rig: Any, how: str) -> None:
+    """A site's own client that declares CO_BROWSE anyway: the Accept gives BROWSER_NOT_SUPPORTED
+    with its message, on the page and for the agent, and the call closes."""
+    r = rig(LPCALL_ENGAGEMENT_WINDOW=False)
+    r.open_agent()
+    page = r.consumer = r.page(init="" if how == "insecure-context" else NO_WEBRTC)
+    host = "insecure.test" if how == "insecure-context" else "localhost"
+    page.goto(f"http://{host}:{r.server.port}/custom")
+    page.fill("#custom-name", "Vera")
+    page.click("#custom-start [type=submit]")
+    r.invite("VIDEO_CALL")
+    page.click("#custom-accept")
+    wait_for(lambda: r.events(page, "cobrowse", "sessionError"), timeout=20, message="sessionError")
+    texts = get_state(r.app).texts
+    assert [e["data"] for e in r.events(page, "cobrowse", "sessionError")] == [
+        {"id": "BROWSER_NOT_SUPPORTED", "msg": texts["error.BROWSER_NOT_SUPPORTED"]}
+    ]
+    page.wait_for_selector(f".lp_cobrowse_callscreen_container :text('{texts['error.BROWSER_NOT_SUPPORTED'][:30]}')")
+    r.agent.wait_for_selector(".lpcall-call .lpcall-call-error:not([hidden])")
+    assert texts["error.BROWSER_NOT_SUPPORTED"] in r.agent.inner_text(".lpcall-call .lpcall-call-error")
+    wait_for(lambda: call_keys(r.app) == [], timeout=15, message="no call keys in the store")
+    assert "system.failed" in r.transcript()
 
 
 # Delays the page's insertion of its call container by 3 s: it appears after cobrowseAccepted.
@@ -472,16 +506,6 @@ def test_unable_to_connect_when_ice_cannot_connect(rig: Any) -> None:
     r.start("VOICE_CALL")
     _assert_session_error(r, "UNABLE_TO_CONNECT")
     assert r.stats(r.consumer)["audioBytes"] == 0
-
-
-def test_browser_not_supported_in_an_insecure_context(rig: Any) -> None:
-    r = rig()
-    r.open_agent()
-    r.open_consumer(host="insecure.test")  # http, not localhost: no secure context, no mediaDevices
-    assert r.consumer.evaluate("isSecureContext") is False
-    r.invite("VIDEO_CALL")
-    r.consumer.click(".lpcall-invitation .lpcall-accept")
-    _assert_session_error(r, "BROWSER_NOT_SUPPORTED")
 
 
 def test_both_sides_renegotiating_at_once_is_no_glare(rig: Any) -> None:

@@ -177,8 +177,8 @@ def test_call_buttons_disabled_with_reason_without_cobrowse_and_by_profile(brows
     expect(voice).to_be_visible()
     expect(voice).to_be_disabled()
     expect(page.get_by_role("button", name="Video call")).to_have_count(0)
-    expect(page.locator(".lpcall-call-reason")).to_have_text("The visitor's window does not support calls.")
-    expect(voice).to_have_accessible_description("The visitor's window does not support calls.")
+    expect(page.locator(".lpcall-call-reason")).to_have_text("The visitor's browser or window cannot take voice or video calls.")
+    expect(voice).to_have_accessible_description("The visitor's browser or window cannot take voice or video calls.")
 
     # Not available: a new conversation waits in the queue until Alice takes it.
     page.get_by_label("Available for new conversations").uncheck()

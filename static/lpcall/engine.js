@@ -16,6 +16,7 @@
 // (the seed's sessionError ids) or SIGNALING_FAILED / CALL_ENDED / TOKEN_INVALID.
 
 import {Recovery} from './recovery.js';
+import {supportProblem} from './support.js';
 
 export const ERRORS = Object.freeze({
   BROWSER_NOT_SUPPORTED: 'BROWSER_NOT_SUPPORTED',
@@ -32,14 +33,7 @@ export class CallError extends Error {
   }
 }
 
-// What is missing for a WebRTC call in this page, or null.
-export function supportProblem(win = window) {
-  if (win.isSecureContext === false) return ERRORS.BROWSER_NOT_SUPPORTED;
-  if (typeof win.RTCPeerConnection !== 'function') return ERRORS.BROWSER_NOT_SUPPORTED;
-  const md = win.navigator && win.navigator.mediaDevices;
-  if (!md || typeof md.getUserMedia !== 'function') return ERRORS.BROWSER_NOT_SUPPORTED;
-  return null;
-}
+export {supportProblem};
 
 export function socketUrl(base, token) {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -255,6 +249,7 @@ export class CallEngine extends EventTarget {
     switch (frame.type) {
       case 'description':
       case 'candidate':
+        if (supportProblem()) break;  // a browser without WebRTC only tells why it leaves (_failEarly)
         this._chain = this._chain.then(() => this._onSignal(frame)).catch((err) => {
           this._trace(`signal failed: ${err}`);
           console.warn('lpcall: signaling step failed', err);

@@ -7,6 +7,7 @@
 // All user text is rendered with textContent.
 
 import {LPSocket, socketUrl} from './socket.js';
+import {consumerFeatures} from './support.js';
 import {t} from './texts.js';
 
 const OPEN_KEY = 'lpcall.window.open';
@@ -289,7 +290,7 @@ export function mountWindow({base, config, identity}) {
       state.subscribedConv = null;
       let me = await identity();
       const init = (id) => s.rawRequest('InitConnection', {}, {headers: [
-        {type: '.ams.headers.ClientProperties', deviceFamily: /Mobi/.test(navigator.userAgent) ? 'MOBILE' : 'DESKTOP', os: 'OTHER', features: ['CO_BROWSE']},
+        {type: '.ams.headers.ClientProperties', deviceFamily: /Mobi/.test(navigator.userAgent) ? 'MOBILE' : 'DESKTOP', os: 'OTHER', features: consumerFeatures()},
         {type: '.ams.headers.ConsumerAuthentication', jwt: id.token},
       ]});
       try {
