@@ -301,8 +301,18 @@ class FirefoxPage:
                 raise AssertionError(f"Firefox: no visible element {selector!r}")
             time.sleep(0.05)  # polling interval of a deadline wait
 
-    def click(self, selector: str) -> None:
-        shared = self.wait_for_selector(selector)
+    def wait_for_function(self, js: str, timeout: float | None = None) -> Any:
+        deadline = time.monotonic() + (timeout / 1000 if timeout is not None else self.timeout)
+        while True:
+            value = self.evaluate(js)
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"Firefox: timed out waiting for {js[:80]!r}")
+            time.sleep(0.02)  # polling interval of a deadline wait
+
+    def click(self, selector: str, timeout: float | None = None) -> None:
+        shared = self.wait_for_selector(selector, timeout)
         origin = {"type": "element", "element": {"sharedId": shared}}
         actions = [
             {"type": "pointerMove", "x": 0, "y": 0, "origin": origin},
