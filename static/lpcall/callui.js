@@ -129,10 +129,21 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
 
   const on = (type, fn) => engine.addEventListener(type, fn);
   on('localstream', (e) => { if (localVideo) localVideo.srcObject = e.detail.stream; });
+  // The browser's autoplay policy (Safari's, and any browser after a reload, which has no click)
+  // may refuse to play the remote sound: then a button asks for the click that starts it.
+  const soundBtn = el('button', {type: 'button', class: 'lpcall-sound-on', hidden: true}, t('call.sound_on', {name}));
+  stage.append(soundBtn);
+  function play(target) {
+    if (!target.play) return;
+    target.play().then(() => { soundBtn.hidden = true; }, (err) => {
+      if (err && err.name === 'NotAllowedError') soundBtn.hidden = false;
+    });
+  }
+  soundBtn.addEventListener('click', () => play(remoteVideo || remoteAudio));
   function showRemote(stream) {
     const target = remoteVideo || remoteAudio;
     if (target.srcObject !== stream) target.srcObject = stream;
-    target.play && target.play().catch(() => {});
+    play(target);
   }
   on('remotestream', (e) => showRemote(e.detail.stream));
   on('remotestate', renderRemote);
