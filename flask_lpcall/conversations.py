@@ -207,6 +207,27 @@ class ConversationService:
         items = self.store.range(k_events(conv_id), max(from_seq, 0), -1)
         return [{**item, "sequence": max(from_seq, 0) + i} for i, item in enumerate(items)]
 
+    def catch_up(self, conv_id: str, next_seq: int, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """What a live subscriber expecting ``next_seq`` delivers for ``event`` from the bus: nothing
+        for a sequence it already has, else the event preceded by every event it has not had yet.
+
+        Two workers publish out of sequence order (worker A appends 5 and worker B 6, B publishes
+        first), and pub/sub loses what is published while a worker's bus reconnects. The transcript
+        is the truth: an event's list entry exists before it is published, and every earlier one
+        before it, so a gap is filled from the store at once and nothing needs to wait. A subscriber
+        thus always holds a gapless prefix of the transcript (its last sequence is a valid resume
+        point, ``fromSeq`` = last + 1) and every event exactly once. A store error propagates and
+        changes nothing: the next event fills the same gap again.
+        """
+        seq = event.get("sequence")
+        if not isinstance(seq, int) or seq < next_seq:
+            return []
+        missing = []
+        if seq > next_seq:
+            items = self.store.range(k_events(conv_id), next_seq, seq - 1)
+            missing = [{**item, "sequence": next_seq + i} for i, item in enumerate(items)]
+        return [*missing, dict(event)]
+
     # -- opening ---------------------------------------------------------------
     def open(
         self,

@@ -85,10 +85,11 @@ def check_origin(state: LPCallState) -> bool:
 class MessagingSubscription:
     """Transcript events of one conversation, in order, without gaps or duplicates."""
 
-    __slots__ = ("_lock", "active", "conn", "conv_id", "history", "next_seq", "sub")
+    __slots__ = ("_lock", "active", "conn", "conv_id", "history", "next_seq", "service", "sub")
 
     def __init__(self, conn: FrameSocket, store: Any, service: ConversationService, conv_id: str, from_seq: int) -> None:
         self.conn = conn
+        self.service = service
         self.conv_id = conv_id
         self.next_seq = from_seq
         self.active = True  # False: drop further events (the agent lost access)
@@ -109,10 +110,12 @@ class MessagingSubscription:
             return
         event = message["event"]
         with self._lock:
-            if not self.active or event["sequence"] < self.next_seq:
+            if not self.active:
                 return
-            self.next_seq = event["sequence"] + 1
-            self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": [event]})
+            events = self.service.catch_up(self.conv_id, self.next_seq, event)  # gaps filled, repeats dropped
+            if events:
+                self.next_seq = events[-1]["sequence"] + 1
+                self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": events})
 
     def close(self) -> None:
         self.sub.close()
