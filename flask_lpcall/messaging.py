@@ -85,7 +85,7 @@ def check_origin(state: LPCallState) -> bool:
 class MessagingSubscription:
     """Transcript events of one conversation, in order, without gaps or duplicates."""
 
-    __slots__ = ("_lock", "active", "conn", "conv_id", "history", "next_seq", "service", "sub")
+    __slots__ = ("_lock", "active", "conn", "conv_id", "history", "next_seq", "service", "sub", "watch")
 
     def __init__(self, conn: FrameSocket, store: Any, service: ConversationService, conv_id: str, from_seq: int) -> None:
         self.conn = conn
@@ -96,6 +96,7 @@ class MessagingSubscription:
         self._lock = threading.RLock()
         with self._lock:
             self.sub: Subscription = store.subscribe(ch_conv(conv_id), self._on_bus)
+            self.watch = service.watch(conv_id)  # its sides hear if the store loses it (finding 9)
             self.history = service.events(conv_id, from_seq)
             if self.history:
                 self.next_seq = self.history[-1]["sequence"] + 1
@@ -106,6 +107,8 @@ class MessagingSubscription:
             self.history = []
 
     def _on_bus(self, message: Any) -> None:
+        if isinstance(message, dict) and message.get("type") == "meta":
+            self.watch.seen(message["conversation"])
         if not isinstance(message, dict) or message.get("type") != "event":
             return
         event = message["event"]
@@ -118,6 +121,7 @@ class MessagingSubscription:
                 self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": events})
 
     def close(self) -> None:
+        self.watch.close()
         self.sub.close()
 
 

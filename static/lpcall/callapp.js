@@ -117,7 +117,8 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     });
     let msg = null;
     if (info.errorId === ERRORS.AGENT_DISCONNECTED) msg = sessionError(ERRORS.AGENT_DISCONNECTED);
-    else if (info.reason === 'error' && info.by !== 'consumer' && !call.errorFired) msg = sessionError(ERRORS.UNABLE_TO_CONNECT);
+    // `state_lost`: the server lost the call (its store restarted empty); the visitor may try again
+    else if ((info.reason === 'error' || info.reason === 'state_lost') && info.by !== 'consumer' && !call.errorFired) msg = sessionError(ERRORS.UNABLE_TO_CONNECT);
     if (call.ui) {
       call.ui.showEnded();
       if (msg || call.errorMsg) call.ui.showError(msg || call.errorMsg);
