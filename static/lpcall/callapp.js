@@ -73,8 +73,36 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     return msg;
   }
 
+  // The visitor's identity for the call `serviceId` (`<consumerId>#…`): the one the messaging client
+  // stored (README "Messaging-Window protocol"), never a new one. Missing or another consumer's: an
+  // error whose message says what to store (UNABLE_TO_CONNECT for the visitor), and no request.
+  const explained = new Set();
+  async function callIdentity(serviceId) {
+    const id = await identity({create: false});
+    const owner = typeof serviceId === 'string' && serviceId.includes('#') ? serviceId.split('#')[0] : null;
+    let problem = null;
+    if (!id || typeof id.token !== 'string') {
+      problem = `no consumer identity for call ${serviceId}: a messaging client must store `
+        + 'localStorage["lpcall.consumer"] = JSON.stringify({consumerId, token}), the answer of '
+        + `POST ${base}/api/consumer/session whose token it sends as the InitConnection jwt `
+        + '(README, "Messaging-Window protocol")';
+    } else if (owner && id.consumerId && id.consumerId !== owner) {
+      problem = `localStorage["lpcall.consumer"] holds consumer ${id.consumerId}, but call ${serviceId} is for consumer `
+        + `${owner}: store the identity whose token the messaging client sends as the InitConnection jwt `
+        + '(README, "Messaging-Window protocol")';
+    }
+    if (!problem) return id;
+    if (!explained.has(serviceId)) {
+      explained.add(serviceId);
+      console.error(`lpcall: ${problem}`);
+    }
+    const err = new Error(problem);
+    err.code = ERRORS.UNABLE_TO_CONNECT;
+    throw err;
+  }
+
   async function api(path, body) {
-    const id = await identity();
+    const id = await callIdentity(body && body.serviceId);
     const resp = await fetch(`${base}/api/call/${path}`, {
       method: 'POST',
       credentials: 'same-origin',
