@@ -97,14 +97,14 @@ class MessagingSubscription:
         with self._lock:
             self.sub: Subscription = store.subscribe(ch_conv(conv_id), self._on_bus)
             self.watch = service.watch(conv_id)  # its sides hear if the store loses it (finding 9)
-            self.history = service.events(conv_id, from_seq)
+            self.history: list[dict[str, Any]] | None = service.events(conv_id, from_seq)
             if self.history:
                 self.next_seq = self.history[-1]["sequence"] + 1
 
     def send_history(self) -> None:
         with self._lock:
             self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": self.history})
-            self.history = []
+            self.history = None  # sent: live events go out on their own from now on
 
     def _on_bus(self, message: Any) -> None:
         if isinstance(message, dict) and message.get("type") == "meta":
@@ -118,6 +118,9 @@ class MessagingSubscription:
             events = self.service.catch_up(self.conv_id, self.next_seq, event)  # gaps filled, repeats dropped
             if events:
                 self.next_seq = events[-1]["sequence"] + 1
+                if self.history is not None:  # the history is not out yet (the response goes first): they follow it
+                    self.history.extend(events)
+                    return
                 self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": events})
 
     def close(self) -> None:

@@ -136,8 +136,8 @@ def test_1000_messages_each_way_at_the_same_moments_from_two_workers(hosts: tupl
             t.join(60)
         wait_for(lambda: len(visitor.answers) >= N and len(workspace.answers) >= N, timeout=60, message="answers")
         assert all(r["code"] == 200 for r in visitor.answers + workspace.answers)
-        _wait_all(visitor, "a", N)
-        _wait_all(workspace, "v", N)
+        for side, tag in ((visitor, "a"), (workspace, "v"), (visitor, "v"), (workspace, "a")):
+            _wait_all(side, tag, N)
 
         report = {
             "agent's messages at the visitor": _verdict(visitor.received_from("a"), N),
