@@ -77,7 +77,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
   // stored (README "Messaging-Window protocol"), never a new one. Missing or another consumer's: an
   // error whose message says what to store (UNABLE_TO_CONNECT for the visitor), and no request.
   const explained = new Set();
-  async function callIdentity(serviceId) {
+  async function callIdentity(serviceId, explain = true) {
     const id = await identity({create: false});
     const owner = typeof serviceId === 'string' && serviceId.includes('#') ? serviceId.split('#')[0] : null;
     let problem = null;
@@ -92,17 +92,19 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
         + '(README, "Messaging-Window protocol")';
     }
     if (!problem) return id;
-    if (!explained.has(serviceId)) {
+    if (!explain) log(problem);  // a resume of a call stored by another visitor: refused quietly
+    else if (!explained.has(serviceId)) {
       explained.add(serviceId);
       console.error(`lpcall: ${problem}`);
     }
     const err = new Error(problem);
     err.code = ERRORS.UNABLE_TO_CONNECT;
+    err.status = 403;  // refused here, as the server would: not this identity's call (no request sent)
     throw err;
   }
 
   async function api(path, body) {
-    const id = await callIdentity(body && body.serviceId);
+    const id = await callIdentity(body && body.serviceId, path !== 'resume');
     const resp = await fetch(`${base}/api/call/${path}`, {
       method: 'POST',
       credentials: 'same-origin',
