@@ -52,7 +52,7 @@ def hosts(redis_server: RedisServer) -> Iterator[tuple[GunicornServer, GunicornS
 class Live:
     """A visitor (host A) and an agent (host B) in an accepted voice call, every socket open."""
 
-    def __init__(self, a: GunicornServer, b: GunicornServer) -> None:
+    def __init__(self, a: GunicornServer, b: GunicornServer, accept: bool = True) -> None:
         self.agent = Agent(b.url)
         self.consumer = Consumer(a.url)
         assert self.agent.connect(available=False)["code"] == 200
@@ -67,8 +67,9 @@ class Live:
         info = invite["body"]
         payload = {"serviceId": info["serviceId"], "agentId": "bob", "visitorName": "Vera", "mode": "VOICE_CALL",
                    "ssid": "ssid-1", "svid": "svid-1"}
-        accepted = requests.post(f"{a.url}/lpcall/api/call/accept", json=payload, timeout=10,
-                                 headers={"Authorization": f"Bearer {self.consumer.token}"})
+        # accept: the Accept is recorded; else the visitor's window listens before it (PROTOCOL §5)
+        accepted = requests.post(f"{a.url}/lpcall/api/call/{'accept' if accept else 'prepare'}", json=payload,
+                                 timeout=10, headers={"Authorization": f"Bearer {self.consumer.token}"})
         assert accepted.status_code == 200, accepted.text
         self.service_id = info["serviceId"]
         self.agent_call = self._join(b, info["token"])
@@ -141,5 +142,17 @@ def test_a_hangup_on_a_flushed_call_is_answered_by_closed_not_not_found(hosts: t
         live.agent_call.send(json.dumps({"type": "hangup"}))
         assert _next_frame(live.agent_call, ("closed", "error")) == LOST
         assert _next_frame(live.consumer_call, ("closed", "error")) == LOST
+    finally:
+        live.close()
+
+
+def test_an_invitation_lost_with_redis_closes_the_agent_and_the_listening_visitor(
+        hosts: tuple[GunicornServer, GunicornServer], redis_server: RedisServer) -> None:
+    a, b = hosts
+    live = Live(a, b, accept=False)
+    try:
+        redis_server.client().flushall()
+        assert _next_frame(live.consumer_call, ("closed", "error")) == LOST
+        assert _next_frame(live.agent_call, ("closed", "error")) == LOST
     finally:
         live.close()
