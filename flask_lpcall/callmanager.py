@@ -48,6 +48,14 @@ SWEEP_CHUNK = 25
 #: it does not poll the sockets, so it would not let a frame through)
 SWEEP_PAUSE = 0.001
 IDLE_EXIT = 30.0
+#: Close reason of a call whose state vanished from the store (restarted empty, flushed, evicted).
+STATE_LOST = "state_lost"
+#: The sessionError id the visitor gets for it: the call cannot go on and a new one can be tried
+#: (AGENT_DISCONNECTED would blame an agent who is still there, and who is told the same).
+STATE_LOST_ERROR = "UNABLE_TO_CONNECT"
+#: Seconds a socket waits before it trusts that its call vanished: a normal close deletes the
+#: call's keys a moment before its `closed` frame reaches the sockets.
+LOST_CONFIRM = 0.5
 
 
 def call_key(service_id: str) -> str:
@@ -322,6 +330,22 @@ class CallManager:
     def heartbeat(self, service_id: str, role: str, conn_id: str) -> bool:
         """A sign of life of the socket ``conn_id``; False when another socket took the role over."""
         return self.presence.beat(service_id, role, conn_id)
+
+    def beat(self, service_id: str, role: str, conn_id: str) -> str:
+        """:meth:`heartbeat` telling why not: ``presence.BEAT_OK``, ``BEAT_REPLACED`` or ``BEAT_MISSING``
+        (then :meth:`lost` says whether the call's state vanished)."""
+        return self.presence.beat_status(service_id, role, conn_id)
+
+    def lost(self, service_id: str) -> bool:
+        """True when the call's document is gone from a reachable store although this worker's socket
+        still serves it and got no `closed`: Redis restarted empty, flushed or evicted (a store that
+        cannot be reached raises StoreUnavailableError: that is no loss)."""
+        return self.store.get(call_key(service_id)) is None
+
+    @staticmethod
+    def lost_frame() -> dict[str, Any]:
+        """The `closed` frame a socket sends its own client when its call vanished (PROTOCOL §5)."""
+        return {"type": "closed", "reason": STATE_LOST, "errorId": STATE_LOST_ERROR, "by": None}
 
     def participant_left(self, service_id: str, role: str, conn_id: str) -> float | None:
         """The socket ``conn_id`` went away; returns the grace deadline (epoch s) or None."""

@@ -17,6 +17,7 @@ through ``store.update`` so two workers never lose each other's changes.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -69,6 +70,11 @@ def k_agent_convs(agent_id: str) -> str:
 def k_agent_socket(socket_id: str) -> str:
     return f"agentsock:{socket_id}"
 
+
+#: ``closeReason`` of a conversation whose state vanished from the store (restarted empty, flushed)
+STATE_LOST = "state_lost"
+#: Rounds of the loss watch per heartbeat-long interval (see ConversationService.watch).
+WATCH_SENTINEL_TTL_ROUNDS = 20
 
 K_OPEN = "convs:open"
 K_AVAILABLE = "agents:available"
@@ -136,6 +142,52 @@ class Fanout:
                 logger.exception("listener of %s failed", self.channel)
 
 
+def _brief(doc: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    """What :meth:`ConversationService.mark_lost` needs of a conversation, small (one per live
+    transcript subscription: ~0.4 KB instead of ~1.8 KB for the whole document)."""
+    if not doc:
+        return None
+    dialog = doc.get("cobrowse") or {}
+    open_dialog = None
+    if (dialog.get("metaData") or {}).get("sessionState") in ("INVITED", "ACCEPTED"):
+        open_dialog = (dialog.get("dialogId"), dialog.get("dialogType"), dialog.get("channelType"))
+    features = tuple(sys.intern(f) for f in doc.get("features") or () if isinstance(f, str))
+    return (doc.get("state"), doc.get("consumerId"), doc.get("agentId"), doc.get("agentName"), doc.get("startTs"),
+            doc.get("visitorName"), features, open_dialog)
+
+
+def _unbrief(conv_id: str, brief: tuple[Any, ...]) -> dict[str, Any]:
+    state, consumer_id, agent_id, agent_name, start_ts, visitor_name, features, open_dialog = brief
+    cobrowse = None
+    if open_dialog is not None:
+        cobrowse = {"dialogId": open_dialog[0], "dialogType": open_dialog[1], "channelType": open_dialog[2],
+                    "metaData": {"sessionState": "ACCEPTED"}}
+    return {"convId": conv_id, "consumerId": consumer_id, "visitorName": visitor_name, "features": list(features),
+            "agentId": agent_id, "agentName": agent_name, "state": state, "startTs": start_ts,
+            "metaDataLastUpdateTs": start_ts, "lastMessage": None, "cobrowse": cobrowse}
+
+
+class WatchHandle:
+    """One live subscriber's interest in a conversation (:meth:`ConversationService.watch`)."""
+
+    __slots__ = ("_service", "brief", "conv_id")
+
+    def __init__(self, service: ConversationService, conv_id: str, doc: Mapping[str, Any] | None) -> None:
+        self._service, self.conv_id, self.brief = service, conv_id, _brief(doc)
+
+    def seen(self, doc: Mapping[str, Any]) -> None:
+        """The conversation's latest document (a ``meta`` message from the bus)."""
+        self.brief = _brief(doc)
+
+    @property
+    def doc(self) -> dict[str, Any] | None:
+        """The conversation as last seen (the fields a lost-conversation notice needs)."""
+        return None if self.brief is None else _unbrief(self.conv_id, self.brief)
+
+    def close(self) -> None:
+        self._service._unwatch(self)
+
+
 class ConversationService:
     """Conversations, transcripts and routing on top of a :class:`~flask_lpcall.store.Store`."""
 
@@ -159,6 +211,13 @@ class ConversationService:
         self.on_message = on_message
         #: the workspace lists of this process share one subscription to the ``agents`` channel
         self.agents_fanout = Fanout(store, CH_AGENTS)
+        # -- the loss watch (watch()): conversations with a live subscriber in this process --
+        self.watch_interval = max(presence_ttl / 3, 0.2)
+        self._watched: dict[str, list[WatchHandle]] = {}
+        self._watch_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._sentinel = f"lpcall:alive:{uuid.uuid4().hex}"
+        self._sentinel_set = False
 
     # -- reading ---------------------------------------------------------------
     def get(self, conv_id: str) -> dict[str, Any] | None:
@@ -206,6 +265,111 @@ class ConversationService:
         """Transcript events from ``from_seq`` on, each with its ``sequence``."""
         items = self.store.range(k_events(conv_id), max(from_seq, 0), -1)
         return [{**item, "sequence": max(from_seq, 0) + i} for i, item in enumerate(items)]
+
+    def catch_up(self, conv_id: str, next_seq: int, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """What a live subscriber expecting ``next_seq`` delivers for ``event`` from the bus: nothing
+        for a sequence it already has, else the event preceded by every event it has not had yet.
+
+        Two workers publish out of sequence order (worker A appends 5 and worker B 6, B publishes
+        first), and pub/sub loses what is published while a worker's bus reconnects. The transcript
+        is the truth: an event's list entry exists before it is published, and every earlier one
+        before it, so a gap is filled from the store at once and nothing needs to wait. A subscriber
+        thus always holds a gapless prefix of the transcript (its last sequence is a valid resume
+        point, ``fromSeq`` = last + 1) and every event exactly once. A store error propagates and
+        changes nothing: the next event fills the same gap again.
+        """
+        seq = event.get("sequence")
+        if not isinstance(seq, int) or seq < next_seq:
+            return []
+        missing = []
+        if seq > next_seq:
+            items = self.store.range(k_events(conv_id), next_seq, seq - 1)
+            missing = [{**item, "sequence": next_seq + i} for i, item in enumerate(items)]
+        return [*missing, dict(event)]
+
+    # -- loss of state (issue 14, finding 9) ------------------------------------
+    def watch(self, conv_id: str, doc: dict[str, Any] | None = None) -> WatchHandle:
+        """Tell this conversation's sides if its state vanishes from the store while they are connected.
+
+        Redis restarted empty or flushed keeps no conversation: nobody closes it, so nobody
+        would hear of it. Each process keeps a sentinel key of its own in the store (TTL
+        :data:`WATCH_SENTINEL_TTL_ROUNDS` rounds) and reads it once per round (``watch_interval``,
+        a heartbeat): one GET per worker, whatever the number of sockets. When it is gone
+        the store lost its data, and every watched conversation whose document is gone too is
+        closed with ``closeReason`` :data:`STATE_LOST` (:meth:`mark_lost`).
+        """
+        handle = WatchHandle(self, conv_id, doc if doc is not None else self.get(conv_id))
+        start = None
+        with self._watch_lock:
+            self._watched.setdefault(conv_id, []).append(handle)
+            if self._watcher is None:
+                start = self._watcher = threading.Thread(target=self._watch_loop, name="lpcall-conv-watch", daemon=True)
+        if start is not None:
+            self._set_sentinel()  # from the first watch on: a loss right after it counts
+            start.start()
+        return handle
+
+    def _set_sentinel(self) -> None:
+        self.store.set(self._sentinel, 1, ttl=WATCH_SENTINEL_TTL_ROUNDS * self.watch_interval)
+        self._sentinel_set = True
+
+    def _unwatch(self, handle: WatchHandle) -> None:
+        with self._watch_lock:
+            handles = self._watched.get(handle.conv_id, [])
+            if handle in handles:
+                handles.remove(handle)
+            if not handles:
+                self._watched.pop(handle.conv_id, None)
+
+    def _watch_loop(self) -> None:
+        pause = threading.Event()  # never set: a timer under gevent and threads alike
+        while True:
+            pause.wait(self.watch_interval)
+            with self._watch_lock:
+                if not self._watched:
+                    self._watcher = None
+                    self._sentinel_set = False  # a later watch starts afresh
+                    return
+            try:
+                self.check_lost()
+            except Exception as exc:  # noqa: BLE001 - a store outage: the next round looks again
+                logger.debug("conversation loss watch: %r", exc)
+
+    def check_lost(self) -> list[str]:
+        """One round of the loss watch; returns the conversations it found lost (and closed)."""
+        lost: list[str] = []
+        if self._sentinel_set and self.store.get(self._sentinel) is None:
+            with self._watch_lock:
+                watched = {conv_id: handles[-1].doc for conv_id, handles in self._watched.items() if handles}
+            logger.warning("the store lost its data (restarted empty or flushed?): checking %d conversation(s)",
+                           len(watched))
+            for conv_id, doc in watched.items():
+                if doc and doc.get("state") == STATE_OPEN and self.get(conv_id) is None and self.mark_lost(doc):
+                    lost.append(conv_id)
+        self._set_sentinel()
+        return lost
+
+    def mark_lost(self, doc: Mapping[str, Any]) -> bool:
+        """The conversation ``doc`` vanished from the store: store it again as closed (``closeReason``
+        :data:`STATE_LOST`, an open call's dialog CLOSED) and push that to both sides, as a close is
+        pushed (PROTOCOL §3, §4). Several workers may find it: only the first one pushes (True)."""
+        closed: dict[str, Any] = {**doc, "state": STATE_CLOSE, "closeReason": STATE_LOST,
+                                  "metaDataLastUpdateTs": self.clock(), "lastMessage": None}
+        dialog = doc.get("cobrowse")
+        if dialog and (dialog.get("metaData") or {}).get("sessionState") in ("INVITED", "ACCEPTED"):
+            closed["cobrowse"] = {"dialogId": dialog.get("dialogId"), "dialogType": dialog.get("dialogType"),
+                                  "channelType": dialog.get("channelType"), "metaData": {"sessionState": "CLOSED"}}
+        mine = {"value": False}
+
+        def revive(old: Any) -> Any:
+            mine["value"] = old is None
+            return closed if old is None else old
+
+        self.store.update(k_conv(doc["convId"]), revive, ttl=self.ttl)
+        if mine["value"]:
+            logger.warning("conversation %s vanished from the store: closed (%s)", doc["convId"], STATE_LOST)
+            self._publish_meta(closed)
+        return mine["value"]
 
     # -- opening ---------------------------------------------------------------
     def open(
@@ -430,6 +594,7 @@ class ConversationService:
             "visitorName": doc.get("visitorName"),
             "features": list(doc.get("features") or []),
             "agent": {"id": doc["agentId"], "name": doc["agentName"]} if doc.get("agentId") else None,
+            **({"closeReason": doc["closeReason"]} if doc.get("closeReason") else {}),
         }
 
     @classmethod
@@ -464,6 +629,7 @@ class ConversationService:
             "startTs": doc["startTs"],
             "lastMessage": dict(last) if last else doc.get("lastMessage"),
             "call": call,
+            **({"closeReason": doc["closeReason"]} if doc.get("closeReason") else {}),
         }
 
     # -- internals -----------------------------------------------------------------

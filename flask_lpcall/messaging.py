@@ -85,36 +85,46 @@ def check_origin(state: LPCallState) -> bool:
 class MessagingSubscription:
     """Transcript events of one conversation, in order, without gaps or duplicates."""
 
-    __slots__ = ("_lock", "active", "conn", "conv_id", "history", "next_seq", "sub")
+    __slots__ = ("_lock", "active", "conn", "conv_id", "history", "next_seq", "service", "sub", "watch")
 
     def __init__(self, conn: FrameSocket, store: Any, service: ConversationService, conv_id: str, from_seq: int) -> None:
         self.conn = conn
+        self.service = service
         self.conv_id = conv_id
         self.next_seq = from_seq
         self.active = True  # False: drop further events (the agent lost access)
         self._lock = threading.RLock()
         with self._lock:
             self.sub: Subscription = store.subscribe(ch_conv(conv_id), self._on_bus)
-            self.history = service.events(conv_id, from_seq)
+            self.watch = service.watch(conv_id)  # its sides hear if the store loses it (finding 9)
+            self.history: list[dict[str, Any]] | None = service.events(conv_id, from_seq)
             if self.history:
                 self.next_seq = self.history[-1]["sequence"] + 1
 
     def send_history(self) -> None:
         with self._lock:
             self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": self.history})
-            self.history = []
+            self.history = None  # sent: live events go out on their own from now on
 
     def _on_bus(self, message: Any) -> None:
+        if isinstance(message, dict) and message.get("type") == "meta":
+            self.watch.seen(message["conversation"])
         if not isinstance(message, dict) or message.get("type") != "event":
             return
         event = message["event"]
         with self._lock:
-            if not self.active or event["sequence"] < self.next_seq:
+            if not self.active:
                 return
-            self.next_seq = event["sequence"] + 1
-            self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": [event]})
+            events = self.service.catch_up(self.conv_id, self.next_seq, event)  # gaps filled, repeats dropped
+            if events:
+                self.next_seq = events[-1]["sequence"] + 1
+                if self.history is not None:  # the history is not out yet (the response goes first): they follow it
+                    self.history.extend(events)
+                    return
+                self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": events})
 
     def close(self) -> None:
+        self.watch.close()
         self.sub.close()
 
 

@@ -28,6 +28,7 @@ from .errors import NotAllowedError
 logger = logging.getLogger(__name__)
 
 TAB_CONFLICT = "CALL_IN_OTHER_TAB"
+BEAT_OK, BEAT_REPLACED, BEAT_MISSING = "ok", "replaced", "missing"
 
 
 class TabConflictError(NotAllowedError):
@@ -76,21 +77,26 @@ class Presence:
 
     def beat(self, service_id: str, role: str, conn: str, now: float | None = None) -> bool:
         """A sign of life of ``conn``; False only when another socket took the role over."""
+        return self.beat_status(service_id, role, conn, now) != BEAT_REPLACED
+
+    def beat_status(self, service_id: str, role: str, conn: str, now: float | None = None) -> str:
+        """A sign of life of ``conn``: :data:`BEAT_OK`, :data:`BEAT_REPLACED` (another socket took the
+        role over) or :data:`BEAT_MISSING` (no document: the call closed, or the store lost it)."""
         t = time.time() if now is None else now
-        result = {"ok": True}
+        result = {"status": BEAT_OK}
 
         def refresh(old: Any) -> Any:
-            result["ok"] = True
             if not isinstance(old, dict):
+                result["status"] = BEAT_MISSING
                 return None  # the call closed (or the role was released): do not bring the key back
             if old.get("conn") != conn:
-                result["ok"] = False
+                result["status"] = BEAT_REPLACED
                 return old
-            result["ok"] = True
+            result["status"] = BEAT_OK
             return {**old, "seen": t}
 
         self.store.update(presence_key(service_id, role), refresh, ttl=self.ttl)
-        return result["ok"]
+        return result["status"]
 
     def release(self, service_id: str, role: str, conn: str) -> bool:
         """``conn`` went away: drop the document if it still holds the role; True when it did."""

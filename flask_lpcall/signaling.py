@@ -22,9 +22,9 @@ from flask import Blueprint, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from .callmanager import CallManager, channel, other
+from .callmanager import LOST_CONFIRM, CallManager, channel, other
 from .calls import ACCEPTED, INVITED, CallSession
-from .errors import BadFrameError, LPCallError, NotAllowedError
+from .errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
 from .extension import get_state
 from .framesocket import (
     close_and_wait,
@@ -33,7 +33,7 @@ from .framesocket import (
     write_ping,
 )
 from .keepalive import Keepalive
-from .presence import TAB_CONFLICT
+from .presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
 from .schemas import load_signal_frame
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class CallSocket:
         self.closed_frame: dict[str, Any] | None = None
         self.client_gone = threading.Event()
         self.listening = False  # a consumer socket opened before the Accept (PROTOCOL §5)
+        self.lost_check: threading.Timer | None = None
 
     def send(self, frame: dict[str, Any]) -> None:
         with self.lock:
@@ -107,10 +108,38 @@ class CallSocket:
 
     def tick(self) -> None:
         """Refresh the participant's presence (presence.py); a newer socket of it closes this one."""
-        if self.listening or self.closed_frame is not None or not self.sid:
+        if self.closed_frame is not None or not self.sid:
             return
-        if not self.manager.heartbeat(self.sid, self.role, self.conn_id):
+        if self.listening:  # no presence to refresh; the call's document may still vanish
+            if self.manager.lost(self.sid):
+                self.suspect_lost()
+            return
+        status = self.manager.beat(self.sid, self.role, self.conn_id)
+        if status == BEAT_REPLACED:
             self.outbox.put(_REPLACED)
+        elif status == BEAT_MISSING:
+            self.suspect_lost()
+
+    def suspect_lost(self) -> None:
+        """The call's keys are gone. Unless its `closed` comes within LOST_CONFIRM (a normal close
+        deletes the keys first), its state was lost (store restarted empty): the client is told
+        with `closed {reason: "state_lost"}` (PROTOCOL §5, issue 14 finding 9)."""
+        if self.lost_check is not None:
+            return
+
+        def confirm() -> None:
+            self.lost_check = None
+            try:
+                gone = self.closed_frame is None and self.manager.lost(self.sid)
+            except LPCallError:
+                return  # the store is unreachable: not a loss (yet); the next heartbeat looks again
+            if gone:
+                logger.warning("call %s vanished from the store: telling the %s", self.sid, self.role)
+                self.outbox.put(self.manager.lost_frame())
+
+        self.lost_check = threading.Timer(LOST_CONFIRM, confirm)
+        self.lost_check.daemon = True
+        self.lost_check.start()
 
     def _drain(self) -> None:
         while True:
@@ -295,7 +324,11 @@ class CallSocket:
                 elif kind == "connected":
                     manager.mark_connected(role, uid, sid)
                 elif kind == "hangup":
-                    manager.hangup(role, uid, sid)
+                    try:
+                        manager.hangup(role, uid, sid)
+                    except NotFoundError:
+                        self.suspect_lost()  # the call vanished: `closed` state_lost answers the hang-up
+                        continue
                 elif kind == "failure":
                     manager.fail(role, uid, sid, frame["id"])
             except LPCallError as exc:

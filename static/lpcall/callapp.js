@@ -73,8 +73,38 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     return msg;
   }
 
+  // The visitor's identity for the call `serviceId` (`<consumerId>#…`): the one the messaging client
+  // stored (README "Messaging-Window protocol"), never a new one. Missing or another consumer's: an
+  // error whose message says what to store (UNABLE_TO_CONNECT for the visitor), and no request.
+  const explained = new Set();
+  async function callIdentity(serviceId, explain = true) {
+    const id = await identity({create: false});
+    const owner = typeof serviceId === 'string' && serviceId.includes('#') ? serviceId.split('#')[0] : null;
+    let problem = null;
+    if (!id || typeof id.token !== 'string') {
+      problem = `no consumer identity for call ${serviceId}: a messaging client must store `
+        + 'localStorage["lpcall.consumer"] = JSON.stringify({consumerId, token}), the answer of '
+        + `POST ${base}/api/consumer/session whose token it sends as the InitConnection jwt `
+        + '(README, "Messaging-Window protocol")';
+    } else if (owner && id.consumerId && id.consumerId !== owner) {
+      problem = `localStorage["lpcall.consumer"] holds consumer ${id.consumerId}, but call ${serviceId} is for consumer `
+        + `${owner}: store the identity whose token the messaging client sends as the InitConnection jwt `
+        + '(README, "Messaging-Window protocol")';
+    }
+    if (!problem) return id;
+    if (!explain) log(problem);  // a resume of a call stored by another visitor: refused quietly
+    else if (!explained.has(serviceId)) {
+      explained.add(serviceId);
+      console.error(`lpcall: ${problem}`);
+    }
+    const err = new Error(problem);
+    err.code = ERRORS.UNABLE_TO_CONNECT;
+    err.status = 403;  // refused here, as the server would: not this identity's call (no request sent)
+    throw err;
+  }
+
   async function api(path, body) {
-    const id = await identity();
+    const id = await callIdentity(body && body.serviceId, path !== 'resume');
     const resp = await fetch(`${base}/api/call/${path}`, {
       method: 'POST',
       credentials: 'same-origin',
@@ -117,7 +147,8 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     });
     let msg = null;
     if (info.errorId === ERRORS.AGENT_DISCONNECTED) msg = sessionError(ERRORS.AGENT_DISCONNECTED);
-    else if (info.reason === 'error' && info.by !== 'consumer' && !call.errorFired) msg = sessionError(ERRORS.UNABLE_TO_CONNECT);
+    // `state_lost`: the server lost the call (its store restarted empty); the visitor may try again
+    else if ((info.reason === 'error' || info.reason === 'state_lost') && info.by !== 'consumer' && !call.errorFired) msg = sessionError(ERRORS.UNABLE_TO_CONNECT);
     if (call.ui) {
       call.ui.showEnded();
       if (msg || call.errorMsg) call.ui.showError(msg || call.errorMsg);

@@ -28,13 +28,17 @@ function visitorId() {
 }
 
 let pending = null;
+let minted = null;  // the last identity made here (kept in memory too: storage may be off)
 
 // The consumer identity {consumerId, token}; `refresh` drops a token the server refused.
-export function identity({refresh = false} = {}) {
+// `create: false` (the call app) never makes one: a new consumer owns no call, so a missing
+// identity must be reported, not replaced (README "Messaging-Window protocol"; null then).
+export function identity({refresh = false, create = true} = {}) {
   if (!refresh) {
-    const stored = readStored();
+    const stored = readStored() || minted;
     if (stored) return Promise.resolve(stored);
   }
+  if (!create) return Promise.resolve(null);
   if (!pending) {
     const stored = readStored();
     const headers = {'Content-Type': 'application/json'};
@@ -47,7 +51,8 @@ export function identity({refresh = false} = {}) {
         return r.json();
       })
       .then((id) => {
-        try { localStorage.setItem(KEY, JSON.stringify({consumerId: id.consumerId, token: id.token})); } catch (e) { /* private mode */ }
+        minted = {consumerId: id.consumerId, token: id.token};
+        try { localStorage.setItem(KEY, JSON.stringify(minted)); } catch (e) { /* private mode */ }
         return id;
       })
       .finally(() => { pending = null; });
