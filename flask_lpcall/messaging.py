@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from flask import Blueprint, Flask, jsonify, request
-from flask_sock import Sock
 
 from . import signals
 from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
@@ -35,6 +34,7 @@ from .framesocket import (
 from .keepalive import Keepalive
 from .schemas import CONSUMER_REQUESTS, validate_init_headers
 from .store import Subscription
+from .wsroute import Sock
 
 logger = logging.getLogger(__name__)
 
