@@ -107,14 +107,18 @@ def _masked_close(code: int = 1000) -> bytes:
     return bytes([0x88, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-@pytest.mark.parametrize("path", ["/lpcall/ws/consumer", "/lpcall/ws/agent", "/lpcall/ws/call?token=nope"])
-def test_nothing_follows_the_close_frame_on_the_development_server(app: Any, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "client_closes"),
+    [("/lpcall/ws/consumer", True), ("/lpcall/ws/agent", False), ("/lpcall/ws/call?token=nope", False)],
+    ids=["consumer-client-closes", "agent-refused", "call-refused"],
+)
+def test_nothing_follows_the_close_frame_on_the_development_server(app: Any, path: str, client_closes: bool) -> None:
     """Werkzeug writes flask-sock's HTTP response after a socket handler ends; those bytes after the
     close frame were Chromium's "Invalid frame header". Every route ends the connection first."""
     server = start_live_server(app)
     try:
         sock = _handshake(server.port, path)
-        if "token" not in path:
+        if client_closes:
             sock.sendall(_masked_close())  # the client closes (as a browser does after a hang-up)
         data = b""
         while True:
@@ -123,7 +127,7 @@ def test_nothing_follows_the_close_frame_on_the_development_server(app: Any, pat
                 break
             data += chunk
         sock.close()
-        # skip the frames before the close frame (the refused call socket sends an error frame first)
+        # skip the frames before the close frame (a refused socket sends an error frame first)
         while data and data[0] & 0x0F != 0x8:
             length = data[1] & 0x7F
             start = 2 if length < 126 else 4
