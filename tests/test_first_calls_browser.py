@@ -104,6 +104,11 @@ def test_the_agent_keeps_transcript_and_reply_box_in_view_during_a_video_call(ri
         visitor.press("#lpcall-message", "Enter")
     open_conversation(agent, "Vera")
     agent.wait_for_selector(".lpcall-transcript li:has-text('question 5')")
+    agent.fill("#lpcall-agent-input", "Hi Vera, let me call you")
+    agent.press("#lpcall-agent-input", "Enter")
+    greeting = visitor.locator(".lpcall-transcript li:has-text('let me call you')")
+    greeting.wait_for()
+    assert greeting.locator(".lpcall-msg-who").inner_text() == "Bob"  # the visitor sees who writes
     r.invite("VIDEO_CALL")
     visitor.click(".lpcall-invitation .lpcall-accept")
     r.wait_media(video=True)

@@ -347,11 +347,15 @@ export function mountWindow({base, config, identity}) {
     e.preventDefault();
     try {
       const body = await sock.request('cm.ConsumerRequestConversation', {visitorName: nameInput.value.trim() || null});
-      transcript.textContent = '';
-      state.lastSeq = -1;
-      state.conv = {convId: body.conversationId, state: 'OPEN', agent: null, dialogs: []};
+      // the change notification (with the agent a new conversation is routed to) may come
+      // before this answer: what it brought is kept, or the agent's messages lose their name
+      if (!state.conv || state.conv.convId !== body.conversationId) {
+        transcript.textContent = '';
+        state.lastSeq = -1;
+        state.conv = {convId: body.conversationId, state: 'OPEN', agent: null, dialogs: []};
+      }
       showMode('chat');
-      showStatus(t('window.waiting'));
+      showStatus(state.conv.agent ? '' : t('window.waiting'));
       subscribeMessages(body.conversationId);
       input.focus();
     } catch (err) {
