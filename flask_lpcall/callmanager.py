@@ -362,6 +362,13 @@ class CallManager:
             return None
         return now + float(self.settings["LPCALL_RECONNECT_GRACE"])
 
+    def consumer_page_opened(self, consumer_id: str, conn_id: str) -> None:
+        """A messaging socket of the consumer is open (presence.py: the visitor's page)."""
+        self.presence.page_opened(consumer_id, conn_id)
+
+    def consumer_page_closed(self, consumer_id: str, conn_id: str) -> None:
+        self.presence.page_closed(consumer_id, conn_id)
+
     def is_present(self, service_id: str, role: str) -> bool:
         return self.presence.is_present(service_id, role)
 
@@ -403,6 +410,8 @@ class CallManager:
             "expired": "system.expired",
             "error": "system.failed",
         }.get(session.close_reason or "", "system.failed" if session.error_id else "system.ended")
+        if session.close_reason == "consumer_disconnected" and session.accepted_ts is None:
+            key = "system.visitor_left"
         self._system(session, key)
         self._signal(signals.call_ended, session)
         logger.info("call %s closed: %s", sid, session.close_reason)
@@ -425,6 +434,7 @@ class CallManager:
             "agent": session.agent_name,
             "mode": render(self.texts, f"mode.{session.mode}"),
             "duration": format_duration(session.duration_seconds()),
+            "visitor": session.visitor_name or render(self.texts, "agent.visitor"),
         }
         if session.error_id:
             params["error"] = render(self.texts, f"error.{session.error_id}")
@@ -482,6 +492,9 @@ class CallManager:
                 return "expired"
             if "agent" in gone and t - gone["agent"] >= grace and not self.is_present(session.service_id, "agent"):
                 return "agent_disconnected"
+            page_gone = self.presence.page_gone_since(session.consumer_id)
+            if page_gone is not None and t - page_gone >= grace:
+                return "consumer_disconnected"  # the visitor's page is gone: nobody can accept
         elif session.state == ACCEPTED:
             for role in ("agent", "consumer"):
                 since = self.presence.gone_since(session.service_id, role, doc, (session.accepted_ts or 0) / 1000, t)

@@ -30,7 +30,7 @@ CLOSE_RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "hangup_agent": ((ACCEPTED,), "agent"),
     "hangup_consumer": ((ACCEPTED,), "consumer"),
     "agent_disconnected": ((INVITED, ACCEPTED), "system"),
-    "consumer_disconnected": ((ACCEPTED,), "system"),
+    "consumer_disconnected": ((INVITED, ACCEPTED), "system"),  # INVITED: the visitor's page went away
     "error": ((INVITED, ACCEPTED), None),  # ended by whoever reported the error
 }
 CLOSE_REASONS = tuple(CLOSE_RULES)

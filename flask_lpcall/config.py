@@ -43,6 +43,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "LPCALL_ICE_SERVERS": ([], "STUN/TURN servers handed to both peers, RTCIceServer dicts ({'urls': [...]})."),
     "LPCALL_FORCE_RELAY": (False, "Relay all media through TURN (iceTransportPolicy 'relay')."),
     "LPCALL_CONNECT_TIMEOUT": (30, "Seconds a call may take to connect (ICE) before UNABLE_TO_CONNECT."),
+    "LPCALL_CALL_ENDED_SECONDS": (5, "Seconds an ended call's panel (\"Call ended\") stays before it closes by itself; 0: until closed."),
     # -- resume -------------------------------------------------------------
     "LPCALL_RECONNECT_GRACE": (30, "Seconds a participant may be gone (reload, lost socket) before the call closes."),
     "LPCALL_HEARTBEAT_INTERVAL": (10, "Seconds between heartbeats on the sockets; two missed ones mark a socket dead."),
@@ -154,6 +155,7 @@ class ConfigSchema(Schema):
     )
     LPCALL_FORCE_RELAY = _bool()
     LPCALL_CONNECT_TIMEOUT = _seconds(1, 600)
+    LPCALL_CALL_ENDED_SECONDS = _seconds(0, 3600)
     LPCALL_RECONNECT_GRACE = _seconds(0.5, 3600)
     LPCALL_HEARTBEAT_INTERVAL = _seconds(0.2, 300)
     LPCALL_ICE_RESTART_ATTEMPTS = _whole(0, 20, "attempts")

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from flask import Blueprint, Flask, jsonify, request
-from flask_sock import Sock
 
 from . import signals
 from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
@@ -35,6 +34,7 @@ from .framesocket import (
 from .keepalive import Keepalive
 from .schemas import CONSUMER_REQUESTS, validate_init_headers
 from .store import Subscription
+from .wsroute import Sock
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class _ChangeFeed:
 class ConsumerConnection:
     """One consumer socket: identity from InitConnection, then the consumer's own conversations only."""
 
-    __slots__ = ("conn", "consumer_id", "features", "messaging", "meta_subs", "service", "settings", "state")
+    __slots__ = ("conn", "consumer_id", "features", "messaging", "meta_subs", "page_id", "service", "settings", "state")
 
     #: request type -> method name (per class; each socket looks its handlers up here)
     HANDLERS: ClassVar[dict[str, str]] = {
@@ -195,6 +195,7 @@ class ConsumerConnection:
         self.features: list[str] = []
         self.messaging: dict[str, MessagingSubscription] = {}
         self.meta_subs: list[Subscription] = []
+        self.page_id: str | None = None  # set while this socket counts as the visitor's page
 
     @property
     def handlers(self) -> Mapping[str, Handler]:
@@ -208,6 +209,9 @@ class ConsumerConnection:
                 quietly("closing a transcript subscription", sub.close)
             for msub in self.meta_subs:
                 quietly("closing a metadata subscription", msub.close)
+            calls = self.state.services.get("calls")
+            if self.page_id is not None and calls is not None and self.consumer_id is not None:
+                quietly("recording the visitor's page as closed", calls.consumer_page_closed, self.consumer_id, self.page_id)
             self.conn.finish()
 
     # -- helpers ---------------------------------------------------------------
@@ -239,6 +243,10 @@ class ConsumerConnection:
         if self.consumer_id not in (None, cid):
             raise NotAllowedError("this connection already belongs to another consumer", field="headers.jwt")
         self.consumer_id = cid
+        calls = self.state.services.get("calls")
+        if self.page_id is None and calls is not None:  # an invitation's visitor is here (presence.py)
+            self.page_id = str(uuid.uuid4())
+            calls.consumer_page_opened(cid, self.page_id)
         self.features = sorted(set(headers["features"]))
         for doc in self.service.for_consumer(cid):
             if doc.get("features") != self.features:
@@ -316,6 +324,7 @@ def client_config(state: LPCallState) -> dict[str, Any]:
         "heartbeat": s["LPCALL_HEARTBEAT_INTERVAL"],
         "maxMessageLength": s["LPCALL_MAX_MESSAGE_LENGTH"],
         "maxFrameBytes": s["LPCALL_MAX_FRAME_BYTES"],
+        "callEndedSeconds": s["LPCALL_CALL_ENDED_SECONDS"],
     }
 
 

@@ -13,7 +13,14 @@ Everything lives in the store, so any worker can judge any participant:
   stale document's ``seen``.
 
 The call manager's sweeper closes a call whose participant stayed away longer than
-``LPCALL_RECONNECT_GRACE``. A second tab cannot take a role a live socket of another tab
+``LPCALL_RECONNECT_GRACE``.
+
+The visitor's *page* is tracked too, for invitations: ``page:<consumerId>`` =
+``{"conns": {conn: ts}, "gone": ts | None}`` lists the consumer's messaging sockets (one per
+open tab), and ``gone`` says since when none is left. An invitation whose visitor has had no
+page for the grace period closes early (``consumer_disconnected``) instead of blocking the
+agent until ``LPCALL_INVITE_TTL``. A consumer never seen (no document) counts as present, and
+so does a socket of a worker that died without closing it: those invitations simply expire. A second tab cannot take a role a live socket of another tab
 holds (:class:`TabConflictError`); the same tab (a reload, a lost socket) always can.
 """
 
@@ -40,6 +47,14 @@ class TabConflictError(NotAllowedError):
 
 def presence_key(service_id: str, role: str) -> str:
     return f"presence:{service_id}:{role}"
+
+
+def page_key(consumer_id: str) -> str:
+    return f"page:{consumer_id}"
+
+
+#: a page document outlives any invitation; each new socket of the consumer renews it
+PAGE_TTL = 24 * 3600.0
 
 
 class Presence:
@@ -123,6 +138,35 @@ class Presence:
         if doc:  # a socket whose worker stopped refreshing it
             return float(doc.get("seen", doc.get("ts", fallback)))
         return fallback
+
+    # -- the visitor's page (its messaging sockets) ------------------------------------------
+    def page_opened(self, consumer_id: str, conn: str, now: float | None = None) -> None:
+        t = time.time() if now is None else now
+
+        def add(old: Any) -> Any:
+            conns = dict(old.get("conns") or {}) if isinstance(old, dict) else {}
+            conns[conn] = t
+            return {"conns": conns, "gone": None}
+
+        self.store.update(page_key(consumer_id), add, ttl=PAGE_TTL)
+
+    def page_closed(self, consumer_id: str, conn: str, now: float | None = None) -> None:
+        t = time.time() if now is None else now
+
+        def drop(old: Any) -> Any:
+            if not isinstance(old, dict):
+                return None
+            conns = {c: ts for c, ts in (old.get("conns") or {}).items() if c != conn}
+            return {"conns": conns, "gone": old.get("gone") if conns else (old.get("gone") or t)}
+
+        self.store.update(page_key(consumer_id), drop, ttl=PAGE_TTL)
+
+    def page_gone_since(self, consumer_id: str) -> float | None:
+        """Since when the consumer has no page open (epoch s); None while one is, or never seen."""
+        doc = self.store.get(page_key(consumer_id))
+        if not isinstance(doc, dict) or doc.get("conns") or doc.get("gone") is None:
+            return None
+        return float(doc["gone"])
 
     def forget(self, service_id: str) -> list[str]:
         """The keys to delete when the call closes."""

@@ -19,7 +19,6 @@ from collections import deque
 from typing import Any
 
 from flask import Blueprint, request
-from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from .callmanager import LOST_CONFIRM, CallManager, channel, other
@@ -35,6 +34,7 @@ from .framesocket import (
 from .keepalive import Keepalive
 from .presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
 from .schemas import load_signal_frame
+from .wsroute import Sock
 
 logger = logging.getLogger(__name__)
 

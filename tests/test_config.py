@@ -45,6 +45,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("LPCALL_FORCE_RELAY", "yes", "must be True or False"),
     ("LPCALL_FORCE_RELAY", True, "needs a TURN server"),
     ("LPCALL_CONNECT_TIMEOUT", 0, "a number of seconds between 1 and 600"),
+    ("LPCALL_CALL_ENDED_SECONDS", -1, "a number of seconds between 0 and 3600"),
     ("LPCALL_RECONNECT_GRACE", 0, "a number of seconds between 0.5 and 3600"),
     ("LPCALL_HEARTBEAT_INTERVAL", 0.1, "a number of seconds between 0.2 and 300"),
     ("LPCALL_HEARTBEAT_INTERVAL", float("nan"), "a number of seconds between 0.2 and 300"),

@@ -23,6 +23,10 @@ const callButtons = [...document.querySelectorAll('.lpcall-call-btn')];
 const reason = $('.lpcall-call-reason');
 const chatError = $('.lpcall-chat-error');
 const callContainer = $('.lpcall-agent-call');
+const elsewhere = $('.lpcall-call-elsewhere');
+const elsewhereText = $('.lpcall-call-elsewhere-text');
+const showCallBtn = $('.lpcall-call-show');
+const stopCallBtn = $('.lpcall-call-stop');
 const transcript = main.querySelector('.lpcall-transcript');
 const composer = main.querySelector('.lpcall-composer');
 const input = composer.querySelector('textarea');
@@ -33,6 +37,7 @@ const convs = new Map(); // convId -> summary
 let selected = null;
 let lastSeq = -1;
 let activeCall = null; // {serviceId, conversationId, ui}
+let paneConv = null; // the conversation the call pane belongs to (a call, or its "Call ended")
 let config = {maxMessageLength: 4000};
 
 function el(tagName, attrs = {}, text) {
@@ -112,12 +117,38 @@ function renderHead() {
   }
   reason.textContent = why;
   reason.hidden = !why || !mine || callButtons.length === 0;
+  renderCallPane();
 }
+
+// The call pane belongs to its conversation: over another one it is hidden (its media go on)
+// and a bar says where the call is, with a way back and the cancel / hang-up button.
+function renderCallPane() {
+  const here = Boolean(paneConv) && paneConv === selected;
+  callContainer.hidden = !here;
+  main.classList.toggle('lpcall-with-call', here && callContainer.childElementCount > 0);
+  const away = activeCall && activeCall.conversationId !== selected ? activeCall : null;
+  elsewhere.hidden = !away;
+  if (!away) return;
+  const invited = !away.ui || !away.ui.engine || away.ui.engine.sessionState === 'INVITED';
+  const name = visitorName(convs.get(away.conversationId) || away.peer);
+  elsewhereText.textContent = t(invited ? 'agent.invite_elsewhere' : 'agent.call_elsewhere', {name});
+  stopCallBtn.textContent = t(invited ? 'agent.cancel_invite' : 'call.hangup');
+  stopCallBtn.setAttribute('aria-label', `${stopCallBtn.textContent}: ${name}`);
+  showCallBtn.hidden = !convs.has(away.conversationId);
+  stopCallBtn.disabled = !away.ui;
+}
+showCallBtn.addEventListener('click', () => { if (activeCall) select(activeCall.conversationId); });
+stopCallBtn.addEventListener('click', () => {
+  if (!activeCall) return;
+  if (activeCall.ui) activeCall.ui.hangup();
+  else sock.request('call.Cancel', {serviceId: activeCall.serviceId}).catch(() => {});
+});
 
 function deselect() {
   selected = null;
   main.hidden = true;
   empty.hidden = false;
+  renderCallPane();
   try { sessionStorage.removeItem(SELECTED_KEY); } catch (e) { /* ignore */ }
 }
 
@@ -166,13 +197,15 @@ async function takeConversation(convId) {
 // -- calls (PROTOCOL §10: agentcall.js is the calls area's) ------------------------------
 async function startCall(info) {
   if (activeCall && activeCall.serviceId === info.serviceId) return;
-  activeCall = {serviceId: info.serviceId, conversationId: info.conversationId, ui: null};
-  renderHead();
   const c = convs.get(info.conversationId) || convs.get(selected);
+  const call = {serviceId: info.serviceId, conversationId: info.conversationId, ui: null, peer: c};
+  activeCall = call;
+  renderHead();
   try {
     const mod = await import('./agentcall.js');
     callContainer.textContent = '';
-    activeCall.ui = mod.startAgentCall({
+    paneConv = info.conversationId;
+    call.ui = mod.startAgentCall({
       base,
       container: callContainer,
       serviceId: info.serviceId,
@@ -185,11 +218,18 @@ async function startCall(info) {
       texts: (config && config.texts) || {},
       socket: sock,
       info,
+      closeAfter: config && config.callEndedSeconds,
       onEnd: () => {
-        activeCall = null;
+        if (activeCall === call) activeCall = null;
         renderHead();
       },
+      onClosed: () => {
+        if (paneConv === info.conversationId && !activeCall) paneConv = null;
+        renderCallPane();
+      },
     });
+    call.ui.engine.addEventListener('session', () => renderCallPane());
+    renderCallPane();
   } catch (err) {
     console.warn('lpcall: agent call UI unavailable', err);
   }

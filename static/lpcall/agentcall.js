@@ -2,11 +2,13 @@
 // `call.Invite` (or `call.Active` after a reload):
 //
 //   const call = startAgentCall({container, serviceId, token, mode, iceServers,
-//     iceTransportPolicy, cameraOffAtStart, peerName, texts, onEnd});
+//     iceTransportPolicy, cameraOffAtStart, peerName, texts, onEnd, closeAfter, onClosed});
 //   call.destroy();
 //
 // The agent joins the call's signaling at once and waits for the visitor; the hang-up button
 // cancels the invitation while it is pending. Errors of either side are shown in the UI.
+// An ended call shows "Call ended" and a close button; without an error it closes by itself
+// after `closeAfter` seconds (0: stays until closed): the container is emptied, `onClosed` runs.
 
 import {CallEngine} from './engine.js';
 import {makeT, mountCallUI} from './callui.js';
@@ -59,11 +61,23 @@ export function startAgentCall(opts) {
   function end(info) {
     if (ended) return;
     ended = true;
-    ui.showEnded();
+    let why = '';
     if (info && info.errorId) {
       const error = t(`error.${info.errorId}`);
-      ui.showError(info.by === 'consumer' ? t('call.peer_failed', {name: peerName || '', error}) : error);
+      why = info.by === 'consumer' ? t('call.peer_failed', {name: peerName || '', error}) : error;
+    } else if (info && info.reason === 'consumer_disconnected' && !engine.connectedOnce) {
+      why = t('call.visitor_left', {name: peerName || ''});  // the visitor's page went away while invited
     }
+    ui.showEnded({
+      onClose: () => {
+        ui.destroy();
+        if (!container.contains(ui.root)) return;  // a newer call uses the container by now
+        container.replaceChildren();
+        if (typeof opts.onClosed === 'function') opts.onClosed();
+      },
+      closeAfter: why ? 0 : Number(opts.closeAfter ?? 5),
+    });
+    if (why) ui.showError(why);
     if (typeof onEnd === 'function') {
       try { onEnd(info || null); } catch (e) { console.warn('lpcall: onEnd failed', e); }
     }

@@ -121,19 +121,55 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     return json;
   }
 
-  function showMessage(container, msg, cls) {
-    if (!container) return;
+  // Seconds an ended call stays on screen before its room goes back to the page (0: until closed).
+  function endedSeconds() {
+    const n = Number(config.callEndedSeconds);
+    return Number.isFinite(n) && n >= 0 ? n : 5;
+  }
+
+  // Empties the container (removes it if the built-in window made it) when it still shows `node`:
+  // a newer call may use it by now. Tells the page (a DOM event) so it can put the focus back.
+  function clearScreen(container, node) {
+    if (!container || !node || !container.contains(node)) return;
+    const hadFocus = container.contains(document.activeElement);
+    if (container.hasAttribute('data-lpcall-owned')) container.remove();
+    else container.replaceChildren();
+    document.dispatchEvent(new CustomEvent('lpcall:callscreenclosed', {detail: {hadFocus}}));
+  }
+
+  // An outcome in the container (the call UI never showed): with a labelled close button.
+  function showMessage(container, msg, cls, closeAfter = 0) {
+    if (!container) return null;
     const node = document.createElement('div');
     node.className = cls;
-    node.setAttribute('role', cls === 'lpcall-call-error' ? 'alert' : 'status');
-    node.textContent = msg;
+    const text = document.createElement('p');
+    text.setAttribute('role', cls === 'lpcall-call-error' ? 'alert' : 'status');
+    text.textContent = msg;
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.className = 'lpcall-close';
+    close.textContent = t('call.close');
+    close.setAttribute('aria-label', t('call.close_label'));
+    node.append(text, close);
+    let timer = null;
+    const fire = () => { clearTimeout(timer); clearScreen(container, node); };
+    close.addEventListener('click', fire);
+    if (closeAfter > 0) timer = setTimeout(fire, closeAfter * 1000);
+    const hadFocus = container.contains(document.activeElement) || document.activeElement === document.body;
     container.replaceChildren(node);
+    if (hadFocus) close.focus();
+    return node;
+  }
+
+  function showEndMessage(call) {
+    const [msg, cls] = call.endMessage;
+    call.endNode = showMessage(call.container, msg, cls, cls === 'lpcall-call-ended' ? endedSeconds() : 0);
   }
 
   function finish(call, info) {
     if (call.finished) {
       // the container appeared only after the end: show the outcome there
-      if (!call.attached && call.container && call.endMessage) showMessage(call.container, call.endMessage[0], call.endMessage[1]);
+      if (!call.attached && call.container && call.endMessage) showEndMessage(call);
       return;
     }
     call.finished = true;
@@ -149,12 +185,18 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     if (info.errorId === ERRORS.AGENT_DISCONNECTED) msg = sessionError(ERRORS.AGENT_DISCONNECTED);
     // `state_lost`: the server lost the call (its store restarted empty); the visitor may try again
     else if ((info.reason === 'error' || info.reason === 'state_lost') && info.by !== 'consumer' && !call.errorFired) msg = sessionError(ERRORS.UNABLE_TO_CONNECT);
+    const failed = Boolean(msg || call.errorMsg);
     if (call.ui) {
-      call.ui.showEnded();
-      if (msg || call.errorMsg) call.ui.showError(msg || call.errorMsg);
+      // a plain end gives the room back after a few seconds; an error stays until closed
+      const ui = call.ui;
+      ui.showEnded({
+        onClose: () => { ui.destroy(); clearScreen(call.container, ui.root); },
+        closeAfter: failed ? 0 : endedSeconds(),
+      });
+      if (failed) ui.showError(msg || call.errorMsg);
     }
-    call.endMessage = [msg || call.errorMsg || t('call.ended'), msg || call.errorMsg ? 'lpcall-call-error' : 'lpcall-call-ended'];
-    if (!call.attached) showMessage(call.container, ...call.endMessage);
+    call.endMessage = [msg || call.errorMsg || t('call.ended'), failed ? 'lpcall-call-error' : 'lpcall-call-ended'];
+    if (!call.attached) showEndMessage(call);
   }
 
   function newEngine(join, keep = {}) {
@@ -194,7 +236,10 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     const attach = () => {
       if (call.attached || call.finished || !call.container) return;
       call.attached = true;
+      // the focus waits in the container since the Accept: it goes on to the call's controls
+      const focusHere = call.container.contains(document.activeElement) || document.activeElement === document.body;
       call.container.replaceChildren(call.ui.root);  // the loading indicator goes now
+      if (focusHere) call.ui.focus();
     };
     // the page creates the container at the latest right after accepting: connect meanwhile
     const found = document.querySelector(CONTAINER);

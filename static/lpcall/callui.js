@@ -6,7 +6,11 @@
 //
 //   const ui = mountCallUI({engine, mode, peerName, texts, onHangup});
 //   container.replaceChildren(ui.root);   // the caller decides when (consumer: once connected)
-//   ui.showError(msg); ui.showEnded(); ui.destroy();
+//   ui.showError(msg); ui.showEnded({onClose, closeAfter}); ui.focus(); ui.destroy();
+//
+// showEnded() with an `onClose` replaces the controls by a labelled close button and calls
+// `onClose` when it is pressed or, with `closeAfter` > 0, after that many seconds: the page
+// then gives the call's room back (callapp.js, agentcall.js).
 
 const CSS_ID = 'lpcall-call-css';
 
@@ -86,6 +90,7 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
 
   let timerStart = null;
   let tick = null;
+  let closeTimer = null;
   const setLabel = (btn, key) => {
     btn.textContent = t(key);
     btn.setAttribute('aria-label', t(key));
@@ -178,17 +183,39 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
       error.textContent = msg;
       error.hidden = !msg;
     },
-    showEnded() {
+    showEnded({onClose = null, closeAfter = 0} = {}) {
       if (tick) clearInterval(tick);
       tick = null;
       root.dataset.status = 'closed';
       status.textContent = t('call.ended');
       status.hidden = false;
+      const hadFocus = root.contains(document.activeElement);
       for (const b of [muteBtn, camBtn, switchBtn, hangBtn]) if (b) b.disabled = true;
+      if (!onClose || root.querySelector('.lpcall-close')) return;
+      for (const b of [muteBtn, camBtn, switchBtn, hangBtn]) if (b) b.hidden = true;
+      const close = el('button', {type: 'button', class: 'lpcall-close', 'aria-label': t('call.close_label')}, t('call.close'));
+      let done = false;
+      const fire = () => {
+        if (done) return;
+        done = true;
+        if (closeTimer) clearTimeout(closeTimer);
+        closeTimer = null;
+        onClose();
+      };
+      close.addEventListener('click', fire);
+      bar.append(close);
+      if (hadFocus || document.activeElement === document.body) close.focus();  // the hang-up button is gone
+      if (closeAfter > 0) closeTimer = setTimeout(fire, closeAfter * 1000);
+    },
+    focus() {
+      const first = [muteBtn, camBtn, hangBtn].find((b) => b && !b.hidden && !b.disabled);
+      if (first) first.focus();
     },
     destroy() {
       if (tick) clearInterval(tick);
       tick = null;
+      if (closeTimer) clearTimeout(closeTimer);
+      closeTimer = null;
       for (const m of [remoteVideo, remoteAudio, localVideo]) if (m) m.srcObject = null;
     },
   };

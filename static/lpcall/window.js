@@ -66,7 +66,8 @@ export function mountWindow({base, config, identity}) {
   const minimize = el('button', {type: 'button', class: 'lpcall-minimize', 'aria-label': t('window.minimize'), title: t('window.minimize')}, '–');
   head.append(title, minimize);
   const status = el('p', {class: 'lpcall-status', role: 'status', 'aria-live': 'polite'});
-  const invites = el('div', {class: 'lpcall-invitations'});
+  // a live region from the start: an invitation inserted later is announced
+  const invites = el('div', {class: 'lpcall-invitations', 'aria-live': 'assertive'});
   const callArea = el('div', {class: 'lpcall-window-call'});
   const netcheckArea = el('section', {class: 'lpcall-window-netcheck', 'aria-label': t('window.netcheck'), tabindex: '-1', hidden: true});
   const transcript = el('ol', {class: 'lpcall-transcript', role: 'log', 'aria-live': 'polite', 'aria-label': t('window.transcript')});
@@ -90,12 +91,15 @@ export function mountWindow({base, config, identity}) {
   ensureStyles(base, root);
   document.body.appendChild(root);
 
+  // The focus moves into the panel only when it opens, never when it is open already (a
+  // conversation update must not take the focus from an invitation's Accept or the composer).
   function setOpen(open) {
+    const opening = open && panel.hidden;
     panel.hidden = !open;
     launcher.setAttribute('aria-expanded', String(open));
     launcher.hidden = open;
     try { sessionStorage.setItem(OPEN_KEY, open ? '1' : '0'); } catch (e) { /* ignore */ }
-    if (open) (composer.hidden ? nameInput : input).focus();
+    if (opening) (composer.hidden ? nameInput : input).focus();
   }
   launcher.addEventListener('click', () => setOpen(true));
   minimize.addEventListener('click', () => { setOpen(false); launcher.focus(); });
@@ -185,15 +189,23 @@ export function mountWindow({base, config, identity}) {
 
   function removeInvitation() {
     if (state.invitation) {
+      const hadFocus = state.invitation.node.contains(document.activeElement);
       state.invitation.node.remove();
+      if (hadFocus && !composer.hidden) input.focus();  // withdrawn or expired: the focus is not lost
       state.invitation = null;
     }
   }
 
   function ensureContainer() {
     let container = document.querySelector('.lp_cobrowse_callscreen_container');
+    if (container && container.hasAttribute('data-lpcall-owned') && !container.querySelector('.lpcall-loading')) {
+      container.remove();  // a previous call's outcome: the new call starts with a fresh one
+      container = null;
+    }
     if (!container) {
-      container = el('div', {class: 'lp_cobrowse_callscreen_container'});
+      // ours (callapp.js removes it when the ended call is closed); focusable, so the focus
+      // waits here from the Accept until the call's controls appear
+      container = el('div', {class: 'lp_cobrowse_callscreen_container', 'data-lpcall-owned': '', tabindex: '-1'});
       const loading = el('div', {class: 'lpcall-loading', role: 'status'});
       loading.append(el('span', {class: 'lpcall-spinner', 'aria-hidden': 'true'}), el('span', {}, t('call.loading')));
       container.append(loading);
@@ -210,8 +222,9 @@ export function mountWindow({base, config, identity}) {
     removeInvitation();
     const payload = payloadFor(dialog);
     const agentName = (state.conv && state.conv.agent && state.conv.agent.name) || '';
-    const node = el('div', {class: 'lpcall-invitation', role: 'alertdialog', 'aria-live': 'assertive'});
-    const text = el('p', {class: 'lpcall-invitation-text'}, t(`invite.${meta.mode}`, {agent: agentName}));
+    const textId = `lpcall-invitation-${dialog.dialogId}`;
+    const node = el('div', {class: 'lpcall-invitation', role: 'alertdialog', 'aria-labelledby': textId});
+    const text = el('p', {class: 'lpcall-invitation-text', id: textId}, t(`invite.${meta.mode}`, {agent: agentName}));
     const accept = el('button', {type: 'button', class: 'lpcall-accept'}, t('invite.accept'));
     const decline = el('button', {type: 'button', class: 'lpcall-decline'}, t('invite.decline'));
     const buttons = el('div', {class: 'lpcall-invitation-buttons'});
@@ -220,12 +233,13 @@ export function mountWindow({base, config, identity}) {
     accept.addEventListener('click', () => {
       state.handled.add(dialog.dialogId);
       removeInvitation();
-      ensureContainer();
+      ensureContainer().focus();
       publish('cobrowseAccepted', payload);
     });
     decline.addEventListener('click', () => {
       state.handled.add(dialog.dialogId);
       removeInvitation();
+      if (!composer.hidden) input.focus();
       publish('cobrowseDeclined', payload);
     });
     invites.append(node);
@@ -243,6 +257,14 @@ export function mountWindow({base, config, identity}) {
       else if (state.invitation && (s === 'CLOSED' || s === 'ACCEPTED')) removeInvitation();
     }
   }
+
+  // The ended call's screen was closed: its room goes back to the chat, and so does the focus.
+  document.addEventListener('lpcall:callscreenclosed', (e) => {
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if ((e.detail && e.detail.hadFocus) || lost) {
+      if (!panel.hidden && !composer.hidden) input.focus();
+    }
+  });
 
   // The call app found an active call after a reload: create the container, say so.
   try {
@@ -326,11 +348,15 @@ export function mountWindow({base, config, identity}) {
     e.preventDefault();
     try {
       const body = await sock.request('cm.ConsumerRequestConversation', {visitorName: nameInput.value.trim() || null});
-      transcript.textContent = '';
-      state.lastSeq = -1;
-      state.conv = {convId: body.conversationId, state: 'OPEN', agent: null, dialogs: []};
+      // the change notification (with the agent a new conversation is routed to) may come
+      // before this answer: what it brought is kept, or the agent's messages lose their name
+      if (!state.conv || state.conv.convId !== body.conversationId) {
+        transcript.textContent = '';
+        state.lastSeq = -1;
+        state.conv = {convId: body.conversationId, state: 'OPEN', agent: null, dialogs: []};
+      }
       showMode('chat');
-      showStatus(t('window.waiting'));
+      showStatus(state.conv.agent ? '' : t('window.waiting'));
       subscribeMessages(body.conversationId);
       input.focus();
     } catch (err) {
