@@ -86,7 +86,7 @@ def test_a_custom_client_that_declares_co_browse_gets_browser_not_supported_at_t
     r = rig(LPCALL_ENGAGEMENT_WINDOW=False)
     texts = get_state(r.app).texts
     r.open_agent()
-    v = webkit
+    v = r.consumer = webkit
     v.goto(f"{r.server.url}/custom")
     v.evaluate(RECORD_JS)
     v.fill("#custom-name", "Vera")
@@ -97,9 +97,10 @@ def test_a_custom_client_that_declares_co_browse_gets_browser_not_supported_at_t
     v.click("#custom-accept")
     seen = wait_for(lambda: v.evaluate("window.__seen"), timeout=20, message="sessionError")
     assert seen == [{"eventName": "sessionError", "data": {"id": "BROWSER_NOT_SUPPORTED", "msg": texts["error.BROWSER_NOT_SUPPORTED"]}}]
-    shown = v.evaluate("document.querySelector('.lp_cobrowse_callscreen_container').innerText")
-    assert texts["error.BROWSER_NOT_SUPPORTED"] in shown
+    container_text = "(document.querySelector('.lp_cobrowse_callscreen_container') || {}).innerText || ''"
+    wait_for(lambda: texts["error.BROWSER_NOT_SUPPORTED"] in v.evaluate(container_text), timeout=10, message="the error in the container")
     r.agent.wait_for_selector(".lpcall-call .lpcall-call-error:not([hidden])")
-    assert texts["error.BROWSER_NOT_SUPPORTED"] in r.agent.inner_text(".lpcall-call .lpcall-call-error")
+    from resumekit import diagnose
+    assert texts["error.BROWSER_NOT_SUPPORTED"] in r.agent.inner_text(".lpcall-call .lpcall-call-error"), (diagnose(r), v.evaluate("window.__console"))
     wait_for(lambda: call_keys(r.app) == [], timeout=15, message="the call is closed and freed")
     assert v.console() == []  # no "signaling step failed" or any other error or warning

@@ -125,6 +125,8 @@ export class CallEngine extends EventTarget {
     try {
       await this._mediaReady;
     } catch (err) {
+      // the call ended while the camera was starting (e.g. the other side failed at once): not a camera problem
+      if (err.code === 'CALL_ENDED' || this._destroyed) throw err.code === 'CALL_ENDED' ? err : new CallError('CALL_ENDED', 'the call ended');
       throw await this._failEarly(ERRORS.NO_CAMERA_ACCESS, err);
     }
     this._attachMedia(this.pc);  // a connection answered before the camera was up gets its tracks
