@@ -24,10 +24,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_relay import Server, _spawn, free_port, gunicorn_cmd, raise_nofile, wait_port
+from benchmarks.common import CHROMIUM_EXTENSIONS_OFFER, chromium_ws_options, negotiated
 from flask_lpcall.tokens import TokenSigner
 
 SECRET = "bench-secret"
-ISSUE = 7
+ISSUE = 14
 
 
 def start_site(workdir: Path, store: str) -> Server:
@@ -48,17 +49,23 @@ def start_echo(workdir: Path) -> Server:
     return Server("flask-sock echo", port, proc)
 
 
-async def open_echo(port: int, signer: TokenSigner) -> ClientConnection:
-    ws = await connect(f"ws://127.0.0.1:{port}/echo", compression=None, open_timeout=120, ping_interval=None,
-                       max_queue=4)
+def ws_options(offer: str) -> dict[str, Any]:
+    """``chromium``: the handshake offers permessage-deflate exactly as Chromium does (what a browser costs);
+    ``none``: no extension offered (the figures before issue 14 were taken this way)."""
+    return chromium_ws_options() if offer == "chromium" else {"compression": None}
+
+
+async def open_echo(port: int, signer: TokenSigner, offer: str = "chromium") -> ClientConnection:
+    ws = await connect(f"ws://127.0.0.1:{port}/echo", open_timeout=120, ping_interval=None,
+                       max_queue=4, **ws_options(offer))
     await ws.send("hello")
     await asyncio.wait_for(ws.recv(), 60)
     return ws
 
 
-async def open_consumer(port: int, signer: TokenSigner) -> ClientConnection:
-    ws = await connect(f"ws://127.0.0.1:{port}/lpcall/ws/consumer", compression=None, open_timeout=120,
-                       origin=f"http://127.0.0.1:{port}", ping_interval=None, max_queue=4)  # type: ignore[arg-type]
+async def open_consumer(port: int, signer: TokenSigner, offer: str = "chromium") -> ClientConnection:
+    ws = await connect(f"ws://127.0.0.1:{port}/lpcall/ws/consumer", open_timeout=120,  # type: ignore[arg-type]
+                       origin=f"http://127.0.0.1:{port}", ping_interval=None, max_queue=4, **ws_options(offer))
     token = signer.sign("consumer", {"cid": str(uuid.uuid4()), "vid": "bench"})
     headers = [{"type": ".ams.headers.ClientProperties", "features": ["CO_BROWSE"]},
                {"type": ".ams.headers.ConsumerAuthentication", "jwt": token}]
@@ -78,12 +85,18 @@ async def _response(ws: ClientConnection, req_id: str) -> dict[str, Any]:
             return frame  # type: ignore[no-any-return]
 
 
-async def run(server: Server, steps: list[int], parallel: int = 50, echo: bool = False) -> dict[str, Any]:
+async def run(server: Server, steps: list[int], parallel: int = 50, echo: bool = False,
+              offer: str = "chromium") -> dict[str, Any]:
     signer = TokenSigner(SECRET)
-    opener = open_echo if echo else open_consumer
+    base_opener = open_echo if echo else open_consumer
+
+    async def opener(port: int, signer: TokenSigner) -> ClientConnection:
+        return await base_opener(port, signer, offer)
+
     conns: list[ClientConnection] = []
     # Warm up (imports, first-request caches), then take the baseline.
     warm = [await opener(server.port, signer) for _ in range(20)]
+    extensions = negotiated(warm[0])
     for ws in warm:
         await ws.close()
     await asyncio.sleep(1.0)  # let the closed sockets' greenlets finish before the baseline
@@ -124,18 +137,27 @@ async def run(server: Server, steps: list[int], parallel: int = 50, echo: bool =
     alive = sum(await asyncio.gather(*(ping(i, ws) for i, ws in enumerate(conns))))
     await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
     total = points[-1]
-    return {"points": points, "alive": alive, "failed": failed,
+    return {"points": points, "alive": alive, "failed": failed, "offer": offer, "negotiated": extensions,
             "kb_per_connection": (total["rss_kb"] - base_kb) / max(total["connections"], 1)}
 
 
-def markdown(result: dict[str, Any], store: str, baseline: dict[str, Any] | None = None) -> str:
+OFFERS = {"chromium": f"`{CHROMIUM_EXTENSIONS_OFFER}` (as Chromium)", "none": "no extension (compression off)"}
+
+
+def _baseline_line(b: dict[str, Any]) -> str:
+    return (f"* flask-sock echo, client offers {OFFERS[b['offer']]}, negotiated: {b['negotiated']}: "
+            f"{b['alive']}/{b['points'][-1]['connections']} alive, **{b['kb_per_connection']:.1f} KB** per connection")
+
+
+def markdown(result: dict[str, Any], store: str, baselines: list[dict[str, Any]] | None = None) -> str:
     rows = [f"| {p['connections']} | {p['rss_kb'] / 1024:.1f} |" for p in result["points"]]
     return "\n".join([
         (f"### Concurrent WebSocket connections, one gevent worker ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},"
         f" store: {store})"),
         "",
         ("`python benchmarks/bench_connections.py` — each connection is a visitor's consumer socket after "
-        "`InitConnection` and `cqm.SubscribeExConversations` (a live bus subscription)."),
+        "`InitConnection` and `cqm.SubscribeExConversations` (a live bus subscription). The client's handshake "
+        f"offers {OFFERS[result['offer']]}; negotiated: **{result['negotiated']}**."),
         "",
         "| connections | worker RSS MB |",
         "|---:|---:|",
@@ -145,10 +167,9 @@ def markdown(result: dict[str, Any], store: str, baseline: dict[str, Any] | None
         f"failed to open: {result['failed']}; RSS per connection: **{result['kb_per_connection']:.1f} KB** "
         "(targets: ≥ 2,000 connections, ≤ 50 KB each)."),
         "",
-        "" if baseline is None else
-        (f"Baseline in the same run, the smallest flask-sock app (an echo socket) on the same worker: "
-         f"{baseline['alive']}/{baseline['points'][-1]['connections']} alive, "
-         f"**{baseline['kb_per_connection']:.1f} KB** per connection."),
+        *([] if not baselines else
+          [("Baselines in the same run, the smallest flask-sock app (an echo socket, simple-websocket's own "
+           "negotiation) on the same worker:"), "", *(_baseline_line(b) for b in baselines)]),
     ])
 
 
@@ -156,7 +177,9 @@ def main() -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default="500,1000,2000,3000")
     parser.add_argument("--store", default="memory", help="'memory' or a redis:// URL")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the flask-sock echo baseline")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the flask-sock echo baselines")
+    parser.add_argument("--offer", choices=sorted(OFFERS), default="chromium",
+                        help="the site's clients' extension offer (default: as Chromium)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     raise_nofile()
@@ -164,23 +187,23 @@ def main() -> str:
     workdir = Path(tempfile.mkdtemp(prefix="lpcall-conns-"))
     server = start_site(workdir, args.store)
     try:
-        result = asyncio.run(run(server, steps))
+        result = asyncio.run(run(server, steps, offer=args.offer))
     finally:
         server.stop()
-    baseline = None
-    if not args.no_baseline:
-        print("baseline: flask-sock echo", flush=True)
+    baselines = []
+    for offer in ([] if args.no_baseline else ["chromium", "none"]):
+        print(f"baseline: flask-sock echo, offer {offer}", flush=True)
         echo = start_echo(workdir)
         try:
-            baseline = asyncio.run(run(echo, steps, echo=True))
+            baselines.append(asyncio.run(run(echo, steps, echo=True, offer=offer)))
         finally:
             echo.stop()
     print(f"alive at the end: {result['alive']}/{result['points'][-1]['connections']}, "
           f"{result['kb_per_connection']:.1f} KB per connection")
     if args.json:
         args.json.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()), **result,
-                                         "baseline": baseline}, indent=2))
-    return markdown(result, args.store, baseline)
+                                         "baselines": baselines}, indent=2))
+    return markdown(result, args.store, baselines)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,12 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
-ISSUE = 7
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import CHROMIUM_EXTENSIONS_OFFER, chromium_ws_options, negotiated
+
+#: Every client negotiates as Chromium does (issue 14): it offers permessage-deflate, the server decides.
+BROWSER = chromium_ws_options()
+ISSUE = 14
 WINDOW = 2
 CONNECT_PARALLEL = 64
 
@@ -225,7 +230,7 @@ async def open_lpcall(server: Server, pairs: int) -> list[tuple[Side, Side]]:
     async def one(i: int) -> tuple[Side, Side]:
         sides = []
         for role, token in zip(("agent", "consumer"), server.tokens[i], strict=True):
-            ws = await connect(f"ws://127.0.0.1:{server.port}/lpcall/ws/call?token={quote(token)}", compression=None,
+            ws = await connect(f"ws://127.0.0.1:{server.port}/lpcall/ws/call?token={quote(token)}", **BROWSER,
                                open_timeout=60, max_queue=64, close_timeout=2, ping_interval=None)
             while (first := json.loads(await ws.recv()))["type"] != "joined":  # a bus frame may come first
                 assert first["type"] in ("peer-joined", "peer-left", "session", "state"), first
@@ -239,7 +244,7 @@ async def open_ws(server: Server, pairs: int) -> list[tuple[Side, Side]]:
     async def one(i: int) -> tuple[Side, Side]:
         sides = []
         for role in ("agent", "consumer"):
-            ws = await connect(f"ws://127.0.0.1:{server.port}/?pair={i}&role={role}", compression=None, open_timeout=60, ping_interval=None,
+            ws = await connect(f"ws://127.0.0.1:{server.port}/?pair={i}&role={role}", **BROWSER, open_timeout=60, ping_interval=None,
                                close_timeout=2)
             sides.append(Side(ws, i, role, _dumps, _plain_decode))
         return sides[0], sides[1]
@@ -257,7 +262,7 @@ async def open_socketio(server: Server, pairs: int) -> list[tuple[Side, Side]]:
     async def one(i: int) -> tuple[Side, Side]:
         sides = []
         for role in ("agent", "consumer"):
-            ws = await connect(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", compression=None,
+            ws = await connect(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", **BROWSER,
                                open_timeout=60, close_timeout=2, ping_interval=None)
             opened = await ws.recv()
             assert str(opened).startswith("0"), opened
@@ -368,10 +373,11 @@ async def _scenario(opener: Callable[[Server, int], Awaitable[list[tuple[Side, S
     fixed_res = {"rate": rate, "sent": sent, "received": rec.received, "p50_ms": _pct(fixed.latencies, 0.5),
                  "p99_ms": _pct(fixed.latencies, 0.99)}
 
+    extensions = negotiated(sides[0].ws)
     await asyncio.gather(*(s.ws.close() for s in sides), return_exceptions=True)
     await asyncio.gather(*readers, return_exceptions=True)
     return {"server": server.name, "pairs": pairs, "connect_s": connect_s, "saturation": sat, "fixed": fixed_res,
-            "server_rss_mb_loaded": rss_loaded / 1024}
+            "server_rss_mb_loaded": rss_loaded / 1024, "negotiated": extensions}
 
 
 def _median(values: list[float]) -> float:
@@ -391,7 +397,9 @@ def markdown(results: list[dict[str, Any]], rate: float) -> str:
         "asyncio client drives all servers, so the ceiling is partly the client's. "
         f"{rounds} round(s) per size, the servers' order rotating each round; each figure is the median over "
         "the rounds. Server CPU µs/msg: the serving process's CPU time over the saturation window divided by the "
-        "frames relayed (its own cost, also when the one client is the bottleneck)."),
+        "frames relayed (its own cost, also when the one client is the bottleneck). Every client offers "
+        f"`{CHROMIUM_EXTENSIONS_OFFER}` as Chromium does; what each server negotiated: "
+        + "; ".join(sorted({f"{r['server']}: {r.get('negotiated', '?')}" for r in results})) + "."),
         "",
         ("| server | pairs | msg/s (saturated) | server CPU µs/msg | p50 ms | p99 ms | delivered at "
         f"{rate:.0f}/s | p50 ms | p99 ms (each round) |"),

@@ -108,3 +108,24 @@ async () => {
   return Math.max(first[0], first[1]) - t0;
 }
 """.replace("@T0@", t0)
+
+
+#: What Chromium offers in its WebSocket handshake (every browser offers permessage-deflate).
+CHROMIUM_EXTENSIONS_OFFER = "permessage-deflate; client_max_window_bits"
+
+
+def chromium_ws_options() -> dict[str, Any]:
+    """``websockets`` ``connect()`` keyword arguments that negotiate exactly as Chromium does: the offer
+    ``permessage-deflate; client_max_window_bits`` (no ``server_max_window_bits``, no ``no_context_takeover``;
+    websockets' own default offer asks for 12-bit windows, which a browser never does) and, if the
+    server accepts, zlib's defaults (15-bit window, memLevel 8) as Chromium uses."""
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+    factory = ClientPerMessageDeflateFactory(client_max_window_bits=True, compress_settings={"memLevel": 8})
+    return {"compression": None, "extensions": [factory]}
+
+
+def negotiated(ws: Any) -> str:
+    """The extensions a websockets connection ended up with ("none" when the server declined)."""
+    names = [getattr(e, "name", type(e).__name__) for e in ws.protocol.extensions]
+    return ", ".join(names) or "none"

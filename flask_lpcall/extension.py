@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import tag as tagging
 from .config import validate_config
@@ -107,12 +108,51 @@ def json_error(exc: LPCallError, status: int | None = None) -> tuple[Response, i
     return jsonify({"error": exc.to_dict()}), status if status is not None else http_status(exc)
 
 
+#: HTTP errors of the JSON APIs (werkzeug's) -> the registry's code (errors.ERROR_CODES).
+_HTTP_CODES = {400: "BAD_FRAME", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "TOO_LARGE"}
+
+
+def _is_json_api() -> bool:
+    """The request is for one of the blueprint's JSON endpoints (``<prefix>/api/…``)."""
+    state = current_app.extensions.get("lpcall")
+    prefix = state.url_prefix.rstrip("/") if state is not None else ""
+    return request.path.startswith(f"{prefix}/api/")
+
+
+def _http_error(exc: HTTPException) -> Any:
+    """A werkzeug HTTP error on a JSON endpoint is a JSON error; pages keep Flask's own answer."""
+    if not _is_json_api():
+        return exc
+    status = exc.code or 500
+    code = _HTTP_CODES.get(status, "INTERNAL" if status >= 500 else "BAD_FRAME")
+    field = "(body)" if status in (400, 413) else None
+    err = LPCallError(exc.description or exc.name, code=code, field=field)
+    resp, _ = json_error(err, status)
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        resp.headers["Allow"] = ", ".join(exc.valid_methods)
+    return resp, status
+
+
+def _server_fault(exc: Exception) -> Any:
+    """Anything else escaping a route is a fault of the server: logged, then a JSON 500 on a JSON
+    endpoint (``INTERNAL``); elsewhere it goes on to Flask's own handling, as if not caught. Client input never gets here: every
+    body is read by ``api.json_body`` and validated by a schema (issue 14)."""
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    if not _is_json_api():
+        raise exc
+    logger.exception("flask-lpcall: %s %s failed", request.method, request.path)
+    return json_error(LPCallError("internal error; the request was not processed", code="INTERNAL"), 500)
+
+
 def _blueprint(app: Flask) -> Blueprint:
     import importlib
 
     bp = Blueprint("lpcall", __name__, template_folder="templates")
     # Any LPCallError escaping a route (a store outage included) is a JSON error, never a bare 500.
     bp.register_error_handler(LPCallError, json_error)
+    bp.register_error_handler(HTTPException, _http_error)
+    bp.register_error_handler(Exception, _server_fault)
     modules = [importlib.import_module(f".{name}", __package__) for name in _ROUTE_MODULES]
     for module in modules:
         module.register(bp)

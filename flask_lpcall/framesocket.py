@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
 import threading
 from collections import deque
@@ -51,21 +52,188 @@ CLOSE_TRY_AGAIN = 1013
 
 Handler = Callable[[dict[str, Any], dict[str, Any]], "dict[str, Any] | None"]
 
-def origin_allowed(origin: str | None, host: str, allowed: list[str]) -> bool:
-    """PROTOCOL §1: the request's own origin or one of ``LPCALL_ALLOWED_ORIGINS``.
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _origin_key(value: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an origin (the default port filled in), None if it is not one."""
+    try:
+        parts = urlsplit(value.strip())
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port out of range or not a number
+        return None
+    if port is None or not host or parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return scheme, host, port
+
+
+def origin_allowed(origin: str | None, host: str, allowed: list[str], scheme: str = "http") -> bool:
+    """PROTOCOL §1: the request's own origin or one of ``LPCALL_ALLOWED_ORIGINS``, compared as
+    scheme, host and port (an ``https://`` page may not open the sockets of an ``http://`` site).
 
     Browsers always send ``Origin`` on a WebSocket handshake; a client without one
     is not a browser page (no cross-site risk) and is let through.
     """
     if origin is None:
         return True
-    origin = origin.strip().rstrip("/")
-    if origin in {o.rstrip("/") for o in allowed}:
-        return True
-    try:
-        return urlsplit(origin).netloc.lower() == host.lower() and bool(host)
-    except ValueError:
+    key = _origin_key(origin)
+    if key is None:  # "null" (sandboxed frames, file:), garbage
         return False
+    if any(key == _origin_key(o) for o in allowed):
+        return True
+    return bool(host) and key == _origin_key(f"{scheme}://{host}")
+
+
+def request_origin_allowed(allowed: list[str]) -> bool:
+    """:func:`origin_allowed` for the current Flask request: the one Origin check of all three sockets."""
+    from flask import request
+
+    return origin_allowed(request.headers.get("Origin"), request.host, allowed, request.scheme)
+
+
+def decline_compression() -> None:
+    """A blueprint ``before_request`` hook: remove the client's ``Sec-WebSocket-Extensions`` offer.
+
+    simple-websocket accepts permessage-deflate with a 32 KiB window both ways whenever a client
+    offers it (every browser does): its zlib streams cost ~100 KiB per idle socket (issue 14,
+    finding 11). Without the offer in the handshake the server answers with no extension, which
+    every client must accept (RFC 6455 §9.1), and a socket costs what it costs uncompressed.
+    """
+    from flask import request
+
+    if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+# -- the one decode path of every socket frame and JSON request body ------------------------
+#: Deepest nesting of objects and arrays accepted (the deepest real frame is 4 levels).
+MAX_DEPTH = 32
+#: Largest integer accepted: JavaScript's Number.MAX_SAFE_INTEGER (a larger one is not exact in a browser).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+class _Refused:
+    """Put in place of a JSON number the decoder refuses, so the check can name its field."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _parse_int(text: str) -> int | _Refused:
+    if len(text) <= 17:
+        value = int(text)
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+    return _Refused(f"an integer beyond \u00b1{MAX_SAFE_INTEGER} is not accepted")
+
+
+def _parse_float(text: str) -> float | _Refused:
+    value = float(text)
+    return value if math.isfinite(value) else _Refused("a number out of the range of a double is not accepted")
+
+
+def _parse_constant(name: str) -> _Refused:
+    return _Refused(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+
+
+class FrameRefusedError(BadFrameError):
+    """A frame that parsed but breaks a rule; ``document`` is what it parsed to (for its request id)."""
+
+    def __init__(self, message: str, *, field: str, document: Any) -> None:
+        super().__init__(message, field=field)
+        self.document = document
+
+
+def decode_json(raw: str | bytes, max_bytes: int, root: str = "(frame)") -> Any:
+    """Decode one socket frame (``root="(frame)"``) or request body (``"(body)"``) by the rules every
+    input obeys: at most ``max_bytes`` UTF-8 bytes, valid UTF-8 (no lone surrogate, escaped or not),
+    JSON nested at most :data:`MAX_DEPTH` deep, integers within ±(2^53-1), finite numbers.
+
+    Raises :class:`TooLargeError` (``TOO_LARGE``) or :class:`BadFrameError` (``BAD_FRAME``) naming the
+    field (``root`` for the whole frame); never anything else.
+    """
+    if isinstance(raw, (bytes, bytearray)):
+        if root == "(frame)":
+            raise BadFrameError("(frame): binary frames are not accepted; send JSON text", field=root)
+        _check_size(len(raw), max_bytes, root)
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadFrameError(f"{root}: not valid UTF-8 (at byte {exc.start})", field=root) from None
+    else:
+        text = raw
+        _check_size(len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass")), max_bytes, root)
+    try:
+        data = _decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        raise BadFrameError(f"{root}: not valid JSON ({exc.msg} at {exc.pos})", field=root) from None
+    except RecursionError:
+        raise BadFrameError(f"{root}: JSON nested deeper than {MAX_DEPTH} levels", field=root) from None
+    except ValueError as exc:  # pragma: no cover - the parse hooks catch what json would raise here
+        raise BadFrameError(f"{root}: not valid JSON ({exc})", field=root) from None
+    problem = _first_problem(data)
+    if problem is not None:
+        path, why = problem
+        field = path or root
+        raise FrameRefusedError(f"{field}: {why}", field=field, document=data)
+    return data
+
+
+def _check_size(size: int, max_bytes: int, root: str) -> None:
+    if size > max_bytes:
+        raise TooLargeError(f"{root}: {size} bytes is over the limit of {max_bytes} (LPCALL_MAX_FRAME_BYTES)",
+                            field=root)
+
+
+def _bad_text(text: str) -> bool:
+    """A lone surrogate (JSON allows ``\\udfff``; UTF-8, the browser's TextEncoder and the store do not)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _first_problem(data: Any) -> tuple[str, str] | None:
+    """(dotted path, why) of the first value that breaks a rule, depth first; None if all is well."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        kind = type(value)
+        if kind is str:
+            if _bad_text(value):
+                return path, "not valid UTF-8 text (a lone surrogate)"
+        elif kind is dict or kind is list:
+            if depth > MAX_DEPTH:
+                return path, f"JSON nested deeper than {MAX_DEPTH} levels"
+            items = value.items() if kind is dict else enumerate(value)
+            for key, item in items:
+                sub = f"{path}.{key}" if path else str(key)
+                if kind is dict and _bad_text(key):
+                    return path or "", "a key is not valid UTF-8 text (a lone surrogate)"
+                stack.append((item, sub, depth + 1))
+        elif kind is _Refused:
+            return path, value.why
+    return None
+
+
+def request_id(data: Any) -> Any:
+    """The ``id`` of a request frame to answer with (None when it has none usable)."""
+    if isinstance(data, dict):
+        candidate = data.get("id")
+        if isinstance(candidate, str):
+            return candidate if len(candidate) <= 100 and not _bad_text(candidate) else None
+        if isinstance(candidate, int) and not isinstance(candidate, bool):
+            return candidate
+    return None
 
 
 def close_and_wait(ws: Any, code: int, reason: str = "") -> None:
@@ -302,24 +470,12 @@ class FrameSocket:
     def handle_raw(self, raw: Any, handlers: Mapping[str, Handler], registry: Mapping[str, Any]) -> None:
         req_id: Any = None
         try:
-            if isinstance(raw, (bytes, bytearray)):
-                raise BadFrameError("(frame): binary frames are not accepted; send JSON text", field="(frame)")
-            size = len(raw.encode("utf-8"))
-            if size > self.max_frame_bytes:
-                raise TooLargeError(
-                    f"(frame): {size} bytes is over the limit of {self.max_frame_bytes} (LPCALL_MAX_FRAME_BYTES)",
-                    field="(frame)",
-                )
             try:
-                data = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise BadFrameError(f"(frame): not valid JSON ({exc.msg} at {exc.pos})", field="(frame)") from None
-            except RecursionError:
-                raise BadFrameError("(frame): JSON nested too deeply", field="(frame)") from None
-            if isinstance(data, dict):
-                candidate = data.get("id")
-                if isinstance(candidate, (str, int)) and not isinstance(candidate, bool) and len(str(candidate)) <= 100:
-                    req_id = candidate
+                data = decode_json(raw, self.max_frame_bytes)
+            except FrameRefusedError as exc:
+                req_id = request_id(exc.document)
+                raise
+            req_id = request_id(data)
             envelope = validate_envelope(data)
             body = validate_request_body(registry, envelope["type"], envelope["body"])  # type: ignore[arg-type]
             handler = handlers[envelope["type"]]
@@ -332,6 +488,6 @@ class FrameSocket:
                     self.respond(req_id, kind, result)
         except LPCallError as exc:
             self.error(req_id, exc)
-        except Exception:
+        except Exception:  # a fault of the server, never of the frame (decode_json and the schemas vouch for it)
             logger.exception("%s: handler failed", self.name)
             self.error(req_id, LPCallError("internal error; the request was not processed", code="INTERNAL"))

@@ -21,15 +21,16 @@ from flask import Blueprint, Flask, jsonify, request
 from . import signals
 from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
 from .errors import BadFrameError, NotAllowedError, NotFoundError
-from .extension import LPCallState, get_state, json_error
+from .extension import LPCallState, get_state
 from .framesocket import (
     CLOSE_POLICY,
     FrameSocket,
     Handler,
     TooLargeError,
     close_and_wait,
-    origin_allowed,
+    decline_compression,
     quietly,
+    request_origin_allowed,
 )
 from .keepalive import Keepalive
 from .schemas import CONSUMER_REQUESTS, validate_init_headers
@@ -79,7 +80,8 @@ def check_message(text: str, limit: int, field: str = "body.event.message") -> s
 
 
 def check_origin(state: LPCallState) -> bool:
-    return origin_allowed(request.headers.get("Origin"), request.host, state.settings["LPCALL_ALLOWED_ORIGINS"])
+    """The one Origin check of the three sockets (scheme, host and port; PROTOCOL §1)."""
+    return request_origin_allowed(state.settings["LPCALL_ALLOWED_ORIGINS"])
 
 
 class MessagingSubscription:
@@ -329,6 +331,9 @@ def client_config(state: LPCallState) -> dict[str, Any]:
 
 
 def register(bp: Blueprint) -> None:
+    # every socket of the blueprint (/ws/consumer, /ws/agent, /ws/call) declines permessage-deflate
+    bp.before_request(decline_compression)
+
     @sock.route("/ws/consumer", bp=bp)
     def consumer_socket(ws: Any) -> None:
         state = get_state()
@@ -341,14 +346,11 @@ def register(bp: Blueprint) -> None:
     @bp.post("/api/consumer/session")
     def consumer_session() -> Any:
         state = get_state()
-        data = request.get_json(silent=True)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            return json_error(BadFrameError("(body): must be a JSON object", field="(body)"), 400)
-        vid = data.get("vid")
+        from .api import json_body  # the JSON APIs' one body reader (api.py)
+
+        vid = json_body(optional=True).get("vid")
         if vid is not None and (not isinstance(vid, str) or not 0 < len(vid) <= 200):
-            return json_error(BadFrameError("vid: must be a string of 1 to 200 characters", field="vid"), 400)
+            raise BadFrameError("vid: must be a string of 1 to 200 characters", field="vid")
         cid = bearer_consumer(state) or str(uuid.uuid4())
         token = state.signer.sign("consumer", {"cid": cid, "vid": vid})
         resp = jsonify({"consumerId": cid, "token": token})

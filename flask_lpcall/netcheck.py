@@ -42,7 +42,7 @@ from .aioloop import BackgroundLoop, LoopTimeoutError
 from .errors import LPCallError, NotAllowedError, NotFoundError
 from .extension import json_error
 from .ice import ice_config
-from .schemas import SessionDescriptionSchema, load_or_raise
+from .schemas import SessionDescriptionSchema, StrictBoolean, load_or_raise
 from .texts import render
 
 logger = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ class _ResultSchema(Schema):
         unknown = RAISE
 
     checkId = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    connected = fields.Boolean(required=True, truthy={True}, falsy={False})
+    connected = StrictBoolean(required=True)
     candidateType = fields.String(
         load_default=None, allow_none=True, validate=validate.OneOf(["host", "srflx", "prflx", "relay"])
     )
@@ -302,7 +302,9 @@ class _ResultSchema(Schema):
 
 
 def _json_body() -> Any:
-    return request.get_json(silent=True, force=True)
+    from .api import json_body  # the JSON APIs' one body reader: size, depth, integers, UTF-8
+
+    return json_body()
 
 
 def init_state(app: Flask, state: Any) -> None:
@@ -395,7 +397,7 @@ def register(bp: Blueprint) -> None:
         except LoopTimeoutError as exc:
             return json_error(exc, 504)
         except LPCallError as exc:
-            return json_error(exc, 400)
+            return json_error(exc)
         except ValueError as exc:  # aiortc: unparsable SDP
             return json_error(LPCallError(f"offer.sdp: {exc}", code="BAD_FRAME", field="offer.sdp"), 400)
         return jsonify({"checkId": check_id, "answer": answer})
@@ -406,10 +408,8 @@ def register(bp: Blueprint) -> None:
         try:
             body = load_or_raise(_ResultSchema(), _json_body())
             check = _responder().finish(body["checkId"])
-        except NotFoundError as exc:
-            return json_error(exc, 404)
-        except LPCallError as exc:
-            return json_error(exc, 400)
+        except LPCallError as exc:  # NOT_FOUND 404, BAD_FRAME 400, TOO_LARGE 413 (errors.ERROR_CODES)
+            return json_error(exc)
         connected = bool(body["connected"] and check.connected)
         up = check.up_kbps if check.up_kbps is not None else body["upKbps"]
         rates = [r for r in (up, body["downKbps"]) if r is not None]

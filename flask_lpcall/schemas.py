@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import BadFrameError
 
@@ -17,6 +17,16 @@ MODES = ("VOICE_CALL", "VIDEO_CALL")
 SESSION_STATES = ("INVITED", "ACCEPTED", "CLOSED")
 
 _non_empty = validate.Length(min=1, error="must be a non-empty string")
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON ``true``/``false`` only: ``0``, ``1``, ``"true"`` are refused (marshmallow's Boolean with
+    ``truthy={True}`` lets ``0`` and ``1`` through, since ``0 == False``)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if type(value) is not bool:
+            raise ValidationError("must be true or false")
+        return value
 
 
 def first_error(messages: Any, prefix: str = "") -> tuple[str, str]:
@@ -223,7 +233,7 @@ class _AgentStrict(Schema):
 
 
 class AgentSubscribeSchema(_AgentStrict):
-    available = fields.Boolean(load_default=True, truthy={True}, falsy={False})
+    available = StrictBoolean(load_default=True)
 
 
 class AgentOpenSchema(_AgentStrict):
@@ -283,8 +293,15 @@ class _Strict(Schema):
 
 
 class SessionDescriptionSchema(_Strict):
+    """An RTCSessionDescriptionInit: ``sdp`` is required (non-empty) except for a ``rollback``."""
+
     type = fields.String(required=True, validate=validate.OneOf(["offer", "answer", "rollback", "pranswer"]))
     sdp = fields.String(load_default="", validate=validate.Length(max=200_000))
+
+    @validates_schema(pass_original=True)
+    def _sdp_required(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        if data.get("type") != "rollback" and not data.get("sdp"):
+            raise ValidationError("required (non-empty) unless type is rollback", "sdp")
 
 
 class IceCandidateSchema(_Strict):
@@ -306,8 +323,8 @@ class CandidateFrameSchema(_Strict):
 
 class MediaStateFrameSchema(_Strict):
     type = fields.String(required=True)
-    muted = fields.Boolean(required=True, truthy={True}, falsy={False})
-    cameraOff = fields.Boolean(required=True, truthy={True}, falsy={False})
+    muted = StrictBoolean(required=True)
+    cameraOff = StrictBoolean(required=True)
 
 
 class FailureFrameSchema(_Strict):
@@ -402,6 +419,8 @@ def _fast_signal_frame(kind: str, data: dict[str, Any]) -> dict[str, Any] | None
         sdp_type = desc.get("type")
         if type(sdp_type) is not str or sdp_type not in _SDP_TYPES or type(sdp) is not str or len(sdp) > 200_000:
             return None
+        if not sdp and sdp_type != "rollback":  # an offer or answer without sdp: the schema names it
+            return None
         return {"type": kind, "description": {"type": desc["type"], "sdp": sdp}}
     if kind in ("ping", "hangup", "connected") and len(data) == 1:
         return {"type": kind}
@@ -450,8 +469,8 @@ class _IceServerOut(_Tolerant):
 
 
 class _MediaStateOut(_Tolerant):
-    muted = fields.Boolean(required=True, truthy={True}, falsy={False})
-    cameraOff = fields.Boolean(required=True, truthy={True}, falsy={False})
+    muted = StrictBoolean(required=True)
+    cameraOff = StrictBoolean(required=True)
 
 
 class JoinedFrameSchema(_Tolerant):
@@ -459,8 +478,8 @@ class JoinedFrameSchema(_Tolerant):
     serviceId = fields.String(required=True, validate=_non_empty)
     role = fields.String(required=True, validate=_ROLE)
     mode = fields.String(required=True, validate=validate.OneOf(MODES, error="must be VOICE_CALL or VIDEO_CALL"))
-    polite = fields.Boolean(required=True, truthy={True}, falsy={False})
-    peerPresent = fields.Boolean(required=True, truthy={True}, falsy={False})
+    polite = StrictBoolean(required=True)
+    peerPresent = StrictBoolean(required=True)
     peerState = fields.Nested(_MediaStateOut, allow_none=True, load_default=None)
     iceServers = fields.List(fields.Nested(_IceServerOut), required=True)
     iceTransportPolicy = fields.String(required=True, validate=validate.OneOf(["all", "relay"]))
@@ -481,8 +500,8 @@ class RelayedCandidateSchema(_Tolerant):
 
 class RelayedStateSchema(_Tolerant):
     type = fields.String(required=True)
-    muted = fields.Boolean(required=True, truthy={True}, falsy={False})
-    cameraOff = fields.Boolean(required=True, truthy={True}, falsy={False})
+    muted = StrictBoolean(required=True)
+    cameraOff = StrictBoolean(required=True)
     from_ = fields.String(data_key="from", required=True, validate=_ROLE)
 
 

@@ -28,7 +28,8 @@ from .extension import get_state
 from .framesocket import (
     close_and_wait,
     close_unanswered,
-    origin_allowed,  # the same rule as the other sockets (PROTOCOL §1)
+    decode_json,
+    request_origin_allowed,  # the same rule as the other sockets (PROTOCOL §1)
     write_ping,
 )
 from .keepalive import Keepalive
@@ -284,55 +285,59 @@ class CallSocket:
             manager.store.publish(channel(sid, other(role)), {"type": "peer-left", "role": role, "graceUntil": grace_until})
 
     def loop(self, sid: str, role: str, uid: str) -> None:
-        manager = self.manager
-        peer = other(role)
         while True:
             raw = self.ws.receive()  # no timer per frame: heartbeats are the keepalive thread's
             if self.closed_frame is not None or raw is None:
                 continue  # the call is over: wait for the client to close
-            if len(raw) > self.max_bytes:
-                self.error("FRAME_TOO_LARGE", f"(frame): larger than {self.max_bytes} bytes", "(frame)")
-                continue
-            try:
-                frame, verbatim = load_signal_frame(json.loads(raw))
-            except ValueError:
-                self.error("BAD_FRAME", "(frame): not valid JSON", "(frame)")
-                continue
+            try:  # the one decode path of every socket (size in bytes, depth, integers, UTF-8)
+                frame, verbatim = load_signal_frame(decode_json(raw, self.max_bytes))
             except LPCallError as exc:
                 self.error(exc.code, str(exc), exc.field)
                 continue
-            kind = frame["type"]
             try:
-                if kind in ("description", "candidate"):
-                    if self.listening:
-                        raise _not_accepted()
-                    relayed = _wire_text(raw, role) if verbatim and type(raw) is str else None
-                    manager.store.publish(channel(sid, peer), relayed or {**frame, "from": role})
-                elif kind == "state":
-                    manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
-                    manager.store.publish(channel(sid, peer), {**frame, "from": role})
-                elif kind == "ping":
-                    self.send({"type": "pong"})
-                elif kind == "accept":
-                    if not self._accept(sid, role, uid, frame["payload"]):
-                        return
-                elif kind == "listening":  # the agent (re)joined after us: it learns we are here
-                    if self.listening:
-                        manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
-                elif self.listening and kind in ("connected", "failure"):
-                    raise _not_accepted()
-                elif kind == "connected":
-                    manager.mark_connected(role, uid, sid)
-                elif kind == "hangup":
-                    try:
-                        manager.hangup(role, uid, sid)
-                    except NotFoundError:
-                        self.suspect_lost()  # the call vanished: `closed` state_lost answers the hang-up
-                        continue
-                elif kind == "failure":
-                    manager.fail(role, uid, sid, frame["id"])
+                if not self._handle(frame, verbatim, raw, sid, role, uid):
+                    return
             except LPCallError as exc:
                 self.error(exc.code, str(exc), exc.field)
+            except (ConnectionClosed, OSError):
+                raise
+            except Exception:  # a fault of the server: logged, answered, and the socket and the call stay up
+                logger.exception("call %s: %s frame %r failed", sid, role, frame.get("type"))
+                self.error("INTERNAL", "internal error; the frame was not processed")
+
+    def _handle(self, frame: dict[str, Any], verbatim: bool, raw: Any, sid: str, role: str, uid: str) -> bool:
+        """Act on one valid frame; False when the socket may not go on."""
+        manager = self.manager
+        peer = other(role)
+        kind = frame["type"]
+        if kind in ("description", "candidate"):
+            if self.listening:
+                raise _not_accepted()
+            relayed = _wire_text(raw, role) if verbatim and type(raw) is str else None
+            manager.store.publish(channel(sid, peer), relayed or {**frame, "from": role})
+        elif kind == "state":
+            manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
+            manager.store.publish(channel(sid, peer), {**frame, "from": role})
+        elif kind == "ping":
+            self.send({"type": "pong"})
+        elif kind == "accept":
+            if not self._accept(sid, role, uid, frame["payload"]):
+                return False
+        elif kind == "listening":  # the agent (re)joined after us: it learns we are here
+            if self.listening:
+                manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
+        elif self.listening and kind in ("connected", "failure"):
+            raise _not_accepted()
+        elif kind == "connected":
+            manager.mark_connected(role, uid, sid)
+        elif kind == "hangup":
+            try:
+                manager.hangup(role, uid, sid)
+            except NotFoundError:
+                self.suspect_lost()  # the call vanished: `closed` state_lost answers the hang-up
+        elif kind == "failure":
+            manager.fail(role, uid, sid, frame["id"])
+        return True
 
     def _accept(self, sid: str, role: str, uid: str, payload: dict[str, Any]) -> bool:
         """The consumer's Accept on its socket: the call is ACCEPTED and a listening socket joins.
@@ -380,8 +385,9 @@ def register(bp: Blueprint) -> None:
     @_sock.route("/ws/call", bp=bp)
     def call_socket(ws: Any) -> None:
         state = get_state()
-        if not origin_allowed(request.headers.get("Origin"), request.host, state.settings["LPCALL_ALLOWED_ORIGINS"]):
-            ws.close(1008, "origin not allowed")
+        if not request_origin_allowed(state.settings["LPCALL_ALLOWED_ORIGINS"]):
+            logger.warning("call socket from foreign origin %r refused", request.headers.get("Origin"))
+            close_and_wait(ws, 1008, "origin not allowed")  # no stray HTTP bytes after the close frame
             return
         manager: CallManager = state.services["calls"]
         try:

@@ -67,7 +67,7 @@ def test_config_has_needs_ice_and_texts(client) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        (None, "(frame)"),
+        (None, "(body)"),
         ({}, "offer"),
         ({"offer": {"type": "bogus", "sdp": "x"}}, "offer.type"),
         ({"offer": {"type": "answer", "sdp": "v=0"}}, "offer.type"),
