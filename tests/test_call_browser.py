@@ -407,6 +407,13 @@ def _assert_session_error(r: Rig, error_id: str) -> None:
     r.wait_closed_everywhere("system.failed")
 
 
+# what, inside the call container, is drawn over the chat's input (the composer)
+OVER_COMPOSER_JS = """() => { const c = document.querySelector('.lpcall-composer').getBoundingClientRect();
+  return [...document.querySelectorAll('.lp_cobrowse_callscreen_container *')].filter((n) => {
+    const b = n.getBoundingClientRect(); if (!b.width || !b.height) return false;
+    return b.left < c.right && b.right > c.left && b.top < c.bottom && b.bottom > c.top; }).map((n) => n.className); }"""
+
+
 def test_no_camera_access_when_permission_is_denied(rig: Any) -> None:
     r = rig()
     r.open_agent()
@@ -414,6 +421,9 @@ def test_no_camera_access_when_permission_is_denied(rig: Any) -> None:
     r.invite("VIDEO_CALL")
     r.consumer.click(".lpcall-invitation .lpcall-accept")
     _assert_session_error(r, "NO_CAMERA_ACCESS")
+    # the error is shown cleanly: not over the chat's input, which stays usable
+    assert r.consumer.evaluate(OVER_COMPOSER_JS) == [], "the call container's content covers the chat's input"
+    assert r.consumer.locator(".lpcall-composer textarea").is_editable()
 
 
 @pytest.mark.parametrize("how", ["no-rtcpeerconnection", "insecure-context"])
