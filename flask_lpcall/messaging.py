@@ -39,6 +39,9 @@ from .wsroute import Sock
 
 logger = logging.getLogger(__name__)
 
+#: cqm.SubscribeExConversations subscriptions one consumer socket keeps; a newer one replaces the oldest
+MAX_META_SUBSCRIPTIONS = 4
+
 sock = Sock()
 
 #: Extra room simple-websocket allows above LPCALL_MAX_FRAME_BYTES before it drops the
@@ -275,6 +278,8 @@ class ConsumerConnection:
         cid = self._consumer()
         states = tuple(body["convState"])
         feed = _ChangeFeed(self, str(uuid.uuid4()))
+        while len(self.meta_subs) >= MAX_META_SUBSCRIPTIONS:  # one socket cannot pile them up: the oldest goes
+            quietly("closing a replaced metadata subscription", self.meta_subs.pop(0).close)
         with feed.lock:
             self.meta_subs.append(self.state.store.subscribe(ch_consumer(cid), feed))
             snapshot = self.service.for_consumer(cid, states)

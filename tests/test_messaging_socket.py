@@ -434,3 +434,22 @@ def test_transcript_has_no_gaps_or_duplicates_when_subscribing_during_a_burst(se
     assert seen == list(range(60))
     for c in (consumer, sender, watcher):
         c.close()
+
+
+def test_one_socket_cannot_pile_up_conversation_subscriptions(server: Any) -> None:
+    """Each cqm.SubscribeExConversations used to add a store subscription with no limit (found by the
+    fuzzer's review): 200 on one socket now keep at most MAX_META_SUBSCRIPTIONS, the newest still works."""
+    from flask_lpcall.conversations import ch_consumer
+    from flask_lpcall.extension import get_state
+
+    consumer = Consumer(server.url)
+    consumer.connect()
+    subs = [consumer.client.request("cqm.SubscribeExConversations", {"convState": ["OPEN"]}) for _ in range(200)]
+    assert all(s["code"] == 200 for s in subs)
+    store = get_state(server.app).store
+    assert len(store._subs.get(ch_consumer(consumer.consumer_id), [])) <= 4
+    newest = subs[-1]["body"]["subscriptionId"]
+    consumer.client.notifications.clear()
+    consumer.open_conversation("Vera")
+    consumer.client.wait_notification(lambda m: m.get("type") == "cqm.ExConversationChangeNotification"
+                                      and m["body"]["subscriptionId"] == newest and m["body"]["changes"])
