@@ -31,10 +31,13 @@ from typing import Any
 
 from .errors import LPCallError
 from .media import EchoAudioTrack, TestPatternTrack
+from .optional import require
 from .peer import Peer, PeerError
 from .texts import build_texts, render
 
 logger = logging.getLogger(__name__)
+
+_ws_client = require("websockets.asyncio.client", "the demo agent (flask lpcall demo-agent)")
 
 
 class DemoAgentError(LPCallError):
@@ -116,8 +119,7 @@ class DemoAgent:
 
     # -- socket --------------------------------------------------------------------------
     async def connect(self) -> None:
-        from websockets.asyncio.client import connect
-
+        connect = _ws_client.connect
         cookie = await asyncio.to_thread(login, self.s)
         self.ws = await asyncio.wait_for(
             connect(f"{self.ws_base}{self.s.prefix}/ws/agent", additional_headers={"Cookie": cookie}, max_size=2**21),
