@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The example site's instance folder during the tests (reports, agent directory): a temporary one, set before
+#: example_site is imported and inherited by every server the tests start, so no test writes into example_site/.
+_INSTANCE_PREFIX = "lpcall-example-instance-"
+if not os.environ.get("EXAMPLE_SITE_INSTANCE"):
+    os.environ["EXAMPLE_SITE_INSTANCE"] = tempfile.mkdtemp(prefix=_INSTANCE_PREFIX)
 sys.path.insert(0, str(ROOT))  # example_site is importable as a package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -55,6 +61,12 @@ def _enter_private_netns() -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         _enter_private_netns()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    instance = Path(os.environ.get("EXAMPLE_SITE_INSTANCE", ""))
+    if not hasattr(config, "workerinput") and instance.name.startswith(_INSTANCE_PREFIX):
+        shutil.rmtree(instance, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
