@@ -28,6 +28,7 @@ if not os.environ.get("EXAMPLE_SITE_INSTANCE"):
 sys.path.insert(0, str(ROOT))  # example_site is importable as a package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from freshvenv import HOST_NETNS_ENV
 from support import (
     CHROMIUM,
     IN_CI,
@@ -55,6 +56,11 @@ def _enter_private_netns() -> None:
             raise SystemExit(f"cannot create a private network namespace: {probe.stderr.decode().strip()}")
         return
     os.environ[_NETNS_FLAG] = "1"
+    # keep a handle on the outer network namespace (inherited through the exec): the fresh-venv tests
+    # install packages from the package index through it (freshvenv.host_network), nothing else does
+    outer = os.open("/proc/self/ns/net", os.O_RDONLY)
+    os.set_inheritable(outer, True)
+    os.environ[HOST_NETNS_ENV] = f"/proc/{os.getpid()}/fd/{outer}"
     os.execvp("unshare", ["unshare", "-n", "sh", "-c", netns_script(), "sh", sys.executable, "-m", "pytest", *sys.argv[1:]])
 
 
