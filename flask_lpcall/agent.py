@@ -45,8 +45,9 @@ NETCHECK_REQUEST_KEY = "system.netcheck_request"
 SESSION_AGENT = "lpcall_agent"
 SESSION_CSRF = "lpcall_csrf"
 SESSION_SID = "lpcall_sid"
-#: store key prefix of a live login (PROTOCOL §6): ``agent-session:<sid>`` -> agent id, deleted at logout
-SESSION_KEY_PREFIX = "agent-session:"
+#: store key prefix of an ended login (PROTOCOL §6): ``agent-logout:<sid>`` -> agent id, written at logout and kept
+#: as long as a session cookie can live (PERMANENT_SESSION_LIFETIME: Flask refuses older cookies by itself)
+SESSION_KEY_PREFIX = "agent-logout:"
 
 
 @dataclass(frozen=True)
@@ -179,33 +180,35 @@ def authenticate(state: Any, username: str, password: str) -> Any | None:
     return None
 
 
-# -- sessions: a server-side record per login, so logout revokes a copied cookie ----------
+# -- sessions: each login has an id; logout records it on the server, so a copied cookie dies with it ----
 def _session_key(sid: str) -> str:
     return SESSION_KEY_PREFIX + sid
 
 
-def start_session(state: Any, agent_id: str, lifetime: float) -> None:
-    """Log ``agent_id`` in: a fresh session id, recorded in the store (``agent-session:<sid>``)."""
-    sid = secrets.token_urlsafe(24)
-    state.store.set(_session_key(sid), agent_id, ttl=lifetime)
+def start_session(agent_id: str) -> None:
+    """Log ``agent_id`` in: a fresh session id (and CSRF token) in the session cookie."""
     session[SESSION_AGENT] = agent_id
-    session[SESSION_SID] = sid
+    session[SESSION_SID] = secrets.token_urlsafe(24)
     session[SESSION_CSRF] = secrets.token_urlsafe(32)  # a fresh token after login
 
 
-def end_session(state: Any) -> None:
-    sid = session.pop(SESSION_SID, None)
+def end_session(state: Any, lifetime: float) -> None:
+    """Log out: the session id is recorded as ended in the store, then dropped from the cookie."""
+    sid, agent_id = session.pop(SESSION_SID, None), session.pop(SESSION_AGENT, None)
     if sid:
-        state.store.delete(_session_key(str(sid)))
-    session.pop(SESSION_AGENT, None)
+        state.store.set(_session_key(str(sid)), agent_id, ttl=lifetime)
     session.pop(SESSION_CSRF, None)
 
 
 def session_valid(state: Any, agent_id: Any, sid: Any) -> bool:
-    """Whether the cookie's (agent, session id) is a login the server still holds (not logged out)."""
+    """Whether the cookie holds a login (agent and session id) that did not log out.
+
+    A record of ended logins rather than of live ones: a store that lost its data (Redis restarted
+    empty) keeps agents logged in instead of throwing everyone out.
+    """
     if not agent_id or not sid:
         return False
-    return bool(state.store.get(_session_key(str(sid))) == agent_id)
+    return state.store.get(_session_key(str(sid))) is None
 
 
 # -- session helpers (Flask) ----------------------------------------------------
@@ -496,7 +499,7 @@ def register(bp: Blueprint) -> None:
             password = request.form.get("password", "")[:500]
             agent = authenticate(state, username, password) if username and password else None
             if agent is not None:
-                start_session(state, agent.id, current_app.permanent_session_lifetime.total_seconds())
+                start_session(agent.id)
                 logger.info("agent %s logged in", agent.id)
                 return redirect(url_for("lpcall.agent_workspace"))
             error = state.texts["agent.bad_login"]
@@ -516,8 +519,8 @@ def register(bp: Blueprint) -> None:
         if state.extension.login_bridge is not None:
             state.extension.login_bridge.logout()
         agent_id = session.get(SESSION_AGENT)
-        end_session(state)  # the server forgets this login: a copy of the cookie opens nothing any more
-        session.pop(SESSION_CSRF, None)
+        # the server remembers this login as ended: a copy of the cookie opens nothing any more
+        end_session(state, current_app.permanent_session_lifetime.total_seconds())
         if agent_id:
             logger.info("agent %s logged out", agent_id)
         return redirect(url_for("lpcall.agent_login"))

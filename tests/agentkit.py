@@ -8,15 +8,13 @@ from typing import Any
 
 from flask import Flask
 
-from flask_lpcall.agent import SESSION_AGENT, SESSION_KEY_PREFIX, SESSION_SID
-from flask_lpcall.extension import get_state
+from flask_lpcall.agent import SESSION_AGENT, SESSION_SID
 
 
 def logged_in_client(app: Flask, agent_id: str) -> Any:
-    """A test client holding a live agent login (as the login form makes it: cookie + server-side record)."""
+    """A test client holding an agent login, as the login form makes it (agent id and session id)."""
     client = app.test_client()
     sid = secrets.token_urlsafe(8)
-    get_state(app).store.set(SESSION_KEY_PREFIX + sid, agent_id, ttl=3600)
     with client.session_transaction() as s:
         s[SESSION_AGENT] = agent_id
         s[SESSION_SID] = sid
