@@ -112,6 +112,7 @@ class DemoAgent:
         self.seen_seq: dict[str, int] = {}
         self.calls: dict[str, Peer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscribed: asyncio.Event | None = None  # set once agent_id is known (agent.Subscribe answered)
 
     @property
     def ws_base(self) -> str:
@@ -146,10 +147,12 @@ class DemoAgent:
         """Serve until the socket closes (raises DemoAgentError then)."""
         if self.ws is None:
             await self.connect()
+        self._subscribed = asyncio.Event()
         reader = asyncio.ensure_future(self._read())
         try:
             me = await self.request("agent.Subscribe", {"available": True})
             self.agent_id, self.name = me.get("agentId"), me.get("name") or self.name
+            self._subscribed.set()
             logger.info("demo agent %s is available", self.agent_id)
             await reader
         finally:
@@ -157,6 +160,13 @@ class DemoAgent:
             for peer in list(self.calls.values()):
                 await peer.close()
         raise DemoAgentError("the agent socket closed", code="SOCKET_CLOSED")
+
+    async def close(self) -> None:
+        """Leave: hang up the calls and close the agent socket (the server marks the agent away)."""
+        for peer in list(self.calls.values()):
+            await peer.close()
+        if self.ws is not None:
+            await self.ws.close()
 
     async def _read(self) -> None:
         with contextlib.suppress(Exception):
@@ -186,6 +196,10 @@ class DemoAgent:
 
     # -- conversations -------------------------------------------------------------------
     async def _on_notification(self, kind: str | None, body: dict[str, Any]) -> None:
+        # the conversation list follows the Subscribe response at once, and may be handled before run() has
+        # read our own id from it: without the id, the conversations already assigned to us would be ignored
+        if self._subscribed is not None:
+            await asyncio.wait_for(self._subscribed.wait(), self.s.request_timeout)
         if kind == "agent.ConversationList":
             for row in body.get("conversations") or []:
                 await self._on_conversation(row)
