@@ -64,8 +64,7 @@ def test_the_site_and_the_demo_agent_follow_the_port(how: str, tmp_path: Path) -
     try:
         wait_for(lambda: _serving(base) or proc.poll() is not None, timeout=60, message=f"the site on {base}")
         assert proc.poll() is None, log.read_text()
-        # the visitor comes once the agent is there (a chat opened while the agent subscribes is another story)
-        wait_for(lambda: "demo agent demo is available" in log.read_text(), timeout=30, message="the demo agent")
+        # the visitor may come before the demo agent has logged in: it takes the waiting chat then
         try:
             greeted_by_demo_agent(base)
         except (AssertionError, TimeoutError) as exc:
