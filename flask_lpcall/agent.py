@@ -223,7 +223,7 @@ def current_agent() -> Any | None:
     if not session_valid(state, agent_id, session.get(SESSION_SID)):
         return None
     try:
-        return load_agent(state, agent_id)
+        return load_agent(state, str(agent_id))
     except Exception:
         logger.exception("loading agent %r failed", agent_id)
         return None
