@@ -162,11 +162,13 @@ class DemoAgent:
         raise DemoAgentError("the agent socket closed", code="SOCKET_CLOSED")
 
     async def close(self) -> None:
-        """Leave: hang up the calls and close the agent socket (the server marks the agent away)."""
+        """Leave: hang up the calls, close the agent socket (the server marks the agent away), stop its tasks."""
         for peer in list(self.calls.values()):
             await peer.close()
         if self.ws is not None:
             await self.ws.close()
+        for task in list(self._tasks):
+            task.cancel()
 
     async def _read(self) -> None:
         with contextlib.suppress(Exception):

@@ -20,8 +20,10 @@ pytestmark = pytest.mark.timeout(180)
 
 def start_dev_run(args: list[str], env_extra: dict[str, str], log: Path) -> subprocess.Popen[Any]:
     """./dev.sh run with the test environment's venv (already installed: no pip in the private namespace)."""
-    require("a venv made by ./dev.sh test", any(Path(sys.prefix).glob(".installed-*")),
-            f"{sys.prefix} was not set up by ./dev.sh (no .installed-* stamp): ./dev.sh run would pip install")
+    newest = max((ROOT / name).stat().st_mtime for name in ("setup.cfg", "pyproject.toml"))
+    fresh = [s for s in Path(sys.prefix).glob(".installed-*") if "serve" in s.name and s.stat().st_mtime >= newest]
+    require("a venv set up by ./dev.sh test", bool(fresh),
+            f"{sys.prefix} has no install stamp newer than setup.cfg: ./dev.sh run would pip install (run ./dev.sh test)")
     env = {**os.environ, "VENV": sys.prefix, **env_extra}
     env.pop("PORT", None) if "PORT" not in env_extra else None
     with log.open("w") as out:
