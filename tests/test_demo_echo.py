@@ -9,7 +9,6 @@ AudioResampler setup": the echoed stereo frames after the mono filler tone).
 
 from __future__ import annotations
 
-import asyncio
 import fractions
 import logging
 import os
@@ -58,7 +57,11 @@ def test_echo_track_feeds_the_opus_encoder_whatever_comes_in() -> None:
         assert track.echoed >= 7
         return sent
 
-    sent = asyncio.run(run())
+    loop = BackgroundLoop("echo-track")  # not asyncio.run: Playwright's loop may be running in this thread
+    try:
+        sent = loop.run(run(), timeout=60)
+    finally:
+        loop.stop()
     assert {(f.format.name, f.layout.name, f.sample_rate, f.samples) for f in sent} == {("s16", "stereo", 48_000, 960)}
     assert (sent[3].to_ndarray() == 1234).all()  # the echoed samples themselves
     assert [f.pts for f in sent] == [i * 960 for i in range(len(sent))]
