@@ -193,10 +193,14 @@ def start_session(agent_id: str) -> None:
 
 
 def end_session(state: Any, lifetime: float) -> None:
-    """Log out: the session id is recorded as ended in the store, then dropped from the cookie."""
+    """Log out: the session id is recorded as ended in the store, then dropped from the cookie; the
+    agent sockets of that login (on any worker) are told on the ``agents`` channel and close."""
+    from .conversations import CH_AGENTS
+
     sid, agent_id = session.pop(SESSION_SID, None), session.pop(SESSION_AGENT, None)
     if sid:
         state.store.set(_session_key(str(sid)), agent_id, ttl=lifetime)
+        state.store.publish(CH_AGENTS, {"type": "logout", "sid": str(sid)})
     session.pop(SESSION_CSRF, None)
 
 
@@ -293,6 +297,13 @@ class AgentConnection:
                 quietly("closing a transcript subscription", sub.close)
             self.conn.finish()
 
+    def _logged_out(self) -> None:
+        """The login of this socket ended (logout in another tab or request): it closes."""
+        from .framesocket import CLOSE_POLICY
+
+        self.conn.error(None, NotAllowedError("you logged out; log in again", code="NOT_AUTHENTICATED"))
+        self.conn.close(CLOSE_POLICY, "logged out")
+
     def _touch(self) -> None:
         if self.available:
             self.service.touch_presence(self.socket_id)
@@ -322,6 +333,10 @@ class AgentConnection:
 
         def on_bus(message: Any) -> None:
             if not isinstance(message, dict):
+                return
+            if message.get("type") == "logout":
+                if self.sid and message.get("sid") == self.sid:
+                    self._logged_out()
                 return
             if message.get("type") == "last":
                 # A socket that has the conversation open gets the event itself and updates its list from it.

@@ -61,9 +61,11 @@ def test_a_cookie_copied_before_logout_opens_nothing_after_it(tmp_path: Path, li
     finally:
         thief.close()
 
-    # the socket opened before the logout can no longer start calls
-    invite = agent.client.request("call.Invite", {"conversationId": "c-1", "mode": "VIDEO_CALL"})
-    assert invite["body"]["error"]["code"] == "NOT_AUTHENTICATED", invite
+    # the socket opened before the logout is told and closed
+    told = agent.client.wait_notification(lambda m: m.get("body", {}).get("error", {}).get("code") == "NOT_AUTHENTICATED")
+    assert "logged out" in told["body"]["error"]["message"]
+    with pytest.raises(ConnectionClosed):
+        agent.client.request("call.Invite", {"conversationId": "c-1", "mode": "VIDEO_CALL"})
     agent.close()
 
     # a new login works again
