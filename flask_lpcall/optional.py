@@ -22,9 +22,8 @@ INSTALL_HINTS: dict[str, tuple[str, str]] = {
 
 
 class MissingDependencyError(ImportError):
-    """A part of flask-lpcall needs a package that is not installed; the message says how to get it."""
-
-    code = "MISSING_DEPENDENCY"
+    """A part of flask-lpcall needs a package that is not installed; the message says how to get it
+    (an import-time error of the Python process, never an answer on the wire)."""
 
 
 def require(module: str, feature: str) -> ModuleType:
