@@ -69,6 +69,18 @@ def pytest_configure(config: pytest.Config) -> None:
         _enter_private_netns()
 
 
+def _temporary_instance_path(self: Any) -> str:
+    """Where a test's own ``Flask(__name__)`` keeps its instance folder: in the session's temporary one,
+    not in tests/instance (reports of the calls the tests make would pile up in the repository)."""
+    return os.path.join(os.environ["EXAMPLE_SITE_INSTANCE"], "apps", self.import_name)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from flask import Flask
+
+    Flask.auto_find_instance_path = _temporary_instance_path  # type: ignore[method-assign]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     instance = Path(os.environ.get("EXAMPLE_SITE_INSTANCE", ""))
     if not hasattr(config, "workerinput") and instance.name.startswith(_INSTANCE_PREFIX):

@@ -1,5 +1,6 @@
 """The tests leave the example site alone (issue 13 point 5): its instance folder (reports, agent
-directory) is a temporary one during the tests, for in-process apps and for servers started as processes."""
+directory) is a temporary one during the tests, for in-process apps and for servers started as processes;
+so is the instance folder of the tests' own apps (not tests/instance)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,20 @@ def test_example_site_apps_use_a_temporary_instance_folder() -> None:
         assert not instance.is_relative_to(ROOT), instance
         reports = app.extensions["lpcall"].services["reports"]
         assert not Path(reports.store.path).resolve().is_relative_to(ROOT / "example_site"), reports.store.path
+
+
+def test_a_tests_own_app_gets_a_temporary_instance_folder_too() -> None:
+    from flask import Flask
+
+    from flask_lpcall import LPCall
+
+    app = Flask(__name__)  # no instance_path: Flask would pick tests/instance
+    app.config.update(SECRET_KEY="x")
+    LPCall(app)
+    instance = Path(app.instance_path)
+    assert instance.is_relative_to(os.environ["EXAMPLE_SITE_INSTANCE"]) and not instance.is_relative_to(ROOT)
+    reports = app.extensions["lpcall"].services["reports"].store.path
+    assert not Path(reports).is_relative_to(ROOT), reports
 
 
 def test_example_site_in_a_server_process_uses_it_too() -> None:
