@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Developer entry point. `./dev.sh run` serves the example site; `./dev.sh test` runs every test.
+#   ./dev.sh run [--port N] [flask run options]   port: --port, else $PORT, else 5000
+#   ./dev.sh install                              only set up the venv as `run` does
+# VENV (default .venv) and PYTHON (default python3) choose the virtualenv and the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3}
-VENV=.venv
+VENV=${VENV:-.venv}
 
 system_packages() {
   # Real parts for the tests: Chromium, Firefox ESR, WebKitGTK (a real engine without WebRTC) under Xvfb,
@@ -30,27 +33,53 @@ system_packages() {
   fi
 }
 
+installed() {
+  # Whether an install newer than setup.cfg/pyproject.toml covers every extra in "$1" (e.g. test's covers serve's).
+  local stamp got extra ok
+  for stamp in "$VENV"/.installed-*; do
+    [ -f "$stamp" ] && [ ! setup.cfg -nt "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ] || continue
+    got="-${stamp##*/.installed-}-"
+    ok=1
+    for extra in ${1//,/ }; do [[ $got == *"-$extra-"* ]] || ok=0; done
+    [ $ok = 1 ] && return 0
+  done
+  return 1
+}
+
 venv() {
-  # Create .venv once; (re)install the package with the extras "$1" when setup.cfg changed.
-  local stamp="$VENV/.installed-${1//,/-}"
+  # Create the venv once; (re)install the package with the extras "$1" when setup.cfg changed.
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if ! installed "$1"; then
     echo "installing flask-lpcall[$1] into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$1]"
-    touch "$stamp"
+    touch "$VENV/.installed-${1//,/-}"
   fi
 }
 
 case "${1:-help}" in
   run)
     shift
+    # the port: --port N / --port=N / -p N, else $PORT, else 5000; the site and the demo agent both use it
+    port=${PORT:-5000}
+    args=()
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --port|-p) [ $# -ge 2 ] || { echo "$1 needs a port number" >&2; exit 2; }; port=$2; shift 2 ;;
+        --port=*) port=${1#--port=}; shift ;;
+        *) args+=("$1"); shift ;;
+      esac
+    done
+    [[ $port =~ ^[0-9]+$ ]] || { echo "the port must be a number (got '$port')" >&2; exit 2; }
     venv serve
     export FLASK_APP=example_site.app
     if [ "${LPCALL_DEMO_AGENT:-1}" != 0 ]; then
       # the Python demo agent (README: "Python peer and demo agent"); it stops with the site
-      "$VENV/bin/flask" lpcall demo-agent --url "http://127.0.0.1:${PORT:-5000}" --watch-pid $$ &
+      "$VENV/bin/flask" lpcall demo-agent --url "http://127.0.0.1:$port" --watch-pid $$ &
     fi
-    exec "$VENV/bin/flask" run --host 127.0.0.1 --port "${PORT:-5000}" "$@"
+    exec "$VENV/bin/flask" run --host 127.0.0.1 --port "$port" ${args[@]+"${args[@]}"}
+    ;;
+  install)
+    venv serve
     ;;
   test)
     shift
@@ -83,7 +112,7 @@ PY
     exec "$VENV/bin/python" -m benchmarks "$@"
     ;;
   *)
-    echo "usage: ./dev.sh run | test [pytest args] | lint | bench | readme" >&2
+    echo "usage: ./dev.sh run [--port N] | install | test [pytest args] | lint | bench | readme" >&2
     exit 2
     ;;
 esac

@@ -59,8 +59,13 @@ PRODUCTS: dict[str, dict[str, str]] = {
 }
 
 
+#: The instance folder (reports, agent directory): example_site/instance unless EXAMPLE_SITE_INSTANCE says
+#: otherwise (the tests point it at a temporary folder, so they never write into the example site).
+DEFAULT_INSTANCE = os.path.join(os.path.dirname(__file__), "instance")
+
+
 def create_app(**config: Any) -> Flask:
-    app = Flask(__name__, instance_path=os.path.join(os.path.dirname(__file__), "instance"))
+    app = Flask(__name__, instance_path=os.environ.get("EXAMPLE_SITE_INSTANCE") or DEFAULT_INSTANCE)
     app.config.update(
         SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-change-me"),
         LPCALL_ENGAGEMENT_WINDOW=True,

@@ -17,13 +17,14 @@ import logging
 import secrets
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, session, url_for
 
 from .errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError
+from .optional import require
 from .schemas import AGENT_REQUESTS, MODES
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ NETCHECK_REQUEST_KEY = "system.netcheck_request"
 
 SESSION_AGENT = "lpcall_agent"
 SESSION_CSRF = "lpcall_csrf"
+SESSION_SID = "lpcall_sid"
+#: store key prefix of an ended login (PROTOCOL §6): ``agent-logout:<sid>`` -> agent id, written at logout and kept
+#: as long as a session cookie can live (PERMANENT_SESSION_LIFETIME: Flask refuses older cookies by itself)
+SESSION_KEY_PREFIX = "agent-logout:"
 
 
 @dataclass(frozen=True)
@@ -99,19 +104,132 @@ def check_can_invite(agent: Any, conversation: Mapping[str, Any] | None, mode: s
                               "call invitations", code="NO_COBROWSE", field="body.conversationId")
 
 
+# -- where agents come from: the site's hooks, Flask-Login, or the built-in directory ----
+class FlaskLoginBridge:
+    """``LPCall.use_flask_login``: the site's Flask-Login ``current_user`` is the agent.
+
+    ``permissions``: the name of a user attribute or a callable ``(user) -> iterable | None``
+    giving the profile permissions; ``None`` means the user is not an agent. ``name``: an
+    attribute name or a callable for the display name (default: ``user.name``, else the id).
+    """
+
+    def __init__(self, permissions: str | Callable[[Any], Any], name: str | Callable[[Any], Any] | None = None) -> None:
+        self.login = require("flask_login", "LPCall.use_flask_login()")
+        self.permissions = permissions
+        self.name = name
+
+    @staticmethod
+    def _read(user: Any, how: str | Callable[[Any], Any]) -> Any:
+        return how(user) if callable(how) else getattr(user, how, None)
+
+    def to_agent(self, user: Any) -> Agent | None:
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        permissions = self._read(user, self.permissions)
+        if permissions is None:
+            return None  # a user of the site, but not an agent
+        agent_id = str(user.get_id())
+        name = self._read(user, self.name) if self.name is not None else getattr(user, "name", None)
+        return Agent(id=agent_id, name=str(name or agent_id), permissions=frozenset(permissions))
+
+    def current(self) -> Agent | None:
+        return self.to_agent(self.login.current_user._get_current_object())
+
+    def load(self, agent_id: str) -> Agent | None:
+        manager = getattr(current_app, "login_manager", None)
+        callback = getattr(manager, "_user_callback", None)
+        return self.to_agent(callback(agent_id)) if callback is not None else None
+
+    def login_url(self) -> str | None:
+        view = getattr(getattr(current_app, "login_manager", None), "login_view", None)
+        return url_for(view, next=url_for("lpcall.agent_workspace")) if view else None
+
+    def logout(self) -> None:
+        self.login.logout_user()
+
+
+def uses_directory(extension: Any) -> bool:
+    """No hooks and no Flask-Login: agents log in against the built-in directory."""
+    return (extension.login_bridge is None and extension.agent_loader_fn is None
+            and extension.agent_authenticator_fn is None)
+
+
+def _from_entry(entry: Any) -> Agent | None:
+    return Agent(id=entry.username, name=entry.name, permissions=entry.permissions) if entry is not None else None
+
+
+def load_agent(state: Any, agent_id: str) -> Any | None:
+    """``agent_id`` -> the agent, from whichever source the site uses (None if unknown)."""
+    ext = state.extension
+    if ext.login_bridge is not None:
+        return ext.login_bridge.load(agent_id)
+    if ext.agent_loader_fn is not None:
+        return ext.agent_loader_fn(agent_id)
+    if uses_directory(ext):
+        return _from_entry(state.services["agent_directory"].get(agent_id))
+    return None
+
+
+def authenticate(state: Any, username: str, password: str) -> Any | None:
+    """The login form's check: the site's authenticator, else the built-in directory."""
+    ext = state.extension
+    if ext.agent_authenticator_fn is not None:
+        return ext.agent_authenticator_fn(username, password)
+    if uses_directory(ext):
+        return _from_entry(state.services["agent_directory"].authenticate(username, password))
+    return None
+
+
+# -- sessions: each login has an id; logout records it on the server, so a copied cookie dies with it ----
+def _session_key(sid: str) -> str:
+    return SESSION_KEY_PREFIX + sid
+
+
+def start_session(agent_id: str) -> None:
+    """Log ``agent_id`` in: a fresh session id (and CSRF token) in the session cookie."""
+    session[SESSION_AGENT] = agent_id
+    session[SESSION_SID] = secrets.token_urlsafe(24)
+    session[SESSION_CSRF] = secrets.token_urlsafe(32)  # a fresh token after login
+
+
+def end_session(state: Any, lifetime: float) -> None:
+    """Log out: the session id is recorded as ended in the store, then dropped from the cookie; the
+    agent sockets of that login (on any worker) are told on the ``agents`` channel and close."""
+    from .conversations import CH_AGENTS
+
+    sid, agent_id = session.pop(SESSION_SID, None), session.pop(SESSION_AGENT, None)
+    if sid:
+        state.store.set(_session_key(str(sid)), agent_id, ttl=lifetime)
+        state.store.publish(CH_AGENTS, {"type": "logout", "sid": str(sid)})
+    session.pop(SESSION_CSRF, None)
+
+
+def session_valid(state: Any, agent_id: Any, sid: Any) -> bool:
+    """Whether the cookie holds a login (agent and session id) that did not log out.
+
+    A record of ended logins rather than of live ones: a store that lost its data (Redis restarted
+    empty) keeps agents logged in instead of throwing everyone out.
+    """
+    if not agent_id or not sid:
+        return False
+    return state.store.get(_session_key(str(sid))) is None
+
+
 # -- session helpers (Flask) ----------------------------------------------------
 def current_agent() -> Any | None:
-    """The logged-in agent, loaded through the site's ``agent_loader`` (None if unknown)."""
+    """The logged-in agent (None if nobody, logged out, or unknown to the site's source)."""
     from .extension import get_state
 
+    state = get_state()
+    if state.extension.login_bridge is not None:
+        return state.extension.login_bridge.current()
     agent_id = session.get(SESSION_AGENT)
-    loader = get_state().extension.agent_loader_fn
-    if not agent_id or loader is None:
+    if not session_valid(state, agent_id, session.get(SESSION_SID)):
         return None
     try:
-        return loader(agent_id)
+        return load_agent(state, str(agent_id))
     except Exception:
-        logger.exception("agent_loader failed for %r", agent_id)
+        logger.exception("loading agent %r failed", agent_id)
         return None
 
 
@@ -141,6 +259,7 @@ class AgentConnection:
         self.state = state
         self.settings = state.settings
         self.agent = agent
+        self.sid = session.get(SESSION_SID)
         self.service = conversations(state)
         self.conn = FrameSocket(ws, max_frame_bytes=self.settings["LPCALL_MAX_FRAME_BYTES"], name="agent",
                                 keepalive=state.services["keepalive"])
@@ -178,6 +297,13 @@ class AgentConnection:
                 quietly("closing a transcript subscription", sub.close)
             self.conn.finish()
 
+    def _logged_out(self) -> None:
+        """The login of this socket ended (logout in another tab or request): it closes."""
+        from .framesocket import CLOSE_POLICY
+
+        self.conn.error(None, NotAllowedError("you logged out; log in again", code="NOT_AUTHENTICATED"))
+        self.conn.close(CLOSE_POLICY, "logged out")
+
     def _touch(self) -> None:
         if self.available:
             self.service.touch_presence(self.socket_id)
@@ -207,6 +333,10 @@ class AgentConnection:
 
         def on_bus(message: Any) -> None:
             if not isinstance(message, dict):
+                return
+            if message.get("type") == "logout":
+                if self.sid and message.get("sid") == self.sid:
+                    self._logged_out()
                 return
             if message.get("type") == "last":
                 # A socket that has the conversation open gets the event itself and updates its list from it.
@@ -289,9 +419,11 @@ class AgentConnection:
         return calls
 
     def _fresh_agent(self) -> Any:
-        """Reload the agent so a changed profile (or a removed agent) counts at once."""
-        loader = self.state.extension.agent_loader_fn
-        agent = loader(self.agent.id) if loader is not None else None
+        """Reload the agent so a changed profile, a removed agent or a logout counts at once."""
+        own_session = self.state.extension.login_bridge is None
+        if own_session and not session_valid(self.state, self.agent.id, self.sid):
+            raise NotAllowedError("you logged out; log in again", code="NOT_AUTHENTICATED")
+        agent = load_agent(self.state, self.agent.id)
         if agent is None:
             raise NotAllowedError("you are no longer a known agent; log in again", code="NOT_AUTHENTICATED")
         self.agent = agent
@@ -368,15 +500,21 @@ def register(bp: Blueprint) -> None:
         state = get_state()
         error = None
         status = 200
+        bridge = state.extension.login_bridge
+        if bridge is not None:  # agents log in through the site (Flask-Login)
+            if current_agent() is not None:
+                return redirect(url_for("lpcall.agent_workspace"))
+            target = bridge.login_url()
+            if target:
+                return redirect(target)
+            abort(401, description=state.texts["agent.site_login"])
         if request.method == "POST":
             check_csrf()
-            auth = state.extension.agent_authenticator_fn
             username = request.form.get("username", "")[:200]
             password = request.form.get("password", "")[:500]
-            agent = auth(username, password) if auth is not None and username and password else None
+            agent = authenticate(state, username, password) if username and password else None
             if agent is not None:
-                session[SESSION_AGENT] = agent.id
-                session[SESSION_CSRF] = secrets.token_urlsafe(32)  # a fresh token after login
+                start_session(agent.id)
                 logger.info("agent %s logged in", agent.id)
                 return redirect(url_for("lpcall.agent_workspace"))
             error = state.texts["agent.bad_login"]
@@ -392,8 +530,14 @@ def register(bp: Blueprint) -> None:
     @bp.post("/agent/logout")
     def agent_logout() -> Any:
         check_csrf()
-        session.pop(SESSION_AGENT, None)
-        session.pop(SESSION_CSRF, None)
+        state = get_state()
+        if state.extension.login_bridge is not None:
+            state.extension.login_bridge.logout()
+        agent_id = session.get(SESSION_AGENT)
+        # the server remembers this login as ended: a copy of the cookie opens nothing any more
+        end_session(state, current_app.permanent_session_lifetime.total_seconds())
+        if agent_id:
+            logger.info("agent %s logged out", agent_id)
         return redirect(url_for("lpcall.agent_login"))
 
     @sock.route("/ws/agent", bp=bp)
@@ -415,3 +559,42 @@ def register(bp: Blueprint) -> None:
             conn.finish()
             return
         AgentConnection(state, ws, agent).run()
+
+
+# -- start-up -------------------------------------------------------------------------
+def init_state(app: Flask, state: Any) -> None:
+    """The built-in directory (opened lazily), and one start-up log line when nobody can log in."""
+    from .directory import AgentDirectory, directory_path
+
+    directory = AgentDirectory(directory_path(app.instance_path, state.settings["LPCALL_AGENT_DB"]))
+    state.services["agent_directory"] = directory
+    checked: list[bool] = []
+
+    def check_once() -> None:
+        # at the first request, not in init_app: a site may register its hooks after LPCall(app)
+        if checked:
+            return
+        checked.append(True)
+        warn_if_nobody_can_log_in(app, state)
+
+    app.before_request(check_once)
+
+
+def warn_if_nobody_can_log_in(app: Flask, state: Any) -> bool:
+    """Log how to add an agent when the directory is the source and holds nobody; True if it logged."""
+    if not uses_directory(state.extension):
+        return False
+    directory = state.services["agent_directory"]
+    try:
+        if directory.count() > 0:
+            return False
+    except Exception:
+        logger.exception("flask-lpcall: cannot read the agent directory %s", directory.path)
+        return False
+    logger.warning(
+        "flask-lpcall: no agent can log in to %s/agent/ yet: the agent directory %s is empty and the site "
+        "registered no agent hooks. Add one with: flask --app %s lpcall agent add NAME --voice --video "
+        "(it asks for the password)",
+        state.url_prefix, directory.path, app.import_name,
+    )
+    return True

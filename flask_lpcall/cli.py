@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import click
 from flask.cli import AppGroup
@@ -38,3 +39,126 @@ def demo_agent_command(url: str, username: str, password: str, wait: float, watc
         raise click.ClickException(f"{exc} ({exc.code})") from None
     except KeyboardInterrupt:
         pass
+
+
+# -- flask lpcall agent … : the built-in agent directory ----------------------------------
+PROMPT = "\0prompt"  # --password given without a value: ask for it
+
+
+def _directory() -> Any:
+    from .agent import uses_directory
+    from .extension import get_state
+
+    state = get_state()
+    if not uses_directory(state.extension):
+        click.echo("note: this app registers its own agent hooks (or Flask-Login); they decide who logs in, "
+                   "not this directory", err=True)
+    return state.services["agent_directory"]
+
+
+def _permissions(voice: bool, video: bool, reports: bool) -> set[str]:
+    from .agent import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
+
+    return {p for p, on in ((PERM_VOICE, voice), (PERM_VIDEO, video), (PERM_REPORTS, reports)) if on}
+
+
+def _password(value: str | None) -> str | None:
+    if value == PROMPT:
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return value
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@lpcall_cli.group("agent")
+def agent_cli() -> None:
+    """Agents of the built-in directory (LPCALL_AGENT_DB): add, list, set, remove."""
+
+
+@agent_cli.command("add")
+@click.argument("name")
+@click.option("--password", default=None, help="The password (asked for when left out).")
+@click.option("--display-name", default=None, help="The name visitors see (default: NAME).")
+@click.option("--voice", is_flag=True, help='May start voice calls ("Initiate voice conversation").')
+@click.option("--video", is_flag=True, help='May start video calls ("Initiate live video conversation").')
+@click.option("--reports", is_flag=True, help='May open the reports dashboard ("View reports").')
+def agent_add(name: str, password: str | None, display_name: str | None, voice: bool, video: bool, reports: bool) -> None:
+    """Add agent NAME (the user name of the workspace login)."""
+    from .directory import DirectoryError, check_username
+
+    directory = _directory()
+    try:
+        check_username(name)
+        if directory.get(name) is not None:
+            raise DirectoryError(f"an agent named {name!r} exists already (use 'set' to change it)", "NAME")
+        if password is None:
+            password = str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+        entry = directory.add(name, password, _permissions(voice, video, reports), name=display_name)
+    except DirectoryError as exc:
+        raise _fail(exc) from None
+    click.echo(f"added agent {entry.username!r} ({_describe(entry.permissions)}) to {directory.path}")
+
+
+@agent_cli.command("list")
+def agent_list() -> None:
+    """List the agents of the directory."""
+    directory = _directory()
+    entries = directory.all()
+    if not entries:
+        click.echo(f"no agents in {directory.path} (add one: flask lpcall agent add NAME --voice --video)")
+        return
+    for entry in entries:
+        click.echo(f"{entry.username}\t{entry.name}\t{_describe(entry.permissions)}")
+
+
+@agent_cli.command("set")
+@click.argument("name")
+@click.option("--password", is_flag=False, flag_value=PROMPT, default=None,
+              help="A new password (--password alone asks for it).")
+@click.option("--display-name", default=None, help="A new display name.")
+@click.option("--voice/--no-voice", default=None, help="Allow or forbid voice calls.")
+@click.option("--video/--no-video", default=None, help="Allow or forbid video calls.")
+@click.option("--reports/--no-reports", default=None, help="Allow or forbid the reports dashboard.")
+def agent_set(name: str, password: str | None, display_name: str | None, voice: bool | None, video: bool | None,
+              reports: bool | None) -> None:
+    """Change agent NAME: password, display name, permissions (the others stay)."""
+    from .agent import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
+    from .directory import DirectoryError
+
+    directory = _directory()
+    current = directory.get(name)
+    if current is None:
+        raise click.ClickException(f"no agent named {name!r}")
+    permissions = set(current.permissions)
+    for perm, on in ((PERM_VOICE, voice), (PERM_VIDEO, video), (PERM_REPORTS, reports)):
+        if on is True:
+            permissions.add(perm)
+        elif on is False:
+            permissions.discard(perm)
+    try:
+        entry = directory.update(name, password=_password(password), permissions=permissions, name=display_name)
+    except DirectoryError as exc:
+        raise _fail(exc) from None
+    click.echo(f"updated agent {entry.username!r} ({_describe(entry.permissions)})")
+
+
+@agent_cli.command("remove")
+@click.argument("name")
+def agent_remove(name: str) -> None:
+    """Remove agent NAME (its open workspace sessions end at their next request)."""
+    from .directory import DirectoryError
+
+    try:
+        _directory().remove(name)
+    except DirectoryError as exc:
+        raise _fail(exc) from None
+    click.echo(f"removed agent {name!r}")
+
+
+def _describe(permissions: frozenset[str] | set[str]) -> str:
+    from .agent import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
+
+    words = [w for p, w in ((PERM_VOICE, "voice"), (PERM_VIDEO, "video"), (PERM_REPORTS, "reports")) if p in permissions]
+    return ", ".join(words) or "chat only"

@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .texts import CATALOG
 
 ANALYTICS = ("none", "google", "piwik", "webtrekk", "tealium")
+SAMESITE = ("Lax", "Strict", "None")
 
 #: key -> (default, meaning). The README's table is generated from this mapping.
 DEFAULTS: dict[str, tuple[Any, str]] = {
@@ -58,6 +59,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "LPCALL_TEXTS": ({}, "Overrides of catalog texts: {key: text} or {locale: {key: text}}."),
     "LPCALL_ANALYTICS": ("none", "Consumer-side tracking: none, google, piwik, webtrekk or tealium."),
     "LPCALL_REPORT_DB": ("lpcall-reports.sqlite3", "SQLite file for collaboration-session records (relative paths: instance folder)."),
+    # -- agents ---------------------------------------------------------------
+    "LPCALL_AGENT_DB": ("lpcall-agents.sqlite3", "SQLite file of the built-in agent directory (flask lpcall agent add …), used when the site registers no agent hooks (relative paths: instance folder)."),
+    "LPCALL_SESSION_COOKIE_SAMESITE": ("Lax", "SameSite of the session cookie when the site left Flask's SESSION_COOKIE_SAMESITE unset: 'Lax', 'Strict', 'None' or None (leave it off)."),
 }
 
 _PERMS = validate.Range
@@ -182,6 +186,12 @@ class ConfigSchema(Schema):
     )
     LPCALL_REPORT_DB = fields.String(
         validate=validate.Length(min=1), **_allowed("a non-empty SQLite file path (relative paths: instance folder)")
+    )
+    LPCALL_AGENT_DB = fields.String(
+        validate=validate.Length(min=1), **_allowed("a non-empty SQLite file path (relative paths: instance folder)")
+    )
+    LPCALL_SESSION_COOKIE_SAMESITE = fields.String(
+        allow_none=True, validate=validate.OneOf(SAMESITE), **_allowed(f"one of {', '.join(map(repr, SAMESITE))} or None")
     )
 
 

@@ -31,10 +31,13 @@ from typing import Any
 
 from .errors import LPCallError
 from .media import EchoAudioTrack, TestPatternTrack
+from .optional import require
 from .peer import Peer, PeerError
 from .texts import build_texts, render
 
 logger = logging.getLogger(__name__)
+
+_ws_client = require("websockets.asyncio.client", "the demo agent (flask lpcall demo-agent)")
 
 
 class DemoAgentError(LPCallError):
@@ -109,6 +112,7 @@ class DemoAgent:
         self.seen_seq: dict[str, int] = {}
         self.calls: dict[str, Peer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscribed: asyncio.Event | None = None  # set once agent_id is known (agent.Subscribe answered)
 
     @property
     def ws_base(self) -> str:
@@ -116,8 +120,7 @@ class DemoAgent:
 
     # -- socket --------------------------------------------------------------------------
     async def connect(self) -> None:
-        from websockets.asyncio.client import connect
-
+        connect = _ws_client.connect
         cookie = await asyncio.to_thread(login, self.s)
         self.ws = await asyncio.wait_for(
             connect(f"{self.ws_base}{self.s.prefix}/ws/agent", additional_headers={"Cookie": cookie}, max_size=2**21),
@@ -144,10 +147,12 @@ class DemoAgent:
         """Serve until the socket closes (raises DemoAgentError then)."""
         if self.ws is None:
             await self.connect()
+        self._subscribed = asyncio.Event()
         reader = asyncio.ensure_future(self._read())
         try:
             me = await self.request("agent.Subscribe", {"available": True})
             self.agent_id, self.name = me.get("agentId"), me.get("name") or self.name
+            self._subscribed.set()
             logger.info("demo agent %s is available", self.agent_id)
             await reader
         finally:
@@ -155,6 +160,15 @@ class DemoAgent:
             for peer in list(self.calls.values()):
                 await peer.close()
         raise DemoAgentError("the agent socket closed", code="SOCKET_CLOSED")
+
+    async def close(self) -> None:
+        """Leave: hang up the calls, close the agent socket (the server marks the agent away), stop its tasks."""
+        for peer in list(self.calls.values()):
+            await peer.close()
+        if self.ws is not None:
+            await self.ws.close()
+        for task in list(self._tasks):
+            task.cancel()
 
     async def _read(self) -> None:
         with contextlib.suppress(Exception):
@@ -184,6 +198,10 @@ class DemoAgent:
 
     # -- conversations -------------------------------------------------------------------
     async def _on_notification(self, kind: str | None, body: dict[str, Any]) -> None:
+        # the conversation list follows the Subscribe response at once, and may be handled before run() has
+        # read our own id from it: without the id, the conversations already assigned to us would be ignored
+        if self._subscribed is not None:
+            await asyncio.wait_for(self._subscribed.wait(), self.s.request_timeout)
         if kind == "agent.ConversationList":
             for row in body.get("conversations") or []:
                 await self._on_conversation(row)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import tag as tagging
@@ -60,6 +61,7 @@ class LPCall:
     def __init__(self, app: Flask | None = None) -> None:
         self.agent_loader_fn: Callable[[str], Any] | None = None
         self.agent_authenticator_fn: Callable[[str, str], Any] | None = None
+        self.login_bridge: Any = None
         if app is not None:
             self.init_app(app)
 
@@ -73,6 +75,21 @@ class LPCall:
         """Register ``fn(username, password) -> Agent | None`` for the workspace login form."""
         self.agent_authenticator_fn = fn
         return fn
+
+    def use_flask_login(
+        self, permissions: str | Callable[[Any], Any] = "lpcall_permissions", name: str | Callable[[Any], Any] | None = None
+    ) -> None:
+        """Agents are the site's Flask-Login users: ``current_user`` is the logged-in agent.
+
+        ``permissions``: a user attribute name or a callable ``(user) -> iterable of profile
+        permissions``, or ``None`` for a user who is not an agent. ``name``: an attribute name or
+        a callable for the display name (default ``user.name``, else the user id). The workspace's
+        login page sends agents to ``login_manager.login_view``; its logout calls ``logout_user()``.
+        Needs ``pip install 'flask-lpcall[login]'``.
+        """
+        from .agent import FlaskLoginBridge
+
+        self.login_bridge = FlaskLoginBridge(permissions, name)
 
     exempt = staticmethod(tagging.exempt)
 
@@ -93,6 +110,7 @@ class LPCall:
             url_prefix=settings["LPCALL_URL_PREFIX"],
         )
         app.extensions["lpcall"] = state
+        _session_cookie(app, settings["LPCALL_SESSION_COOKIE_SAMESITE"])
         app.register_blueprint(_blueprint(app), url_prefix=state.url_prefix)
         app.jinja_env.globals["lpcall_tag"] = lambda: tagging.manual_tag(get_state())
 
@@ -101,6 +119,22 @@ class LPCall:
         app.after_request(state.injector)
 
         logger.debug("flask-lpcall ready under %s", state.url_prefix)
+
+
+class _SecureOnHttpsSessionInterface(SecureCookieSessionInterface):
+    """Flask's cookie session, with ``Secure`` on every cookie sent over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(super().get_cookie_secure(app) or (has_request_context() and request.is_secure))
+
+
+def _session_cookie(app: Flask, samesite: str | None) -> None:
+    """The agent's login rides on the site's session cookie: ``SameSite`` (unless the site set
+    ``SESSION_COOKIE_SAMESITE`` itself) and ``Secure`` on HTTPS (behind a TLS proxy: ProxyFix)."""
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None and samesite is not None:
+        app.config["SESSION_COOKIE_SAMESITE"] = samesite
+    if type(app.session_interface) is SecureCookieSessionInterface:  # a site's own interface is left alone
+        app.session_interface = _SecureOnHttpsSessionInterface()
 
 
 def json_error(exc: LPCallError, status: int | None = None) -> tuple[Response, int]:

@@ -12,15 +12,15 @@ of you".
 from __future__ import annotations
 
 import asyncio
-import collections
 import fractions
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame, VideoFrame
+from av import AudioFrame, AudioResampler, VideoFrame
 
 #: The colour bars, left to right (RGB): white, yellow, cyan, green, magenta, red, blue, black.
 BARS: tuple[tuple[int, int, int], ...] = (
@@ -37,6 +37,9 @@ BARS: tuple[tuple[int, int, int], ...] = (
 VIDEO_CLOCK = 90_000
 AUDIO_RATE = 48_000
 AUDIO_PTIME = 0.020
+#: What :class:`EchoAudioTrack` sends: (sample format, channel layout, rate), the Opus encoder's setup.
+ECHO_FORMAT = ("s16", "stereo", AUDIO_RATE)
+ECHO_CHANNELS = 2
 
 
 def pattern_image(width: int, height: int) -> np.ndarray:
@@ -149,24 +152,49 @@ class ToneTrack(MediaStreamTrack):
 
 
 class EchoAudioTrack(ToneTrack):
-    """Audio: plays back frames given to :meth:`push` (the remote voice), else the tone."""
+    """Audio: plays back what :meth:`push` receives (the remote voice), else a quiet tone.
 
-    def __init__(self, hz: float = 440.0, amplitude: float = 0.05, max_queue: int = 25) -> None:
+    Every frame it sends has one format, whatever comes in: ``s16`` stereo at 48 kHz in
+    20 ms frames (:data:`ECHO_FORMAT`), which is what aiortc's Opus encoder is set up for
+    (its resampler refuses a frame whose format, layout or rate differs from the first one).
+    Pushed frames (a decoder's stereo, a file's mono, any rate) are resampled into a sample
+    buffer that holds at most ``max_buffer`` seconds; the oldest samples give way.
+    """
+
+    def __init__(self, hz: float = 440.0, amplitude: float = 0.05, max_buffer: float = 0.5) -> None:
         super().__init__(hz, amplitude)
-        self._queue: collections.deque[AudioFrame] = collections.deque(maxlen=max_queue)
+        self._max_samples = int(AUDIO_RATE * max_buffer)
+        self._buffer = np.zeros((0, ECHO_CHANNELS), dtype=np.int16)
+        self._resampler: Any = None
+        self._resampler_key: tuple[str, str, int] | None = None
         self.echoed = 0
 
+    def _resample(self, frame: AudioFrame) -> list[AudioFrame]:
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if key != self._resampler_key:  # a new source (e.g. after a resume): a resampler set up for it
+            self._resampler = AudioResampler(format=ECHO_FORMAT[0], layout=ECHO_FORMAT[1], rate=ECHO_FORMAT[2])
+            self._resampler_key = key
+        frame.pts = None  # the resampler needs no timing; the output is re-stamped in recv()
+        return list(self._resampler.resample(frame))
+
     def push(self, frame: AudioFrame) -> None:
-        self._queue.append(frame)
+        """Queue a received frame for the echo (any sample format, layout and rate)."""
+        for out in self._resample(frame):
+            samples = out.to_ndarray().reshape(-1, ECHO_CHANNELS)  # packed s16: L R L R …
+            self._buffer = np.concatenate([self._buffer, samples])[-self._max_samples :]
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._clock.tick()
-        if self._queue:
-            frame = self._queue.popleft()
-            frame.pts = pts
-            frame.time_base = fractions.Fraction(1, frame.sample_rate or AUDIO_RATE)
+        if len(self._buffer) >= self._samples:
+            data, self._buffer = self._buffer[: self._samples], self._buffer[self._samples :]
             self.echoed += 1
-            return frame
-        return _tone_frame(pts, self._samples, self.hz, self.amplitude)
+        else:
+            tone = _tone_frame(pts, self._samples, self.hz, self.amplitude).to_ndarray().reshape(-1, 1)
+            data = np.repeat(tone, ECHO_CHANNELS, axis=1)
+        frame = AudioFrame.from_ndarray(np.ascontiguousarray(data).reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = pts
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        return frame

@@ -40,6 +40,10 @@ from urllib.parse import quote
 
 from .errors import LPCallError
 from .media import TestPatternTrack, ToneTrack
+from .optional import require
+
+# a dependency of flask-lpcall; without it this import fails with the pip line that brings it
+_ws_client = require("websockets.asyncio.client", "flask_lpcall.peer (the Python call peer)")
 from .schemas import validate_server_signal_frame
 
 logger = logging.getLogger(__name__)
@@ -209,8 +213,7 @@ class Peer:
 
     async def join(self, timeout: float = 10.0) -> dict[str, Any]:
         """Open the signaling socket and wait for ``joined``; returns that frame."""
-        from websockets.asyncio.client import connect
-
+        connect = _ws_client.connect
         sep = "&" if "?" in self.url else "?"
         headers = {"Origin": self.origin} if self.origin else None
         try:

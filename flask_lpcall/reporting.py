@@ -28,7 +28,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask.cli import with_appcontext
@@ -155,13 +154,9 @@ def to_json(records: list[dict[str, Any]], **meta: Any) -> str:
 
 # -- dashboard --------------------------------------------------------------------------
 def _current_agent() -> Any:
-    from .extension import get_state
+    from .agent import current_agent
 
-    agent_id = session.get("lpcall_agent")
-    loader = get_state().extension.agent_loader_fn
-    if not agent_id or loader is None:
-        return None
-    return loader(agent_id)
+    return current_agent()
 
 
 def _login_redirect() -> Response:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,15 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The example site's instance folder during the tests (reports, agent directory): a temporary one, set before
+#: example_site is imported and inherited by every server the tests start, so no test writes into example_site/.
+_INSTANCE_PREFIX = "lpcall-example-instance-"
+if not os.environ.get("EXAMPLE_SITE_INSTANCE"):
+    os.environ["EXAMPLE_SITE_INSTANCE"] = tempfile.mkdtemp(prefix=_INSTANCE_PREFIX)
 sys.path.insert(0, str(ROOT))  # example_site is importable as a package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from freshvenv import HOST_NETNS_ENV
 from support import (
     CHROMIUM,
     IN_CI,
@@ -49,12 +56,35 @@ def _enter_private_netns() -> None:
             raise SystemExit(f"cannot create a private network namespace: {probe.stderr.decode().strip()}")
         return
     os.environ[_NETNS_FLAG] = "1"
+    # keep a handle on the outer network namespace (inherited through the exec): the fresh-venv tests
+    # install packages from the package index through it (freshvenv.host_network), nothing else does
+    outer = os.open("/proc/self/ns/net", os.O_RDONLY)
+    os.set_inheritable(outer, True)
+    os.environ[HOST_NETNS_ENV] = f"/proc/{os.getpid()}/fd/{outer}"
     os.execvp("unshare", ["unshare", "-n", "sh", "-c", netns_script(), "sh", sys.executable, "-m", "pytest", *sys.argv[1:]])
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         _enter_private_netns()
+
+
+def _temporary_instance_path(self: Any) -> str:
+    """Where a test's own ``Flask(__name__)`` keeps its instance folder: in the session's temporary one,
+    not in tests/instance (reports of the calls the tests make would pile up in the repository)."""
+    return os.path.join(os.environ["EXAMPLE_SITE_INSTANCE"], "apps", self.import_name)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from flask import Flask
+
+    Flask.auto_find_instance_path = _temporary_instance_path  # type: ignore[method-assign]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    instance = Path(os.environ.get("EXAMPLE_SITE_INSTANCE", ""))
+    if not hasattr(config, "workerinput") and instance.name.startswith(_INSTANCE_PREFIX):
+        shutil.rmtree(instance, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

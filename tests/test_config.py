@@ -65,6 +65,8 @@ BAD: list[tuple[str, Any, str]] = [
     ("LPCALL_TEXTS", {"window.title": ""}, "must be a non-empty string"),
     ("LPCALL_ANALYTICS", "matomo", "one of 'none', 'google', 'piwik', 'webtrekk', 'tealium'"),
     ("LPCALL_REPORT_DB", "", "a non-empty SQLite file path"),
+    ("LPCALL_AGENT_DB", "", "a non-empty SQLite file path"),
+    ("LPCALL_SESSION_COOKIE_SAMESITE", "lax", "one of 'Lax', 'Strict', 'None' or None"),
 ]
 
 

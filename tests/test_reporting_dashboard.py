@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentkit import logged_in_client
 from flask import Flask
 from test_reporting import cancelled, completed, declined, errored, expired, send_and_flush
 
@@ -51,10 +52,7 @@ def make_app(tmp_path: Path, **config: Any) -> Flask:
 
 
 def login(app: Flask, agent_id: str) -> Any:
-    client = app.test_client()
-    with client.session_transaction() as s:
-        s["lpcall_agent"] = agent_id
-    return client
+    return logged_in_client(app, agent_id)
 
 
 def test_only_agents_with_view_reports_see_the_dashboard(tmp_path: Path) -> None:

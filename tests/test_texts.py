@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentkit import logged_in_client
 from callkit import BOB, cobrowse_payload, conversation, make_app, services
 from flask import Flask
 
@@ -104,7 +105,5 @@ def test_dashboard_texts_follow_overrides_and_locale(tmp_path: Path) -> None:
         ext = LPCall()
         ext.agent_loader(lambda _id: boss)
         ext.init_app(app)
-        client = app.test_client()
-        with client.session_transaction() as s:
-            s["lpcall_agent"] = "boss"
+        client = logged_in_client(app, "boss")
         assert want in client.get("/lpcall/agent/reports").get_data(as_text=True)
