@@ -1,0 +1,206 @@
+"""The standalone call page (issue 18): ``<prefix>/call/<link>``, a full-page call for app webviews
+and links sent by e-mail or SMS.
+
+The link is a signed, short-lived token (:class:`~flask_lpcall.tokens.TokenSigner`, purpose
+``calllink``) that carries ids only: ``{"sid": serviceId, "jti": <random>}``. The agent of the call
+creates it (``POST <prefix>/api/agent/call-link``, or :func:`call_link` from the site's own code);
+it works once. Its first opening is recorded in the store (``calllink:<jti>``) together with a
+random *claim* that the page's browser keeps in a cookie scoped to the page: a reload of that
+browser opens the page again (the call resumes), any other browser gets the "already used" page.
+
+An expired, used or forged link, or one whose call is over, gets a small localized HTML page with
+a 4xx status, never a stack trace (texts ``callpage.*``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template, request, session, url_for
+from markupsafe import Markup
+
+from .errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
+from .extension import get_state, json_error
+
+logger = logging.getLogger(__name__)
+
+PURPOSE = "calllink"
+#: the store key recording a link's first use (and the claim of the browser that used it)
+USED_KEY = "calllink:{jti}"
+#: the cookie holding that claim (path: the page's URL only)
+CLAIM_COOKIE = "lpcall_calllink"
+#: how long a use is remembered: longer than any link lives and any call lasts
+USED_TTL = 24 * 3600.0
+
+
+#: HTTP status of the page for each kind of unusable link
+_STATUS = {"invalid": 404, "expired": 410, "used": 410, "ended": 410}
+
+
+class LinkProblem(Exception):
+    """Why a link does not open the call page: ``kind`` is ``invalid``/``expired``/``used``/``ended``."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.status = _STATUS[kind]
+
+
+def make_link_token(state: Any, service_id: str) -> tuple[str, float]:
+    """A new single-use link token for the call ``service_id`` and its expiry (epoch seconds)."""
+    token = state.signer.sign(PURPOSE, {"sid": service_id, "jti": secrets.token_urlsafe(12)})
+    return token, time.time() + float(state.settings["LPCALL_CALL_LINK_TTL"])
+
+
+def call_link(service_id: str, *, external: bool = True) -> dict[str, Any]:
+    """``{"url", "expires", "serviceId"}``: a standalone-page link for an open call (request context).
+
+    For the site's own code (e.g. to send the link by SMS); the agent workspace's API calls it too.
+    """
+    state = get_state()
+    session_ = state.services["calls"].get(service_id)
+    if session_ is None or not session_.is_open:
+        raise NotFoundError("no such call", field="serviceId")
+    token, expires = make_link_token(state, service_id)
+    url = url_for("lpcall.call_page", link=token, _external=external)
+    return {"url": url, "expires": expires, "serviceId": service_id}
+
+
+def _verify(state: Any, link: str) -> dict[str, Any]:
+    try:
+        data = state.signer.verify(PURPOSE, link, float(state.settings["LPCALL_CALL_LINK_TTL"]))
+    except NotAllowedError as exc:
+        raise LinkProblem("expired" if exc.code == "TOKEN_EXPIRED" else "invalid") from None
+    sid, jti = data.get("sid"), data.get("jti")
+    if not isinstance(sid, str) or not sid or not isinstance(jti, str) or not jti:
+        raise LinkProblem("invalid")
+    return data
+
+
+def _use(state: Any, jti: str, claim: str | None) -> str:
+    """Record the link's first use and return the claim of the browser that may reopen it.
+
+    A second use is allowed only with the first one's claim (a reload of the same page)."""
+    fresh = secrets.token_urlsafe(16)
+    outcome: dict[str, str] = {}
+
+    def apply(doc: Any) -> Any:
+        if isinstance(doc, dict) and isinstance(doc.get("claim"), str):
+            outcome["claim"] = doc["claim"]
+            return doc
+        outcome["claim"] = fresh
+        outcome["new"] = "1"
+        return {"claim": fresh, "ts": time.time()}
+
+    state.store.update(USED_KEY.format(jti=jti), apply, ttl=USED_TTL)
+    if outcome.get("new"):
+        return fresh
+    if claim and hmac.compare_digest(claim, outcome["claim"]):
+        return claim
+    raise LinkProblem("used")
+
+
+def _problem_page(state: Any, problem: LinkProblem) -> Response:
+    texts = state.texts
+    html = render_template(
+        "lpcall/callpage_problem.html",
+        lang=state.settings["LPCALL_LOCALE"],
+        title=texts["callpage.title"],
+        heading=texts[f"callpage.{problem.kind}.title"],
+        message=texts[f"callpage.{problem.kind}"],
+        css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
+    )
+    resp = Response(html, status=problem.status, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _page_data(state: Any, call: Any) -> dict[str, Any]:
+    """What the page's script needs: ids, the consumer's identity for this call, texts, the call."""
+    token = state.signer.sign("consumer", {"cid": call.consumer_id, "vid": "callpage"})
+    from .messaging import client_config
+
+    return {
+        "base": state.url_prefix.rstrip("/"),
+        "identity": {"consumerId": call.consumer_id, "token": token},
+        "call": {"serviceId": call.service_id, "mode": call.mode, "agentId": call.agent_id,
+                 "agentName": call.agent_name, "visitorName": call.visitor_name, "sessionState": call.state},
+        "config": client_config(state),
+    }
+
+
+def _security_headers(resp: Response, state: Any) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"  # the link never leaks to another site
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    ancestors = " ".join(state.settings["LPCALL_CALL_PAGE_FRAME_ANCESTORS"]) or "'none'"
+    resp.headers["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+    return resp
+
+
+def _agent_call_link() -> Any:
+    from .agent import SESSION_CSRF, current_agent
+
+    agent = current_agent()
+    if agent is None:
+        return json_error(NotAllowedError("log in as an agent first", code="NOT_AUTHENTICATED"), 401)
+    sent = request.headers.get("X-CSRF-Token", "")
+    expected = session.get(SESSION_CSRF, "")
+    if not sent or not expected or not hmac.compare_digest(str(sent), str(expected)):
+        return json_error(NotAllowedError("X-CSRF-Token: missing or wrong (the workspace's csrf_token)",
+                                          field="X-CSRF-Token"), 403)
+    from .api import json_body
+
+    body = json_body()
+    sid = body.get("serviceId")
+    if not isinstance(sid, str) or not sid:
+        raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
+    call = get_state().services["calls"].get(sid)
+    if call is None or not call.is_open or call.agent_id != agent.id:
+        raise NotFoundError("no such call", field="serviceId")
+    if call.state != "INVITED":
+        raise InvalidStateError("serviceId: the call is answered already; a link opens an invitation")
+    return jsonify(call_link(sid))
+
+
+def register(bp: Blueprint) -> None:
+    @bp.post("/api/agent/call-link")
+    def agent_call_link() -> Any:
+        """The agent of an invited call gets a link to the standalone call page (``{url, expires}``)."""
+        return _agent_call_link()
+
+    @bp.get("/call/<path:link>")
+    def call_page(link: str) -> Any:
+        state = get_state()
+        try:
+            data = _verify(state, link)
+            call = state.services["calls"].get(data["sid"])
+            if call is None or not call.is_open:
+                raise LinkProblem("ended")
+            claim = _use(state, data["jti"], request.cookies.get(CLAIM_COOKIE))
+        except LinkProblem as problem:
+            logger.info("call page refused: %s link", problem.kind)
+            return _problem_page(state, problem)
+        except LPCallError as exc:  # the store failed: still a page, not JSON
+            logger.warning("call page: %s", exc)
+            return _problem_page(state, LinkProblem("ended"))
+        page = json.dumps(_page_data(state, call)).replace("<", "\\u003c")
+        html = render_template(
+            "lpcall/callpage.html",
+            lang=state.settings["LPCALL_LOCALE"],
+            title=state.texts["callpage.title"],
+            loading=state.texts["call.loading"],
+            page_json=Markup(page),
+            css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
+            script=url_for("lpcall.lpcall_static", filename="lpcall/callpage.js"),
+        )
+        resp = _security_headers(Response(html, mimetype="text/html"), state)
+        resp.set_cookie(CLAIM_COOKIE, claim, max_age=int(USED_TTL), path=request.path, httponly=True,
+                        secure=request.is_secure, samesite="Lax")
+        return resp
+
