@@ -183,6 +183,10 @@ def register(bp: Blueprint) -> None:
             if call is None or not call.is_open:
                 raise LinkProblem("ended")
             claim = _use(state, data["jti"], request.cookies.get(CLAIM_COOKIE))
+            if call.state == "INVITED":
+                # the link's page is a page of the visitor: closing the chat tab meanwhile no longer
+                # withdraws the invitation (``consumer_disconnected``); it still expires (LPCALL_INVITE_TTL)
+                state.services["calls"].consumer_page_opened(call.consumer_id, f"callpage:{data['jti']}")
         except LinkProblem as problem:
             logger.info("call page refused: %s link", problem.kind)
             return _problem_page(state, problem)

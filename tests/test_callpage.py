@@ -139,3 +139,16 @@ def test_the_link_api_wants_the_agent_of_the_invited_call_and_the_csrf_token() -
 def conversation_consumer(app: Any, sid: str) -> str:
     calls, _ = services(app)
     return str(calls.get(sid).consumer_id)
+
+
+def test_an_opened_link_page_keeps_the_invitation_when_the_chat_tab_closes() -> None:
+    app = make_app(LPCALL_INVITE_TTL=3600)
+    setup, sid = _invited(app)
+    calls, _ = services(app)
+    calls.consumer_page_opened(setup.consumer_id, "desktop-chat")
+    client, csrf = _agent(app)
+    url = _link(client, csrf, sid).get_json()["url"]
+    assert app.test_client().get(_path(url)).status_code == 200
+    calls.consumer_page_closed(setup.consumer_id, "desktop-chat")  # the visitor closed the chat tab
+    closed = calls.sweep(now=time.time() + 120)  # well past LPCALL_RECONNECT_GRACE
+    assert closed == [] and calls.get(sid).state == "INVITED"
