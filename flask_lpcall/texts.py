@@ -71,6 +71,7 @@ EN: dict[str, str] = {
     "callpage.ended.title": "This call is over",
     "callpage.ended": "The call this link was for has ended. You can go back to the chat.",
     "callpage.declined": "You declined the call. You can close this page.",
+    "callpage.finished": "The call has ended. You can close this page.",
     # -- transcript system messages --------------------------------------------
     "mode.VOICE_CALL": "voice call",
     "mode.VIDEO_CALL": "video call",
@@ -366,6 +367,7 @@ DE: dict[str, str] = {
     "callpage.ended.title": "Dieser Anruf ist vorbei",
     "callpage.ended": "Der Anruf zu diesem Link ist beendet. Sie können zum Chat zurückkehren.",
     "callpage.declined": "Sie haben den Anruf abgelehnt. Sie können diese Seite schließen.",
+    "callpage.finished": "Der Anruf ist beendet. Sie können diese Seite schließen.",
     "demo.greeting": "Hallo, ich bin {agent}, eine Demo. Schreiben Sie \"ruf mich an\" und ich lade Sie zu einem Videoanruf ein: Sie sehen ein Testbild und sich selbst.",
     "demo.trigger": "ruf mich an",
     "demo.calling": "Ich rufe Sie jetzt an: Nehmen Sie die Einladung an, um ein Testbild mit Ihrem eigenen Bild und Ihrer Stimme als Echo zu sehen.",

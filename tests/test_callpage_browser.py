@@ -122,8 +122,15 @@ def test_a_link_opens_a_full_page_call_with_media_both_ways_bridged_events_and_a
     other = _phone(r, bridges=False)
     again = other.goto(url)
     assert again.status == 410
-    assert "This link was used already" in other.inner_text("body")
+    assert other.inner_text("h1") == "This link was used already"
     assert other.evaluate("window.__lpcallCallApp === undefined")
+
+    # the visitor hangs up: the ended call's panel closes and the page says what is left to do
+    phone.click(".lpcall-call .lpcall-hangup")
+    phone.click(".lpcall-call .lpcall-close")
+    phone.wait_for_selector(".lpcall-callpage-message:not([hidden])")
+    assert phone.inner_text(".lpcall-callpage-message") == "The call has ended. You can close this page."
+    assert any(e["data"]["reason"] == "hangup_consumer" for e in r.events(phone, "lpCall", "callEnded"))
 
 
 def test_the_page_in_an_iframe_posts_its_events_to_the_parent(rig: Any) -> None:

@@ -135,7 +135,8 @@ function showInvitation() {
 
 // the call app asks for the call's room on a resume: this page is it
 bus.bind({appName: 'cobrowse', eventName: 'sessionResume', func: () => bus.publish('lpCoBrowse', 'sliderOpened', {})});
-bus.bind({appName: 'lpCall', eventName: 'callEnded', func: () => say(t('call.ended'))});
+// the ended call's panel closed (by itself or its Close button): the page says what is left to do
+document.addEventListener('lpcall:callscreenclosed', () => say(t('callpage.finished')));
 
 const invited = call.sessionState === 'INVITED';
 if (!invited) seedResume();
