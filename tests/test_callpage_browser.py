@@ -19,6 +19,8 @@ BRIDGES = """
 window.__bridged = {ios: [], android: []};
 window.webkit = {messageHandlers: {lpcall: {postMessage: (m) => window.__bridged.ios.push(m)}}};
 window.LPCallAndroid = {postMessage: (s) => window.__bridged.android.push(JSON.parse(s))};
+window.__opened = [];
+window.open = (...args) => { window.__opened.push(args); return null; };  // webviews have no windows
 """
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
@@ -105,6 +107,7 @@ def test_a_link_opens_a_full_page_call_with_media_both_ways_bridged_events_and_a
         got = [(m["appName"], m["eventName"]) for m in bridged[side]]
         assert ("lpCoBrowse", "cobrowseAccepted") in got and ("lpCall", "callConnected") in got, (side, got)
         assert all(m["source"] == "lpcall" and m["type"] == "event" for m in bridged[side])
+    assert phone.evaluate("window.__opened") == []
     # the desktop tab's invitation is gone: the call was answered elsewhere
     r.consumer_ctx.pages[0].wait_for_selector(".lpcall-invitation", state="detached")
 
@@ -131,6 +134,7 @@ def test_a_link_opens_a_full_page_call_with_media_both_ways_bridged_events_and_a
     phone.wait_for_selector(".lpcall-callpage-message:not([hidden])")
     assert phone.inner_text(".lpcall-callpage-message") == "The call has ended. You can close this page."
     assert any(e["data"]["reason"] == "hangup_consumer" for e in r.events(phone, "lpCall", "callEnded"))
+    assert phone.evaluate("window.__opened") == []  # no window.open, from the invitation to the end
 
 
 def test_the_page_in_an_iframe_posts_its_events_to_the_parent(rig: Any) -> None:
