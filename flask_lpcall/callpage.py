@@ -39,11 +39,13 @@ USED_TTL = 24 * 3600.0
 
 
 #: HTTP status of the page for each kind of unusable link
-_STATUS = {"invalid": 404, "expired": 410, "used": 410, "ended": 410}
+_STATUS = {"invalid": 404, "expired": 410, "used": 410, "ended": 410, "cancelled": 410}
+#: a "continue on my phone" link's record: ``{"sid", "state": waiting|opened|cancelled}``
+HANDOFF_KEY = "handoff:{jti}"
 
 
 class LinkProblem(Exception):
-    """Why a link does not open the call page: ``kind`` is ``invalid``/``expired``/``used``/``ended``."""
+    """Why a link does not open the call page: ``invalid``/``expired``/``used``/``ended``/``cancelled``."""
 
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
@@ -168,7 +170,98 @@ def _agent_call_link() -> Any:
     return jsonify(call_link(sid))
 
 
+# -- "continue on my phone" (issue 18, 2): the visitor's own link for its answered call ---------------
+def qr_svg(url: str) -> str:
+    """The QR code of ``url`` as an SVG document (segno, made here: no third-party service)."""
+    import io
+
+    import segno
+
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="svg", scale=6, border=2, xmldecl=False, svgns=True,
+                                    title="QR code", dark="#000", light="#fff")
+    return out.getvalue().decode("utf-8")
+
+
+def _consumer_call(sid: Any) -> Any:
+    from .api import consumer_id_from_request
+
+    cid = consumer_id_from_request()
+    if not isinstance(sid, str) or not sid:
+        raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
+    call = get_state().services["calls"].get(sid)
+    if call is None or not call.is_open or call.consumer_id != cid:
+        raise NotFoundError("no such call", field="serviceId")
+    return call
+
+
+def _handoff_record(state: Any, jti: str) -> dict[str, Any]:
+    doc = state.store.get(HANDOFF_KEY.format(jti=jti)) if isinstance(jti, str) and 0 < len(jti) <= 64 else None
+    if not isinstance(doc, dict):
+        raise NotFoundError("no such handoff (expired or unknown)", field="handoffId")
+    return doc
+
+
+def _handoff_start() -> Any:
+    from .api import json_body
+
+    state = get_state()
+    call = _consumer_call(json_body().get("serviceId"))
+    if call.state != "ACCEPTED":
+        raise InvalidStateError("serviceId: only an answered call can continue on another device")
+    jti = secrets.token_urlsafe(12)
+    token = state.signer.sign(PURPOSE, {"sid": call.service_id, "jti": jti, "h": 1})
+    ttl = float(state.settings["LPCALL_CALL_LINK_TTL"])
+    state.store.set(HANDOFF_KEY.format(jti=jti), {"sid": call.service_id, "state": "waiting", "ts": time.time()},
+                    ttl=ttl + 60)
+    url = url_for("lpcall.call_page", link=token, _external=True)
+    return jsonify({"handoffId": jti, "url": url, "expires": time.time() + ttl, "qrSvg": qr_svg(url),
+                    "serviceId": call.service_id})
+
+
+def _handoff_status(jti: str, cancel: bool = False) -> Any:
+    state = get_state()
+    doc = _handoff_record(state, jti)
+    call = _consumer_call(doc.get("sid"))
+    if cancel:
+        def apply(old: Any) -> Any:
+            if isinstance(old, dict) and old.get("state") == "waiting":
+                return {**old, "state": "cancelled"}
+            return old
+
+        state.store.update(HANDOFF_KEY.format(jti=jti), apply, ttl=float(state.settings["LPCALL_CALL_LINK_TTL"]) + 60)
+        doc = _handoff_record(state, jti)
+    present = state.services["calls"].is_present(call.service_id, "consumer")
+    return jsonify({"handoffId": jti, "state": doc.get("state"), "serviceId": call.service_id,
+                    "consumerPresent": bool(present)})
+
+
+def _open_handoff(state: Any, jti: str) -> None:
+    """The phone opened the link: the record says so (the desktop then lets the call go)."""
+    def apply(old: Any) -> Any:
+        if not isinstance(old, dict):
+            raise LinkProblem("expired")
+        if old.get("state") == "cancelled":
+            raise LinkProblem("cancelled")
+        return {**old, "state": "opened", "openedTs": old.get("openedTs") or time.time()}
+
+    state.store.update(HANDOFF_KEY.format(jti=jti), apply, ttl=USED_TTL)
+
+
 def register(bp: Blueprint) -> None:
+    @bp.post("/api/call/handoff")
+    def call_handoff() -> Any:
+        """The visitor continues its answered call on another device: a one-time link and its QR code."""
+        return _handoff_start()
+
+    @bp.get("/api/call/handoff/<jti>")
+    def call_handoff_status(jti: str) -> Any:
+        return _handoff_status(jti)
+
+    @bp.delete("/api/call/handoff/<jti>")
+    def call_handoff_cancel(jti: str) -> Any:
+        return _handoff_status(jti, cancel=True)
+
     @bp.post("/api/agent/call-link")
     def agent_call_link() -> Any:
         """The agent of an invited call gets a link to the standalone call page (``{url, expires}``)."""
@@ -182,7 +275,14 @@ def register(bp: Blueprint) -> None:
             call = state.services["calls"].get(data["sid"])
             if call is None or not call.is_open:
                 raise LinkProblem("ended")
+            if data.get("h"):
+                if state.store.get(HANDOFF_KEY.format(jti=data["jti"])) is None:
+                    raise LinkProblem("expired")
+                if (state.store.get(HANDOFF_KEY.format(jti=data["jti"])) or {}).get("state") == "cancelled":
+                    raise LinkProblem("cancelled")
             claim = _use(state, data["jti"], request.cookies.get(CLAIM_COOKIE))
+            if data.get("h"):
+                _open_handoff(state, data["jti"])
             if call.state == "INVITED":
                 # the link's page is a page of the visitor: closing the chat tab meanwhile no longer
                 # withdraws the invitation (``consumer_disconnected``); it still expires (LPCALL_INVITE_TTL)
@@ -193,7 +293,10 @@ def register(bp: Blueprint) -> None:
         except LPCallError as exc:  # the store failed: still a page, not JSON
             logger.warning("call page: %s", exc)
             return _problem_page(state, LinkProblem("ended"))
-        page = json.dumps(_page_data(state, call)).replace("<", "\\u003c")
+        page_data = _page_data(state, call)
+        if data.get("h"):
+            page_data["handoff"] = {"id": data["jti"]}
+        page = json.dumps(page_data).replace("<", "\\u003c")
         html = render_template(
             "lpcall/callpage.html",
             lang=state.settings["LPCALL_LOCALE"],

@@ -138,12 +138,39 @@ bus.bind({appName: 'cobrowse', eventName: 'sessionResume', func: () => bus.publi
 // the ended call's panel closed (by itself or its Close button): the page says what is left to do
 document.addEventListener('lpcall:callscreenclosed', () => say(t('callpage.finished')));
 
-const invited = call.sessionState === 'INVITED';
-if (!invited) seedResume();
-else if ((readStored() || {}).serviceId === call.serviceId) {
-  try { sessionStorage.removeItem(STORE_KEY); } catch (e) { /* ignored */ }
+// A "continue on my phone" link: the tab that made it lets the call go once it sees this page
+// opened; the call is taken over (like a resume) when its socket has left, or after a deadline.
+async function desktopLeft() {
+  const deadline = Date.now() + 15000;
+  const url = `${data.base}/api/call/handoff/${encodeURIComponent(data.handoff.id)}`;
+  while (Date.now() < deadline) {
+    try {
+      const resp = await fetch(url, {headers: {Authorization: `Bearer ${data.identity.token}`}, credentials: 'same-origin'});
+      const status = await resp.json();
+      if (!resp.ok || !status.consumerPresent) return;
+    } catch (e) { return; }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
 }
-const identity = () => Promise.resolve(data.identity);
-const app = startCallApp({base: data.base, config: data.config, identity});
-if (invited) showInvitation();
-window.__lpcallCallPage = {bus, app, call};
+
+async function main() {
+  const invited = call.sessionState === 'INVITED';
+  if (!invited) {
+    const resuming = (readStored() || {}).serviceId === call.serviceId;  // a reload of this page
+    if (data.handoff && !resuming) {
+      container.replaceChildren(Object.assign(document.createElement('p'), {className: 'lpcall-loading', textContent: t('call.loading')}));
+      await desktopLeft();
+      container.replaceChildren();
+    }
+    seedResume();
+  } else if ((readStored() || {}).serviceId === call.serviceId) {
+    try { sessionStorage.removeItem(STORE_KEY); } catch (e) { /* ignored */ }
+  }
+  const identity = () => Promise.resolve(data.identity);
+  // no "continue on my phone" here: this page is the phone
+  const app = startCallApp({base: data.base, config: {...data.config, handoff: false}, identity});
+  if (invited) showInvitation();
+  window.__lpcallCallPage = {bus, app, call};
+}
+
+main();
