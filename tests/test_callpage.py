@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from agentkit import csrf_of, logged_in_client
-from callkit import BOB, cobrowse_payload, conversation, make_app, services
+from callkit import BOB, cobrowse_payload, consumer_token, conversation, make_app, services
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from flask_lpcall.agent import SESSION_CSRF
@@ -152,3 +152,57 @@ def test_an_opened_link_page_keeps_the_invitation_when_the_chat_tab_closes() -> 
     calls.consumer_page_closed(setup.consumer_id, "desktop-chat")  # the visitor closed the chat tab
     closed = calls.sweep(now=time.time() + 120)  # well past LPCALL_RECONNECT_GRACE
     assert closed == [] and calls.get(sid).state == "INVITED"
+
+
+def _accepted(app: Any) -> tuple[Any, str]:
+    setup, sid = _invited(app)
+    calls, _ = services(app)
+    calls.accept(setup.consumer_id, cobrowse_payload({"serviceId": sid, "mode": "VIDEO_CALL"}))
+    return setup, sid
+
+
+def _bearer(setup: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {setup.consumer_token}"}
+
+
+def test_handoff_link_of_an_answered_call_with_a_qr_code_opened_once_and_cancellable() -> None:
+    app = make_app(LPCALL_CALL_LINK_TTL=120)
+    setup, sid = _accepted(app)
+    visitor = app.test_client()
+    made = visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}, headers=_bearer(setup))
+    assert made.status_code == 200, made.get_json()
+    body = made.get_json()
+    assert body["qrSvg"].startswith("<svg") and "<script" not in body["qrSvg"]
+    payload = URLSafeTimedSerializer("test-secret", salt="lpcall.calllink").loads(body["url"].rsplit("/", 1)[1])
+    assert payload == {"sid": sid, "jti": body["handoffId"], "h": 1}
+    status = visitor.get(f"/lpcall/api/call/handoff/{body['handoffId']}", headers=_bearer(setup)).get_json()
+    assert status["state"] == "waiting"
+    # the phone opens it: the desktop sees "opened"; the page knows it is a handoff
+    phone = app.test_client()
+    page = phone.get(_path(body["url"]))
+    assert page.status_code == 200
+    data = _page_data(page.get_data(as_text=True))
+    assert data["handoff"] == {"id": body["handoffId"]} and data["call"]["sessionState"] == "ACCEPTED"
+    status = visitor.get(f"/lpcall/api/call/handoff/{body['handoffId']}", headers=_bearer(setup)).get_json()
+    assert status["state"] == "opened"
+    assert app.test_client().get(_path(body["url"])).status_code == 410  # once
+    assert phone.get(_path(body["url"])).status_code == 200  # the phone's reload
+    # cancelled before it was opened: the page says so
+    second = visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}, headers=_bearer(setup)).get_json()
+    cancelled = visitor.delete(f"/lpcall/api/call/handoff/{second['handoffId']}", headers=_bearer(setup))
+    assert cancelled.get_json()["state"] == "cancelled"
+    refused = app.test_client().get(_path(second["url"]))
+    assert refused.status_code == 410 and "This link was cancelled" in refused.get_data(as_text=True)
+
+
+def test_handoff_wants_the_visitors_own_answered_call() -> None:
+    app = make_app()
+    setup, sid = _invited(app)
+    visitor = app.test_client()
+    invited = visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}, headers=_bearer(setup))
+    assert invited.status_code == 409  # nothing to move yet
+    stranger = {"Authorization": f"Bearer {consumer_token(app, 'someone-else')}"}
+    assert visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}, headers=stranger).status_code == 404
+    assert visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}).status_code == 401
+    assert visitor.post("/lpcall/api/call/handoff", json={}, headers=_bearer(setup)).get_json()["error"]["field"] == "serviceId"
+    assert visitor.get("/lpcall/api/call/handoff/unknown", headers=_bearer(setup)).status_code == 404
