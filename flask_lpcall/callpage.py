@@ -207,8 +207,8 @@ def _handoff_start() -> Any:
 
     state = get_state()
     call = _consumer_call(json_body().get("serviceId"))
-    if call.state != "ACCEPTED":
-        raise InvalidStateError("serviceId: only an answered call can continue on another device")
+    if call.state not in ("INVITED", "ACCEPTED"):
+        raise InvalidStateError("serviceId: the call cannot continue on another device")
     jti = secrets.token_urlsafe(12)
     token = state.signer.sign(PURPOSE, {"sid": call.service_id, "jti": jti, "h": 1})
     ttl = float(state.settings["LPCALL_CALL_LINK_TTL"])
@@ -251,7 +251,7 @@ def _open_handoff(state: Any, jti: str) -> None:
 def register(bp: Blueprint) -> None:
     @bp.post("/api/call/handoff")
     def call_handoff() -> Any:
-        """The visitor continues its answered call on another device: a one-time link and its QR code."""
+        """The visitor continues its call (or answers its invitation) on another device: a one-time link and its QR code."""
         return _handoff_start()
 
     @bp.get("/api/call/handoff/<jti>")

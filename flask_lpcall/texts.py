@@ -84,6 +84,7 @@ EN: dict[str, str] = {
     "handoff.expired": "The code has expired. You can make a new one.",
     "handoff.failed": "We could not make a code: {error}",
     "handoff.moved": "The call continues on your phone. The chat stays here.",
+    "handoff.moved_invitation": "Answer the call on your phone. The chat stays here.",
     # -- transcript system messages --------------------------------------------
     "mode.VOICE_CALL": "voice call",
     "mode.VIDEO_CALL": "video call",
@@ -392,6 +393,7 @@ DE: dict[str, str] = {
     "handoff.expired": "Der Code ist abgelaufen. Sie können einen neuen erstellen.",
     "handoff.failed": "Wir konnten keinen Code erstellen: {error}",
     "handoff.moved": "Der Anruf läuft auf Ihrem Handy weiter. Der Chat bleibt hier.",
+    "handoff.moved_invitation": "Nehmen Sie den Anruf auf Ihrem Handy an. Der Chat bleibt hier.",
     "demo.greeting": "Hallo, ich bin {agent}, eine Demo. Schreiben Sie \"ruf mich an\" und ich lade Sie zu einem Videoanruf ein: Sie sehen ein Testbild und sich selbst.",
     "demo.trigger": "ruf mich an",
     "demo.calling": "Ich rufe Sie jetzt an: Nehmen Sie die Einladung an, um ein Testbild mit Ihrem eigenen Bild und Ihrer Stimme als Echo zu sehen.",

@@ -195,12 +195,12 @@ def test_handoff_link_of_an_answered_call_with_a_qr_code_opened_once_and_cancell
     assert refused.status_code == 410 and "This link was cancelled" in refused.get_data(as_text=True)
 
 
-def test_handoff_wants_the_visitors_own_answered_call() -> None:
+def test_handoff_wants_the_visitors_own_open_call() -> None:
     app = make_app()
     setup, sid = _invited(app)
     visitor = app.test_client()
     invited = visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}, headers=_bearer(setup))
-    assert invited.status_code == 409  # nothing to move yet
+    assert invited.status_code == 200  # from the invitation: the phone answers it
     stranger = {"Authorization": f"Bearer {consumer_token(app, 'someone-else')}"}
     assert visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}, headers=stranger).status_code == 404
     assert visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}).status_code == 401

@@ -131,3 +131,27 @@ def test_the_desktop_cancels_the_code_and_keeps_the_call(rig: Any) -> None:
     r.wait_frames(desktop, above=before + 5)
     assert desktop.evaluate(DESKTOP_MEDIA_JS)["current"] is True
     assert desktop.is_enabled(".lpcall-call .lpcall-handoff")
+
+
+def test_from_the_invitation_the_phone_answers_and_the_desktop_keeps_the_chat(rig: Any) -> None:
+    r = rig()
+    r.open_agent()
+    desktop = r.open_consumer()
+    r.agent.click(".lpcall-mine .lpcall-conv-open")
+    r.agent.click("button.lpcall-call-btn[data-mode=VIDEO_CALL]")
+    desktop.wait_for_selector(".lpcall-invitation .lpcall-handoff")
+    desktop.click(".lpcall-invitation .lpcall-handoff")
+    desktop.wait_for_selector(".lpcall-invitation .lpcall-handoff-panel .lpcall-handoff-qr")
+    url = desktop.input_value(".lpcall-handoff-url")
+    phone = _phone(r)
+    assert phone.goto(url).status == 200
+    phone.wait_for_selector(".lpcall-callpage-invitation .lpcall-accept")
+    desktop.wait_for_selector(".lpcall-invitation", state="detached")
+    assert desktop.inner_text(".lpcall-status") == "Answer the call on your phone. The chat stays here."
+    phone.click(".lpcall-callpage-invitation .lpcall-accept")
+    r.wait_frames(phone)
+    r.wait_frames(r.agent)
+    assert desktop.evaluate(DESKTOP_MEDIA_JS) == {"open": 0, "current": False, "stored": None}
+    desktop.fill("#lpcall-message", "chat goes on")
+    desktop.click(".lpcall-composer [type=submit]")
+    r.agent.wait_for_selector(".lpcall-transcript >> text=chat goes on")

@@ -5,7 +5,11 @@
 // call went; the chat stays. The visitor can cancel the code; it expires (LPCALL_CALL_LINK_TTL).
 //
 //   const h = mountHandoff({base, serviceId, ui, t, token, release});   // callapp.js, per call
+//   mountHandoff({base, serviceId, bar, host, t, token, release});       // window.js, per invitation
 //   h.destroy();
+//
+// From an invitation the phone's page shows the invitation and the visitor answers there; this tab
+// drops its invitation once the phone opened the link.
 
 const POLL_MS = 700;
 
@@ -22,9 +26,12 @@ function ensureCss() {
   document.head.append(link);
 }
 
-export function mountHandoff({base, serviceId, ui, t, token, release}) {
-  const bar = ui && ui.root && ui.root.querySelector('.lpcall-controls');
-  if (!bar || typeof fetch !== 'function') return {destroy() {}};
+// `ui`: a call UI (the button goes into its controls, the panel into it); or `bar` and `host`:
+// where the button and the panel go (the invitation, window.js).
+export function mountHandoff({base, serviceId, ui, bar: barEl, host: hostEl, t, token, release}) {
+  const bar = barEl || (ui && ui.root && ui.root.querySelector('.lpcall-controls'));
+  const host = hostEl || (ui && ui.root);
+  if (!bar || !host || typeof fetch !== 'function') return {destroy() {}};
   ensureCss();
   const button = el('button', {type: 'button', class: 'lpcall-handoff', 'aria-haspopup': 'dialog'}, t('handoff.button'));
   bar.append(button);
@@ -89,7 +96,7 @@ export function mountHandoff({base, serviceId, ui, t, token, release}) {
     if (panel) return;
     button.disabled = true;
     panel = el('div', {class: 'lpcall-handoff-panel', role: 'dialog', 'aria-label': t('handoff.title')});
-    ui.root.append(panel);
+    host.append(panel);
     try {
       handoff = await request('POST', '', {serviceId});
     } catch (err) {

@@ -9,6 +9,7 @@
 import {LPSocket, socketUrl} from './socket.js';
 import {consumerFeatures} from './support.js';
 import {t} from './texts.js';
+import {mountHandoff} from './handoff.js';
 
 const OPEN_KEY = 'lpcall.window.open';
 // systemKey of the agent's request to run the pre-call network check (PROTOCOL §3).
@@ -190,6 +191,7 @@ export function mountWindow({base, config, identity}) {
   function removeInvitation() {
     if (state.invitation) {
       const hadFocus = state.invitation.node.contains(document.activeElement);
+      if (state.invitation.handoff) state.invitation.handoff.destroy();
       state.invitation.node.remove();
       if (hadFocus && !composer.hidden) input.focus();  // withdrawn or expired: the focus is not lost
       state.invitation = null;
@@ -277,8 +279,19 @@ export function mountWindow({base, config, identity}) {
       if (!composer.hidden) input.focus();
       publish('cobrowseDeclined', payload);
     });
+    // "Continue on my phone" from the invitation (handoff.js, issue 18): the phone answers it
+    const handoff = config.handoff === false ? null : mountHandoff({
+      base, serviceId: meta.serviceId, t,
+      bar: node.querySelector('.lpcall-invitation-buttons') || accept.parentElement || node, host: node,
+      token: () => identity({create: false}).then((id) => id && id.token),
+      release: () => {
+        state.handled.add(dialog.dialogId);
+        removeInvitation();
+        showStatus(t('handoff.moved_invitation'));
+      },
+    });
     invites.append(node);
-    state.invitation = {dialogId: dialog.dialogId, serviceId: meta.serviceId, node, payload};
+    state.invitation = {dialogId: dialog.dialogId, serviceId: meta.serviceId, node, payload, handoff};
     setOpen(true);
     accept.focus();
     publish('cobrowseOffered', payload);
