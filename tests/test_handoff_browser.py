@@ -103,6 +103,13 @@ def test_the_call_moves_to_the_phone_media_flows_from_it_and_stops_from_the_desk
     # the phone's page said so to its host app too, as a resume
     assert [e["ev"] for e in r.events(phone, "cobrowse")] == ["sessionResume"]
 
+    # the phone's page resumes after a reload, like the embedded window
+    before_peers = r.peer_count(r.agent)
+    phone.reload()
+    r.wait_frames(phone)
+    r.wait_frames(r.agent, min_index=before_peers)
+    assert r.engine(phone)["serviceId"] == sid
+
     # the link worked once: another device gets the clear page
     other = _phone(r)
     resp = other.goto(phone.url)
