@@ -102,6 +102,11 @@ def create_app(**config: Any) -> Flask:
     def support() -> str:
         return render_template("support.html")
 
+    @app.get("/styled")
+    def styled() -> str:
+        """The chat window and the invitation restyled (CSS custom properties, the invitation's template block)."""
+        return render_template("styled.html")
+
     @app.get("/custom")
     def custom_integration() -> str:
         """A call through a custom integration: the Messaging-Window socket and lpTag.events only (seed 003)."""

@@ -45,6 +45,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "LPCALL_FORCE_RELAY": (False, "Relay all media through TURN (iceTransportPolicy 'relay')."),
     "LPCALL_CONNECT_TIMEOUT": (30, "Seconds a call may take to connect (ICE) before UNABLE_TO_CONNECT."),
     "LPCALL_CALL_ENDED_SECONDS": (5, "Seconds an ended call's panel (\"Call ended\") stays before it closes by itself; 0: until closed."),
+    # -- standalone call page (issue 18) --------------------------------------
+    "LPCALL_CALL_LINK_TTL": (300, "Seconds a standalone call-page link (<prefix>/call/<link>) can be opened; it works once."),
+    "LPCALL_CALL_PAGE_FRAME_ANCESTORS": (["'self'"], "CSP frame-ancestors of the call page: who may show it in an iframe (e.g. ['https://app.example.com']); [] for nobody."),
     # -- resume -------------------------------------------------------------
     "LPCALL_RECONNECT_GRACE": (30, "Seconds a participant may be gone (reload, lost socket) before the call closes."),
     "LPCALL_HEARTBEAT_INTERVAL": (10, "Seconds between heartbeats on the sockets; two missed ones mark a socket dead."),
@@ -160,6 +163,11 @@ class ConfigSchema(Schema):
     LPCALL_FORCE_RELAY = _bool()
     LPCALL_CONNECT_TIMEOUT = _seconds(1, 600)
     LPCALL_CALL_ENDED_SECONDS = _seconds(0, 3600)
+    LPCALL_CALL_LINK_TTL = _seconds(10, 7 * 86400)
+    LPCALL_CALL_PAGE_FRAME_ANCESTORS = fields.List(
+        fields.String(validate=validate.Regexp(r"^('self'|'none'|\*|https?://[^/\s;,]+)$")),
+        **_allowed("a list of CSP sources like [\"'self'\", 'https://app.example.com'] (scheme and host, no path)"),
+    )
     LPCALL_RECONNECT_GRACE = _seconds(0.5, 3600)
     LPCALL_HEARTBEAT_INTERVAL = _seconds(0.2, 300)
     LPCALL_ICE_RESTART_ATTEMPTS = _whole(0, 20, "attempts")

@@ -21,7 +21,7 @@ from .tokens import TokenSigner
 logger = logging.getLogger(__name__)
 
 #: Modules that add routes to the blueprint; each has ``register(bp)``.
-_ROUTE_MODULES = ("assets", "api", "messaging", "agent", "signaling", "reporting", "netcheck")
+_ROUTE_MODULES = ("assets", "api", "messaging", "agent", "signaling", "reporting", "netcheck", "callpage")
 
 
 @dataclass

@@ -10,6 +10,7 @@
 import {CallEngine, supportProblem, ERRORS} from './engine.js';
 import {makeT, mountCallUI} from './callui.js';
 import {holdCall, resumeCheck} from './resume.js';
+import {mountHandoff} from './handoff.js';
 
 const STORE_KEY = 'lpcall.call';
 const CONTAINER = '.lp_cobrowse_callscreen_container';
@@ -174,6 +175,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     }
     call.finished = true;
     call.closedInfo = info;
+    if (call.handoff) call.handoff.destroy();
     if (current === call) current = null;
     writeStored(null);
     holdCall(null);
@@ -197,6 +199,21 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     }
     call.endMessage = [msg || call.errorMsg || t('call.ended'), failed ? 'lpcall-call-error' : 'lpcall-call-ended'];
     if (!call.attached) showEndMessage(call);
+  }
+
+  // The call went on on another device (handoff.js): this tab leaves it without hanging up (the
+  // agent keeps its side; the other device resumes it), forgets it and says where it went.
+  function release(call, text) {
+    if (call.finished) return;
+    call.finished = true;
+    if (current === call) current = null;
+    writeStored(null);
+    holdCall(null);
+    call.engine.destroy();
+    if (call.handoff) call.handoff.destroy();
+    if (call.ui) call.ui.destroy();
+    call.endMessage = [text, 'lpcall-call-moved'];
+    if (call.container) showMessage(call.container, text, 'lpcall-call-moved');
   }
 
   function newEngine(join, keep = {}) {
@@ -233,6 +250,14 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     const starting = supportProblem() ? null : engine.start(startOpts);
     if (starting) starting.catch(() => {});
     call.ui = mountCallUI({engine, mode: join.mode, peerName: join.agentName || '', texts: config.texts || {}, role: 'consumer'});
+    // "Continue on my phone" (handoff.js, issue 18); the standalone call page sets config.handoff = false
+    if (config.handoff !== false) {
+      call.handoff = mountHandoff({
+        base, serviceId: join.serviceId, ui: call.ui, t,
+        token: () => callIdentity(join.serviceId).then((id) => id.token),
+        release: (text) => release(call, text),
+      });
+    }
     const attach = () => {
       if (call.attached || call.finished || !call.container) return;
       call.attached = true;

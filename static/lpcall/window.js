@@ -9,6 +9,7 @@
 import {LPSocket, socketUrl} from './socket.js';
 import {consumerFeatures} from './support.js';
 import {t} from './texts.js';
+import {mountHandoff} from './handoff.js';
 
 const OPEN_KEY = 'lpcall.window.open';
 // systemKey of the agent's request to run the pre-call network check (PROTOCOL §3).
@@ -190,6 +191,7 @@ export function mountWindow({base, config, identity}) {
   function removeInvitation() {
     if (state.invitation) {
       const hadFocus = state.invitation.node.contains(document.activeElement);
+      if (state.invitation.handoff) state.invitation.handoff.destroy();
       state.invitation.node.remove();
       if (hadFocus && !composer.hidden) input.focus();  // withdrawn or expired: the focus is not lost
       state.invitation = null;
@@ -215,6 +217,42 @@ export function mountWindow({base, config, identity}) {
     return container;
   }
 
+  function builtInInvitation(mode, agentName) {
+    const node = el('div', {class: 'lpcall-invitation'});
+    const text = el('p', {class: 'lpcall-invitation-text'}, t(`invite.${mode}`, {agent: agentName}));
+    const accept = el('button', {type: 'button', class: 'lpcall-accept'}, t('invite.accept'));
+    const decline = el('button', {type: 'button', class: 'lpcall-decline'}, t('invite.decline'));
+    const buttons = el('div', {class: 'lpcall-invitation-buttons'});
+    buttons.append(accept, decline);
+    node.append(text, buttons);
+    return {node, text, accept, decline};
+  }
+
+  // A copy of the page's <template id="lpcall-invitation-template"> (the Jinja block of
+  // lpcall/invitation_template.html): [data-lpcall-invitation-text], [data-lpcall-accept] and
+  // [data-lpcall-decline] get our texts when empty ({agent} and {mode} are filled in otherwise).
+  function brandInvitation(mode, agentName) {
+    const tpl = document.getElementById('lpcall-invitation-template');
+    const first = tpl && tpl.content && tpl.content.firstElementChild;
+    if (!first) return null;
+    const node = first.cloneNode(true);
+    const text = node.querySelector('[data-lpcall-invitation-text]');
+    const accept = node.querySelector('[data-lpcall-accept]');
+    const decline = node.querySelector('[data-lpcall-decline]');
+    if (!text || !accept || !decline) {
+      console.error('lpcall: #lpcall-invitation-template needs [data-lpcall-invitation-text], [data-lpcall-accept] and [data-lpcall-decline]; the built-in invitation is shown');
+      return null;
+    }
+    const fill = (n, key, params) => {
+      if (!n.textContent.trim()) n.textContent = t(key, params);
+      else n.textContent = n.textContent.split('{agent}').join(agentName).split('{mode}').join(t(`mode.${mode}`));
+    };
+    fill(text, `invite.${mode}`, {agent: agentName});
+    fill(accept, 'invite.accept', {});
+    fill(decline, 'invite.decline', {});
+    return {node, text, accept, decline};
+  }
+
   function showInvitation(dialog) {
     const meta = dialog.metaData || {};
     if (state.handled.has(dialog.dialogId)) return;
@@ -223,13 +261,12 @@ export function mountWindow({base, config, identity}) {
     const payload = payloadFor(dialog);
     const agentName = (state.conv && state.conv.agent && state.conv.agent.name) || '';
     const textId = `lpcall-invitation-${dialog.dialogId}`;
-    const node = el('div', {class: 'lpcall-invitation', role: 'alertdialog', 'aria-labelledby': textId});
-    const text = el('p', {class: 'lpcall-invitation-text', id: textId}, t(`invite.${meta.mode}`, {agent: agentName}));
-    const accept = el('button', {type: 'button', class: 'lpcall-accept'}, t('invite.accept'));
-    const decline = el('button', {type: 'button', class: 'lpcall-decline'}, t('invite.decline'));
-    const buttons = el('div', {class: 'lpcall-invitation-buttons'});
-    buttons.append(accept, decline);
-    node.append(text, buttons);
+    // the brand's own markup (<template id="lpcall-invitation-template">, README "Look and feel"), else ours
+    const {node, text, accept, decline} = brandInvitation(meta.mode, agentName) || builtInInvitation(meta.mode, agentName);
+    node.classList.add('lpcall-invitation');
+    node.setAttribute('role', 'alertdialog');
+    node.setAttribute('aria-labelledby', textId);
+    text.id = textId;
     accept.addEventListener('click', () => {
       state.handled.add(dialog.dialogId);
       removeInvitation();
@@ -242,8 +279,19 @@ export function mountWindow({base, config, identity}) {
       if (!composer.hidden) input.focus();
       publish('cobrowseDeclined', payload);
     });
+    // "Continue on my phone" from the invitation (handoff.js, issue 18): the phone answers it
+    const handoff = config.handoff === false ? null : mountHandoff({
+      base, serviceId: meta.serviceId, t,
+      bar: node.querySelector('.lpcall-invitation-buttons') || accept.parentElement || node, host: node,
+      token: () => identity({create: false}).then((id) => id && id.token),
+      release: () => {
+        state.handled.add(dialog.dialogId);
+        removeInvitation();
+        showStatus(t('handoff.moved_invitation'));
+      },
+    });
     invites.append(node);
-    state.invitation = {dialogId: dialog.dialogId, serviceId: meta.serviceId, node, payload};
+    state.invitation = {dialogId: dialog.dialogId, serviceId: meta.serviceId, node, payload, handoff};
     setOpen(true);
     accept.focus();
     publish('cobrowseOffered', payload);
