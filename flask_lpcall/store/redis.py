@@ -88,13 +88,15 @@ def redacted(url: str) -> str:
 
 
 class _Publication:
-    __slots__ = ("channel", "count", "data", "done", "error")
+    __slots__ = ("channel", "count", "data", "done", "error", "hellos", "local")
 
-    def __init__(self, channel: str, data: str) -> None:
+    def __init__(self, channel: str, data: str, local: bool = False, hellos: int = 0) -> None:
         self.channel, self.data = channel, data
         self.done = False
         self.count = -1  # how many Redis connections received it (PUBLISH's reply)
         self.error: BaseException | None = None
+        self.local = local  # a call channel with subscribers here: may become local (see publish)
+        self.hellos = hellos  # the channel's hello count when it was published
 
 
 class _RedisSubscription(Subscription):
@@ -146,6 +148,9 @@ class RedisStore(Store):
         self._pub_pending: list[_Publication] = []
         self._pub_conn: Any = None
         self._pub_pid = os.getpid()
+        self._pub_wake = threading.Event()  # wakes the writer (see publish)
+        self._pub_failed = False  # the writer's last batch failed: publish waits for Redis again
+        self._writer: threading.Thread | None = None
         # -- bus state (guarded by _lock) --
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
@@ -291,12 +296,42 @@ class RedisStore(Store):
             if channel in self._local_only:
                 return
         text = type(message) is str
-        item = _Publication(channel, self._origin + (_TEXT + message if text else _JSON + _dumps(message)))
-        hellos = self._hellos.get(channel, 0)
-        self._send_publication(item)
-        if (item.count == 1 and subs and channel.startswith(LOCAL_PREFIXES) and channel not in self._pending
-                and self._hellos.get(channel, 0) == hellos and channel in self._callbacks):
-            self._local_only.add(channel)
+        local = bool(subs) and channel.startswith(LOCAL_PREFIXES)
+        item = _Publication(channel, self._origin + (_TEXT + message if text else _JSON + _dumps(message)), local,
+                            self._hellos.get(channel, 0) if local else 0)
+        if self._connected.is_set() and not self._pub_failed and self._writer_alive():
+            # Redis is up: the writer sends it with whatever else is queued, the caller goes on at once
+            with self._pub_queue_lock:
+                self._pub_pending.append(item)
+            self._pub_wake.set()
+            return
+        self._send_publication(item)  # Redis may be down: wait, and raise the clear error if it is
+
+    def _writer_alive(self) -> bool:
+        writer = self._writer
+        if writer is not None and writer.is_alive() and self._pub_pid == os.getpid():
+            return True
+        with self._lock:
+            if self._closed:
+                return False
+            if self._writer is None or not self._writer.is_alive() or self._pub_pid != os.getpid():
+                self._writer = threading.Thread(target=self._write, name="lpcall-redis-publish", daemon=True)
+                self._writer.start()
+        return True
+
+    def _write(self) -> None:
+        """The writer: every PUBLISH queued while the previous batch was on its way goes out as one
+        pipeline (no caller waits for Redis; a frame is one more command in the next batch)."""
+        while not self._closed:
+            self._pub_wake.wait()
+            self._pub_wake.clear()
+            with self._pub_lock:
+                with self._pub_queue_lock:
+                    batch, self._pub_pending = self._pub_pending, []
+                if batch:
+                    self._flush(batch)
+            if batch and batch[0].error is not None:
+                logger.error("Redis store at %s: %d bus message(s) lost: %s", self._where, len(batch), batch[0].error)
 
     def _send_publication(self, item: _Publication) -> None:
         self._enqueue(item)
@@ -339,8 +374,19 @@ class RedisStore(Store):
                 if self._pub_conn is not None:
                     self._pub_conn.disconnect()
                     self._pub_conn = None
+        self._pub_failed = error is not None
         for p in batch:
             p.error, p.done = error, True
+            if p.local and p.count == 1:
+                self._maybe_local(p)
+
+    def _maybe_local(self, p: _Publication) -> None:
+        """Only our own pub/sub connection received ``p``: its channel goes local, unless another process
+        said hello since ``p`` was published (it subscribed after it) or the channel's subscribers left."""
+        with self._lock:
+            if (p.channel in self._callbacks and p.channel not in self._pending
+                    and self._hellos.get(p.channel, 0) == p.hellos):
+                self._local_only.add(p.channel)
 
     def subscribe(self, channel: str, callback: Callback) -> Subscription:
         if self._closed:
@@ -510,6 +556,7 @@ class RedisStore(Store):
     def close(self) -> None:
         self._closed = True
         self._wake.set()
+        self._pub_wake.set()
         with self._lock:
             conn, self._conn = self._conn, None
             self._callbacks.clear()
@@ -517,7 +564,12 @@ class RedisStore(Store):
             conn.disconnect()
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=3)
-        if self._pub_conn is not None:
-            self._pub_conn.disconnect()
+        with self._pub_lock:  # what the writer has not sent yet goes out now
+            with self._pub_queue_lock:
+                batch, self._pub_pending = self._pub_pending, []
+            if batch:
+                self._flush(batch)
+            if self._pub_conn is not None:
+                self._pub_conn.disconnect()
         self._pool.disconnect()
         self._bus_pool.disconnect()
