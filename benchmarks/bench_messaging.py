@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -35,6 +36,7 @@ from benchmarks.bench_relay import Server, _pct, _spawn, free_port, gunicorn_cmd
 
 ISSUE = 3
 WINDOW = 2
+REDIS_1W, HOSTS = "flask-lpcall (Redis store)", "flask-lpcall (Redis, 2 hosts)"
 
 
 # -- the baseline app (served by gunicorn: ``benchmarks.bench_messaging:baseline_app()``) ----------------
@@ -71,25 +73,32 @@ def baseline_app() -> Any:
 
 
 # -- servers --------------------------------------------------------------------------------------
-def start(app: str, name: str, workdir: Path) -> Server:
+def start(app: str, name: str, workdir: Path, store: str | None = None) -> Server:
     port = free_port()
     log = workdir / f"{name}-{port}.log"
-    env = {"FLASK_LPCALL_REPORT_DB": str(workdir / f"report-{port}.sqlite"), "LPCALL_DEMO_AGENT": "0"}
+    env = {"FLASK_LPCALL_REPORT_DB": str(workdir / f"report-{port}.sqlite"), "LPCALL_DEMO_AGENT": "0",
+           "FLASK_SECRET_KEY": "bench-messaging-secret"}
+    if store:
+        env["FLASK_LPCALL_STORE"] = store
     proc = _spawn(gunicorn_cmd(app, port), env, log)
     wait_port(port, proc, 60, log)
     return Server(name, port, proc)
 
 
+def start_redis_rows(name: str, workdir: Path, url: str, redis_pid: int) -> Server:
+    """The example site on the Redis store: one server, or (``hosts``) two servers with every consumer
+    on the first and every agent socket on the second, so every message crosses workers (issue 20)."""
+    server = start("example_site.app:create_app()", "lpcall-redis", workdir, url)
+    server.extra_pids = [redis_pid]  # the redis-server's CPU counts
+    if name == HOSTS:
+        second = start("example_site.app:create_app()", "lpcall-redis-b", workdir, url)
+        server.others, server.consumer_port = [second.proc], second.port  # consumer_port: the agents' server here
+    return server
+
+
 def cpu_seconds(server: Server) -> float:
-    """User + system CPU time of the serving process (the gunicorn worker)."""
-    pid = server.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    pids = [int(p) for p in children.read_text().split()] if children.exists() else []
-    total = 0
-    for p in pids or [pid]:
-        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of every serving process (gunicorn workers, and the redis-server if any)."""
+    return server.cpu_s()
 
 
 # -- clients --------------------------------------------------------------------------------------
@@ -178,9 +187,11 @@ async def setup_lpcall(server: Server, conversations: int, agents: int, rec: Rec
         consumers.append((c, resp["body"]["conversationId"]))
     agent_conns: list[Conn] = []
     users = ["bob", "alice"]
+    agent_port = server.consumer_port or server.port  # the second host's, in the two-host rows
     for a in range(agents):
-        cookie = await asyncio.to_thread(login_cookie, base, users[a % 2])
-        ws = await connect(f"ws://127.0.0.1:{server.port}/lpcall/ws/agent", origin=origin, compression=None,
+        cookie = await asyncio.to_thread(login_cookie, f"http://127.0.0.1:{agent_port}", users[a % 2])
+        ws = await connect(f"ws://127.0.0.1:{agent_port}/lpcall/ws/agent", origin=f"http://127.0.0.1:{agent_port}",
+                           compression=None,
                            additional_headers={"Cookie": cookie}, open_timeout=60)
         conn = Conn(ws)
 
@@ -302,6 +313,17 @@ def render(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         "the two rows of the same run only. Messages per server CPU-second (user + system time of the worker from",
         "`/proc`) is the capacity figure: it does not move with the machine's load the way wall-clock rates do.",
     ]
+    redis_rows = [name for name in (REDIS_1W, HOSTS) if results.get(name)]
+    if redis_rows:
+        lines += ["", ("Redis rows (issue 20): the same clients; CPU is every gunicorn worker's plus the redis-server's. "
+                       "\"2 hosts\": two servers on one redis-server, every consumer on the first, every agent socket "
+                       "on the second, so every message crosses workers."), "",
+                  "| server | messages/s | messages per server CPU-second | ÷ memory store (per CPU-second) | p50 ms | p99 ms |",
+                  "|---|---|---|---|---|---|"]
+        for name in redis_rows:
+            lines.append(f"| {name} | {med(name, 'msgs_per_s'):.0f} | {med(name, 'per_cpu_s'):.0f} | "
+                         f"{med(name, 'per_cpu_s') / med(lp, 'per_cpu_s'):.2f} | {med(name, 'p50_ms'):.2f} | "
+                         f"{med(name, 'p99_ms'):.2f} |")
     return "\n".join(lines)
 
 
@@ -311,25 +333,43 @@ def main() -> str:
     parser.add_argument("--agents", type=int, default=4)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--redis", action="store_true",
+                        help="also the Redis store on one worker and on two servers (consumers on one, agents on the other)")
     args = parser.parse_args()
     raise_nofile()
     workdir = Path(tempfile.mkdtemp(prefix="lpcall-bench-msg-"))
-    results: dict[str, list[dict[str, Any]]] = {"flask-lpcall": [], "baseline": []}
-    for rnd in range(args.rounds):
-        for name in ("baseline", "flask-lpcall"):
-            if name == "baseline":
-                server = start("benchmarks.bench_messaging:baseline_app()", "baseline", workdir)
-                coro = run_baseline(server, args.conversations, args.duration)
-            else:
-                server = start("example_site.app:create_app()", "lpcall", workdir)
-                coro = run_lpcall(server, args.conversations, args.agents, args.duration)
-            try:
-                res = asyncio.run(asyncio.wait_for(coro, timeout=6 * args.duration + 120))
-            finally:
-                server.stop()
-            results[name].append(res)
-            print(f"round {rnd + 1} {name:<14} {res['msgs_per_s']:8.0f} msg/s  {res['per_cpu_s']:8.0f} msg/cpu-s  "
-                  f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:7.2f} ms  (n={res['n']})", flush=True)
+    names = ["baseline", "flask-lpcall"] + ([REDIS_1W, HOSTS] if args.redis else [])
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    redis_proc = None
+    if args.redis:
+        rport = free_port()
+        redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        wait_port(rport, redis_proc, 10, workdir / "none")
+    try:
+        for rnd in range(args.rounds):
+            for name in names:
+                if name == "baseline":
+                    server = start("benchmarks.bench_messaging:baseline_app()", "baseline", workdir)
+                    coro = run_baseline(server, args.conversations, args.duration)
+                elif name == "flask-lpcall":
+                    server = start("example_site.app:create_app()", "lpcall", workdir)
+                    coro = run_lpcall(server, args.conversations, args.agents, args.duration)
+                else:
+                    assert redis_proc is not None
+                    server = start_redis_rows(name, workdir, f"redis://127.0.0.1:{rport}/0", redis_proc.pid)
+                    coro = run_lpcall(server, args.conversations, args.agents, args.duration)
+                try:
+                    res = asyncio.run(asyncio.wait_for(coro, timeout=6 * args.duration + 120))
+                finally:
+                    server.stop()
+                results[name].append(res)
+                print(f"round {rnd + 1} {name:<14} {res['msgs_per_s']:8.0f} msg/s  {res['per_cpu_s']:8.0f} msg/cpu-s  "
+                      f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:7.2f} ms  (n={res['n']})", flush=True)
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
     return render(results, args)
 
 

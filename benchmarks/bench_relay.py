@@ -92,23 +92,30 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes]
     tokens: list[list[str]] = field(default_factory=list)
+    #: More serving processes whose CPU counts (issue 20): a second server ("host"), the redis-server.
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra_pids: list[int] = field(default_factory=list)
+    #: Where the consumer sockets go (the second host), None: the same server as the agent's.
+    consumer_port: int | None = None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        for proc in (self.proc, *self.others):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
 
     def _pids(self) -> list[int]:
-        """The serving process: the single gunicorn worker, or the relay itself."""
-        pids = [self.proc.pid]
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        if children.exists() and children.read_text().split():
-            pids = [int(p) for p in children.read_text().split()]
-        return pids
+        """The serving processes: every gunicorn worker (or the relay itself), and the redis-server if any."""
+        pids = []
+        for proc in (self.proc, *self.others):
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            kids = children.read_text().split() if children.exists() else []
+            pids += [int(p) for p in kids] if kids else [proc.pid]
+        return pids + self.extra_pids
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the serving process has used so far."""
@@ -139,7 +146,7 @@ def gunicorn_cmd(app: str, port: int) -> list[str]:
             "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]
 
 
-def start_lpcall(pairs: int, workdir: Path, store: str = "memory") -> Server:
+def _lpcall_proc(pairs: int, workdir: Path, store: str) -> tuple[int, subprocess.Popen[bytes], list[list[str]]]:
     port = free_port()
     tokens_path = workdir / f"tokens-{port}.json"
     env = {"LPCALL_BENCH_CALLS": str(pairs), "LPCALL_BENCH_TOKENS": str(tokens_path), "FLASK_LPCALL_STORE": store,
@@ -147,13 +154,35 @@ def start_lpcall(pairs: int, workdir: Path, store: str = "memory") -> Server:
     log = workdir / f"lpcall-{port}.log"
     proc = _spawn(gunicorn_cmd("benchmarks.relay_app:create_app()", port), env, log)
     wait_port(port, proc, 60, log)
+    if not pairs:  # a second host: it serves calls the first one prepared
+        return port, proc, []
     deadline = time.monotonic() + 120
     while not tokens_path.exists():
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError(f"no call tokens: {log.read_text()[-3000:]}")
         time.sleep(0.05)  # polling interval of a deadline wait
+    return port, proc, json.loads(tokens_path.read_text())
+
+
+def start_lpcall(pairs: int, workdir: Path, store: str = "memory", redis_pid: int | None = None) -> Server:
+    port, proc, tokens = _lpcall_proc(pairs, workdir, store)
     server = Server("flask-lpcall" + ("" if store == "memory" else " (Redis store)"), port, proc)
-    server.tokens = json.loads(tokens_path.read_text())
+    server.tokens = tokens
+    server.extra_pids = [redis_pid] if redis_pid else []
+    return server
+
+
+def start_lpcall_hosts(pairs: int, workdir: Path, store: str, redis_pid: int) -> Server:
+    """Two gunicorn servers ("hosts", one gevent worker each) on one redis-server: every call's agent
+    on the first, its consumer on the second, so every relayed frame crosses workers (issue 20)."""
+    port, proc, tokens = _lpcall_proc(pairs, workdir, store)
+    try:
+        port_b, proc_b, _ = _lpcall_proc(0, workdir, store)
+    except Exception:
+        proc.terminate()
+        raise
+    server = Server("flask-lpcall (Redis, 2 hosts, every pair crosses)", port, proc, tokens, others=[proc_b],
+                    extra_pids=[redis_pid], consumer_port=port_b)
     return server
 
 
@@ -230,7 +259,8 @@ async def open_lpcall(server: Server, pairs: int) -> list[tuple[Side, Side]]:
     async def one(i: int) -> tuple[Side, Side]:
         sides = []
         for role, token in zip(("agent", "consumer"), server.tokens[i], strict=True):
-            ws = await connect(f"ws://127.0.0.1:{server.port}/lpcall/ws/call?token={quote(token)}", **BROWSER,
+            port = server.consumer_port if role == "consumer" and server.consumer_port else server.port
+            ws = await connect(f"ws://127.0.0.1:{port}/lpcall/ws/call?token={quote(token)}", **BROWSER,
                                open_timeout=60, max_queue=64, close_timeout=2, ping_interval=None)
             while (first := json.loads(await ws.recv()))["type"] != "joined":  # a bus frame may come first
                 assert first["type"] in ("peer-joined", "peer-left", "session", "state"), first
@@ -433,7 +463,40 @@ def markdown(results: list[dict[str, Any]], rate: float) -> str:
             a = f"**{_median(sio_ratios):.2f}×** ({', '.join(f'{x:.2f}' for x in sio_ratios)})" if sio_ratios else "–"
             b = f"**{100 * _median(ws_ratios):.0f}%** ({', '.join(f'{100 * x:.0f}' for x in ws_ratios)})" if ws_ratios else "–"
             lines.append(f"| {pairs} | {a} | {b} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _scale_out(results, rounds, rate))
+
+
+REDIS_1W, HOSTS = "flask-lpcall (Redis store)", "flask-lpcall (Redis, 2 hosts, every pair crosses)"
+
+
+def _scale_out(results: list[dict[str, Any]], rounds: int, rate: float) -> list[str]:
+    """Issue 20's ratios, each round's own: Redis on one worker against the memory store (msg/s), and the
+    CPU per relayed frame of every process (both hosts' workers and the redis-server) against the memory store's."""
+    lines = ["", ("| pairs | Redis 1 worker ÷ memory msg/s (target ≥ 90%) | Redis 1 worker p99 ms at "
+                  f"{rate:.0f}/s (≤ 10) | 2 hosts CPU/msg ÷ memory CPU/msg (target ≤ 1.5×) | 2 hosts p99 ms at "
+                  f"{rate:.0f}/s (≤ 10) |"), "|---:|---:|---:|---:|---:|"]
+    rows = 0
+    for pairs in sorted({r["pairs"] for r in results}):
+        speed, p99_1w, cost, p99_hosts = [], [], [], []
+        for rnd in range(rounds):
+            by = {r["server"]: r for r in results if r["pairs"] == pairs and r.get("round", 0) == rnd}
+            mem, one, hosts = by.get("flask-lpcall"), by.get(REDIS_1W), by.get(HOSTS)
+            if one:
+                p99_1w.append(one["fixed"]["p99_ms"])
+            if hosts:
+                p99_hosts.append(hosts["fixed"]["p99_ms"])
+            if mem and one:
+                speed.append(one["saturation"]["msgs_per_s"] / mem["saturation"]["msgs_per_s"])
+            if mem and hosts:
+                cost.append(hosts["saturation"]["cpu_us_per_msg"] / mem["saturation"]["cpu_us_per_msg"])
+        if speed or cost or p99_1w or p99_hosts:
+            rows += 1
+            cells = [f"**{100 * _median(speed):.0f}%** ({', '.join(f'{100 * x:.0f}' for x in speed)})" if speed else "–",
+                     f"{', '.join(f'{x:.1f}' for x in p99_1w)}" if p99_1w else "–",
+                     f"**{_median(cost):.2f}×** ({', '.join(f'{x:.2f}' for x in cost)})" if cost else "–",
+                     f"{', '.join(f'{x:.1f}' for x in p99_hosts)}" if p99_hosts else "–"]
+            lines.append(f"| {pairs} | " + " | ".join(cells) + " |")
+    return lines if rows else []
 
 
 def main() -> str:
@@ -443,14 +506,14 @@ def main() -> str:
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--no-redis", dest="redis", action="store_false",
                         help="skip flask-lpcall with a Redis store (bus via Redis)")
-    parser.add_argument("--servers", default="lpcall,lpcall-redis,socketio,ws",
-                        help="which servers to run (comma-separated): lpcall, lpcall-redis, socketio, ws")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="rounds per size, the servers' order rotating (the Redis row runs in the first only)")
+    parser.add_argument("--servers", default="lpcall,lpcall-redis,lpcall-hosts,socketio,ws",
+                        help="which servers to run (comma-separated): lpcall, lpcall-redis (one worker), "
+                             "lpcall-hosts (two servers on one Redis, every pair crossing), socketio, ws")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per size, the servers' order rotating")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     chosen = set(args.servers.split(","))
-    if unknown := chosen - {"lpcall", "lpcall-redis", "socketio", "ws"}:
+    if unknown := chosen - {"lpcall", "lpcall-redis", "lpcall-hosts", "socketio", "ws"}:
         parser.error(f"unknown server(s): {sorted(unknown)}")
     raise_nofile()
     if CLIENT_CPU is not None:
@@ -463,21 +526,21 @@ def main() -> str:
         variants: list[tuple[str, Callable[[int], Server], Any]] = [
             ("lpcall", lambda n: start_lpcall(n, workdir), open_lpcall),
         ]
-        if args.redis and "lpcall-redis" in chosen and shutil.which("redis-server"):
+        if args.redis and chosen & {"lpcall-redis", "lpcall-hosts"} and shutil.which("redis-server"):
             rport = free_port()
             redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                                            "--appendonly", "no"], stdout=subprocess.DEVNULL)
             wait_port(rport, redis_proc, 10, workdir / "none")
-            url = f"redis://127.0.0.1:{rport}/0"
-            variants.append(("lpcall-redis", lambda n: start_lpcall(n, workdir, url), open_lpcall))
+            url, rpid = f"redis://127.0.0.1:{rport}/0", redis_proc.pid
+            variants.append(("lpcall-redis", lambda n: start_lpcall(n, workdir, url, rpid), open_lpcall))
+            if "lpcall-hosts" in chosen:
+                variants.append(("lpcall-hosts", lambda n: start_lpcall_hosts(n, workdir, url, rpid), open_lpcall))
         variants += [("socketio", lambda n: start_socketio(workdir), open_socketio),
                      ("ws", lambda n: start_ws(workdir), open_ws)]
         variants = [v for v in variants if v[0] in chosen]
         for pairs, rnd in [(p, r) for p in pair_counts for r in range(max(1, args.rounds))]:
             shift = rnd % len(variants)
             for name, start, opener in variants[shift:] + variants[:shift]:
-                if name == "lpcall-redis" and rnd > 0:
-                    continue  # informational (no target): one round
                 server = start(pairs)
                 try:
                     res = asyncio.run(asyncio.wait_for(run_scenario(opener, server, pairs, args.duration, args.rate),

@@ -8,6 +8,12 @@
   it dispatches every message to the callbacks registered in this process. When
   Redis goes away the listener reconnects with a backoff and re-subscribes to
   every channel that still has callbacks.
+* Delivery (issue 20): a message published in this process reaches this process's own
+  subscribers directly, in the publisher's greenlet, as with the memory store; it crosses Redis
+  only for the other processes, tagged with this process's origin id so that the listener drops
+  its own echo. A relayed call frame's wire text (a ``str``) crosses Redis as that text, never
+  JSON-encoded again. On ``call:`` channels (one participant's frames) the PUBLISH is skipped
+  altogether while Redis says nobody else listens (see :meth:`RedisStore.publish`).
 * Every connection failure surfaces as :class:`StoreUnavailableError` with a clear
   message; nothing is cached across an outage, so the store works again as soon
   as Redis is back. Works with and without gevent monkey-patching (it only uses
@@ -23,6 +29,7 @@ import os
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +43,7 @@ from redis.retry import Retry
 
 from ..errors import ConfigError, StoreUnavailableError
 from .base import Callback, Json, Store, Subscription
+from .memory import json_copy
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,13 @@ _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 SUBSCRIBE_TIMEOUT = 30.0  # generous: under heavy load the listener may be slow to see the confirmation
 #: How many optimistic retries ``update`` makes under contention before giving up.
 UPDATE_ATTEMPTS = 200
+#: Channels whose PUBLISH may be skipped while only this process listens (one call participant's
+#: frames, ``callmanager.channel``). Not chat: a conversation's subscriber catches up from its list,
+#: and a publish skipped in the moment it subscribes elsewhere could miss both (issue 19).
+LOCAL_PREFIXES = ("call:",)
+#: Bus message kinds after the origin id (``ORIGIN_LEN`` characters): JSON, wire text, a subscriber's hello.
+_JSON, _TEXT, _HELLO = "j", "t", "h"
+ORIGIN_LEN = 12
 
 
 def _dumps(value: Json) -> str:
@@ -73,12 +88,15 @@ def redacted(url: str) -> str:
 
 
 class _Publication:
-    __slots__ = ("channel", "data", "done", "error")
+    __slots__ = ("channel", "count", "data", "done", "error", "hellos", "local")
 
-    def __init__(self, channel: str, data: str) -> None:
+    def __init__(self, channel: str, data: str, local: bool = False, hellos: int = 0) -> None:
         self.channel, self.data = channel, data
         self.done = False
+        self.count = -1  # how many Redis connections received it (PUBLISH's reply)
         self.error: BaseException | None = None
+        self.local = local  # a call channel with subscribers here: may become local (see publish)
+        self.hellos = hellos  # the channel's hello count when it was published
 
 
 class _RedisSubscription(Subscription):
@@ -130,6 +148,9 @@ class RedisStore(Store):
         self._pub_pending: list[_Publication] = []
         self._pub_conn: Any = None
         self._pub_pid = os.getpid()
+        self._pub_wake = threading.Event()  # wakes the writer (see publish)
+        self._pub_failed = False  # the writer's last batch failed: publish waits for Redis again
+        self._writer: threading.Thread | None = None
         # -- bus state (guarded by _lock) --
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
@@ -141,6 +162,9 @@ class RedisStore(Store):
         self._wake = threading.Event()  # ends the reconnect backoff early
         self._listener: threading.Thread | None = None
         self._pid = os.getpid()
+        self._origin = uuid.uuid4().hex[:ORIGIN_LEN]  # this process on the bus: its own echoes are dropped
+        self._local_only: builtins.set[str] = set()  # call channels nobody else listens to (publish skips Redis)
+        self._hellos: dict[str, int] = {}  # per channel: how many other subscribers said hello (see publish)
         self._closed = False
         self._down_since: float | None = None
 
@@ -254,10 +278,68 @@ class RedisStore(Store):
 
     # -- bus ---------------------------------------------------------------------------------
     def publish(self, channel: str, message: Json) -> None:
-        """PUBLISH on a dedicated connection with group commit: while one caller waits for Redis,
-        the others queue up and the next one sends them all as one pipeline. Signaling relays every
-        frame through here, so this skips redis-py's per-command pool and retry machinery."""
-        item = _Publication(channel, _dumps(message))
+        """Deliver to this process's subscribers directly, then PUBLISH for the other processes.
+
+        The PUBLISH goes out on a dedicated connection with group commit: while one caller waits for
+        Redis, the others queue up and the next one sends them all as one pipeline (signaling relays
+        every frame through here, so this skips redis-py's per-command pool and retry machinery).
+
+        On a ``call:`` channel with subscribers here, a PUBLISH that Redis says reached only this
+        process's own connection marks the channel local: later messages skip Redis until another
+        process subscribes, which it announces with a hello on the channel before it publishes
+        anything (its frames and the hello arrive in order on our one pub/sub connection). The call
+        state itself stays in Redis, so any worker can take a participant over.
+        """
+        subs = self._callbacks.get(channel)
+        if subs:
+            self._deliver(channel, list(subs), message)
+            if channel in self._local_only:
+                return
+        text = type(message) is str
+        local = bool(subs) and channel.startswith(LOCAL_PREFIXES)
+        item = _Publication(channel, self._origin + (_TEXT + message if text else _JSON + _dumps(message)), local,
+                            self._hellos.get(channel, 0) if local else 0)
+        if self._connected.is_set() and not self._pub_failed and self._writer_alive():
+            # Redis is up: the writer sends it with whatever else is queued, the caller goes on at once
+            with self._pub_queue_lock:
+                self._pub_pending.append(item)
+            self._pub_wake.set()
+            return
+        self._send_publication(item)  # Redis may be down: wait, and raise the clear error if it is
+
+    def _writer_alive(self) -> bool:
+        writer = self._writer
+        if writer is not None and writer.is_alive() and self._pub_pid == os.getpid():
+            return True
+        with self._lock:
+            if self._closed:
+                return False
+            if self._writer is None or not self._writer.is_alive() or self._pub_pid != os.getpid():
+                self._writer = threading.Thread(target=self._write, name="lpcall-redis-publish", daemon=True)
+                self._writer.start()
+        return True
+
+    def _write(self) -> None:
+        """The writer: every PUBLISH queued while the previous batch was on its way goes out as one
+        pipeline (no caller waits for Redis; a frame is one more command in the next batch)."""
+        while not self._closed:
+            self._pub_wake.wait()
+            self._pub_wake.clear()
+            with self._pub_lock:
+                with self._pub_queue_lock:
+                    batch, self._pub_pending = self._pub_pending, []
+                if batch:
+                    self._flush(batch)
+            if batch and batch[0].error is not None:
+                logger.error("Redis store at %s: %d bus message(s) lost: %s", self._where, len(batch), batch[0].error)
+
+    def _send_publication(self, item: _Publication) -> None:
+        self._enqueue(item)
+        if item.error is not None:
+            raise self._unavailable(item.error) from item.error
+
+    def _enqueue(self, item: _Publication) -> None:
+        """Send ``item`` with the next group commit and wait for it; ``item.error`` tells how it went."""
         with self._pub_queue_lock:
             self._pub_pending.append(item)
         with self._pub_lock:
@@ -265,8 +347,14 @@ class RedisStore(Store):
                 with self._pub_queue_lock:
                     batch, self._pub_pending = self._pub_pending, []
                 self._flush(batch)
-        if item.error is not None:
-            raise self._unavailable(item.error) from item.error
+
+    @staticmethod
+    def _deliver(channel: str, subs: list[_RedisSubscription], message: Json) -> None:
+        for sub in subs:
+            try:
+                sub.callback(message if type(message) is str else json_copy(message))
+            except Exception:  # a broken subscriber must not break the others
+                logger.exception("subscriber of %s failed", channel)
 
     def _flush(self, batch: list[_Publication]) -> None:
         error: BaseException | None = None
@@ -277,8 +365,8 @@ class RedisStore(Store):
                     self._pub_conn.connect()
                 conn = self._pub_conn
                 conn.send_packed_command(conn.pack_commands([("PUBLISH", p.channel, p.data) for p in batch]))
-                for _ in batch:
-                    conn.read_response()
+                for p in batch:
+                    p.count = int(conn.read_response())
                 error = None
                 break
             except _UNAVAILABLE as exc:
@@ -286,8 +374,19 @@ class RedisStore(Store):
                 if self._pub_conn is not None:
                     self._pub_conn.disconnect()
                     self._pub_conn = None
+        self._pub_failed = error is not None
         for p in batch:
             p.error, p.done = error, True
+            if p.local and p.count == 1:
+                self._maybe_local(p)
+
+    def _maybe_local(self, p: _Publication) -> None:
+        """Only our own pub/sub connection received ``p``: its channel goes local, unless another process
+        said hello since ``p`` was published (it subscribed after it) or the channel's subscribers left."""
+        with self._lock:
+            if (p.channel in self._callbacks and p.channel not in self._pending
+                    and self._hellos.get(p.channel, 0) == p.hellos):
+                self._local_only.add(p.channel)
 
     def subscribe(self, channel: str, callback: Callback) -> Subscription:
         if self._closed:
@@ -330,6 +429,8 @@ class RedisStore(Store):
             if not subs:
                 self._callbacks.pop(sub.channel, None)
                 self._pending.pop(sub.channel, None)
+                self._local_only.discard(sub.channel)
+                self._hellos.pop(sub.channel, None)
 
     def _unsubscribe(self, sub: _RedisSubscription) -> None:
         with self._lock:
@@ -357,6 +458,9 @@ class RedisStore(Store):
                 self._connected.clear()
                 self._callbacks.clear()
                 self._pending.clear()
+                self._local_only.clear()
+                self._hellos.clear()
+                self._origin = uuid.uuid4().hex[:ORIGIN_LEN]
                 self._bus_pool.reset()
             if self._listener is None or not self._listener.is_alive():
                 self._listener = threading.Thread(target=self._listen, name="lpcall-redis-bus", daemon=True)
@@ -366,6 +470,7 @@ class RedisStore(Store):
         conn = self._bus_pool.make_connection()
         conn.connect()
         with self._lock:
+            self._local_only.clear()  # other processes may have subscribed while we were away
             channels = list(self._callbacks)
             for channel in channels:
                 self._pending.setdefault(channel, threading.Event())
@@ -418,23 +523,40 @@ class RedisStore(Store):
         kind = response[0].decode() if isinstance(response[0], bytes) else str(response[0])
         channel = response[1].decode() if isinstance(response[1], bytes) else str(response[1])
         if kind == "message":
-            with self._lock:
-                subs = list(self._callbacks.get(channel, ()))
-            for sub in subs:
-                try:
-                    sub.callback(json.loads(response[2]))
-                except Exception:  # a broken subscriber must not break the others
-                    logger.exception("subscriber of %s failed", channel)
+            self._on_message(channel, response[2])
         elif kind == "subscribe":
+            if channel.startswith(LOCAL_PREFIXES):
+                # before subscribe() returns (and its caller publishes): whoever kept the channel local
+                # sends through Redis again from this hello on
+                hello = _Publication(channel, self._origin + _HELLO)
+                self._enqueue(hello)
+                if hello.error is not None:  # the listener reconnects, resubscribes, and says hello again
+                    raise RedisConnectionError(f"hello on {channel!r} failed: {hello.error}")
             with self._lock:
                 event = self._pending.pop(channel, None)
             if event is not None:
                 event.set()
 
+    def _on_message(self, channel: str, raw: bytes | str) -> None:
+        data = raw.decode() if type(raw) is bytes else str(raw)
+        if data[:ORIGIN_LEN] == self._origin:
+            return  # published here: its subscribers here already have it (publish)
+        kind, body = data[ORIGIN_LEN:ORIGIN_LEN + 1], data[ORIGIN_LEN + 1:]
+        if kind == _HELLO:
+            with self._lock:
+                self._hellos[channel] = self._hellos.get(channel, 0) + 1
+                self._local_only.discard(channel)
+            return
+        message = body if kind == _TEXT else json.loads(body)
+        subs = self._callbacks.get(channel)
+        if subs:
+            self._deliver(channel, list(subs), message)
+
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         self._closed = True
         self._wake.set()
+        self._pub_wake.set()
         with self._lock:
             conn, self._conn = self._conn, None
             self._callbacks.clear()
@@ -442,7 +564,12 @@ class RedisStore(Store):
             conn.disconnect()
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=3)
-        if self._pub_conn is not None:
-            self._pub_conn.disconnect()
+        with self._pub_lock:  # what the writer has not sent yet goes out now
+            with self._pub_queue_lock:
+                batch, self._pub_pending = self._pub_pending, []
+            if batch:
+                self._flush(batch)
+            if self._pub_conn is not None:
+                self._pub_conn.disconnect()
         self._pool.disconnect()
         self._bus_pool.disconnect()
