@@ -490,6 +490,7 @@ export class CallEngine extends EventTarget {
       await pc.setRemoteDescription(description);  // an implicit rollback when polite
       this._pendingOffer = null;
       this._remoteOffer = tag ? tag.gen : null;
+      this.recovery.offerApplied();
       if (this._waiting) this._trace('offer kept until the Accept');
       else await this._answer(pc);
       return;

@@ -9,12 +9,25 @@
 //   connection restarts ICE (`restartIce()`: a new offer with fresh ICE credentials, perfect
 //   negotiation handles glare), up to `iceRestartAttempts` times; UNABLE_TO_CONNECT only after that;
 // * while the other participant is away (reload, lost socket), nothing fails: its return
-//   brings a fresh peer connection, its absence past the grace period a `closed` frame.
+//   brings a fresh peer connection, its absence past the grace period a `closed` frame;
+// * stall detection (issue 19), independent of the ICE states: every STALL_SAMPLE_MS the inbound
+//   media is sampled (video frames decoded, audio packets received, the selected candidate pair's
+//   bytes received). When none of them moved for STALL_MS while the other side says it sends
+//   (present, not muted or camera on), the call shows `reconnecting`, the signaling socket is
+//   probed (a dead one is replaced: a restart needs it) and ICE restarts at once, again after
+//   STALL_BACKOFF_MS while media stays stopped (the polite side a moment later, less glare).
+//   Media moving again shows `connected`. Stall restarts never end the call: the ICE states and
+//   the connect timeout decide that, as above.
 
 import {tabId} from './resume.js';
 
 const DISCONNECT_WAIT_MS = 1500;
 const BACKOFF_MS = [0, 250, 500, 1000, 2000, 3000];
+const STALL_SAMPLE_MS = 250;
+const STALL_MS = 700;
+const STALL_BACKOFF_MS = [1000, 1000, 1500, 2000, 3000, 5000];
+const POLITE_STALL_DELAY_MS = 400;  // the impolite side restarts first; the polite one if that did not come
+const SOCKET_PROBE_MS = 1500;       // a socket that does not answer a ping within this is replaced
 
 export class Recovery {
   constructor(engine, opts = {}) {
@@ -28,6 +41,14 @@ export class Recovery {
     this.attempts = 0;        // restarts since ICE was last connected
     this.networkRestarts = 0; // restarts because the network changed
     this.socketRetries = 0;
+    this.stallRestarts = 0;   // ICE restarts because inbound media stopped (tests read it)
+    this.stalls = 0;          // stalls noticed
+    this.stalled = false;
+    this._watch = null;       // the stall sampler's interval
+    this._sample = null;      // {pc, counters, progressAt, flowed}
+    this._stallTimer = null;
+    this._stallStep = 0;
+    this._offerAt = 0;        // when the last remote offer was applied
     this.lastSeen = Date.now();
     this._beat = null;
     this._pingSince = null;   // when the oldest unanswered ping went out
@@ -143,6 +164,137 @@ export class Recovery {
     if (pc !== this.engine.pc) return;
     this._clearIce();
     this.attempts = 0;
+    this._startWatch();
+  }
+
+  // -- stall detection (issue 19) --------------------------------------------------------------
+  offerApplied() {
+    this._offerAt = performance.now();
+  }
+
+  _startWatch() {
+    if (this._watch || this._stopped) return;
+    this._watch = setInterval(() => {
+      if (this._checking) return;  // a slow getStats (a busy machine): no overlapping samples
+      this._checking = true;
+      this._check().catch((err) => this.engine._trace(`stall check failed: ${err}`)).finally(() => { this._checking = false; });
+    }, STALL_SAMPLE_MS);
+  }
+
+  // the other side says it sends: present, and its microphone or camera on
+  _expectMedia() {
+    const e = this.engine;
+    if (!e.peerPresent || e._waiting || e.closedInfo || e._destroyed) return false;
+    const s = e.remoteState || {};
+    return !s.muted || (e.mode === 'VIDEO_CALL' && !s.cameraOff);
+  }
+
+  async _counters(pc) {
+    const out = {frames: 0, packets: 0, bytes: 0};
+    const stats = await pc.getStats();
+    let pairId = null;
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') out.frames += r.framesDecoded || 0;
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') out.packets += r.packetsReceived || 0;
+      if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+    });
+    let pair = pairId && stats.get(pairId);
+    if (!pair) stats.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+    if (pair) out.bytes = pair.bytesReceived || 0;
+    return out;
+  }
+
+  async _check() {
+    const e = this.engine;
+    const pc = e.pc;
+    if (this._stopped || !pc || pc.connectionState === 'closed') return;
+    const c = await this._counters(pc);
+    if (window.__lpcallTest && window.__lpcallStallDebug) e._trace(`sample ${JSON.stringify(c)} exp ${this._expectMedia()} flowed ${this._sample && this._sample.flowed}`);
+    const now = performance.now();
+    const last = this._sample;
+    if (!last || last.pc !== pc) {  // a new connection: counted from zero
+      this._sample = {pc, counters: {frames: 0, packets: 0, bytes: 0}, progressAt: now, flowed: false};
+      return this._check();
+    }
+    // media moved: frames decoded or audio packets (RTCP alone keeps the pair's bytes moving, so
+    // the pair's bytes count only where neither media counter exists, e.g. a receive-only side)
+    const media = c.frames > last.counters.frames || c.packets > last.counters.packets;
+    const moved = media || (c.bytes > last.counters.bytes && !c.frames && !c.packets);
+    last.counters = c;
+    if (moved) {
+      last.progressAt = now;
+      last.flowed = true;
+      if (this.stalled) this._unstall(pc);
+      return;
+    }
+    if (!this._expectMedia()) {
+      last.progressAt = now;  // nothing is expected: no stall (e.g. muted with the camera off)
+      return;
+    }
+    if (!this.stalled && last.flowed && now - last.progressAt > STALL_MS) this._stall(pc);
+  }
+
+  _stall(pc) {
+    const e = this.engine;
+    this.stalled = true;
+    this.stalls += 1;
+    this._stallStep = 0;
+    e._trace(`media stalled (ICE ${pc.iceConnectionState})`);
+    e._setStatus('reconnecting');
+    this._probeSocket();
+    const since = performance.now();
+    clearTimeout(this._stallTimer);
+    // the polite side restarts only if the impolite side's restart offer did not come meanwhile
+    const first = () => {
+      if (e.polite && this._offerAt > since) return this._nextStallRestart(pc);
+      this._stallRestart(pc);
+    };
+    if (e.polite) this._stallTimer = setTimeout(first, POLITE_STALL_DELAY_MS);
+    else first();
+  }
+
+  _stallRestart(pc) {
+    const e = this.engine;
+    if (!this.stalled || pc !== e.pc || this._stopped || !e.peerPresent) return;
+    this.stallRestarts += 1;
+    e._trace(`ICE restart for a stall (${this.stallRestarts})`);
+    try { pc.restartIce(); } catch (err) { console.warn('lpcall: restartIce failed', err); }
+    this._nextStallRestart(pc);
+  }
+
+  _nextStallRestart(pc) {
+    const wait = STALL_BACKOFF_MS[Math.min(this._stallStep, STALL_BACKOFF_MS.length - 1)];
+    this._stallStep += 1;
+    clearTimeout(this._stallTimer);
+    this._stallTimer = setTimeout(() => this._stallRestart(pc), wait);
+  }
+
+  _unstall(pc) {
+    const e = this.engine;
+    this.stalled = false;
+    clearTimeout(this._stallTimer);
+    this._stallTimer = null;
+    e._trace('media flowing again');
+    if (pc.connectionState === 'connected') e._setStatus('connected');
+  }
+
+  // a restart needs the signaling socket: ping it now; no answer within SOCKET_PROBE_MS and it is
+  // replaced (socketLost) instead of waiting for the heartbeat
+  _probeSocket() {
+    const e = this.engine;
+    const ws = e.ws;
+    if (!ws || this._reconnecting) return;
+    const asked = Date.now();
+    if (this._pingSince === null) this._pingSince = asked;
+    e._send({type: 'ping'});
+    setTimeout(() => {
+      if (this._stopped || e.ws !== ws || this.lastSeen >= asked) return;
+      e._trace('signaling socket silent: replaced');
+      e.ws = null;
+      ws.onclose = null;
+      try { ws.close(); } catch (err) { /* already gone */ }
+      this.socketLost();
+    }, SOCKET_PROBE_MS);
   }
 
   iceTrouble(pc, state) {
@@ -202,6 +354,8 @@ export class Recovery {
     if (this._stopped) return;
     this._stopped = true;
     clearInterval(this._beat);
+    clearInterval(this._watch);
+    clearTimeout(this._stallTimer);
     this._clearIce();
     window.removeEventListener('online', this._onNetwork);
     const conn = navigator.connection;
