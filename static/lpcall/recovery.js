@@ -24,10 +24,13 @@ import {tabId} from './resume.js';
 const DISCONNECT_WAIT_MS = 1500;
 const BACKOFF_MS = [0, 250, 500, 1000, 2000, 3000];
 const STALL_SAMPLE_MS = 250;
-const STALL_MS = 700;
-const STALL_BACKOFF_MS = [1000, 1000, 1500, 2000, 3000, 5000];
+const STALL_MS = 600;
+const STALL_BACKOFF_MS = [2000, 3000, 5000];  // a restart's checks need time: too soon would cancel them
 const POLITE_STALL_DELAY_MS = 400;  // the impolite side restarts first; the polite one if that did not come
 const SOCKET_PROBE_MS = 1500;       // a socket that does not answer a ping within this is replaced
+const RECENT_OFFER_MS = 1000;       // a remote offer this recent is a restart under way
+const ALIVE_MS = 250;               // another path answered for this long (two samples): it is alive
+const POLITE_FRESH_DELAY_MS = 1500; // the polite side makes the fresh connection only if the impolite one did not
 
 export class Recovery {
   constructor(engine, opts = {}) {
@@ -42,6 +45,10 @@ export class Recovery {
     this.networkRestarts = 0; // restarts because the network changed
     this.socketRetries = 0;
     this.stallRestarts = 0;   // ICE restarts because inbound media stopped (tests read it)
+    this.freshConnections = 0; // fresh connections because another path was alive while stalled
+    this._fresh = false;
+    this._aliveAt = null;
+    this._selectedAlive = false;
     this.stalls = 0;          // stalls noticed
     this.stalled = false;
     this._watch = null;       // the stall sampler's interval
@@ -190,7 +197,7 @@ export class Recovery {
   }
 
   async _counters(pc) {
-    const out = {frames: 0, packets: 0, bytes: 0};
+    const out = {frames: 0, packets: 0, bytes: 0, pairs: new Map(), selectedId: null};
     const stats = await pc.getStats();
     let pairId = null;
     stats.forEach((r) => {
@@ -200,7 +207,12 @@ export class Recovery {
     });
     let pair = pairId && stats.get(pairId);
     if (!pair) stats.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
-    if (pair) out.bytes = pair.bytesReceived || 0;
+    if (pair) {
+      out.bytes = pair.bytesReceived || 0;
+      out.selectedId = pair.id;
+    }
+    // ICE check responses per pair: does another path answer while the selected one does not?
+    stats.forEach((r) => { if (r.type === 'candidate-pair') out.pairs.set(r.id, r.responsesReceived || 0); });
     return out;
   }
 
@@ -220,6 +232,9 @@ export class Recovery {
     // the pair's bytes count only where neither media counter exists, e.g. a receive-only side)
     const media = c.frames > last.counters.frames || c.packets > last.counters.packets;
     const moved = media || (c.bytes > last.counters.bytes && !c.frames && !c.packets);
+    const answered = (id) => (c.pairs.get(id) || 0) > ((last.counters.pairs && last.counters.pairs.get(id)) || 0);
+    const selectedAnswers = c.selectedId !== null && answered(c.selectedId);
+    const otherAnswers = [...c.pairs.keys()].some((id) => id !== c.selectedId && answered(id));
     last.counters = c;
     if (moved) {
       last.progressAt = now;
@@ -232,11 +247,34 @@ export class Recovery {
       return;
     }
     if (!this.stalled && last.flowed && now - last.progressAt > STALL_MS) this._stall(pc);
+    else if (this.stalled && !this._fresh) {
+      // another pair answers its checks, the selected one does not (after a restored cut it does)
+      if (selectedAnswers) this._selectedAlive = true;
+      if (otherAnswers && !this._selectedAlive) this._otherPathAlive(pc, now);
+    }
+  }
+
+  // Stalled, but another candidate pair answers its checks: the browser keeps the dead selected
+  // pair for seconds (until it times out), restarts included. A fresh connection takes the live
+  // path at once: made by the impolite side (the polite side follows its offer, PROTOCOL §5), by
+  // the polite side only if that did not come.
+  _otherPathAlive(pc, now) {
+    const e = this.engine;
+    if (this._aliveAt === null) this._aliveAt = now;
+    if (now - this._aliveAt < (e.polite ? POLITE_FRESH_DELAY_MS : ALIVE_MS)) return;
+    if (pc !== e.pc || !e.peerPresent || !e.localStream) return;
+    this._fresh = true;
+    this.freshConnections += 1;
+    e._trace('stalled with another path alive: a fresh connection');
+    e._newPeerConnection();
   }
 
   _stall(pc) {
     const e = this.engine;
     this.stalled = true;
+    this._fresh = false;
+    this._aliveAt = null;
+    this._selectedAlive = false;
     this.stalls += 1;
     this._stallStep = 0;
     e._trace(`media stalled (ICE ${pc.iceConnectionState})`);
@@ -246,7 +284,7 @@ export class Recovery {
     clearTimeout(this._stallTimer);
     // the polite side restarts only if the impolite side's restart offer did not come meanwhile
     const first = () => {
-      if (e.polite && this._offerAt > since) return this._nextStallRestart(pc);
+      if (e.polite && this._offerAt > since - RECENT_OFFER_MS) return this._nextStallRestart(pc);
       this._stallRestart(pc);
     };
     if (e.polite) this._stallTimer = setTimeout(first, POLITE_STALL_DELAY_MS);
@@ -256,6 +294,8 @@ export class Recovery {
   _stallRestart(pc) {
     const e = this.engine;
     if (!this.stalled || pc !== e.pc || this._stopped || !e.peerPresent) return;
+    // the other side's restart just came: its checks run now, a new one of ours would cancel them
+    if (performance.now() - this._offerAt < RECENT_OFFER_MS) return this._nextStallRestart(pc);
     this.stallRestarts += 1;
     e._trace(`ICE restart for a stall (${this.stallRestarts})`);
     try { pc.restartIce(); } catch (err) { console.warn('lpcall: restartIce failed', err); }
@@ -276,6 +316,27 @@ export class Recovery {
     this._stallTimer = null;
     e._trace('media flowing again');
     if (pc.connectionState === 'connected') e._setStatus('connected');
+    this._refreshVideo(pc);
+  }
+
+  // After a stall the other side's decoder waits for a key frame, and a receiver asks for one only
+  // after seconds: our video encoder restarts now (an encoding off and on again), which sends one.
+  async _refreshVideo(pc) {
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || sender.track.kind !== 'video') continue;
+      try {
+        const params = sender.getParameters();
+        if (!params.encodings || !params.encodings.length) continue;
+        params.encodings.forEach((x) => { x.active = false; });
+        await sender.setParameters(params);
+        const again = sender.getParameters();
+        again.encodings.forEach((x) => { x.active = true; });
+        await sender.setParameters(again);
+        this.engine._trace('video encoder refreshed (key frame)');
+      } catch (err) {
+        this.engine._trace(`video refresh failed: ${err}`);
+      }
+    }
   }
 
   // a restart needs the signaling socket: ping it now; no answer within SOCKET_PROBE_MS and it is
