@@ -250,7 +250,8 @@ export class Recovery {
     else if (this.stalled && !this._fresh) {
       // another pair answers its checks, the selected one does not (after a restored cut it does)
       if (selectedAnswers) this._selectedAlive = true;
-      if (otherAnswers && !this._selectedAlive) this._otherPathAlive(pc, now);
+      if (otherAnswers) this._otherAlive = true;
+      if (this._otherAlive && !this._selectedAlive) this._otherPathAlive(pc, now);
     }
   }
 
@@ -275,6 +276,7 @@ export class Recovery {
     this._fresh = false;
     this._aliveAt = null;
     this._selectedAlive = false;
+    this._otherAlive = false;
     this.stalls += 1;
     this._stallStep = 0;
     e._trace(`media stalled (ICE ${pc.iceConnectionState})`);
