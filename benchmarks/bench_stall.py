@@ -138,7 +138,7 @@ def _settle(pages: list[tuple[Any, str]], seconds: float = 1.5) -> None:
                 return False
         return True
 
-    wait(steady, 60, "steady media")
+    wait(steady, 90, "steady media")
 
 
 def _cut_udp3s(cut: Any, restart: Any = None) -> float:
@@ -177,7 +177,7 @@ def measure(cuts: int) -> dict[str, list[float]]:
         servers.append(start_live_server(app))
         return servers[-1]
 
-    out: dict[str, list[float]] = {"udp3s": [], "pair": [], "floor_udp3s": [], "floor_pair": [], "restarts": []}
+    out: dict[str, list[Any]] = {"udp3s": [], "pair": [], "floor_udp3s": [], "floor_pair": [], "restarts": [], "stuck": []}
     cut = Cut()
     try:
         with sync_playwright() as pw:
@@ -203,7 +203,14 @@ def measure(cuts: int) -> dict[str, list[float]]:
 
             for i in range(cuts):
                 for kind in ("udp3s", "pair"):
-                    _settle(call)
+                    try:
+                        _settle(call)
+                    except TimeoutError:  # the call did not come back: a finding, reported with the engines' traces
+                        from resumekit import diagnose
+
+                        out["stuck"].append(f"before cut {i + 1} {kind}: {diagnose(rig)}")
+                        print(out["stuck"][-1], flush=True)
+                        break
                     if kind == "udp3s":
                         t = _cut_udp3s(cut)
                         out[kind].append(_gap(call, t, after_freeze=False))
@@ -238,6 +245,8 @@ def measure(cuts: int) -> dict[str, list[float]]:
                         out[f"floor_{kind}"].append(_gap(floor, t, after_freeze=True))
                         cut.restore()
                     print(f"cut {i + 1} {kind}: call {out[kind][-1]:.0f} ms, floor {out['floor_' + kind][-1]:.0f} ms", flush=True)
+                if out["stuck"]:
+                    break
             out["restarts"] = [float(p.evaluate("window.__lpcallEngines.filter(e => !e._destroyed).at(-1).recovery.stallRestarts"))
                                for p in (rig.agent, rig.consumer)]
             rig.close()
@@ -249,7 +258,7 @@ def measure(cuts: int) -> dict[str, list[float]]:
     return out
 
 
-def render(results: dict[str, list[float]], cuts: int, load: float) -> str:
+def render(results: dict[str, list[Any]], cuts: int, load: float) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = []
     for kind, label in (("udp3s", "3 s cut of all UDP, from the restore"), ("pair", "selected pair cut for good, from the cut (another path is there)")):
@@ -275,7 +284,7 @@ The call notices the stall from its inbound media (no frame, no audio packet for
 250 ms), shows "Reconnecting…" and restarts ICE through the signaling socket, again with back-off while
 media stays stopped; the floor restarts at the ideal instant with no signaling hop. Stall ICE restarts
 over the whole run (agent, visitor): {", ".join(f"{x:.0f}" for x in results["restarts"])}.
-All runs (ms) — {runs}.
+All runs (ms) — {runs}.{" A call did not settle again: " + str(len(results["stuck"])) + " time(s) (run stopped)." if results["stuck"] else ""}
 """
 
 
