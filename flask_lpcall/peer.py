@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -181,6 +182,14 @@ class Peer:
         self._connected_sent: set[int] = set()
         self._failed_attempts = 0
         self._negotiating = asyncio.Lock()
+        # perfect negotiation's tags (PROTOCOL §5 `gen`): the session of the current connection,
+        # the sessions of replaced ones (their frames are stale), our pending offer, the offer we answer
+        self._session: str | None = None
+        self._retired: set[str] = set()
+        self._offer_no = 0
+        self._pending_offer: str | None = None
+        self._remote_offer: str | None = None
+        self.stale_frames = 0
         self._relay: Any = None
         self._retiring: list[Any] = []
         self._previous_sdp: str | None = None
@@ -266,7 +275,7 @@ class Peer:
     async def restart_ice(self, timeout: float | None = None) -> None:
         """Restart ICE (new connection, new ICE credentials) and wait until connected again."""
         self.ice_restarts += 1
-        await self._new_pc()
+        await self._new_pc(keep=True)
         await self._make_offer()
         await self.wait_connected(timeout)
 
@@ -429,7 +438,8 @@ class Peer:
             self.peer_present = bool(frame["peerPresent"])
             self.peer_state = frame.get("peerState")
             self._prepare_tracks()
-            await self._new_pc()
+            # the impolite side's connection starts a session; the polite one adopts the first offer's
+            await self._new_pc(session=None if frame["polite"] else _new_session())
             if self.peer_present and not frame["polite"]:
                 await self._make_offer()
             early, self._early = self._early, []
@@ -438,9 +448,9 @@ class Peer:
         elif self.joined is None and kind not in ("error", "closed", "pong"):
             self._early.append(frame)
         elif kind == "description":
-            await self._on_description(frame["description"])
+            await self._on_description(frame["description"], frame.get("gen"))
         elif kind == "candidate":
-            await self._on_candidate(frame["candidate"])
+            await self._on_candidate(frame["candidate"], frame.get("gen"))
         elif kind == "state":
             self.peer_state = {"muted": frame["muted"], "cameraOff": frame["cameraOff"]}
         elif kind == "peer-joined":
@@ -448,7 +458,7 @@ class Peer:
             self.peer_present = True
             if self.joined is not None and not self.joined["polite"]:
                 if rejoin:  # the other side reloaded: its old connection is gone
-                    await self._new_pc()
+                    await self._new_pc(session=_new_session())
                 await self._make_offer()
         elif kind == "peer-left":
             self.peer_present = False
@@ -473,11 +483,19 @@ class Peer:
             w, h = self.video_size
             self._video = self._video_arg if self._video_arg is not None else TestPatternTrack(w, h)
 
-    async def _new_pc(self) -> None:
+    async def _new_pc(self, *, session: str | None = None, keep: bool = False) -> None:
+        """A fresh RTCPeerConnection: in a new negotiation ``session`` (None: the polite side's, until
+        an offer brings one), or ``keep`` the current one (aiortc's ICE restart, to the other side a
+        restart of the same connection)."""
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
         from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
         assert self.joined is not None
+        if not keep:
+            if self._session is not None:
+                self._retired.add(self._session)
+            self._session, self._offer_no = session, 0
+        self._pending_offer = self._remote_offer = None
         old = self._pc
         order = _media_order(old) or self._kinds
         if old is not None and old.remoteDescription is not None:
@@ -552,7 +570,7 @@ class Peer:
             return
         logger.info("peer %s: ICE failed, restart %d", self.role, self._failed_attempts)
         self.ice_restarts += 1
-        await self._new_pc()
+        await self._new_pc(keep=True)
         await self._make_offer()
 
     async def _make_offer(self) -> None:
@@ -566,44 +584,83 @@ class Peer:
             if self._previous_sdp:  # a restart: browsers refuse re-numbered RTP header extensions
                 offer = RTCSessionDescription(sdp=_keep_extmap_ids(offer.sdp, self._previous_sdp), type="offer")
             await pc.setLocalDescription(offer)
-            await self._send_description(pc)
+            if self._session is None:  # a polite side offering first: its connection starts the session
+                self._session = _new_session()
+            self._offer_no += 1
+            self._pending_offer = f"{self._session}:{'a' if self.role == 'agent' else 'c'}{self._offer_no}"
+            await self._send_description(pc, self._pending_offer)
 
-    async def _send_description(self, pc: Any) -> None:
+    async def _send_description(self, pc: Any, gen: str | None) -> None:
         desc = pc.localDescription
-        await self._send({"type": "description", "description": {"type": desc.type, "sdp": desc.sdp}})
+        frame: dict[str, Any] = {"type": "description", "description": {"type": desc.type, "sdp": desc.sdp}}
+        if gen:
+            frame["gen"] = gen
+        await self._send(frame)
 
-    async def _on_description(self, description: dict[str, Any]) -> None:
+    def _stale(self, what: str, why: str, gen: str | None) -> None:
+        """A stale or duplicate frame (an older connection or offer): dropped, not a failure."""
+        self.stale_frames += 1
+        logger.debug("peer %s: dropped a stale %s (%s, gen %s)", self.role, what, why, gen)
+
+    async def _on_description(self, description: dict[str, Any], gen: str | None = None) -> None:
         from aiortc import RTCSessionDescription
 
         kind = description["type"]
         if kind in ("rollback", "pranswer"):
             return
+        session = gen.split(":")[0] if gen else None
         async with self._negotiating:
-            pc = self._pc
             assert self.joined is not None
+            polite = bool(self.joined["polite"])
+            if session is not None and session in self._retired:
+                self._stale(f"description {kind}", "closed connection", gen)
+                return
             if kind == "offer":
-                dead = pc.signalingState == "closed" or pc.connectionState in ("closed", "failed")
-                collision = not dead and pc.signalingState != "stable"
-                if collision and not self.joined["polite"]:
-                    logger.debug("impolite peer ignores a colliding offer")
-                    return
-                if dead or collision or _ice_ufrag_changed(pc, description["sdp"]):
-                    # aiortc has neither rollback nor ICE restart: a fresh connection answers
-                    await self._new_pc()
-                    pc = self._pc
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=description["sdp"], type="offer"))
-                await pc.setLocalDescription(await pc.createAnswer())
-                await self._send_description(pc)
-            elif kind == "answer":
-                if pc.signalingState != "have-local-offer":
-                    logger.debug("ignoring an answer in state %s", pc.signalingState)
-                    return
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=description["sdp"], type="answer"))
+                await self._on_offer(description["sdp"], gen, session, polite)
+                return
+            pc = self._pc
+            if pc.signalingState != "have-local-offer":
+                self._stale("answer", f"state {pc.signalingState}", gen)
+                return
+            if gen is not None and gen != self._pending_offer:
+                self._stale("answer", f"not for offer {self._pending_offer}", gen)
+                return
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=description["sdp"], type="answer"))
+            self._pending_offer = None
 
-    async def _on_candidate(self, candidate: dict[str, Any] | None) -> None:
+    async def _on_offer(self, sdp: str, gen: str | None, session: str | None, polite: bool) -> None:
+        from aiortc import RTCSessionDescription
+
+        if session is not None and session != self._session:
+            if self._session is None:
+                self._session = session  # the polite side's first connection joins the offer's session
+            elif not polite and self._pending_offer is not None:
+                self._stale("offer", "colliding new connection", gen)
+                return
+            else:  # the other side made a new connection: ours follows
+                await self._new_pc(session=session)
+        pc = self._pc
+        dead = pc.signalingState == "closed" or pc.connectionState in ("closed", "failed")
+        collision = not dead and pc.signalingState != "stable"
+        if collision and not polite:
+            logger.debug("impolite peer ignores a colliding offer")
+            return
+        if dead or collision or _ice_ufrag_changed(pc, sdp):
+            # aiortc has neither rollback nor ICE restart: a fresh connection answers
+            await self._new_pc(keep=True)
+            pc = self._pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        self._remote_offer = gen
+        await self._send_description(pc, gen)
+
+    async def _on_candidate(self, candidate: dict[str, Any] | None, gen: str | None = None) -> None:
         from aiortc.sdp import candidate_from_sdp
 
         pc = self._pc
+        if gen is not None and gen.split(":")[0] != self._session:
+            self._stale("candidate", "other connection", gen)
+            return
         if pc is None or pc.remoteDescription is None:
             return  # aiortc gathers fully; candidates for an older description are useless
         if candidate is None or not candidate["candidate"]:
@@ -642,6 +699,11 @@ class Peer:
                     self.on_audio_frame(frame)
             if (self.video_frames + self.audio_frames) % 10 == 1:
                 self._notify()
+
+
+def _new_session() -> str:
+    """A negotiation session id (PROTOCOL §5 `gen`): random, 8 characters."""
+    return secrets.token_hex(4)
 
 
 def _media_order(pc: Any) -> list[str]:

@@ -7,6 +7,7 @@ lpCoBrowse rules (``static/lptag.js``); ``static/lpcall/vectors.json`` keeps bot
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -311,14 +312,29 @@ class IceCandidateSchema(_Strict):
     usernameFragment = fields.String(allow_none=True, validate=validate.Length(max=256))
 
 
+#: the optional negotiation tag of ``description`` / ``candidate`` frames (PROTOCOL §5 `gen`):
+#: "<session>" or "<session>:<offer id>", relayed unchanged; a receiver drops a stale frame by it
+_GEN_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+
+
+def _gen_field() -> fields.String:
+    return fields.String(validate=validate.Regexp(_GEN_RE, error="must be 1-64 of A-Z a-z 0-9 _ . : -"))
+
+
+def _valid_gen(value: Any) -> bool:
+    return type(value) is str and _GEN_RE.fullmatch(value) is not None
+
+
 class DescriptionFrameSchema(_Strict):
     type = fields.String(required=True)
     description = fields.Nested(SessionDescriptionSchema, required=True)
+    gen = _gen_field()
 
 
 class CandidateFrameSchema(_Strict):
     type = fields.String(required=True)
     candidate = fields.Nested(IceCandidateSchema, required=True, allow_none=True)
+    gen = _gen_field()
 
 
 class MediaStateFrameSchema(_Strict):
@@ -395,12 +411,17 @@ def _fast_signal_frame(kind: str, data: dict[str, Any]) -> dict[str, Any] | None
     Anything else — including every invalid frame — returns None and goes through marshmallow, which
     stays the authority and names the bad field (tests/test_signal_fastpath.py proves the equivalence).
     """
+    tag: dict[str, str] = {}
+    if "gen" in data and kind in ("candidate", "description"):
+        if not _valid_gen(data["gen"]):
+            return None
+        tag = {"gen": data["gen"]}
     if kind == "candidate":
-        if len(data) != 2 or "candidate" not in data:
+        if len(data) != 2 + len(tag) or "candidate" not in data:
             return None
         cand = data["candidate"]
         if cand is None:
-            return {"type": kind, "candidate": None}
+            return {"type": kind, "candidate": None, **tag}
         if type(cand) is not dict or not cand.keys() <= _CANDIDATE_KEYS:
             return None
         text, index = cand.get("candidate"), cand.get("sdpMLineIndex")
@@ -410,10 +431,10 @@ def _fast_signal_frame(kind: str, data: dict[str, Any]) -> dict[str, Any] | None
             return None
         if not (_opt_str(cand.get("sdpMid"), 64) and _opt_str(cand.get("usernameFragment"), 256)):
             return None
-        return {"type": kind, "candidate": dict(cand)}
+        return {"type": kind, "candidate": dict(cand), **tag}
     if kind == "description":
         desc = data.get("description")
-        if len(data) != 2 or type(desc) is not dict or not desc.keys() <= {"type", "sdp"}:
+        if len(data) != 2 + len(tag) or type(desc) is not dict or not desc.keys() <= {"type", "sdp"}:
             return None
         sdp = desc.get("sdp", "")
         sdp_type = desc.get("type")
@@ -421,7 +442,7 @@ def _fast_signal_frame(kind: str, data: dict[str, Any]) -> dict[str, Any] | None
             return None
         if not sdp and sdp_type != "rollback":  # an offer or answer without sdp: the schema names it
             return None
-        return {"type": kind, "description": {"type": desc["type"], "sdp": sdp}}
+        return {"type": kind, "description": {"type": desc["type"], "sdp": sdp}, **tag}
     if kind in ("ping", "hangup", "connected") and len(data) == 1:
         return {"type": kind}
     return None
@@ -489,12 +510,14 @@ class JoinedFrameSchema(_Tolerant):
 class RelayedDescriptionSchema(_Tolerant):
     type = fields.String(required=True)
     description = fields.Nested(SessionDescriptionSchema, required=True)
+    gen = _gen_field()
     from_ = fields.String(data_key="from", required=True, validate=_ROLE)
 
 
 class RelayedCandidateSchema(_Tolerant):
     type = fields.String(required=True)
     candidate = fields.Nested(IceCandidateSchema, required=True, allow_none=True)
+    gen = _gen_field()
     from_ = fields.String(data_key="from", required=True, validate=_ROLE)
 
 

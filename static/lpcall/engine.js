@@ -41,6 +41,16 @@ export function socketUrl(base, token) {
 }
 
 const testing = () => Boolean(window.__lpcallTest);
+// test-only: perfect negotiation switched off (no tags, no collision handling), to show what it prevents
+const negotiationOff = () => Boolean(window.__lpcallTest && window.__lpcallNoPerfectNegotiation);
+const newSessionId = () => Math.random().toString(36).slice(2, 10) || 's';
+
+// A frame's negotiation tag (PROTOCOL §5 `gen`): "<session>" or "<session>:<offer number>".
+function tagOf(frame) {
+  if (negotiationOff() || typeof frame.gen !== 'string' || !frame.gen) return null;
+  const [session] = frame.gen.split(':');
+  return {gen: frame.gen, session};
+}
 
 export class CallEngine extends EventTarget {
   constructor(opts) {
@@ -69,6 +79,12 @@ export class CallEngine extends EventTarget {
     this.ws = null;
     this._makingOffer = false;
     this._ignoreOffer = false;
+    this._session = null;          // negotiation session of this.pc (PROTOCOL §5 `gen`)
+    this._offerNo = 0;             // offers made in this session by this side
+    this._pendingOffer = null;     // gen of our offer waiting for its answer
+    this._remoteOffer = null;      // gen of the other side's offer we answer
+    this._retired = new Set();     // sessions of closed connections: their frames are stale
+    this.staleFrames = 0;          // stale/duplicate frames dropped (tests read it)
     this._chain = Promise.resolve();
     this._connectTimer = null;
     this._destroyed = false;
@@ -349,7 +365,16 @@ export class CallEngine extends EventTarget {
       this.pc.onconnectionstatechange = null;
       this.pc.close();
       this.pc = null;
+      this._retireSession();
     }
+  }
+
+  _retireSession() {
+    if (this._session) this._retired.add(this._session);
+    this._session = null;
+    this._pendingOffer = null;
+    this._remoteOffer = null;
+    this._offerNo = 0;
   }
 
   // The agent, waiting for the visitor (invited, nobody there yet): its connection, offer and
@@ -368,14 +393,17 @@ export class CallEngine extends EventTarget {
     for (const frame of frames) this._send(frame);
   }
 
-  _newPeerConnection(hold = false) {
-    this._trace(hold ? 'new peer connection (held)' : 'new peer connection');
-    this._held = hold ? [] : null;
+  // session: the other side's, when its offer made this connection; else a new one of ours
+  _newPeerConnection(hold = false, session = null) {
     if (this.pc) {
       this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;
       this.pc.close();
     }
+    this._retireSession();
+    this._session = session || newSessionId();
+    this._trace(`${hold ? 'new peer connection (held)' : 'new peer connection'} session ${this._session}`);
+    this._held = hold ? [] : null;
     this._makingOffer = false;
     this._ignoreOffer = false;
     const pc = new RTCPeerConnection({iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy});
@@ -383,19 +411,24 @@ export class CallEngine extends EventTarget {
     if (testing()) (window.__lpcallPeers = window.__lpcallPeers || []).push(pc);
     this.remoteStream = new MediaStream();
     if (this.localStream) for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    // renegotiation (tracks, ICE restart) is serialized by the browser: this fires only when stable
     pc.onnegotiationneeded = async () => {
       try {
         this._makingOffer = true;
         await pc.setLocalDescription();
-        if (this.pc === pc) this._send({type: 'description', description: {type: pc.localDescription.type, sdp: pc.localDescription.sdp}});
+        // a colliding offer may have rolled ours back meanwhile (polite): nothing to send then
+        if (this.pc !== pc || pc.signalingState !== 'have-local-offer') return;
+        const gen = `${this._session}:${this.role === 'agent' ? 'a' : 'c'}${++this._offerNo}`;
+        this._pendingOffer = gen;
+        this._send(this._tagged({type: 'description', description: {type: 'offer', sdp: pc.localDescription.sdp}}, gen));
       } catch (err) {
-        console.warn('lpcall: offer failed', err);
+        if (this.pc === pc) console.warn('lpcall: offer failed', err);
       } finally {
         this._makingOffer = false;
       }
     };
     pc.onicecandidate = ({candidate}) => {
-      if (this.pc === pc && candidate) this._send({type: 'candidate', candidate: candidate.toJSON()});
+      if (this.pc === pc && candidate) this._send(this._tagged({type: 'candidate', candidate: candidate.toJSON()}, this._session));
     };
     pc.ontrack = ({track}) => {
       if (this.pc !== pc) return;
@@ -407,6 +440,19 @@ export class CallEngine extends EventTarget {
     return pc;
   }
 
+  // A dropped frame: stale (an older connection or offer) or a duplicate. Not a failure: debug only.
+  _stale(frame, why) {
+    this.staleFrames += 1;
+    const what = frame.description ? `${frame.type} ${frame.description.type}` : frame.type;
+    this._trace(`dropped stale ${what} (${why}) gen ${frame.gen || '-'}`);
+    console.debug('lpcall: dropped a stale signaling frame', what, why);
+  }
+
+  _tagged(frame, gen) {
+    if (!negotiationOff() && gen) frame.gen = gen;
+    return frame;
+  }
+
   async _onSignal(frame) {
     // The polite side (visitor) answers at once, before its camera is up: ICE and DTLS run while
     // getUserMedia does, and its tracks go onto the negotiated senders later (_attachMedia,
@@ -415,28 +461,66 @@ export class CallEngine extends EventTarget {
       try { await this._mediaReady; } catch (e) { return; }
     }
     if (this._destroyed || (!this.localStream && !this.polite)) return;
-    if (!this.pc) this._newPeerConnection();
+    const tag = tagOf(frame);
+    if (tag && this._retired.has(tag.session)) return this._stale(frame, 'closed connection');
+    if (frame.type === 'description') return this._onDescription(frame, tag);
+    return this._onCandidate(frame, tag);
+  }
+
+  async _onDescription(frame, tag) {
+    const description = frame.description;
+    const off = negotiationOff();
+    if (description.type === 'offer' && tag && tag.session !== this._session) {
+      // the other side made a new connection (a rejoin, a fresh peer): one of ours follows it;
+      // the impolite side keeps its own fresh offer if one is out (the polite side follows that)
+      const mine = this.pc && this._pendingOffer && !this.polite;
+      if (mine) return this._stale(frame, 'colliding new connection');
+      this._newPeerConnection(false, tag.session);
+    } else if (!this.pc) {
+      if (tag || description.type !== 'offer') return this._stale(frame, 'no connection');
+      this._newPeerConnection();  // an untagged offer (an older peer)
+    }
     const pc = this.pc;
-    if (frame.type === 'description') {
-      const description = frame.description;
-      const collision = description.type === 'offer' && (this._makingOffer || pc.signalingState !== 'stable');
-      this._ignoreOffer = !this.polite && collision;
-      if (collision && this.polite) this._trace('rolled back for a colliding offer');
+    if (description.type === 'offer') {
+      const collision = this._makingOffer || pc.signalingState !== 'stable';
+      this._ignoreOffer = !off && !this.polite && collision;
       if (this._ignoreOffer) {
         this._trace('ignored a colliding offer');
         return;
       }
+      if (collision && !off) this._trace('rolled back for a colliding offer');
       await pc.setRemoteDescription(description);  // an implicit rollback when polite
-      if (description.type === 'offer') {
-        if (this._waiting) this._trace('offer kept until the Accept');
-        else await this._answer(pc);
-      }
-    } else if (frame.candidate) {
-      try {
-        await pc.addIceCandidate(frame.candidate);
-      } catch (err) {
-        if (!this._ignoreOffer) throw err;
-      }
+      this._pendingOffer = null;
+      this._remoteOffer = tag ? tag.gen : null;
+      this.recovery.offerApplied();
+      if (this._waiting) this._trace('offer kept until the Accept');
+      else await this._answer(pc);
+      return;
+    }
+    if (description.type === 'answer' && !off) {
+      // only the answer to the offer that is out: a duplicate, a replay or one for an offer that
+      // a rollback or a new connection replaced would wedge the negotiation ("wrong state")
+      if (pc.signalingState !== 'have-local-offer') return this._stale(frame, `state ${pc.signalingState}`);
+      if (tag && tag.gen !== this._pendingOffer) return this._stale(frame, `not for offer ${this._pendingOffer}`);
+    }
+    await pc.setRemoteDescription(description);
+    if (description.type === 'answer') this._pendingOffer = null;
+  }
+
+  async _onCandidate(frame, tag) {
+    const pc = this.pc;
+    if (!pc) return this._stale(frame, 'no connection');
+    if (tag && tag.session !== this._session) return this._stale(frame, 'other connection');
+    const c = frame.candidate;
+    const remote = pc.remoteDescription && pc.remoteDescription.sdp;
+    if (c && c.usernameFragment && remote && !negotiationOff() && !remote.includes(`a=ice-ufrag:${c.usernameFragment}`)) {
+      // for ICE credentials we do not have (an ignored offer, a replaced restart)
+      return this._stale(frame, 'other ICE credentials');
+    }
+    try {
+      await pc.addIceCandidate(c);
+    } catch (err) {
+      if (!this._ignoreOffer) throw err;
     }
   }
 
@@ -444,7 +528,8 @@ export class CallEngine extends EventTarget {
     if (this.pc !== pc || pc.signalingState !== 'have-remote-offer' || this._destroyed) return;
     this._prepareSenders(pc);
     await pc.setLocalDescription();
-    this._send({type: 'description', description: {type: pc.localDescription.type, sdp: pc.localDescription.sdp}});
+    if (this.pc !== pc) return;
+    this._send(this._tagged({type: 'description', description: {type: pc.localDescription.type, sdp: pc.localDescription.sdp}}, this._remoteOffer));
   }
 
   // Our kinds of media on an offered connection: send as well as receive, with our tracks

@@ -9,12 +9,28 @@
 //   connection restarts ICE (`restartIce()`: a new offer with fresh ICE credentials, perfect
 //   negotiation handles glare), up to `iceRestartAttempts` times; UNABLE_TO_CONNECT only after that;
 // * while the other participant is away (reload, lost socket), nothing fails: its return
-//   brings a fresh peer connection, its absence past the grace period a `closed` frame.
+//   brings a fresh peer connection, its absence past the grace period a `closed` frame;
+// * stall detection (issue 19), independent of the ICE states: every STALL_SAMPLE_MS the inbound
+//   media is sampled (video frames decoded, audio packets received, the selected candidate pair's
+//   bytes received). When none of them moved for STALL_MS while the other side says it sends
+//   (present, not muted or camera on), the call shows `reconnecting`, the signaling socket is
+//   probed (a dead one is replaced: a restart needs it) and ICE restarts at once, again after
+//   STALL_BACKOFF_MS while media stays stopped (the polite side a moment later, less glare).
+//   Media moving again shows `connected`. Stall restarts never end the call: the ICE states and
+//   the connect timeout decide that, as above.
 
 import {tabId} from './resume.js';
 
 const DISCONNECT_WAIT_MS = 1500;
 const BACKOFF_MS = [0, 250, 500, 1000, 2000, 3000];
+const STALL_SAMPLE_MS = 250;
+const STALL_MS = 600;
+const STALL_BACKOFF_MS = [2000, 3000, 5000];  // a restart's checks need time: too soon would cancel them
+const POLITE_STALL_DELAY_MS = 400;  // the impolite side restarts first; the polite one if that did not come
+const SOCKET_PROBE_MS = 1500;       // a socket that does not answer a ping within this is replaced
+const RECENT_OFFER_MS = 1000;       // a remote offer this recent is a restart under way
+const ALIVE_MS = 250;               // another path answered for this long (two samples): it is alive
+const POLITE_FRESH_DELAY_MS = 1500; // the polite side makes the fresh connection only if the impolite one did not
 
 export class Recovery {
   constructor(engine, opts = {}) {
@@ -28,6 +44,18 @@ export class Recovery {
     this.attempts = 0;        // restarts since ICE was last connected
     this.networkRestarts = 0; // restarts because the network changed
     this.socketRetries = 0;
+    this.stallRestarts = 0;   // ICE restarts because inbound media stopped (tests read it)
+    this.freshConnections = 0; // fresh connections because another path was alive while stalled
+    this._fresh = false;
+    this._aliveAt = null;
+    this._selectedAlive = false;
+    this.stalls = 0;          // stalls noticed
+    this.stalled = false;
+    this._watch = null;       // the stall sampler's interval
+    this._sample = null;      // {pc, counters, progressAt, flowed}
+    this._stallTimer = null;
+    this._stallStep = 0;
+    this._offerAt = 0;        // when the last remote offer was applied
     this.lastSeen = Date.now();
     this._beat = null;
     this._pingSince = null;   // when the oldest unanswered ping went out
@@ -143,6 +171,193 @@ export class Recovery {
     if (pc !== this.engine.pc) return;
     this._clearIce();
     this.attempts = 0;
+    this._startWatch();
+  }
+
+  // -- stall detection (issue 19) --------------------------------------------------------------
+  offerApplied() {
+    this._offerAt = performance.now();
+  }
+
+  _startWatch() {
+    if (this._watch || this._stopped) return;
+    this._watch = setInterval(() => {
+      if (this._checking) return;  // a slow getStats (a busy machine): no overlapping samples
+      this._checking = true;
+      this._check().catch((err) => this.engine._trace(`stall check failed: ${err}`)).finally(() => { this._checking = false; });
+    }, STALL_SAMPLE_MS);
+  }
+
+  // the other side says it sends: present, and its microphone or camera on
+  _expectMedia() {
+    const e = this.engine;
+    if (!e.peerPresent || e._waiting || e.closedInfo || e._destroyed) return false;
+    const s = e.remoteState || {};
+    return !s.muted || (e.mode === 'VIDEO_CALL' && !s.cameraOff);
+  }
+
+  async _counters(pc) {
+    const out = {frames: 0, packets: 0, bytes: 0, pairs: new Map(), selectedId: null};
+    const stats = await pc.getStats();
+    let pairId = null;
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') out.frames += r.framesDecoded || 0;
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') out.packets += r.packetsReceived || 0;
+      if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+    });
+    let pair = pairId && stats.get(pairId);
+    if (!pair) stats.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+    if (pair) {
+      out.bytes = pair.bytesReceived || 0;
+      out.selectedId = pair.id;
+    }
+    // ICE check responses per pair: does another path answer while the selected one does not?
+    stats.forEach((r) => { if (r.type === 'candidate-pair') out.pairs.set(r.id, r.responsesReceived || 0); });
+    return out;
+  }
+
+  async _check() {
+    const e = this.engine;
+    const pc = e.pc;
+    if (this._stopped || !pc || pc.connectionState === 'closed') return;
+    const c = await this._counters(pc);
+    if (window.__lpcallTest && window.__lpcallStallDebug) e._trace(`sample ${JSON.stringify(c)} exp ${this._expectMedia()} flowed ${this._sample && this._sample.flowed}`);
+    const now = performance.now();
+    const last = this._sample;
+    if (!last || last.pc !== pc) {  // a new connection: counted from zero
+      this._sample = {pc, counters: {frames: 0, packets: 0, bytes: 0}, progressAt: now, flowed: false};
+      return this._check();
+    }
+    // media moved: frames decoded or audio packets (RTCP alone keeps the pair's bytes moving, so
+    // the pair's bytes count only where neither media counter exists, e.g. a receive-only side)
+    const media = c.frames > last.counters.frames || c.packets > last.counters.packets;
+    const moved = media || (c.bytes > last.counters.bytes && !c.frames && !c.packets);
+    const answered = (id) => (c.pairs.get(id) || 0) > ((last.counters.pairs && last.counters.pairs.get(id)) || 0);
+    const selectedAnswers = c.selectedId !== null && answered(c.selectedId);
+    const otherAnswers = [...c.pairs.keys()].some((id) => id !== c.selectedId && answered(id));
+    last.counters = c;
+    if (moved) {
+      last.progressAt = now;
+      last.flowed = true;
+      if (this.stalled) this._unstall(pc);
+      return;
+    }
+    if (!this._expectMedia()) {
+      last.progressAt = now;  // nothing is expected: no stall (e.g. muted with the camera off)
+      return;
+    }
+    if (!this.stalled && last.flowed && now - last.progressAt > STALL_MS) this._stall(pc);
+    else if (this.stalled && !this._fresh) {
+      // another pair answers its checks, the selected one does not (after a restored cut it does)
+      if (selectedAnswers) this._selectedAlive = true;
+      if (otherAnswers) this._otherAlive = true;
+      if (this._otherAlive && !this._selectedAlive) this._otherPathAlive(pc, now);
+    }
+  }
+
+  // Stalled, but another candidate pair answers its checks: the browser keeps the dead selected
+  // pair for seconds (until it times out), restarts included. A fresh connection takes the live
+  // path at once: made by the impolite side (the polite side follows its offer, PROTOCOL §5), by
+  // the polite side only if that did not come.
+  _otherPathAlive(pc, now) {
+    const e = this.engine;
+    if (this._aliveAt === null) this._aliveAt = now;
+    if (now - this._aliveAt < (e.polite ? POLITE_FRESH_DELAY_MS : ALIVE_MS)) return;
+    if (pc !== e.pc || !e.peerPresent || !e.localStream) return;
+    this._fresh = true;
+    this.freshConnections += 1;
+    e._trace('stalled with another path alive: a fresh connection');
+    e._newPeerConnection();
+  }
+
+  _stall(pc) {
+    const e = this.engine;
+    this.stalled = true;
+    this._fresh = false;
+    this._aliveAt = null;
+    this._selectedAlive = false;
+    this._otherAlive = false;
+    this.stalls += 1;
+    this._stallStep = 0;
+    e._trace(`media stalled (ICE ${pc.iceConnectionState})`);
+    e._setStatus('reconnecting');
+    this._probeSocket();
+    const since = performance.now();
+    clearTimeout(this._stallTimer);
+    // the polite side restarts only if the impolite side's restart offer did not come meanwhile
+    const first = () => {
+      if (e.polite && this._offerAt > since - RECENT_OFFER_MS) return this._nextStallRestart(pc);
+      this._stallRestart(pc);
+    };
+    if (e.polite) this._stallTimer = setTimeout(first, POLITE_STALL_DELAY_MS);
+    else first();
+  }
+
+  _stallRestart(pc) {
+    const e = this.engine;
+    if (!this.stalled || pc !== e.pc || this._stopped || !e.peerPresent) return;
+    // the other side's restart just came: its checks run now, a new one of ours would cancel them
+    if (performance.now() - this._offerAt < RECENT_OFFER_MS) return this._nextStallRestart(pc);
+    this.stallRestarts += 1;
+    e._trace(`ICE restart for a stall (${this.stallRestarts})`);
+    try { pc.restartIce(); } catch (err) { console.warn('lpcall: restartIce failed', err); }
+    this._nextStallRestart(pc);
+  }
+
+  _nextStallRestart(pc) {
+    const wait = STALL_BACKOFF_MS[Math.min(this._stallStep, STALL_BACKOFF_MS.length - 1)];
+    this._stallStep += 1;
+    clearTimeout(this._stallTimer);
+    this._stallTimer = setTimeout(() => this._stallRestart(pc), wait);
+  }
+
+  _unstall(pc) {
+    const e = this.engine;
+    this.stalled = false;
+    clearTimeout(this._stallTimer);
+    this._stallTimer = null;
+    e._trace('media flowing again');
+    if (pc.connectionState === 'connected') e._setStatus('connected');
+    this._refreshVideo(pc);
+  }
+
+  // After a stall the other side's decoder waits for a key frame, and a receiver asks for one only
+  // after seconds: our video encoder restarts now (an encoding off and on again), which sends one.
+  async _refreshVideo(pc) {
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || sender.track.kind !== 'video') continue;
+      try {
+        const params = sender.getParameters();
+        if (!params.encodings || !params.encodings.length) continue;
+        params.encodings.forEach((x) => { x.active = false; });
+        await sender.setParameters(params);
+        const again = sender.getParameters();
+        again.encodings.forEach((x) => { x.active = true; });
+        await sender.setParameters(again);
+        this.engine._trace('video encoder refreshed (key frame)');
+      } catch (err) {
+        this.engine._trace(`video refresh failed: ${err}`);
+      }
+    }
+  }
+
+  // a restart needs the signaling socket: ping it now; no answer within SOCKET_PROBE_MS and it is
+  // replaced (socketLost) instead of waiting for the heartbeat
+  _probeSocket() {
+    const e = this.engine;
+    const ws = e.ws;
+    if (!ws || this._reconnecting) return;
+    const asked = Date.now();
+    if (this._pingSince === null) this._pingSince = asked;
+    e._send({type: 'ping'});
+    setTimeout(() => {
+      if (this._stopped || e.ws !== ws || this.lastSeen >= asked) return;
+      e._trace('signaling socket silent: replaced');
+      e.ws = null;
+      ws.onclose = null;
+      try { ws.close(); } catch (err) { /* already gone */ }
+      this.socketLost();
+    }, SOCKET_PROBE_MS);
   }
 
   iceTrouble(pc, state) {
@@ -202,6 +417,8 @@ export class Recovery {
     if (this._stopped) return;
     this._stopped = true;
     clearInterval(this._beat);
+    clearInterval(this._watch);
+    clearTimeout(this._stallTimer);
     this._clearIce();
     window.removeEventListener('online', this._onNetwork);
     const conn = navigator.connection;
