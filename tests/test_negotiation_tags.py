@@ -21,7 +21,7 @@ from flask_lpcall.schemas import (
 GENS: list[Any] = ["a1b2c3d4", "a1b2c3d4:a1", "s.1_2-3:c17", "x" * 64, "x" * 65, "", "a b", "a/1", "é", None, 5, True, ["a"], {}]
 BODIES: list[dict[str, Any]] = [
     {"type": "description", "description": {"type": "offer", "sdp": "v=0\r\n"}},
-    {"type": "description", "description": {"type": "answer", "sdp": ""}},
+    {"type": "description", "description": {"type": "answer", "sdp": "v=0\r\n"}},
     {"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0",
                                         "sdpMLineIndex": 0, "usernameFragment": "u"}},
     {"type": "candidate", "candidate": None},
@@ -70,7 +70,7 @@ def test_a_plain_tagged_frame_takes_the_fast_path_and_is_exact() -> None:
 
 
 def test_relayed_frames_keep_the_tag_for_the_python_peer() -> None:
-    relayed = {"type": "description", "description": {"type": "answer", "sdp": ""}, "gen": "k3j2:a1", "from": "consumer"}
+    relayed = {"type": "description", "description": {"type": "answer", "sdp": "v=0\r\n"}, "gen": "k3j2:a1", "from": "consumer"}
     assert validate_server_signal_frame(relayed)["gen"] == "k3j2:a1"
     cand = {"type": "candidate", "candidate": None, "gen": "k3j2", "from": "agent"}
     assert validate_server_signal_frame(cand)["gen"] == "k3j2"
