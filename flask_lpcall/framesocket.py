@@ -330,17 +330,14 @@ class FrameSocket:
 
     def _put(self, action: str, payload: Any) -> None:
         """Queue an action and make sure a writer is draining the queue (started on demand)."""
-        start = None
         with self._lock:
             if self._pending is None:
                 self._pending = deque()
             self._pending.append((action, payload))
             if self._writer is None:
-                start = self._writer = threading.Thread(
-                    target=self._write_loop, name=f"lpcall-{self.name}-writer", daemon=True
-                )
-        if start is not None:
-            start.start()
+                # started under the lock: finish() may join a writer it sees, never one not yet started
+                self._writer = threading.Thread(target=self._write_loop, name=f"lpcall-{self.name}-writer", daemon=True)
+                self._writer.start()
 
     def respond(self, req_id: Any, kind: str, body: Mapping[str, Any] | None = None) -> None:
         self.send({"kind": "resp", "reqId": req_id, "code": 200, "type": f"{kind}Response", "body": dict(body or {})})
