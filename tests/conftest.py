@@ -125,3 +125,21 @@ def live_server() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def rig(browser: Any, live_server: Callable[..., LiveServer]) -> Iterator[Callable[..., Any]]:
+    """Factory: ``rig(**config)`` is the example site with an agent page and a visitor page in the
+    session's Chromium (tests/resumekit.py); every rig made is closed after the test."""
+    from resumekit import Rig
+
+    rigs: list[Rig] = []
+
+    def make(**config: Any) -> Rig:
+        r = Rig(browser, live_server, **config)
+        rigs.append(r)
+        return r
+
+    yield make
+    for r in rigs:
+        r.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from resumekit import Rig, diagnose
 from support import wait_for
 
@@ -26,18 +25,6 @@ window.open = (...args) => { window.__opened.push(args); return null; };  // web
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 
 
-@pytest.fixture
-def rig(browser: Any, live_server: Any) -> Any:
-    rigs: list[Rig] = []
-
-    def make(**config: Any) -> Rig:
-        r = Rig(browser, live_server, **config)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
 
 
 def _invite(r: Rig, mode: str = "VIDEO_CALL") -> None:

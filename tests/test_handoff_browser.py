@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 from resumekit import INIT, Rig, diagnose
 from support import wait_for
 
@@ -23,18 +22,6 @@ DESKTOP_MEDIA_JS = """() => ({
 })"""
 
 
-@pytest.fixture
-def rig(browser: Any, live_server: Any) -> Any:
-    rigs: list[Rig] = []
-
-    def make(**config: Any) -> Rig:
-        r = Rig(browser, live_server, **config)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
 
 
 def _phone(r: Rig) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from resumekit import Rig, call_keys
 from support import wait_for
 
@@ -26,18 +25,6 @@ STATUS_RECORDER = """() => {
 }"""
 
 
-@pytest.fixture
-def rig(browser: Any, live_server: Any) -> Any:
-    rigs: list[Rig] = []
-
-    def make(**config: Any) -> Rig:
-        r = Rig(browser, live_server, **config)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
 
 
 def _resumed(r: Rig, sid: str, agent_peers_before: int, agent_frames_before: int) -> None:

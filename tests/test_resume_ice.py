@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from resumekit import Rig, call_keys, diagnose
+from resumekit import call_keys, diagnose
 from support import require, wait_for
 
 from flask_lpcall.extension import get_state
@@ -59,18 +59,6 @@ def media_block() -> Iterator[Callable[..., Any]]:
         unblock()
 
 
-@pytest.fixture
-def rig(browser: Any, live_server: Any) -> Iterator[Callable[..., Rig]]:
-    rigs: list[Rig] = []
-
-    def make(**config: Any) -> Rig:
-        r = Rig(browser, live_server, **config)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
 
 
 def test_blocked_media_path_recovers_by_ice_restart_in_the_same_call(rig: Any, media_block: Any) -> None:

@@ -35,18 +35,6 @@ def cut() -> Iterator[Cut]:
         c.restore()
 
 
-@pytest.fixture
-def rig(browser: Any, live_server: Any) -> Iterator[Callable[..., Rig]]:
-    rigs: list[Rig] = []
-
-    def make(**config: Any) -> Rig:
-        r = Rig(browser, live_server, **config)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
 
 
 def _started(rig: Callable[..., Rig]) -> Rig:

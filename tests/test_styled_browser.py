@@ -7,24 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from resumekit import Rig
 from support import wait_for
-
-
-@pytest.fixture
-def rig(browser: Any, live_server: Any) -> Any:
-    rigs: list[Rig] = []
-
-    def make(**config: Any) -> Rig:
-        r = Rig(browser, live_server, **config)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
-
 
 STYLE_JS = """() => {
   const win = document.querySelector('.lpcall-window');

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from callkit import call_keys
-from resumekit import Rig
 from support import wait_for
 from webkitkit import MINIBROWSER, WEBKIT_DRIVER, XVFB_RUN, WebKitPage
 
@@ -41,18 +40,6 @@ def webkit() -> Iterator[WebKitPage]:
     page.close()
 
 
-@pytest.fixture
-def rig(browser: Any, live_server: Any) -> Iterator[Any]:
-    rigs: list[Rig] = []
-
-    def make(**config: Any) -> Rig:
-        r = Rig(browser, live_server, **config)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
 
 
 def test_webkit_visitor_chats_and_the_agent_sees_why_calls_are_off(rig: Any, webkit: WebKitPage) -> None:
