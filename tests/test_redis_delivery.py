@@ -3,7 +3,7 @@
 Two gunicorn + gevent servers (one worker each, so a socket's server is its worker) share one
 redis-server. Server A prepares the calls (benchmarks/relay_app.py); any server can take any socket.
 * Both sockets of a call on A: frames reach the peer as the client's own text with ``"from"``, and no
-  PUBLISH reaches Redis (Redis's own command statistics);
+  PUBLISH on the call's channels reaches Redis (watched with MONITOR);
 * agent on A, consumer on B: the same frames, in order, cross Redis;
 * a participant moving to B while its old socket on A is still up: A's frames reach B from the
   moment B's socket has joined (B's hello ends A's direct delivery).
@@ -15,6 +15,7 @@ import json
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,9 +108,33 @@ def _expected(n: int, role: str) -> str:
     return _candidate(n)[:-1] + f',"from":"{role}"}}'
 
 
-def _publishes(redis_server: RedisServer) -> int:
-    stats = redis_server.client().info("commandstats").get("cmdstat_publish", {})
-    return int(stats.get("calls", 0))
+class PublishWatch:
+    """The channels of every PUBLISH Redis executes while it watches (MONITOR, which adds no subscriber)."""
+
+    END = "lpcall-publish-watch-end"
+
+    def __init__(self, redis_server: RedisServer) -> None:
+        self.redis_server = redis_server
+        self.channels: list[str] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="publish-watch", daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "MONITOR did not start"
+
+    def _run(self) -> None:
+        with self.redis_server.client().monitor() as monitor:
+            self._ready.set()
+            for cmd in monitor.listen():
+                words = str(cmd["command"]).split()
+                if words and words[0].upper() == "ECHO" and self.END in words[1:]:
+                    return
+                if len(words) > 1 and words[0].upper() == "PUBLISH":
+                    self.channels.append(words[1])
+
+    def stop(self) -> list[str]:
+        self.redis_server.client().echo(self.END)
+        self._thread.join(10)
+        return self.channels
 
 
 def _exchange(agent: CallClient, consumer: CallClient, count: int) -> None:
@@ -125,9 +150,11 @@ def test_same_worker_frames_skip_redis(cluster: Any) -> None:
     agent, consumer = CallClient(a, tokens[0][0]), CallClient(a, tokens[0][1])
     try:
         _exchange(agent, consumer, 3)  # the first PUBLISH of each direction learns nobody else listens
-        before = _publishes(redis_server)
+        sid = agent.joined["serviceId"]
+        watch = PublishWatch(redis_server)
         _exchange(agent, consumer, 50)
-        assert _publishes(redis_server) == before  # 100 frames relayed, none through Redis
+        on_this_call = [c for c in watch.stop() if c.startswith(f"call:{sid}:")]
+        assert on_this_call == []  # 100 frames relayed, none through Redis (other traffic may publish)
     finally:
         agent.close()
         consumer.close()
@@ -137,9 +164,10 @@ def test_cross_worker_frames_cross_redis_verbatim_in_order(cluster: Any) -> None
     a, b, redis_server, tokens = cluster
     agent, consumer = CallClient(a, tokens[1][0]), CallClient(b, tokens[1][1])
     try:
-        before = _publishes(redis_server)
+        sid = agent.joined["serviceId"]
+        watch = PublishWatch(redis_server)
         _exchange(agent, consumer, 50)
-        assert _publishes(redis_server) - before >= 100
+        assert len([c for c in watch.stop() if c.startswith(f"call:{sid}:")]) >= 100
     finally:
         agent.close()
         consumer.close()
