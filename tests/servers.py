@@ -15,6 +15,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +273,23 @@ def start_gunicorn(env: dict[str, str], workers: int = 2, timeout: float = 30,
     server = GunicornServer(port=free_port(), env=env, workers=workers,
                             workdir=Path(tempfile.mkdtemp(prefix="lpcall-gunicorn-")), extra_args=extra_args or [])
     return server.start(timeout)
+
+
+@contextmanager
+def two_hosts(redis_url: str, workers: int = 1, **env: str) -> Iterator[tuple[GunicornServer, GunicornServer]]:
+    """Two gunicorn servers ("hosts") on one Redis with one shared secret, stopped on exit."""
+    shared = {"FLASK_SECRET_KEY": "shared-" + uuid.uuid4().hex, "FLASK_LPCALL_STORE": redis_url, **env}
+    a = start_gunicorn(shared, workers=workers)
+    try:
+        b = start_gunicorn(shared, workers=workers)
+    except Exception:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
 
 
 # -- a reverse proxy in front of several servers -------------------------------------------------

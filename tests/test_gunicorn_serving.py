@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from servers import GunicornServer, RedisServer, start_gunicorn, start_redis
+from servers import GunicornServer, RedisServer, start_redis, two_hosts
 from support import require, wait_for
 from wsclients import Agent, Consumer, message_from
 
@@ -29,16 +29,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def cluster(redis_server: RedisServer) -> Iterator[tuple[GunicornServer, GunicornServer]]:
-    env = {"FLASK_SECRET_KEY": "shared-" + uuid.uuid4().hex, "FLASK_LPCALL_STORE": redis_server.url}
-    a = start_gunicorn(env, workers=2)
-    try:
-        b = start_gunicorn(env, workers=2)
-    except Exception:
-        a.stop()
-        raise
-    yield a, b
-    a.stop()
-    b.stop()
+    with two_hosts(redis_server.url, workers=2) as pair:
+        yield pair
 
 
 def _conversation_change(conv_id: str) -> Any:

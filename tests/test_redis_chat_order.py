@@ -15,12 +15,11 @@ import itertools
 import json
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from servers import GunicornServer, RedisServer, start_gunicorn, start_redis
+from servers import GunicornServer, RedisServer, start_redis, two_hosts
 from support import require, wait_for
 from websockets.exceptions import ConnectionClosed
 from wsclients import Agent, Consumer, FrameClient
@@ -38,16 +37,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def hosts(redis_server: RedisServer) -> Iterator[tuple[GunicornServer, GunicornServer]]:
-    env = {"FLASK_SECRET_KEY": "shared-" + uuid.uuid4().hex, "FLASK_LPCALL_STORE": redis_server.url}
-    a = start_gunicorn(env, workers=1)
-    try:
-        b = start_gunicorn(env, workers=1)
-    except Exception:
-        a.stop()
-        raise
-    yield a, b
-    a.stop()
-    b.stop()
+    with two_hosts(redis_server.url, workers=1) as pair:
+        yield pair
 
 
 class Side:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from servers import GunicornServer, RedisServer, start_gunicorn, start_redis
+from servers import GunicornServer, RedisServer, start_redis, two_hosts
 from support import require
 from websockets.sync.client import ClientConnection, connect
 from wsclients import Agent, Consumer
@@ -36,17 +35,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def hosts(redis_server: RedisServer) -> Iterator[tuple[GunicornServer, GunicornServer]]:
-    env = {"FLASK_SECRET_KEY": "shared-" + uuid.uuid4().hex, "FLASK_LPCALL_STORE": redis_server.url,
-           "FLASK_LPCALL_HEARTBEAT_INTERVAL": "1"}
-    a = start_gunicorn(env, workers=1)
-    try:
-        b = start_gunicorn(env, workers=1)
-    except Exception:
-        a.stop()
-        raise
-    yield a, b
-    a.stop()
-    b.stop()
+    with two_hosts(redis_server.url, workers=1, FLASK_LPCALL_HEARTBEAT_INTERVAL="1") as pair:
+        yield pair
 
 
 class Live:
