@@ -111,7 +111,8 @@ def test_after_a_reload_the_remote_sound_plays_without_a_click(rig: Any) -> None
     wait_for(lambda: r.events(r.consumer, "cobrowse", "sessionResume"), timeout=15, message="sessionResume")
     r.wait_frames(r.consumer, video=False)
     wait_for(lambda: r.consumer.evaluate(REMOTE_PLAYING_JS) == {"paused": False, "hasStream": True}, timeout=10, message="sound plays")
-    assert r.consumer.locator(".lpcall-sound-on").is_hidden()
+    # The button hides when play() resolves, a moment after `paused` turns false.
+    r.consumer.locator(".lpcall-sound-on").wait_for(state="hidden", timeout=10_000)
     r.consumer.click(".lpcall-call .lpcall-hangup")
 
 
