@@ -142,5 +142,6 @@ def test_a_webview_that_refuses_autoplay_gets_a_tap_to_hear_button(rig: Any) -> 
     button.wait_for(state="visible", timeout=15_000)
     button.click()  # play() inside the tap is allowed
     wait_for(lambda: r.consumer.evaluate(REMOTE_PLAYING_JS)["paused"] is False, timeout=10, message="sound playing after the tap")
-    assert r.consumer.locator(".lpcall-sound-on").is_hidden()
+    # The button hides when play() resolves, a moment after `paused` turns false.
+    r.consumer.locator(".lpcall-sound-on").wait_for(state="hidden", timeout=10_000)
     r.consumer.click(".lpcall-call .lpcall-hangup")
