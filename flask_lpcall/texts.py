@@ -85,6 +85,8 @@ EN: dict[str, str] = {
     "handoff.failed": "We could not make a code: {error}",
     "handoff.moved": "The call continues on your phone. The chat stays here.",
     "handoff.moved_invitation": "Answer the call on your phone. The chat stays here.",
+    "handoff.no_camera": "You can continue this call on your phone instead: it keeps going there.",
+    "handoff.give_up": "End the call",
     # -- transcript system messages --------------------------------------------
     "mode.VOICE_CALL": "voice call",
     "mode.VIDEO_CALL": "video call",
@@ -394,6 +396,8 @@ DE: dict[str, str] = {
     "handoff.failed": "Wir konnten keinen Code erstellen: {error}",
     "handoff.moved": "Der Anruf läuft auf Ihrem Handy weiter. Der Chat bleibt hier.",
     "handoff.moved_invitation": "Nehmen Sie den Anruf auf Ihrem Handy an. Der Chat bleibt hier.",
+    "handoff.no_camera": "Sie können diesen Anruf stattdessen auf Ihrem Handy fortsetzen: Er läuft dort weiter.",
+    "handoff.give_up": "Anruf beenden",
     "demo.greeting": "Hallo, ich bin {agent}, eine Demo. Schreiben Sie \"ruf mich an\" und ich lade Sie zu einem Videoanruf ein: Sie sehen ein Testbild und sich selbst.",
     "demo.trigger": "ruf mich an",
     "demo.calling": "Ich rufe Sie jetzt an: Nehmen Sie die Einladung an, um ein Testbild mit Ihrem eigenen Bild und Ihrer Stimme als Echo zu sehen.",
