@@ -30,6 +30,10 @@ from .extension import get_state, json_error
 logger = logging.getLogger(__name__)
 
 PURPOSE = "calllink"
+#: the purpose of the call page's own token (bound to its call; :func:`make_page_token`)
+PAGE_PURPOSE = "callpage"
+#: the longest a call page's token lives (it dies with its call before that): the link's session
+PAGE_TOKEN_TTL = 24 * 3600.0
 #: the store key recording a link's first use (and the claim of the browser that used it)
 USED_KEY = "calllink:{jti}"
 #: the cookie holding that claim (path: the page's URL only)
@@ -122,9 +126,32 @@ def _problem_page(state: Any, problem: LinkProblem) -> Response:
     return resp
 
 
+def make_page_token(state: Any, call: Any) -> str:
+    """The call page's identity: bound to its one call (``{"cid", "sid"}``, purpose ``callpage``).
+
+    Unlike the visitor's consumer token (``LPCALL_CONSUMER_TOKEN_TTL``, every conversation and call of
+    the visitor) it works only on the call API for that call (``api.check_bound``), never on the
+    messaging socket, the conversation, the network check or ``/api/consumer/session``, and only while
+    the call is open and for at most :data:`PAGE_TOKEN_TTL` (a reload of the page gets a fresh one)."""
+    return str(state.signer.sign(PAGE_PURPOSE, {"cid": call.consumer_id, "sid": call.service_id}))
+
+
+def verify_page_token(state: Any, token: str) -> tuple[str, str]:
+    """``(consumerId, serviceId)`` of a call page's token, or NotAllowedError: TOKEN_INVALID, or
+    TOKEN_EXPIRED when it is older than :data:`PAGE_TOKEN_TTL` or its call is over."""
+    data = state.signer.verify(PAGE_PURPOSE, token, PAGE_TOKEN_TTL)
+    cid, sid = data.get("cid"), data.get("sid")
+    if not isinstance(cid, str) or not cid or not isinstance(sid, str) or not sid:
+        raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+    call = state.services["calls"].get(sid)
+    if call is None or not call.is_open or call.consumer_id != cid:
+        raise NotAllowedError("token: the call of this page is over", code="TOKEN_EXPIRED", field="token")
+    return cid, sid
+
+
 def _page_data(state: Any, call: Any) -> dict[str, Any]:
-    """What the page's script needs: ids, the consumer's identity for this call, texts, the call."""
-    token = state.signer.sign("consumer", {"cid": call.consumer_id, "vid": "callpage"})
+    """What the page's script needs: ids, the page's identity for this call, texts, the call."""
+    token = make_page_token(state, call)
     from .messaging import client_config
 
     return {
@@ -186,7 +213,7 @@ def qr_svg(url: str) -> str:
 def _consumer_call(sid: Any) -> Any:
     from .api import consumer_id_from_request
 
-    cid = consumer_id_from_request()
+    cid = consumer_id_from_request(sid)
     if not isinstance(sid, str) or not sid:
         raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
     call = get_state().services["calls"].get(sid)
