@@ -117,7 +117,8 @@ export function mountHandoff({base, serviceId, ui, bar: barEl, host: hostEl, t, 
     });
     panel.replaceChildren(el('h3', {class: 'lpcall-handoff-title'}, t('handoff.title')), img,
       el('p', {class: 'lpcall-handoff-text'}, t('handoff.instructions', {minutes})), link, cancel);
-    cancel.focus();
+    cancel.focus({preventScroll: true});
+    img.scrollIntoView({block: 'nearest'});  // a scrolling room shows the code, not just its Cancel
     timer = setTimeout(poll, POLL_MS);
   }
 
