@@ -43,8 +43,10 @@ class NoCameraRig(Rig):
         self.contexts.append(ctx)
         return ctx
 
+    consumer_device: dict[str, Any] | None = None  # None: a desktop
+
     def open_consumer(self, path: str = "/") -> Any:
-        self.consumer_ctx = self.context(list(self.desktop_permissions))
+        self.consumer_ctx = self.context(list(self.desktop_permissions), **(self.consumer_device or {}))
         page = self.consumer = self.consumer_ctx.new_page()
         page.set_default_timeout(20_000)
         page.goto(self.server.url + path)
@@ -73,6 +75,8 @@ def _accept_without_camera(r: NoCameraRig) -> str:
     r.agent.click(".lpcall-mine .lpcall-conv-open")
     r.agent.click("button.lpcall-call-btn[data-mode=VIDEO_CALL]")
     r.agent.wait_for_selector(".lpcall-agent-call .lpcall-call")
+    wait_for(lambda: (r.engine(r.agent) or {}).get("status") not in (None, "idle", "media"), timeout=20,
+             message="the agent joined its call")
     desktop.click(".lpcall-invitation .lpcall-accept")
     err = wait_for(lambda: r.events(desktop, "cobrowse", "sessionError"), timeout=20, message="sessionError")[0]["data"]
     texts = get_state(r.app).texts
@@ -141,3 +145,23 @@ def test_ending_the_call_from_the_no_camera_view_reports_it_to_the_agent(nocam: 
     wait_for(lambda: call_keys(r.app) == [], timeout=15, message="no call keys in the store")
     assert len(r.events(desktop, "cobrowse", "sessionError")) == 1
     assert desktop.locator(".lpcall-composer textarea").is_editable()
+
+
+def test_a_phone_without_camera_gets_the_error_at_once_no_offer(nocam: NoCameraRig) -> None:
+    """On a phone already (coarse pointer) there is nowhere to move the call: NO_CAMERA_ACCESS as before."""
+    r = nocam
+    r.consumer_device = PHONE
+    r.open_agent()
+    phone = r.open_consumer()
+    assert phone.evaluate("matchMedia('(hover: none) and (pointer: coarse)').matches") is True
+    r.agent.click(".lpcall-mine .lpcall-conv-open")
+    r.agent.click("button.lpcall-call-btn[data-mode=VIDEO_CALL]")
+    # the agent is in the call (its camera up, joined) before the visitor answers
+    wait_for(lambda: (r.engine(r.agent) or {}).get("status") not in (None, "idle", "media"), timeout=20,
+             message="the agent joined its call")
+    phone.click(".lpcall-invitation .lpcall-accept")
+    texts = get_state(r.app).texts
+    r.agent.wait_for_selector(".lpcall-call .lpcall-call-error:not([hidden])")
+    assert texts["error.NO_CAMERA_ACCESS"] in r.agent.inner_text(".lpcall-call .lpcall-call-error")
+    assert phone.locator(".lpcall-no-camera").count() == 0
+    assert [e["data"]["id"] for e in r.events(phone, "cobrowse", "sessionError")] == ["NO_CAMERA_ACCESS"]

@@ -289,8 +289,10 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       muted: Boolean(keep.muted), cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), payload,
     });
     const engine = listened || newEngine(join, keep);
-    // no camera or microphone: the call waits for the phone where this window offers it (holdForPhone)
-    const offered = media && config.handoff !== false ? media.catch((err) => holdForPhone(call, err)) : media;
+    // no camera or microphone: the call waits for the phone where this window offers it (holdForPhone);
+    // not on a phone already (handoff.css hides the offer there): the error as before
+    const phone = typeof matchMedia === 'function' && matchMedia('(hover: none) and (pointer: coarse)').matches;
+    const offered = media && config.handoff !== false && !phone ? media.catch((err) => holdForPhone(call, err)) : media;
     const startOpts = {media: offered, accept: listened ? payload : null};
     holdCall(join.serviceId);
     if (resumed && join.connectedTs) engine.startedAt = join.connectedTs;  // the timer goes on
