@@ -8,6 +8,10 @@
   getUserMedia, ``/ws/call`` join, fresh negotiation with the agent, ICE). t1 = the later of: the
   phone's first decoded remote frame, and the agent's first decoded frame on the peer connection
   made for the phone (each polled every 10 ms in its page).
+* from NO_CAMERA_ACCESS: the same, but the desktop's camera and microphone are denied (a second
+  Chromium whose permission prompts are real, the desktop context without the grant): the visitor
+  accepts, the error view offers the phone, the desktop shows the code from there
+  (tests/test_handoff_nocamera_browser.py); t0 and t1 as above.
 * baseline (same run, same phone page): a reload of the phone's call page right after → media again,
   i.e. the resume the handoff is built on, without the desktop's leaving.
 
@@ -73,6 +77,31 @@ def _one(browser: Any, live_server: Any) -> tuple[float, float]:
         rig.close()
 
 
+def _one_nocam(browser: Any, live_server: Any) -> float:
+    from test_handoff_nocamera_browser import NoCameraRig
+
+    rig = NoCameraRig(browser, live_server)
+    try:
+        rig.open_agent()
+        desktop = rig.open_consumer()
+        rig.agent.click(".lpcall-mine .lpcall-conv-open")
+        rig.agent.click("button.lpcall-call-btn[data-mode=VIDEO_CALL]")
+        wait(lambda: (rig.engine(rig.agent) or {}).get("status") not in (None, "idle", "media"), 20, "agent joined")
+        rig.agent.evaluate(f"() => {{ {FIRST_FRAME_POLLER_JS} }}")
+        desktop.click(".lpcall-invitation .lpcall-accept")
+        desktop.click(".lpcall-no-camera .lpcall-handoff")
+        desktop.wait_for_selector(".lpcall-handoff-panel .lpcall-handoff-url")
+        url = desktop.input_value(".lpcall-handoff-url")
+        ctx = rig.context(["camera", "microphone"], **PHONE)
+        ctx.add_init_script(FIRST_FRAME_POLLER_JS)
+        phone = ctx.new_page()
+        n_agent = rig.peer_count(rig.agent)
+        phone.goto(url)
+        return _first_frames(phone, rig.agent, n_agent) - float(phone.evaluate("performance.timeOrigin"))
+    finally:
+        rig.close()
+
+
 def measure(runs: int) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
     from support import launch_chromium, start_live_server
@@ -84,7 +113,7 @@ def measure(runs: int) -> dict[str, list[float]]:
         servers.append(start_live_server(app))
         return servers[-1]
 
-    out: dict[str, list[float]] = {"handoff": [], "resume": []}
+    out: dict[str, list[float]] = {"handoff": [], "resume": [], "nocam": []}
     try:
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
@@ -95,6 +124,15 @@ def measure(runs: int) -> dict[str, list[float]]:
                 out["resume"].append(r)
                 print(f"run {i + 1}: handoff {h:.0f} ms, resume {r:.0f} ms", flush=True)
             browser.close()
+            from support import CHROMIUM, CHROMIUM_ARGS
+
+            real_prompts = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=[a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"])
+            _one_nocam(real_prompts, live_server)  # warm-up
+            for i in range(runs):
+                out["nocam"].append(_one_nocam(real_prompts, live_server))
+                print(f"run {i + 1}: handoff from NO_CAMERA_ACCESS {out['nocam'][-1]:.0f} ms", flush=True)
+            real_prompts.close()
     finally:
         for s in servers:
             s.stop()
@@ -107,6 +145,8 @@ def render(results: dict[str, list[float]], runs: int, load: float) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     hs = ", ".join(f"{v:.0f}" for v in results["handoff"])
     rs = ", ".join(f"{v:.0f}" for v in results["resume"])
+    n50, n95 = statistics.median(results["nocam"]), percentile(results["nocam"], 0.95)
+    ns = ", ".join(f"{v:.0f}" for v in results["nocam"])
     return f"""Measured {when} on {os.cpu_count()} shared cores ({platform.machine()}, load average {load:.1f}
 while measuring), Chromium headless with fake devices, private network namespace;
 `python -m benchmarks handoff` ({runs} calls, each: a handoff, then a reload of the phone's page).
@@ -117,9 +157,11 @@ agent** (VIDEO_CALL; t0 = the phone page's navigation start):
 | | p50 | p95 |
 |---|---|---|
 | handoff (page load, wait for the desktop tab to leave — it polls every 0.7 s —, resume, getUserMedia, join, negotiation, ICE) | {h50:.0f} ms | {h95:.0f} ms |
+| handoff from `NO_CAMERA_ACCESS` (the desktop denied camera and microphone; its error view shows the code) | {n50:.0f} ms | {n95:.0f} ms |
 | baseline, same run: reload of the phone's call page → media again (the resume alone) | {r50:.0f} ms | {r95:.0f} ms |
 
-Ratio p50: **{h50 / r50:.2f}×** the resume. All runs (ms) — handoff: {hs}; resume: {rs}.
+Ratio p50: **{h50 / r50:.2f}×** the resume; from `NO_CAMERA_ACCESS` **{n50 / r50:.2f}×**. All runs (ms) — handoff: {hs};
+from NO_CAMERA_ACCESS: {ns}; resume: {rs}.
 The difference is mostly the desktop tab's poll interval (up to 0.7 s until it sees the link opened)
 and its socket's close reaching the server before the phone may join.
 """

@@ -40,15 +40,44 @@ def calls() -> CallManager:
     return get_state().services["calls"]  # type: ignore[no-any-return]
 
 
-def consumer_id_from_request() -> str:
-    """The consumer id of the request's Bearer token, or NotAllowedError (TOKEN_INVALID/EXPIRED)."""
+#: ``service_id`` of :func:`consumer_id_from_request` when the route is about no one call
+ANY_CALL = object()
+
+
+def caller_from_request() -> tuple[str, str | None]:
+    """``(consumerId, bound serviceId)`` of the request's Bearer token, or NotAllowedError
+    (TOKEN_INVALID/EXPIRED). A consumer token (purpose ``consumer``) is bound to no call (None); a
+    standalone call page's token (purpose ``callpage``, :func:`~flask_lpcall.callpage.verify_page_token`)
+    is bound to its one call, and is valid only while that call is open."""
     state = get_state()
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    data = state.signer.verify("consumer", token, state.settings["LPCALL_CONSUMER_TOKEN_TTL"])
+    try:
+        data = state.signer.verify("consumer", token, state.settings["LPCALL_CONSUMER_TOKEN_TTL"])
+    except NotAllowedError as exc:
+        if exc.code != "TOKEN_INVALID" or not token:
+            raise
+        from .callpage import verify_page_token
+
+        return verify_page_token(state, token)  # not a consumer token: a call page's, or nothing
     cid = data.get("cid")
     if not isinstance(cid, str) or not cid:
         raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+    return cid, None
+
+
+def check_bound(bound: str | None, service_id: Any) -> None:
+    """A call page's token works for its own call only (``NOT_ALLOWED``, field ``token``)."""
+    if bound is not None and service_id != bound:
+        raise NotAllowedError("token: a call page's token is for its own call only", field="token")
+
+
+def consumer_id_from_request(service_id: Any = ANY_CALL) -> str:
+    """The consumer id of the request's Bearer token, or NotAllowedError (TOKEN_INVALID/EXPIRED;
+    NOT_ALLOWED when a call page's token is used for another call than ``service_id``, or for a
+    route that is about no one call)."""
+    cid, bound = caller_from_request()
+    check_bound(bound, None if service_id is ANY_CALL else service_id)
     return cid
 
 
@@ -104,22 +133,25 @@ def register(bp: Blueprint) -> None:
     # Errors (LPCallError, a store outage included) become JSON by the blueprint's handler.
     @bp.post("/api/call/accept")
     def call_accept() -> Any:
-        cid = consumer_id_from_request()
+        cid, bound = caller_from_request()
         payload = load_or_raise(CoBrowseEventSchema(), json_body())
+        check_bound(bound, payload["serviceId"])
         return jsonify(calls().accept(cid, payload))
 
     @bp.post("/api/call/decline")
     def call_decline() -> Any:
-        cid = consumer_id_from_request()
+        cid, bound = caller_from_request()
         payload = load_or_raise(CoBrowseEventSchema(), json_body())
+        check_bound(bound, payload["serviceId"])
         return jsonify(calls().decline(cid, payload))
 
     @bp.post("/api/call/prepare")
     def call_prepare() -> Any:
         # The invitation is shown (cobrowseOffered): the consumer's join info, so its socket can
         # listen before the Accept and receive the agent's offer ahead (PROTOCOL §5).
-        cid = consumer_id_from_request()
+        cid, bound = caller_from_request()
         payload = load_or_raise(CoBrowseEventSchema(), json_body())
+        check_bound(bound, payload["serviceId"])
         session = calls().get(payload["serviceId"])
         if session is None or not session.is_open or session.consumer_id != cid:
             raise NotFoundError("no such call", field="serviceId")
@@ -129,10 +161,11 @@ def register(bp: Blueprint) -> None:
 
     @bp.post("/api/call/resume")
     def call_resume() -> Any:
-        cid = consumer_id_from_request()
+        cid, bound = caller_from_request()
         sid = json_body().get("serviceId")
         if not isinstance(sid, str) or not sid:
             raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
+        check_bound(bound, sid)
         session = calls().get(sid)
         if session is None or not session.is_open or session.consumer_id != cid:
             raise NotFoundError("no such call", field="serviceId")
@@ -140,7 +173,10 @@ def register(bp: Blueprint) -> None:
 
     @bp.get("/api/call/active")
     def call_active() -> Any:
-        session = calls().active_for_consumer(consumer_id_from_request())
+        cid, bound = caller_from_request()
+        session = calls().active_for_consumer(cid)
+        if bound is not None and (session is None or session.service_id != bound):
+            session = None  # a call page's token sees its own call only
         if session is None:
             return jsonify({"call": None})
         return jsonify({"call": {"serviceId": session.service_id, "mode": session.mode, "sessionState": session.state}})

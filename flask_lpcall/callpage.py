@@ -8,6 +8,15 @@ it works once. Its first opening is recorded in the store (``calllink:<jti>``) t
 random *claim* that the page's browser keeps in a cookie scoped to the page: a reload of that
 browser opens the page again (the call resumes), any other browser gets the "already used" page.
 
+Resume in a cross-site iframe: a host app on another site that frames the page (allowed by
+``LPCALL_CALL_PAGE_FRAME_ANCESTORS``) gets no ``SameSite=Lax`` cookie: the browser neither stores nor
+sends it there, and browsers that block third-party cookies drop ``SameSite=None`` ones too. So the
+cookie is ``SameSite=None; Secure`` over https (``Lax`` over http, where ``None`` is refused), and
+the page also keeps the claim in its own ``sessionStorage`` (``lpcall.claim:<path>``; per tab,
+partitioned by the host's site, kept across reloads). The "used" page of a link loads
+``callpage_claim.js``, which, when this tab holds the link's claim, opens the link again as
+``?claim=<claim>`` (once; the page then drops it from its address).
+
 An expired, used or forged link, or one whose call is over, gets a small localized HTML page with
 a 4xx status, never a stack trace (texts ``callpage.*``).
 """
@@ -30,6 +39,10 @@ from .extension import get_state, json_error
 logger = logging.getLogger(__name__)
 
 PURPOSE = "calllink"
+#: the purpose of the call page's own token (bound to its call; :func:`make_page_token`)
+PAGE_PURPOSE = "callpage"
+#: the longest a call page's token lives (it dies with its call before that): the link's session
+PAGE_TOKEN_TTL = 24 * 3600.0
 #: the store key recording a link's first use (and the claim of the browser that used it)
 USED_KEY = "calllink:{jti}"
 #: the cookie holding that claim (path: the page's URL only)
@@ -84,10 +97,11 @@ def _verify(state: Any, link: str) -> dict[str, Any]:
     return data
 
 
-def _use(state: Any, jti: str, claim: str | None) -> str:
+def _use(state: Any, jti: str, claims: list[str]) -> str:
     """Record the link's first use and return the claim of the browser that may reopen it.
 
-    A second use is allowed only with the first one's claim (a reload of the same page)."""
+    A second use is allowed only with the first one's claim (a reload of the same page): from its
+    cookie or, where cookies are blocked, the ``claim`` query parameter (callpage_claim.js)."""
     fresh = secrets.token_urlsafe(16)
     outcome: dict[str, str] = {}
 
@@ -102,13 +116,16 @@ def _use(state: Any, jti: str, claim: str | None) -> str:
     state.store.update(USED_KEY.format(jti=jti), apply, ttl=USED_TTL)
     if outcome.get("new"):
         return fresh
-    if claim and hmac.compare_digest(claim, outcome["claim"]):
-        return claim
+    for claim in claims:
+        if claim and len(claim) <= 64 and hmac.compare_digest(claim, outcome["claim"]):
+            return claim
     raise LinkProblem("used")
 
 
 def _problem_page(state: Any, problem: LinkProblem) -> Response:
     texts = state.texts
+    # a used link may be this tab's own, whose claim cookie the browser did not send (cross-site iframe)
+    reclaim = url_for("lpcall.lpcall_static", filename="lpcall/callpage_claim.js") if problem.kind == "used" else None
     html = render_template(
         "lpcall/callpage_problem.html",
         lang=state.settings["LPCALL_LOCALE"],
@@ -116,15 +133,39 @@ def _problem_page(state: Any, problem: LinkProblem) -> Response:
         heading=texts[f"callpage.{problem.kind}.title"],
         message=texts[f"callpage.{problem.kind}"],
         css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
+        reclaim=reclaim,
     )
     resp = Response(html, status=problem.status, mimetype="text/html")
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
 
+def make_page_token(state: Any, call: Any) -> str:
+    """The call page's identity: bound to its one call (``{"cid", "sid"}``, purpose ``callpage``).
+
+    Unlike the visitor's consumer token (``LPCALL_CONSUMER_TOKEN_TTL``, every conversation and call of
+    the visitor) it works only on the call API for that call (``api.check_bound``), never on the
+    messaging socket, the conversation, the network check or ``/api/consumer/session``, and only while
+    the call is open and for at most :data:`PAGE_TOKEN_TTL` (a reload of the page gets a fresh one)."""
+    return str(state.signer.sign(PAGE_PURPOSE, {"cid": call.consumer_id, "sid": call.service_id}))
+
+
+def verify_page_token(state: Any, token: str) -> tuple[str, str]:
+    """``(consumerId, serviceId)`` of a call page's token, or NotAllowedError: TOKEN_INVALID, or
+    TOKEN_EXPIRED when it is older than :data:`PAGE_TOKEN_TTL` or its call is over."""
+    data = state.signer.verify(PAGE_PURPOSE, token, PAGE_TOKEN_TTL)
+    cid, sid = data.get("cid"), data.get("sid")
+    if not isinstance(cid, str) or not cid or not isinstance(sid, str) or not sid:
+        raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+    call = state.services["calls"].get(sid)
+    if call is None or not call.is_open or call.consumer_id != cid:
+        raise NotAllowedError("token: the call of this page is over", code="TOKEN_EXPIRED", field="token")
+    return cid, sid
+
+
 def _page_data(state: Any, call: Any) -> dict[str, Any]:
-    """What the page's script needs: ids, the consumer's identity for this call, texts, the call."""
-    token = state.signer.sign("consumer", {"cid": call.consumer_id, "vid": "callpage"})
+    """What the page's script needs: ids, the page's identity for this call, texts, the call."""
+    token = make_page_token(state, call)
     from .messaging import client_config
 
     return {
@@ -186,7 +227,7 @@ def qr_svg(url: str) -> str:
 def _consumer_call(sid: Any) -> Any:
     from .api import consumer_id_from_request
 
-    cid = consumer_id_from_request()
+    cid = consumer_id_from_request(sid)
     if not isinstance(sid, str) or not sid:
         raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
     call = get_state().services["calls"].get(sid)
@@ -280,7 +321,8 @@ def register(bp: Blueprint) -> None:
                     raise LinkProblem("expired")
                 if (state.store.get(HANDOFF_KEY.format(jti=data["jti"])) or {}).get("state") == "cancelled":
                     raise LinkProblem("cancelled")
-            claim = _use(state, data["jti"], request.cookies.get(CLAIM_COOKIE))
+            claims = [c for c in (request.cookies.get(CLAIM_COOKIE), request.args.get("claim")) if isinstance(c, str)]
+            claim = _use(state, data["jti"], claims)
             if data.get("h"):
                 _open_handoff(state, data["jti"])
             if call.state == "INVITED":
@@ -294,6 +336,7 @@ def register(bp: Blueprint) -> None:
             logger.warning("call page: %s", exc)
             return _problem_page(state, LinkProblem("ended"))
         page_data = _page_data(state, call)
+        page_data["claim"] = claim  # kept in the tab's sessionStorage too (cross-site iframes)
         if data.get("h"):
             page_data["handoff"] = {"id": data["jti"]}
         page = json.dumps(page_data).replace("<", "\\u003c")
@@ -307,7 +350,8 @@ def register(bp: Blueprint) -> None:
             script=url_for("lpcall.lpcall_static", filename="lpcall/callpage.js"),
         )
         resp = _security_headers(Response(html, mimetype="text/html"), state)
+        # SameSite=None (needs Secure) so that a host app's cross-site iframe keeps it; http: Lax
         resp.set_cookie(CLAIM_COOKIE, claim, max_age=int(USED_TTL), path=request.path, httponly=True,
-                        secure=request.is_secure, samesite="Lax")
+                        secure=request.is_secure, samesite="None" if request.is_secure else "Lax")
         return resp
 

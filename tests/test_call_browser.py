@@ -398,6 +398,8 @@ def _assert_session_error(r: Rig, error_id: str) -> None:
     texts = get_state(r.app).texts
     assert err == {"id": error_id, "msg": texts[f"error.{error_id}"]}
     r.consumer.wait_for_selector(f".lp_cobrowse_callscreen_container :text('{texts[f'error.{error_id}'][:30]}')")
+    if error_id == "NO_CAMERA_ACCESS":  # the call waits while "continue on my phone" is offered (issue 18)
+        r.consumer.click(".lpcall-no-camera .lpcall-no-camera-end")
     # the agent is told too, and the call closes for both with the failure in the transcript
     try:
         r.agent.wait_for_selector(".lpcall-call .lpcall-call-error:not([hidden])")

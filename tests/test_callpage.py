@@ -206,3 +206,30 @@ def test_handoff_wants_the_visitors_own_open_call() -> None:
     assert visitor.post("/lpcall/api/call/handoff", json={"serviceId": sid}).status_code == 401
     assert visitor.post("/lpcall/api/call/handoff", json={}, headers=_bearer(setup)).get_json()["error"]["field"] == "serviceId"
     assert visitor.get("/lpcall/api/call/handoff/unknown", headers=_bearer(setup)).status_code == 404
+
+
+def test_the_claim_cookie_is_samesite_none_over_https_and_the_claim_also_opens_the_link_without_it() -> None:
+    """A host app's cross-site iframe: no Lax cookie there, so SameSite=None; Secure over https, and the
+    claim the page keeps in sessionStorage opens the link again as ?claim= (callpage_claim.js)."""
+    app = make_app()
+    _, sid = _invited(app)
+    client, csrf = _agent(app)
+    path = _path(_link(client, csrf, sid).get_json()["url"])
+    secure = app.test_client()
+    first = secure.get(path, base_url="https://localhost")
+    cookie = first.headers["Set-Cookie"]
+    assert "SameSite=None" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+    claim = _page_data(first.get_data(as_text=True))["claim"]
+    # over http SameSite=None is refused by browsers: Lax there
+    client2, csrf2 = _agent(app)
+    _, sid2 = _invited(app)
+    plain = app.test_client().get(_path(_link(client2, csrf2, sid2).get_json()["url"]))
+    assert "SameSite=Lax" in plain.headers["Set-Cookie"]
+    # a browser without the cookie: "used", with the script that retries with this tab's claim
+    used = app.test_client().get(path)
+    assert used.status_code == 410 and "lpcall/callpage_claim.js" in used.get_data(as_text=True)
+    assert app.test_client().get(f"{path}?claim=wrong").status_code == 410
+    again = app.test_client().get(f"{path}?claim={claim}")
+    assert again.status_code == 200 and _page_data(again.get_data(as_text=True))["call"]["serviceId"] == sid
+    # the other problem pages have no such script
+    assert "callpage_claim.js" not in app.test_client().get("/lpcall/call/forged").get_data(as_text=True)

@@ -195,6 +195,8 @@ def test_no_camera_access(rig: Any) -> None:
     err = wait_for(lambda: r.events(r.consumer, "cobrowse", "sessionError"), timeout=20, message="sessionError")[0]["data"]
     texts = get_state(r.app).texts
     assert err == {"id": "NO_CAMERA_ACCESS", "msg": texts["error.NO_CAMERA_ACCESS"]}
+    # the call waits while "continue on my phone" is offered (issue 18); the visitor ends it instead
+    r.consumer.click(".lpcall-no-camera .lpcall-no-camera-end")
     r.agent.wait_for_selector(".lpcall-call .lpcall-call-error:not([hidden])")
     assert texts["error.NO_CAMERA_ACCESS"] in r.agent.evaluate("document.querySelector('.lpcall-call .lpcall-call-error').innerText")
     wait_for(lambda: call_keys(r.app) == [], timeout=15, message="no call keys in the store")

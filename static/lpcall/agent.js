@@ -27,6 +27,13 @@ const elsewhere = $('.lpcall-call-elsewhere');
 const elsewhereText = $('.lpcall-call-elsewhere-text');
 const showCallBtn = $('.lpcall-call-show');
 const stopCallBtn = $('.lpcall-call-stop');
+const linkArea = $('.lpcall-call-link-area');
+const linkBtn = $('.lpcall-call-link');
+const linkResult = $('.lpcall-call-link-result');
+const linkLabel = $('.lpcall-call-link-label');
+const linkUrl = $('.lpcall-call-link-url');
+const linkCopy = $('.lpcall-call-link-copy');
+const linkStatus = $('.lpcall-call-link-status');
 const transcript = main.querySelector('.lpcall-transcript');
 const composer = main.querySelector('.lpcall-composer');
 const input = composer.querySelector('textarea');
@@ -126,6 +133,7 @@ function renderCallPane() {
   const here = Boolean(paneConv) && paneConv === selected;
   callContainer.hidden = !here;
   main.classList.toggle('lpcall-with-call', here && callContainer.childElementCount > 0);
+  renderLinkArea();
   const away = activeCall && activeCall.conversationId !== selected ? activeCall : null;
   elsewhere.hidden = !away;
   if (!away) return;
@@ -137,6 +145,78 @@ function renderCallPane() {
   showCallBtn.hidden = !convs.has(away.conversationId);
   stopCallBtn.disabled = !away.ui;
 }
+// A call link (issue 18) for the invitation waiting in this conversation: the standalone call page,
+// for a visitor who wants to answer on another device or in an app. It goes into the chat at once,
+// and shows here with a copy button and when it stops working.
+function invitedHere() {
+  const call = activeCall;
+  if (!call || call.conversationId !== selected || !call.ui || !call.ui.engine) return null;
+  return call.ui.engine.sessionState === 'INVITED' && !call.ui.engine.closedInfo ? call : null;
+}
+
+function renderLinkArea() {
+  const call = invitedHere();
+  linkArea.hidden = !call;
+  if (!call || linkResult.dataset.serviceId !== call.serviceId) {
+    linkResult.hidden = true;
+    linkResult.dataset.serviceId = '';
+  }
+}
+
+function csrfToken() {
+  const field = document.querySelector('input[name=csrf_token]');
+  return field ? field.value : '';
+}
+
+async function sendCallLink() {
+  const call = invitedHere();
+  if (!call) return;
+  showError('');
+  linkBtn.disabled = true;
+  try {
+    const resp = await fetch(`${base}/api/agent/call-link`, {
+      method: 'POST', credentials: 'same-origin',
+      headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken()},
+      body: JSON.stringify({serviceId: call.serviceId}),
+    });
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) throw new Error((body.error && body.error.message) || `HTTP ${resp.status}`);
+    const until = new Date(body.expires * 1000).toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'});
+    linkLabel.textContent = t('agent.call_link_label', {name: visitorName(convs.get(call.conversationId) || call.peer)});
+    linkUrl.value = body.url;
+    linkCopy.textContent = t('agent.call_link_copy');
+    linkStatus.textContent = '';
+    linkResult.dataset.serviceId = call.serviceId;
+    linkResult.hidden = false;
+    await sock.request('ms.PublishEvent', {
+      conversationId: call.conversationId,
+      event: {type: 'ContentEvent', contentType: 'text/plain', message: t('agent.call_link_message', {url: body.url})},
+    });
+    linkStatus.textContent = t('agent.call_link_sent', {time: until});
+    linkCopy.focus();
+  } catch (err) {
+    showError(t('agent.error', {error: err.message}));
+  } finally {
+    linkBtn.disabled = false;
+  }
+}
+
+async function copyCallLink() {
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(linkUrl.value);
+    copied = true;
+  } catch (e) {
+    linkUrl.select();  // no clipboard API here (an http page): the old way
+    try { copied = document.execCommand('copy'); } catch (e2) { copied = false; }
+  }
+  if (copied) linkCopy.textContent = t('agent.call_link_copied');
+  else linkUrl.focus();
+}
+linkBtn.addEventListener('click', sendCallLink);
+linkCopy.addEventListener('click', copyCallLink);
+linkUrl.addEventListener('focus', () => linkUrl.select());
+
 showCallBtn.addEventListener('click', () => { if (activeCall) select(activeCall.conversationId); });
 stopCallBtn.addEventListener('click', () => {
   if (!activeCall) return;

@@ -10,12 +10,14 @@
 import {CallEngine, supportProblem, ERRORS} from './engine.js';
 import {makeT, mountCallUI} from './callui.js';
 import {holdCall, resumeCheck} from './resume.js';
-import {mountHandoff} from './handoff.js';
+import {mountHandoff, mountNoCameraOffer} from './handoff.js';
 
 const STORE_KEY = 'lpcall.call';
 const CONTAINER = '.lp_cobrowse_callscreen_container';
 const MANDATORY = ['serviceId', 'agentId', 'visitorName', 'mode', 'ssid', 'svid'];
 const MODES = ['VOICE_CALL', 'VIDEO_CALL'];
+// NO_CAMERA_ACCESS with the phone offered: how long the call waits for the visitor's choice
+const NO_CAMERA_HOLD_MS = 5 * 60 * 1000;
 
 function bus() {
   return (window.lpTag && window.lpTag.events) || null;
@@ -170,10 +172,11 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
   function finish(call, info) {
     if (call.finished) {
       // the container appeared only after the end: show the outcome there
-      if (!call.attached && call.container && call.endMessage) showEndMessage(call);
+      if (!call.attached && call.container && call.endMessage && !gaveUp(call)) showEndMessage(call);
       return;
     }
     call.finished = true;
+    if (call.held) clearTimeout(call.held.timer);
     call.closedInfo = info;
     if (call.handoff) call.handoff.destroy();
     if (current === call) current = null;
@@ -198,7 +201,46 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       if (failed) ui.showError(msg || call.errorMsg);
     }
     call.endMessage = [msg || call.errorMsg || t('call.ended'), failed ? 'lpcall-call-error' : 'lpcall-call-ended'];
-    if (!call.attached) showEndMessage(call);
+    if (!call.attached && !gaveUp(call)) showEndMessage(call);
+  }
+
+  const gaveUp = (call) => Boolean(call.held && call.held.gaveUp);
+
+  // NO_CAMERA_ACCESS (issue 18): when this window can offer "continue on my phone", the call is held
+  // instead of failed: the sessionError fires, the error view offers the phone (handoff.js), this tab
+  // stays in the call without media (it tells the agent: muted, camera off) so the phone can take it
+  // over like a resume. The failure goes out (as before) when the visitor ends the call here, or
+  // after NO_CAMERA_HOLD_MS. Resolves never: the engine waits for media that do not come.
+  function holdForPhone(call, err) {
+    return new Promise((resolve, reject) => {
+      if (call.finished || !call.engine) { reject(err); return; }
+      call.errorFired = true;
+      const message = sessionError(ERRORS.NO_CAMERA_ACCESS);
+      if (call.handoff) call.handoff.destroy();
+      call.handoff = null;
+      call.held = {message, view: null, gaveUp: false, fail: () => reject(err)};
+      call.held.timer = setTimeout(() => { call.errorMsg = message; call.held.fail(); }, NO_CAMERA_HOLD_MS);
+      call.engine.setMuted(true);
+      call.engine.setCameraOff(true);
+      showHeld(call);
+    });
+  }
+
+  function showHeld(call) {
+    const held = call.held;
+    if (!held || held.view || !call.container || call.finished) return;
+    held.view = mountNoCameraOffer({
+      container: call.container, message: held.message, base, serviceId: call.serviceId, t,
+      token: () => callIdentity(call.serviceId).then((id) => id.token),
+      release: (text) => release(call, text),
+      giveUp: (node) => {
+        held.gaveUp = true;
+        clearTimeout(held.timer);
+        clearScreen(call.container, node);
+        held.fail();
+      },
+    });
+    call.handoff = held.view;
   }
 
   // The call went on on another device (handoff.js): this tab leaves it without hanging up (the
@@ -206,6 +248,12 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
   function release(call, text) {
     if (call.finished) return;
     call.finished = true;
+    if (call.held) {
+      // the phone's engine restores this side's state from the server (recovery.js): it has media
+      clearTimeout(call.held.timer);
+      call.engine.setMuted(false);
+      call.engine.setCameraOff(false);
+    }
     if (current === call) current = null;
     writeStored(null);
     holdCall(null);
@@ -241,7 +289,11 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       muted: Boolean(keep.muted), cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), payload,
     });
     const engine = listened || newEngine(join, keep);
-    const startOpts = {media, accept: listened ? payload : null};
+    // no camera or microphone: the call waits for the phone where this window offers it (holdForPhone);
+    // not on a phone already (handoff.css hides the offer there): the error as before
+    const phone = typeof matchMedia === 'function' && matchMedia('(hover: none) and (pointer: coarse)').matches;
+    const offered = media && config.handoff !== false && !phone ? media.catch((err) => holdForPhone(call, err)) : media;
+    const startOpts = {media: offered, accept: listened ? payload : null};
     holdCall(join.serviceId);
     if (resumed && join.connectedTs) engine.startedAt = join.connectedTs;  // the timer goes on
     call.engine = engine;
@@ -259,7 +311,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       });
     }
     const attach = () => {
-      if (call.attached || call.finished || !call.container) return;
+      if (call.attached || call.finished || !call.container || call.held) return;
       call.attached = true;
       // the focus waits in the container since the Accept: it goes on to the call's controls
       const focusHere = call.container.contains(document.activeElement) || document.activeElement === document.body;
@@ -274,6 +326,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
         call.container = c;
         if (!c) return log('no .lp_cobrowse_callscreen_container on this page');
         if (call.finished) finish(call, call.closedInfo || {});
+        else if (call.held) showHeld(call);
         else if (engine.connectedOnce) attach();
       });
     }

@@ -153,7 +153,15 @@ async function desktopLeft() {
   }
 }
 
+// The link's claim (callpage.py): also in this tab's storage, for a reload where the browser sends no
+// claim cookie (a host app's cross-site iframe); a claim that came in the address leaves it.
+function keepClaim() {
+  try { if (data.claim) sessionStorage.setItem(`lpcall.claim:${location.pathname}`, data.claim); } catch (e) { /* no storage */ }
+  if (/[?&]claim=/.test(location.search)) history.replaceState(history.state, '', location.pathname + location.hash);
+}
+
 async function main() {
+  keepClaim();
   const invited = call.sessionState === 'INVITED';
   if (!invited) {
     const resuming = (readStored() || {}).serviceId === call.serviceId;  // a reload of this page

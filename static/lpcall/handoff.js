@@ -117,7 +117,8 @@ export function mountHandoff({base, serviceId, ui, bar: barEl, host: hostEl, t, 
     });
     panel.replaceChildren(el('h3', {class: 'lpcall-handoff-title'}, t('handoff.title')), img,
       el('p', {class: 'lpcall-handoff-text'}, t('handoff.instructions', {minutes})), link, cancel);
-    cancel.focus();
+    cancel.focus({preventScroll: true});
+    img.scrollIntoView({block: 'nearest'});  // a scrolling room shows the code, not just its Cancel
     timer = setTimeout(poll, POLL_MS);
   }
 
@@ -125,4 +126,25 @@ export function mountHandoff({base, serviceId, ui, bar: barEl, host: hostEl, t, 
   return {
     destroy() { clearTimeout(timer); if (qrUrl) URL.revokeObjectURL(qrUrl); button.remove(); if (panel) panel.remove(); },
   };
+}
+
+// NO_CAMERA_ACCESS (issue 18): the desktop cannot open its camera or microphone, the call is still
+// open (callapp.js holds it instead of failing): the error view offers the phone. `giveUp`: the
+// visitor ends the call here instead (callapp.js then reports NO_CAMERA_ACCESS as before).
+//
+//   const offer = mountNoCameraOffer({container, message, base, serviceId, t, token, release, giveUp});
+//   offer.destroy();
+export function mountNoCameraOffer({container, message, base, serviceId, t, token, release, giveUp}) {
+  const node = el('div', {class: 'lpcall-call-error lpcall-no-camera'});
+  const actions = el('div', {class: 'lpcall-no-camera-actions'});
+  node.append(el('p', {role: 'alert'}, message), el('p', {class: 'lpcall-no-camera-phone'}, t('handoff.no_camera')), actions);
+  const handoff = mountHandoff({base, serviceId, bar: actions, host: node, t, token, release});
+  const end = el('button', {type: 'button', class: 'lpcall-no-camera-end'}, t('handoff.give_up'));
+  end.addEventListener('click', () => giveUp(node));
+  actions.append(end);
+  const hadFocus = container.contains(document.activeElement) || document.activeElement === document.body;
+  container.replaceChildren(node);
+  const first = actions.querySelector('.lpcall-handoff');
+  if (hadFocus) (first || end).focus();
+  return {node, destroy() { handoff.destroy(); end.remove(); }};
 }
