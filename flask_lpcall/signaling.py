@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from typing import Any
@@ -45,6 +46,7 @@ _PING = object()  # outbox actions from the keepalive thread, done by the sender
 _PING_TIMEOUT = object()
 _REPLACED = object()
 CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
+QUALITY_MIN_INTERVAL = 0.5  # seconds between two relayed `quality` frames of one socket (issue 17)
 SENDER_WAIT = 2.0  # seconds the handler waits for its sender to finish a close it is making
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
 
@@ -88,6 +90,7 @@ class CallSocket:
         self.closed_frame: dict[str, Any] | None = None
         self.client_gone = threading.Event()
         self.listening = False  # a consumer socket opened before the Accept (PROTOCOL §5)
+        self.last_quality = float("-inf")  # when this socket's last `quality` frame was relayed
         self.lost_check: threading.Timer | None = None
 
     def send(self, frame: dict[str, Any]) -> None:
@@ -318,6 +321,13 @@ class CallSocket:
         elif kind == "state":
             manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
             manager.store.publish(channel(sid, peer), {**frame, "from": role})
+        elif kind == "quality":  # issue 17: at most one every QUALITY_MIN_INTERVAL s is relayed
+            if self.listening:
+                raise _not_accepted()
+            now = time.monotonic()
+            if now - self.last_quality >= QUALITY_MIN_INTERVAL:
+                self.last_quality = now
+                manager.store.publish(channel(sid, peer), {**frame, "from": role})
         elif kind == "ping":
             self.send({"type": "pong"})
         elif kind == "accept":
