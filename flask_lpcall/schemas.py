@@ -379,6 +379,18 @@ class StrictNumber(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class StrictCount(fields.Integer):
+    """A JSON integer only (not ``1.0``, ``"1"`` or ``true``), ``0..1_000_000``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, validate=validate.Range(min=0, max=1_000_000), **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if type(value) is not int:
+            raise ValidationError("must be an integer")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class QualityFrameSchema(_Strict):
     """One side's connection-quality summary, about once a second at most (PROTOCOL §5 "quality")."""
 
@@ -389,6 +401,8 @@ class QualityFrameSchema(_Strict):
     lossPct = StrictNumber(100)
     jitterMs = StrictNumber(60_000)
     outKbps = StrictNumber(1_000_000)
+    iceRestarts = StrictCount()  # this side's ICE restarts and network switches so far in the call
+    networkSwitches = StrictCount()
 
 
 #: client → server signaling frame type -> its schema.

@@ -328,6 +328,10 @@ class CallSocket:
             if now - self.last_quality >= QUALITY_MIN_INTERVAL:
                 self.last_quality = now
                 manager.store.publish(channel(sid, peer), {**frame, "from": role})
+                try:
+                    manager.note_quality(sid, role, frame)  # for the call's record
+                except NotFoundError:
+                    pass  # the call just closed: its record is written already
         elif kind == "ping":
             self.send({"type": "pong"})
         elif kind == "accept":

@@ -31,6 +31,10 @@ VECTORS: list[tuple[str, dict[str, Any], str | None]] = [
     ("jitter as bool", {**GOOD, "jitterMs": True}, "jitterMs"),
     ("bitrate too big", {**GOOD, "outKbps": 2e6}, "outKbps"),
     ("unknown key", {**GOOD, "ssid": "home"}, "ssid"),
+    ("counters", {**GOOD, "iceRestarts": 2, "networkSwitches": 0}, None),
+    ("counter not whole", {**GOOD, "iceRestarts": 1.5}, "iceRestarts"),
+    ("counter negative", {**GOOD, "networkSwitches": -1}, "networkSwitches"),
+    ("counter as text", {**GOOD, "networkSwitches": "1"}, "networkSwitches"),
 ]
 
 

@@ -29,12 +29,15 @@ const SEND_EVERY_MS = 5000;
 // The same rules as flask_lpcall/schemas.QualityFrameSchema: what a `quality` frame may carry.
 export function validQualityFrame(f) {
   if (!f || typeof f !== 'object' || f.type !== 'quality') return false;
-  const allowed = new Set(['type', 'level', 'reason', 'rttMs', 'lossPct', 'jitterMs', 'outKbps', 'from']);
+  const allowed = new Set(['type', 'level', 'reason', 'rttMs', 'lossPct', 'jitterMs', 'outKbps', 'iceRestarts',
+    'networkSwitches', 'from']);
   if (Object.keys(f).some((k) => !allowed.has(k))) return false;
   if (!LEVELS.includes(f.level)) return false;
   if (f.reason !== null && f.reason !== undefined && !REASONS.includes(f.reason)) return false;
   const num = (v, max) => v === null || v === undefined || (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= max);
-  return num(f.rttMs, 60000) && num(f.lossPct, 100) && num(f.jitterMs, 60000) && num(f.outKbps, 1e6);
+  const count = (v) => v === undefined || (Number.isInteger(v) && v >= 0 && v <= 1e6);
+  return num(f.rttMs, 60000) && num(f.lossPct, 100) && num(f.jitterMs, 60000) && num(f.outKbps, 1e6)
+    && count(f.iceRestarts) && count(f.networkSwitches);
 }
 
 function rank(level) { return LEVELS.indexOf(level); }
@@ -65,7 +68,7 @@ export function classify(m, {video = true} = {}) {
 // cumulative counters of one getStats() report
 export function readCounters(report) {
   const c = {audio: {recv: 0, lost: 0, jitter: null}, video: {recv: 0, lost: 0, jitter: null, decoded: 0, dropped: 0},
-    rttMs: null, outKbps: null, bytesIn: 0};
+    rttMs: null, outKbps: null, bytesIn: 0, localAddress: null};
   let pairId = null;
   report.forEach((r) => {
     if (r.type === 'inbound-rtp' && (r.kind === 'audio' || r.kind === 'video')) {
@@ -81,6 +84,8 @@ export function readCounters(report) {
   let pair = pairId ? report.get(pairId) : null;
   if (!pair) report.forEach((r) => { if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
   if (pair) {
+    const local = report.get(pair.localCandidateId);
+    if (local) c.localAddress = `${local.address || local.ip || ''}/${local.networkType || ''}`;
     if (typeof pair.currentRoundTripTime === 'number') c.rttMs = pair.currentRoundTripTime * 1000;
     if (typeof pair.availableOutgoingBitrate === 'number') c.outKbps = pair.availableOutgoingBitrate / 1000;
   }
@@ -117,19 +122,24 @@ export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) 
   let pc = null;
   let own = null, peer = null;
   let lastSent = 0, lastSentKey = '';
+  // ICE restarts (the local ICE ufrag changed, also for a fresh connection) and network switches (the
+  // selected pair's local address changed), counted over the call from the exposed RTCPeerConnection
+  const counts = {iceRestarts: 0, networkSwitches: 0};
+  let lastUfrag = null, lastAddress = null;
+  const ufragOf = (p) => { const m = /a=ice-ufrag:(\S+)/.exec((p.localDescription && p.localDescription.sdp) || ''); return m ? m[1] : null; };
   let stopped = false;
 
   function emit() {
     target.dispatchEvent(new CustomEvent('change', {detail: {own, peer}}));
   }
   function send(summary) {
-    const key = `${summary.level}/${summary.reason}`;
+    const key = `${summary.level}/${summary.reason}/${counts.iceRestarts}/${counts.networkSwitches}`;
     const now = performance.now();
     if (now - lastSent < 1000 || (key === lastSentKey && now - lastSent < SEND_EVERY_MS)) return;
     lastSent = now;
     lastSentKey = key;
     const frame = {type: 'quality', level: summary.level, reason: summary.reason, rttMs: summary.rttMs,
-      lossPct: summary.lossPct, jitterMs: summary.jitterMs, outKbps: summary.outKbps};
+      lossPct: summary.lossPct, jitterMs: summary.jitterMs, outKbps: summary.outKbps, ...counts};
     if (validQualityFrame(frame) && engine._send) engine._send(frame);
   }
   async function tick() {
@@ -139,7 +149,13 @@ export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) 
     if (!['connected', 'disconnected', 'failed'].includes(pc.connectionState) && !engine.connectedOnce) return;
     let report;
     try { report = await pc.getStats(); } catch { return; }
-    history.push(readCounters(report));
+    const c = readCounters(report);
+    const ufrag = ufragOf(pc);
+    if (ufrag && lastUfrag && ufrag !== lastUfrag) counts.iceRestarts += 1;
+    if (ufrag) lastUfrag = ufrag;
+    if (c.localAddress && lastAddress && c.localAddress !== lastAddress) counts.networkSwitches += 1;
+    if (c.localAddress) lastAddress = c.localAddress;
+    history.push(c);
     if (history.length > WINDOW + 1) history.shift();
     if (history.length < 2) return;
     const m = measures(history[0], history.at(-1), {video, connection: pc.connectionState});
@@ -172,7 +188,7 @@ export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) 
     engine.removeEventListener('remotequality', onFrame);
     engine.removeEventListener('peer', onPeer);
   };
-  Object.defineProperty(target, 'state', {get: () => ({own, peer})});
+  Object.defineProperty(target, 'state', {get: () => ({own, peer, ...counts})});
   return target;
 }
 
