@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -186,6 +187,7 @@ class CallSocket:
         close_and_wait(self.ws, 1000, "replaced")  # the browser must see the reason
 
     def run(self, token: Any) -> None:
+        _no_delay(self.ws)
         state = get_state()
         try:
             data = state.signer.verify("call", token, state.settings["LPCALL_CALL_TOKEN_TTL"])
@@ -384,6 +386,19 @@ def _wire_text(raw: str, role: str) -> str | None:
     if not text.endswith("}"):
         return None
     return f'{text[:-1]},"from":"{role}"}}'
+
+
+def _no_delay(ws: Any) -> None:
+    """Frames go out at once (issue 17): with Nagle's algorithm a second small frame written right
+    after another (``session`` then the relayed answer, after an Accept) waits for the peer's ACK of
+    the first, i.e. one more round trip on a real network. Browsers set TCP_NODELAY on their side."""
+    sock = getattr(ws, "sock", None)
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError, TypeError):
+        logger.debug("TCP_NODELAY not set on the call socket", exc_info=True)
 
 
 def _not_accepted() -> NotAllowedError:
