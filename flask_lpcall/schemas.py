@@ -403,6 +403,7 @@ class QualityFrameSchema(_Strict):
     outKbps = StrictNumber(1_000_000)
     iceRestarts = StrictCount()  # this side's ICE restarts and network switches so far in the call
     networkSwitches = StrictCount()
+    audioOnly = StrictBoolean()  # this side's network cannot carry video: both sides send audio only
 
 
 #: client → server signaling frame type -> its schema.
@@ -576,6 +577,7 @@ class RelayedQualitySchema(_Tolerant):
     type = fields.String(required=True)
     level = fields.String(required=True, validate=validate.OneOf(QUALITY_LEVELS))
     reason = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(QUALITY_REASONS))
+    audioOnly = StrictBoolean(load_default=False)
     from_ = fields.String(data_key="from", required=True, validate=_ROLE)
 
 

@@ -57,8 +57,8 @@ VIDEO_JS = """async () => {
 }"""
 
 
-@pytest.fixture
-def shape() -> Iterator[NetShape]:
+@pytest.fixture(name="shape")
+def shape_fixture() -> Iterator[NetShape]:
     require("iptables", shutil.which("iptables") is not None, "apt-get install iptables")
     require("tc", shutil.which("tc") is not None, "apt-get install iproute2")
     if not in_private_netns():

@@ -35,6 +35,8 @@ VECTORS: list[tuple[str, dict[str, Any], str | None]] = [
     ("counter not whole", {**GOOD, "iceRestarts": 1.5}, "iceRestarts"),
     ("counter negative", {**GOOD, "networkSwitches": -1}, "networkSwitches"),
     ("counter as text", {**GOOD, "networkSwitches": "1"}, "networkSwitches"),
+    ("audio only", {**GOOD, "audioOnly": True}, None),
+    ("audio only not bool", {**GOOD, "audioOnly": 1}, "audioOnly"),
 ]
 
 

@@ -23,6 +23,12 @@ export const THRESHOLDS = {
   bandwidthAudio: [40, 16],   // kbit/s available outgoing (voice calls)
 };
 const WINDOW = 3;          // samples the loss is counted over
+// Audio fallback (issue 17 part 4): a video call whose outgoing bandwidth estimate stays below
+// FALLBACK_KBPS for FALLBACK_SAMPLES samples stops sending video (both sides: the other one follows
+// the `audioOnly` flag of our `quality` frame). Every PROBE_EVERY_MS the side that fell back sends a
+// small video stream (≤ PROBE_KBPS) for up to PROBE_SAMPLES samples: an estimate reaching
+// RECOVERED_KBPS means the network can carry video again, and video is offered back (a button).
+export const FALLBACK = {kbps: 150, samples: 4, probeEveryMs: 10000, probeSamples: 5, probeKbps: 150, recoveredKbps: 200};
 const PERIOD_MS = 1000;
 const SEND_EVERY_MS = 5000;
 
@@ -30,7 +36,8 @@ const SEND_EVERY_MS = 5000;
 export function validQualityFrame(f) {
   if (!f || typeof f !== 'object' || f.type !== 'quality') return false;
   const allowed = new Set(['type', 'level', 'reason', 'rttMs', 'lossPct', 'jitterMs', 'outKbps', 'iceRestarts',
-    'networkSwitches', 'from']);
+    'networkSwitches', 'audioOnly', 'from']);
+  if (f.audioOnly !== undefined && typeof f.audioOnly !== 'boolean') return false;
   if (Object.keys(f).some((k) => !allowed.has(k))) return false;
   if (!LEVELS.includes(f.level)) return false;
   if (f.reason !== null && f.reason !== undefined && !REASONS.includes(f.reason)) return false;
@@ -128,18 +135,21 @@ export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) 
   let lastUfrag = null, lastAddress = null;
   const ufragOf = (p) => { const m = /a=ice-ufrag:(\S+)/.exec((p.localDescription && p.localDescription.sdp) || ''); return m ? m[1] : null; };
   let stopped = false;
+  // audio fallback: mode 'video' | 'audio'; by 'self' (our network) | 'peer' (theirs); offer: video may come back
+  const fb = {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: 0};
 
   function emit() {
     target.dispatchEvent(new CustomEvent('change', {detail: {own, peer}}));
   }
   function send(summary) {
-    const key = `${summary.level}/${summary.reason}/${counts.iceRestarts}/${counts.networkSwitches}`;
+    const audioOnly = fb.mode === 'audio' && fb.by === 'self';
+    const key = `${summary.level}/${summary.reason}/${counts.iceRestarts}/${counts.networkSwitches}/${audioOnly}`;
     const now = performance.now();
     if (now - lastSent < 1000 || (key === lastSentKey && now - lastSent < SEND_EVERY_MS)) return;
     lastSent = now;
     lastSentKey = key;
     const frame = {type: 'quality', level: summary.level, reason: summary.reason, rttMs: summary.rttMs,
-      lossPct: summary.lossPct, jitterMs: summary.jitterMs, outKbps: summary.outKbps, ...counts};
+      lossPct: summary.lossPct, jitterMs: summary.jitterMs, outKbps: summary.outKbps, ...counts, audioOnly};
     if (validQualityFrame(frame) && engine._send) engine._send(frame);
   }
   async function tick() {
@@ -158,17 +168,89 @@ export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) 
     history.push(c);
     if (history.length > WINDOW + 1) history.shift();
     if (history.length < 2) return;
-    const m = measures(history[0], history.at(-1), {video, connection: pc.connectionState});
-    const {level, reason} = classify(m, {video});
+    const sendingVideo = video && fb.mode === 'video';  // audio only: the audio thresholds
+    const m = measures(history[0], history.at(-1), {video: sendingVideo, connection: pc.connectionState});
+    const {level, reason} = classify(m, {video: sendingVideo});
     own = {level, reason, rttMs: round(m.rttMs), lossPct: round(m.lossPct, 1), jitterMs: round(m.jitterMs),
       outKbps: round(m.outKbps)};
+    if (video) await fallbackStep(m);
     emit();
     send(own);
+  }
+
+  // -- audio fallback ---------------------------------------------------------------------
+  function videoSenders() {
+    return pc ? pc.getSenders().filter((x) => x.track && x.track.kind === 'video') : [];
+  }
+  // the video encoding on or off, optionally capped (a probe); enforced each sample, so a fresh
+  // connection or an encoder refresh by the stall recovery (recovery.js) cannot turn video back on
+  async function sendVideo(active, capKbps = null) {
+    for (const sender of videoSenders()) {
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) continue;
+      const e = params.encodings[0];
+      const cap = capKbps ? capKbps * 1000 : undefined;
+      if (e.active === active && e.maxBitrate === cap) continue;
+      e.active = active;
+      if (cap) e.maxBitrate = cap; else delete e.maxBitrate;
+      try { await sender.setParameters(params); } catch (err) { /* a renegotiation in flight: next sample */ }
+    }
+  }
+  function changed() {
+    target.dispatchEvent(new CustomEvent('fallback', {detail: {...fb}}));
+  }
+  async function toAudio(by) {
+    Object.assign(fb, {mode: 'audio', by, offer: false, probing: 0, low: 0, since: performance.now()});
+    await sendVideo(false);
+    lastSent = 0;  // tell the other side now
+    changed();
+  }
+  async function toVideo() {
+    Object.assign(fb, {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: performance.now()});
+    await sendVideo(true);
+    changed();
+  }
+  target.videoBack = async () => {  // the user takes the offer
+    if (fb.mode !== 'audio') return;
+    await toVideo();
+    lastSent = 0;
+    if (own) send(own);
+  };
+  async function fallbackStep(m) {
+    if (fb.mode === 'video') {
+      fb.low = m.outKbps !== null && m.outKbps < FALLBACK.kbps ? fb.low + 1 : 0;
+      if (fb.low >= FALLBACK.samples) await toAudio('self');
+      else if (fb.probing === 0) await sendVideo(true);
+      return;
+    }
+    if (fb.by !== 'self' || fb.offer) { await sendVideo(false); return; }
+    if (fb.probing > 0) {  // a probe runs: does the estimate climb?
+      fb.probing += 1;
+      if (m.outKbps !== null && m.outKbps >= FALLBACK.recoveredKbps) {
+        fb.probing = 0;
+        fb.offer = true;
+        await sendVideo(false);
+        changed();
+      } else if (fb.probing > FALLBACK.probeSamples || (m.lossPct !== null && m.lossPct >= THRESHOLDS.loss[1])) {
+        fb.probing = 0;
+        fb.since = performance.now();
+        await sendVideo(false);
+      }
+      return;
+    }
+    if (performance.now() - fb.since >= FALLBACK.probeEveryMs) {
+      fb.probing = 1;
+      await sendVideo(true, FALLBACK.probeKbps);
+    } else {
+      await sendVideo(false);
+    }
   }
   const onFrame = (e) => {
     const f = e.detail;
     if (!validQualityFrame(f)) return;
     peer = {level: f.level, reason: f.reason || null, rttMs: f.rttMs ?? null, lossPct: f.lossPct ?? null};
+    if (video && f.audioOnly === true && fb.mode === 'video') toAudio('peer');
+    else if (video && f.audioOnly !== true && fb.mode === 'audio' && fb.by === 'peer') toVideo();
     emit();
   };
   const onPeer = (e) => {
@@ -188,7 +270,7 @@ export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) 
     engine.removeEventListener('remotequality', onFrame);
     engine.removeEventListener('peer', onPeer);
   };
-  Object.defineProperty(target, 'state', {get: () => ({own, peer, ...counts})});
+  Object.defineProperty(target, 'state', {get: () => ({own, peer, ...counts, fallback: {...fb}})});
   return target;
 }
 
@@ -210,8 +292,29 @@ export function mountQualityIndicator({engine, t, name, video = true}) {
   reason.setAttribute('role', 'status');
   reason.setAttribute('aria-live', 'polite');
   reason.hidden = true;
-  root.append(ownBadge, peerBadge, reason);
+  const notice = document.createElement('div');  // audio fallback: why video paused, and the offer back
+  notice.className = 'lpcall-fallback';
+  notice.setAttribute('role', 'status');
+  notice.setAttribute('aria-live', 'polite');
+  notice.hidden = true;
+  const noticeText = document.createElement('span');
+  const backBtn = document.createElement('button');
+  backBtn.type = 'button';
+  backBtn.className = 'lpcall-video-back';
+  backBtn.hidden = true;
+  backBtn.textContent = t('quality.video_back');
+  notice.append(noticeText, backBtn);
+  root.append(ownBadge, peerBadge, reason, notice);
   const watcher = watchQuality(engine, {video});
+  backBtn.addEventListener('click', () => watcher.videoBack());
+  watcher.addEventListener('fallback', (e) => {
+    const f = e.detail;
+    root.dataset.fallback = f.mode === 'audio' ? (f.offer ? 'offer' : 'audio') : '';
+    notice.hidden = f.mode !== 'audio';
+    noticeText.textContent = f.mode !== 'audio' ? ''
+      : f.offer ? t('quality.video_recovered') : t(f.by === 'self' ? 'quality.audio_only.self' : 'quality.audio_only.peer', {name});
+    backBtn.hidden = !(f.mode === 'audio' && f.offer);
+  });
   function show(b, q, labelKey) {
     b.hidden = !q;
     if (!q) return;
