@@ -80,3 +80,28 @@ def test_video_drops_to_audio_at_100_kbits_and_comes_back(rig: Callable[..., Rig
         for p in pages:
             print(p.evaluate("(window.__lpcallEngines || []).at(-1) && 0"), _fb(p))
         raise
+
+
+@pytest.mark.browser
+def test_a_voice_call_stays_up_at_100_kbits(rig: Callable[..., Rig], shape: NetShape) -> None:
+    r = rig()
+    r.start("VOICE_CALL")
+    pages = (r.agent, r.consumer)
+    try:
+        for page in pages:
+            addr, port = wait_for(lambda p=page: p.evaluate(SELECTED_JS), timeout=10, message="selected pair")
+            shape.rate(100, to=(addr, port))
+        start = {p: p.evaluate(MEDIA_JS)["audio"] for p in pages}
+
+        def audio_went_on() -> bool:
+            for p in pages:
+                assert p.evaluate(MEDIA_JS)["state"] == "connected"
+                assert p.evaluate("window.__lpcallEngines.at(-1).status") == "connected"
+            return all(p.evaluate(MEDIA_JS)["audio"] > start[p] + 500 for p in pages)
+
+        wait_for(audio_went_on, timeout=40, message="10 s of audio more on both sides at 100 kbit/s")
+        shown = [p.evaluate("document.querySelector('.lpcall-call .lpcall-quality').dataset.own") for p in pages]
+        assert all(level in ("good", "fair") for level in shown), shown  # audio fits: not poor, not lost
+    except BaseException:
+        print(diagnose(r))
+        raise
