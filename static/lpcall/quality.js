@@ -24,11 +24,11 @@ export const THRESHOLDS = {
 };
 const WINDOW = 3;          // samples the loss is counted over
 // Audio fallback (issue 17 part 4): a video call whose outgoing bandwidth estimate stays below
-// FALLBACK_KBPS for FALLBACK_SAMPLES samples stops sending video (both sides: the other one follows
+// FALLBACK.kbps for FALLBACK.samples samples stops sending video (both sides: the other one follows
 // the `audioOnly` flag of our `quality` frame). Every PROBE_EVERY_MS the side that fell back sends a
 // small video stream (≤ PROBE_KBPS) for up to PROBE_SAMPLES samples: an estimate reaching
 // RECOVERED_KBPS means the network can carry video again, and video is offered back (a button).
-export const FALLBACK = {kbps: 150, samples: 4, probeEveryMs: 10000, probeSamples: 5, probeKbps: 150, recoveredKbps: 200};
+export const FALLBACK = {kbps: 120, samples: 5, probeEveryMs: 10000, probeSamples: 5, probeKbps: 150, recoveredKbps: 200};
 const PERIOD_MS = 1000;
 const SEND_EVERY_MS = 5000;
 
@@ -102,7 +102,7 @@ export function readCounters(report) {
 // the window's measures from the oldest and newest counters
 export function measures(old, now, {video = true, connection = 'connected'} = {}) {
   const lossOf = (k) => {
-    const recv = now[k].recv - old[k].recv, lost = now[k].lost - old[k].lost;
+    const recv = now[k].recv - old[k].recv, lost = Math.max(0, now[k].lost - old[k].lost);  // duplicates lower packetsLost
     return recv + lost > 0 ? (100 * lost) / (recv + lost) : null;
   };
   const losses = [lossOf('audio'), lossOf('video')].filter((v) => v !== null);
@@ -306,6 +306,7 @@ export function mountQualityIndicator({engine, t, name, video = true}) {
   notice.append(noticeText, backBtn);
   root.append(ownBadge, peerBadge, reason, notice);
   const watcher = watchQuality(engine, {video});
+  if (window.__lpcallTest) window.__lpcallQuality = watcher;  // tests and benchmarks read its state
   backBtn.addEventListener('click', () => watcher.videoBack());
   watcher.addEventListener('fallback', (e) => {
     const f = e.detail;
