@@ -32,6 +32,7 @@ from .errors import (
 )
 from .ice import ice_config
 from .presence import Presence
+from .records import fold_quality
 from .texts import render
 from .tokens import TokenSigner
 
@@ -377,6 +378,15 @@ class CallManager:
             doc.setdefault("media", {})[role] = {"muted": muted, "cameraOff": camera_off}
 
         self._transition(service_id, media)
+
+    def note_quality(self, service_id: str, role: str, frame: dict[str, Any]) -> None:
+        """One side's relayed `quality` frame, folded into the call for its record (issue 17)."""
+        now = time.time()
+
+        def fold(s: CallSession, doc: dict[str, Any]) -> None:
+            s.quality = fold_quality(s.quality, role, frame, now)
+
+        self._transition(service_id, fold)
 
     # -- closing ------------------------------------------------------------------------
     def _close(self, service_id: str, reason: str, *, error_id: str | None = None, by: str | None = None) -> CallSession:

@@ -68,6 +68,7 @@ class CallSession:
     error_id: str | None = None
     ended_by: str | None = None
     joined: list[str] = field(default_factory=list)
+    quality: dict[str, Any] | None = None  # the sides' `quality` frames folded (records.fold_quality, issue 17)
 
     # -- creation ---------------------------------------------------------------
     @classmethod
@@ -219,6 +220,7 @@ class CallSession:
             "endedBy": self.ended_by,
             "participants": len(self.joined),
             "joined": list(self.joined),
+            **({"quality": self.quality} if self.quality else {}),
         }
 
     @classmethod
@@ -243,4 +245,5 @@ class CallSession:
             error_id=data.get("errorId"),
             ended_by=data.get("endedBy"),
             joined=list(data.get("joined", [])),
+            quality=data.get("quality") if isinstance(data.get("quality"), dict) else None,
         )

@@ -44,7 +44,16 @@ COLUMNS = (
     "connected_at",
     "ended_at",
     "duration_seconds",
+    # connection quality (issue 17), from the two sides' `quality` frames: see quality_summary()
+    "rtt_median_ms",
+    "loss_pct",
+    "poor_seconds",
+    "ice_restarts",
+    "network_switches",
 )
+#: columns added after the table's first release: an older database gets them at first use
+_ADDED_COLUMNS = {"rtt_median_ms": "REAL", "loss_pct": "REAL", "poor_seconds": "REAL", "ice_restarts": "INTEGER",
+                  "network_switches": "INTEGER"}
 _TIME_COLUMNS = ("invited_at", "accepted_at", "connected_at", "ended_at")
 
 _SCHEMA = """
@@ -64,6 +73,11 @@ CREATE TABLE IF NOT EXISTS collaboration_sessions (
     connected_at INTEGER,
     ended_at INTEGER,
     duration_seconds REAL,
+    rtt_median_ms REAL,
+    loss_pct REAL,
+    poor_seconds REAL,
+    ice_restarts INTEGER,
+    network_switches INTEGER,
     recorded_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS collaboration_sessions_invited ON collaboration_sessions (invited_at);
@@ -132,6 +146,63 @@ def record_from_call(call: Mapping[str, Any], now_ms: int | None = None) -> dict
         "connected_at": connected,
         "ended_at": ended,
         "duration_seconds": duration,
+        **quality_summary(call.get("quality")),
+    }
+
+
+# -- connection quality (issue 17) --------------------------------------------------------
+QUALITY_SAMPLES = 64  # RTT / loss samples kept per side (halved, every other one, when full)
+QUALITY_MAX_GAP = 10.0  # seconds: a longer silence between two frames is not counted as time at a level
+_POOR = ("poor", "lost")
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if type(value) in (int, float) and math.isfinite(value) else None
+
+
+def fold_quality(acc: Mapping[str, Any] | None, role: str, frame: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The call's quality accumulator with one side's (validated) ``quality`` frame added: RTT and
+    loss samples, seconds at poor/lost (since the side's previous frame), and its ICE restart and
+    network switch counters (cumulative on the client: the highest is kept)."""
+    out = dict(acc or {})
+    side = dict(out.get(role) or {})
+    last_t, last_level = side.get("t"), side.get("level")
+    if isinstance(last_t, (int, float)) and last_level in _POOR:
+        side["poor"] = round(float(side.get("poor", 0.0)) + min(max(0.0, now - last_t), QUALITY_MAX_GAP), 3)
+    side["t"], side["level"] = now, frame.get("level")
+    for key, field in (("rtt", "rttMs"), ("loss", "lossPct")):
+        value = _num(frame.get(field))
+        if value is not None:
+            samples = [*side.get(key, []), round(value, 1)]
+            side[key] = samples[::2] if len(samples) > QUALITY_SAMPLES else samples
+    for key, field in (("restarts", "iceRestarts"), ("switches", "networkSwitches")):
+        value = frame.get(field)
+        if type(value) is int:
+            side[key] = max(int(side.get(key, 0)), value)
+    out[role] = side
+    return out
+
+
+def quality_summary(acc: Any) -> dict[str, Any]:
+    """The record's quality columns from the accumulator: median RTT (both sides' samples), mean loss
+    of the media received (both sides), the longer of the two sides' time at poor or lost, ICE
+    restarts (the higher count: a restart is seen by both sides) and network switches (both sides' sum).
+    All None for a call without `quality` frames (e.g. an older client)."""
+    sides = [v for v in (acc or {}).values() if isinstance(v, Mapping)] if isinstance(acc, Mapping) else []
+    if not sides:
+        return {"rtt_median_ms": None, "loss_pct": None, "poor_seconds": None, "ice_restarts": None, "network_switches": None}
+    rtts = sorted(float(v) for s in sides for v in s.get("rtt", []) if _num(v) is not None)
+    losses = [float(v) for s in sides for v in s.get("loss", []) if _num(v) is not None]
+    median = None
+    if rtts:
+        mid = len(rtts) // 2
+        median = rtts[mid] if len(rtts) % 2 else (rtts[mid - 1] + rtts[mid]) / 2
+    return {
+        "rtt_median_ms": round(median, 1) if median is not None else None,
+        "loss_pct": round(sum(losses) / len(losses), 2) if losses else None,
+        "poor_seconds": round(max(float(s.get("poor", 0.0)) for s in sides), 1),
+        "ice_restarts": max(int(s.get("restarts", 0)) for s in sides),
+        "network_switches": sum(int(s.get("switches", 0)) for s in sides),
     }
 
 
@@ -176,6 +247,15 @@ class _MemoryConnection(sqlite3.Connection):
 
 _NO_LOCK = contextlib.nullcontext()
 
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """A table made by an older release lacks the columns added since: add them (empty)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(collaboration_sessions)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE collaboration_sessions ADD COLUMN {name} {kind}")
+    conn.commit()
+
+
 class ReportStore:
     """The SQLite table of collaboration-session records (one connection per operation)."""
 
@@ -199,6 +279,7 @@ class ReportStore:
                     self._memory = _MemoryConnection(self.MEMORY, check_same_thread=False)
                     self._memory.row_factory = sqlite3.Row
                     self._memory.executescript(_SCHEMA)
+                    _add_missing_columns(self._memory)
                     self._ready = True
             return self._memory
         if not self._ready:
@@ -210,6 +291,7 @@ class ReportStore:
                 if not self._ready:
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(_SCHEMA)
+                    _add_missing_columns(conn)
                     self._ready = True
         return conn
 

@@ -362,6 +362,50 @@ class AcceptFrameSchema(_Strict):
     payload = fields.Nested(CoBrowseEventSchema, required=True)
 
 
+#: connection quality (issue 17, static/lpcall/quality.js): levels and the reasons a level is not good
+QUALITY_LEVELS = ("good", "fair", "poor", "lost")
+QUALITY_REASONS = ("loss", "rtt", "jitter", "bandwidth", "frames", "nomedia")
+
+
+class StrictNumber(fields.Float):
+    """A JSON number only (``"12"`` and ``true`` are refused), finite, within ``0..maximum``; or null."""
+
+    def __init__(self, maximum: float, **kwargs: Any) -> None:
+        super().__init__(allow_none=True, validate=validate.Range(min=0, max=maximum), **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if type(value) not in (int, float):
+            raise ValidationError("must be a number or null")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictCount(fields.Integer):
+    """A JSON integer only (not ``1.0``, ``"1"`` or ``true``), ``0..1_000_000``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, validate=validate.Range(min=0, max=1_000_000), **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if type(value) is not int:
+            raise ValidationError("must be an integer")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class QualityFrameSchema(_Strict):
+    """One side's connection-quality summary, about once a second at most (PROTOCOL §5 "quality")."""
+
+    type = fields.String(required=True)
+    level = fields.String(required=True, validate=validate.OneOf(QUALITY_LEVELS))
+    reason = fields.String(allow_none=True, validate=validate.OneOf(QUALITY_REASONS))
+    rttMs = StrictNumber(60_000)
+    lossPct = StrictNumber(100)
+    jitterMs = StrictNumber(60_000)
+    outKbps = StrictNumber(1_000_000)
+    iceRestarts = StrictCount()  # this side's ICE restarts and network switches so far in the call
+    networkSwitches = StrictCount()
+    audioOnly = StrictBoolean()  # this side's network cannot carry video: both sides send audio only
+
+
 #: client → server signaling frame type -> its schema.
 SIGNAL_FRAMES: dict[str, type[Schema]] = {
     "description": DescriptionFrameSchema,
@@ -373,6 +417,7 @@ SIGNAL_FRAMES: dict[str, type[Schema]] = {
     "ping": BareFrameSchema,
     "accept": AcceptFrameSchema,
     "listening": BareFrameSchema,
+    "quality": QualityFrameSchema,
 }
 
 
@@ -528,6 +573,14 @@ class RelayedStateSchema(_Tolerant):
     from_ = fields.String(data_key="from", required=True, validate=_ROLE)
 
 
+class RelayedQualitySchema(_Tolerant):
+    type = fields.String(required=True)
+    level = fields.String(required=True, validate=validate.OneOf(QUALITY_LEVELS))
+    reason = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(QUALITY_REASONS))
+    audioOnly = StrictBoolean(load_default=False)
+    from_ = fields.String(data_key="from", required=True, validate=_ROLE)
+
+
 class PeerJoinedSchema(_Tolerant):
     type = fields.String(required=True)
     role = fields.String(required=True, validate=_ROLE)
@@ -569,6 +622,7 @@ SERVER_SIGNAL_FRAMES: dict[str, type[Schema]] = {
     "description": RelayedDescriptionSchema,
     "candidate": RelayedCandidateSchema,
     "state": RelayedStateSchema,
+    "quality": RelayedQualitySchema,
     "peer-joined": PeerJoinedSchema,
     "peer-left": PeerLeftSchema,
     "closed": ClosedFrameSchema,

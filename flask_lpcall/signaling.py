@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
+import time
 import uuid
 from collections import deque
 from typing import Any
@@ -45,6 +47,7 @@ _PING = object()  # outbox actions from the keepalive thread, done by the sender
 _PING_TIMEOUT = object()
 _REPLACED = object()
 CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
+QUALITY_MIN_INTERVAL = 0.5  # seconds between two relayed `quality` frames of one socket (issue 17)
 SENDER_WAIT = 2.0  # seconds the handler waits for its sender to finish a close it is making
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
 
@@ -88,6 +91,7 @@ class CallSocket:
         self.closed_frame: dict[str, Any] | None = None
         self.client_gone = threading.Event()
         self.listening = False  # a consumer socket opened before the Accept (PROTOCOL §5)
+        self.last_quality = float("-inf")  # when this socket's last `quality` frame was relayed
         self.lost_check: threading.Timer | None = None
 
     def send(self, frame: dict[str, Any]) -> None:
@@ -183,6 +187,7 @@ class CallSocket:
         close_and_wait(self.ws, 1000, "replaced")  # the browser must see the reason
 
     def run(self, token: Any) -> None:
+        _no_delay(self.ws)
         state = get_state()
         try:
             data = state.signer.verify("call", token, state.settings["LPCALL_CALL_TOKEN_TTL"])
@@ -318,6 +323,17 @@ class CallSocket:
         elif kind == "state":
             manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
             manager.store.publish(channel(sid, peer), {**frame, "from": role})
+        elif kind == "quality":  # issue 17: at most one every QUALITY_MIN_INTERVAL s is relayed
+            if self.listening:
+                raise _not_accepted()
+            now = time.monotonic()
+            if now - self.last_quality >= QUALITY_MIN_INTERVAL:
+                self.last_quality = now
+                manager.store.publish(channel(sid, peer), {**frame, "from": role})
+                try:
+                    manager.note_quality(sid, role, frame)  # for the call's record
+                except NotFoundError:
+                    pass  # the call just closed: its record is written already
         elif kind == "ping":
             self.send({"type": "pong"})
         elif kind == "accept":
@@ -370,6 +386,19 @@ def _wire_text(raw: str, role: str) -> str | None:
     if not text.endswith("}"):
         return None
     return f'{text[:-1]},"from":"{role}"}}'
+
+
+def _no_delay(ws: Any) -> None:
+    """Frames go out at once (issue 17): with Nagle's algorithm a second small frame written right
+    after another (``session`` then the relayed answer, after an Accept) waits for the peer's ACK of
+    the first, i.e. one more round trip on a real network. Browsers set TCP_NODELAY on their side."""
+    sock = getattr(ws, "sock", None)
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError, TypeError):
+        logger.debug("TCP_NODELAY not set on the call socket", exc_info=True)
 
 
 def _not_accepted() -> NotAllowedError:

@@ -12,6 +12,8 @@
 // `onClose` when it is pressed or, with `closeAfter` > 0, after that many seconds: the page
 // then gives the call's room back (callapp.js, agentcall.js).
 
+import {mountQualityIndicator} from './quality.js';
+
 const CSS_ID = 'lpcall-call-css';
 
 export function ensureCss() {
@@ -78,6 +80,8 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
   flags.append(remoteMuted, remoteCamOff);
   const error = el('div', {class: 'lpcall-call-error', role: 'alert', hidden: true});
   for (const n of [remoteVideo, remoteAudio, avatar, localVideo, status, flags, error]) if (n) stage.append(n);
+  const quality = mountQualityIndicator({engine, t, name, video});  // issue 17: own and the other side's level
+  stage.append(quality.root);
 
   const bar = el('div', {class: 'lpcall-controls', role: 'toolbar', 'aria-label': t('call.timer')});
   const timer = el('span', {class: 'lpcall-timer', role: 'timer', 'aria-label': t('call.timer')}, '0:00');
@@ -184,6 +188,8 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
       error.hidden = !msg;
     },
     showEnded({onClose = null, closeAfter = 0} = {}) {
+      quality.destroy();
+      quality.root.hidden = true;
       if (tick) clearInterval(tick);
       tick = null;
       root.dataset.status = 'closed';
@@ -212,6 +218,7 @@ export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
       if (first) first.focus();
     },
     destroy() {
+      quality.destroy();
       if (tick) clearInterval(tick);
       tick = null;
       if (closeTimer) clearTimeout(closeTimer);

@@ -285,6 +285,9 @@ export class CallEngine extends EventTarget {
           else if (!this.pc && this.localStream) this._freshPeer();
         } else if (this.localStream) this._freshPeer();  // a fresh peer: a fresh negotiation
         break;
+      case 'quality':  // the other side's connection quality (issue 17, quality.js)
+        this._emit('remotequality', frame);
+        break;
       case 'peer-left':
         this._setPeerPresent(false, frame.graceUntil);
         break;

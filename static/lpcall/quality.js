@@ -1,0 +1,344 @@
+// Connection quality (issue 17): about once a second, the call's RTCPeerConnection stats become one
+// of four levels — good, fair, poor, lost — with the reason of the worst measure. The own summary
+// goes to the other side as a small `quality` signaling frame (PROTOCOL §5 "quality"), at most
+// once a second and only when it changed or every 5 s; the other side's arrives the same way.
+//
+//   const q = watchQuality(engine, {video: true});
+//   q.addEventListener('change', (e) => e.detail);  // {own: {level, reason, ...}, peer: {...} | null}
+//   q.stop();
+//
+// What counts for one's own level is what this side can see of its own network: loss and jitter
+// of the media it receives, the round trip, its outgoing bandwidth estimate, and whether video
+// frames still decode. The other side's loss of our media shows on its own indicator, not ours.
+
+export const LEVELS = ['good', 'fair', 'poor', 'lost'];
+export const REASONS = ['loss', 'rtt', 'jitter', 'bandwidth', 'frames', 'nomedia'];
+
+// [fair from, poor from] per measure; bandwidth: below, in kbit/s
+export const THRESHOLDS = {
+  loss: [2, 8],          // % of the media packets received in the window (worst of audio / video)
+  rtt: [300, 600],       // ms, the selected candidate pair's round trip
+  jitter: [40, 100],     // ms, the audio's (the video's in a call without audio)
+  bandwidthVideo: [400, 60],  // kbit/s available outgoing (video calls)
+  bandwidthAudio: [40, 16],   // kbit/s available outgoing (voice calls)
+};
+const WINDOW = 3;          // samples the loss is counted over
+// Audio fallback (issue 17 part 4): a video call whose outgoing bandwidth estimate stays below
+// FALLBACK.kbps for FALLBACK.samples samples stops sending video (both sides: the other one follows
+// the `audioOnly` flag of our `quality` frame). Every PROBE_EVERY_MS the side that fell back sends a
+// small video stream (≤ PROBE_KBPS) for up to PROBE_SAMPLES samples: an estimate reaching
+// RECOVERED_KBPS means the network can carry video again, and video is offered back (a button).
+export const FALLBACK = {kbps: 120, samples: 5, probeEveryMs: 10000, probeSamples: 5, probeKbps: 150, recoveredKbps: 200};
+const PERIOD_MS = 1000;
+const SEND_EVERY_MS = 5000;
+
+// The same rules as flask_lpcall/schemas.QualityFrameSchema: what a `quality` frame may carry.
+export function validQualityFrame(f) {
+  if (!f || typeof f !== 'object' || f.type !== 'quality') return false;
+  const allowed = new Set(['type', 'level', 'reason', 'rttMs', 'lossPct', 'jitterMs', 'outKbps', 'iceRestarts',
+    'networkSwitches', 'audioOnly', 'from']);
+  if (f.audioOnly !== undefined && typeof f.audioOnly !== 'boolean') return false;
+  if (Object.keys(f).some((k) => !allowed.has(k))) return false;
+  if (!LEVELS.includes(f.level)) return false;
+  if (f.reason !== null && f.reason !== undefined && !REASONS.includes(f.reason)) return false;
+  const num = (v, max) => v === null || v === undefined || (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= max);
+  const count = (v) => v === undefined || (Number.isInteger(v) && v >= 0 && v <= 1e6);
+  return num(f.rttMs, 60000) && num(f.lossPct, 100) && num(f.jitterMs, 60000) && num(f.outKbps, 1e6)
+    && count(f.iceRestarts) && count(f.networkSwitches);
+}
+
+function rank(level) { return LEVELS.indexOf(level); }
+
+function grade(value, [fair, poor], below = false) {
+  if (value === null || value === undefined) return 'good';
+  if (below) return value < poor ? 'poor' : value < fair ? 'fair' : 'good';
+  return value >= poor ? 'poor' : value >= fair ? 'fair' : 'good';
+}
+
+// one sample → the level and the reason (the measure with the worst level, first in REASONS on a tie)
+export function classify(m, {video = true} = {}) {
+  if (m.lost) return {level: 'lost', reason: 'nomedia'};
+  const grades = {
+    loss: grade(m.lossPct, THRESHOLDS.loss),
+    rtt: grade(m.rttMs, THRESHOLDS.rtt),
+    jitter: grade(m.jitterMs, THRESHOLDS.jitter),
+    bandwidth: grade(m.outKbps, video ? THRESHOLDS.bandwidthVideo : THRESHOLDS.bandwidthAudio, true),
+    frames: m.framesStalled ? 'poor' : m.dropRatio > 0.2 ? 'fair' : 'good',
+  };
+  let level = 'good', reason = null;
+  for (const r of REASONS) {
+    if (grades[r] && rank(grades[r]) > rank(level)) { level = grades[r]; reason = r; }
+  }
+  return {level, reason};
+}
+
+// cumulative counters of one getStats() report
+export function readCounters(report) {
+  const c = {audio: {recv: 0, lost: 0, jitter: null}, video: {recv: 0, lost: 0, jitter: null, decoded: 0, dropped: 0},
+    rttMs: null, outKbps: null, bytesIn: 0, localAddress: null};
+  let pairId = null;
+  report.forEach((r) => {
+    if (r.type === 'inbound-rtp' && (r.kind === 'audio' || r.kind === 'video')) {
+      const k = c[r.kind];
+      k.recv += r.packetsReceived || 0;
+      k.lost += Math.max(0, r.packetsLost || 0);
+      if (typeof r.jitter === 'number') k.jitter = Math.max(k.jitter || 0, r.jitter * 1000);
+      if (r.kind === 'video') { k.decoded += r.framesDecoded || 0; k.dropped += r.framesDropped || 0; }
+      c.bytesIn += r.bytesReceived || 0;
+    }
+    if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+  });
+  let pair = pairId ? report.get(pairId) : null;
+  if (!pair) report.forEach((r) => { if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+  if (pair) {
+    const local = report.get(pair.localCandidateId);
+    if (local) c.localAddress = `${local.address || local.ip || ''}/${local.networkType || ''}`;
+    if (typeof pair.currentRoundTripTime === 'number') c.rttMs = pair.currentRoundTripTime * 1000;
+    if (typeof pair.availableOutgoingBitrate === 'number') c.outKbps = pair.availableOutgoingBitrate / 1000;
+  }
+  return c;
+}
+
+// the window's measures from the oldest and newest counters
+export function measures(old, now, {video = true, connection = 'connected'} = {}) {
+  const lossOf = (k) => {
+    const recv = now[k].recv - old[k].recv, lost = Math.max(0, now[k].lost - old[k].lost);  // duplicates lower packetsLost
+    return recv + lost > 0 ? (100 * lost) / (recv + lost) : null;
+  };
+  const losses = [lossOf('audio'), lossOf('video')].filter((v) => v !== null);
+  const packets = (now.audio.recv + now.video.recv) - (old.audio.recv + old.video.recv);
+  const decoded = now.video.decoded - old.video.decoded, dropped = now.video.dropped - old.video.dropped;
+  // the audio's jitter where there is audio: a video frame's packets leave in a burst, so video jitter
+  // is high on any network (and a Python peer's pacing adds tens of ms) without anyone hearing it
+  const jitters = [now.audio.jitter !== null ? now.audio.jitter : now.video.jitter].filter((v) => v !== null);
+  const down = ['failed', 'disconnected', 'closed'].includes(connection);
+  return {
+    lossPct: losses.length ? Math.max(...losses) : null,
+    rttMs: now.rttMs,
+    jitterMs: jitters.length ? Math.max(...jitters) : null,
+    outKbps: now.outKbps,
+    lost: down || packets <= 0,
+    framesStalled: video && now.video.recv - old.video.recv > 0 && decoded <= 0,
+    dropRatio: decoded + dropped > 0 ? dropped / (decoded + dropped) : 0,
+  };
+}
+
+const round = (v, digits = 0) => (v === null || v === undefined ? null : Number(v.toFixed(digits)));
+
+export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) {
+  const target = new EventTarget();
+  const history = [];
+  let pc = null;
+  let own = null, peer = null;
+  let lastSent = 0, lastSentKey = '';
+  // ICE restarts (the local ICE ufrag changed, also for a fresh connection) and network switches (the
+  // selected pair's local address changed), counted over the call from the exposed RTCPeerConnection
+  const counts = {iceRestarts: 0, networkSwitches: 0};
+  let lastUfrag = null, lastAddress = null;
+  const ufragOf = (p) => { const m = /a=ice-ufrag:(\S+)/.exec((p.localDescription && p.localDescription.sdp) || ''); return m ? m[1] : null; };
+  let stopped = false;
+  // audio fallback: mode 'video' | 'audio'; by 'self' (our network) | 'peer' (theirs); offer: video may come back
+  const fb = {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: 0};
+
+  function emit() {
+    target.dispatchEvent(new CustomEvent('change', {detail: {own, peer}}));
+  }
+  function send(summary) {
+    const audioOnly = fb.mode === 'audio' && fb.by === 'self';
+    const key = `${summary.level}/${summary.reason}/${counts.iceRestarts}/${counts.networkSwitches}/${audioOnly}`;
+    const now = performance.now();
+    if (now - lastSent < 1000 || (key === lastSentKey && now - lastSent < SEND_EVERY_MS)) return;
+    lastSent = now;
+    lastSentKey = key;
+    const frame = {type: 'quality', level: summary.level, reason: summary.reason, rttMs: summary.rttMs,
+      lossPct: summary.lossPct, jitterMs: summary.jitterMs, outKbps: summary.outKbps, ...counts, audioOnly};
+    if (validQualityFrame(frame) && engine._send) engine._send(frame);
+  }
+  async function tick() {
+    const current = engine.pc;
+    if (!current || engine.status === 'closed') return;
+    if (current !== pc) { pc = current; history.length = 0; }  // a fresh connection: a fresh window
+    if (!['connected', 'disconnected', 'failed'].includes(pc.connectionState) && !engine.connectedOnce) return;
+    let report;
+    try { report = await pc.getStats(); } catch { return; }
+    const c = readCounters(report);
+    const ufrag = ufragOf(pc);
+    if (ufrag && lastUfrag && ufrag !== lastUfrag) counts.iceRestarts += 1;
+    if (ufrag) lastUfrag = ufrag;
+    if (c.localAddress && lastAddress && c.localAddress !== lastAddress) counts.networkSwitches += 1;
+    if (c.localAddress) lastAddress = c.localAddress;
+    history.push(c);
+    if (history.length > WINDOW + 1) history.shift();
+    if (history.length < 2) return;
+    const sendingVideo = video && fb.mode === 'video';  // audio only: the audio thresholds
+    const m = measures(history[0], history.at(-1), {video: sendingVideo, connection: pc.connectionState});
+    const {level, reason} = classify(m, {video: sendingVideo});
+    own = {level, reason, rttMs: round(m.rttMs), lossPct: round(m.lossPct, 1), jitterMs: round(m.jitterMs),
+      outKbps: round(m.outKbps)};
+    if (video) await fallbackStep(m);
+    emit();
+    send(own);
+  }
+
+  // -- audio fallback ---------------------------------------------------------------------
+  function videoSenders() {
+    return pc ? pc.getSenders().filter((x) => x.track && x.track.kind === 'video') : [];
+  }
+  // the video encoding on or off, optionally capped (a probe); enforced each sample, so a fresh
+  // connection or an encoder refresh by the stall recovery (recovery.js) cannot turn video back on
+  async function sendVideo(active, capKbps = null) {
+    for (const sender of videoSenders()) {
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) continue;
+      const e = params.encodings[0];
+      const cap = capKbps ? capKbps * 1000 : undefined;
+      if (e.active === active && e.maxBitrate === cap) continue;
+      e.active = active;
+      if (cap) e.maxBitrate = cap; else delete e.maxBitrate;
+      try { await sender.setParameters(params); } catch (err) { /* a renegotiation in flight: next sample */ }
+    }
+  }
+  function changed() {
+    target.dispatchEvent(new CustomEvent('fallback', {detail: {...fb}}));
+  }
+  async function toAudio(by) {
+    Object.assign(fb, {mode: 'audio', by, offer: false, probing: 0, low: 0, since: performance.now()});
+    await sendVideo(false);
+    lastSent = 0;  // tell the other side now
+    changed();
+  }
+  async function toVideo() {
+    Object.assign(fb, {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: performance.now()});
+    await sendVideo(true);
+    changed();
+  }
+  target.videoBack = async () => {  // the user takes the offer
+    if (fb.mode !== 'audio') return;
+    await toVideo();
+    lastSent = 0;
+    if (own) send(own);
+  };
+  async function fallbackStep(m) {
+    if (fb.mode === 'video') {
+      fb.low = m.outKbps !== null && m.outKbps < FALLBACK.kbps ? fb.low + 1 : 0;
+      if (fb.low >= FALLBACK.samples) await toAudio('self');
+      else if (fb.probing === 0) await sendVideo(true);
+      return;
+    }
+    if (fb.by !== 'self' || fb.offer) { await sendVideo(false); return; }
+    if (fb.probing > 0) {  // a probe runs: does the estimate climb?
+      fb.probing += 1;
+      if (m.outKbps !== null && m.outKbps >= FALLBACK.recoveredKbps) {
+        fb.probing = 0;
+        fb.offer = true;
+        await sendVideo(false);
+        changed();
+      } else if (fb.probing > FALLBACK.probeSamples || (m.lossPct !== null && m.lossPct >= THRESHOLDS.loss[1])) {
+        fb.probing = 0;
+        fb.since = performance.now();
+        await sendVideo(false);
+      }
+      return;
+    }
+    if (performance.now() - fb.since >= FALLBACK.probeEveryMs) {
+      fb.probing = 1;
+      await sendVideo(true, FALLBACK.probeKbps);
+    } else {
+      await sendVideo(false);
+    }
+  }
+  const onFrame = (e) => {
+    const f = e.detail;
+    if (!validQualityFrame(f)) return;
+    peer = {level: f.level, reason: f.reason || null, rttMs: f.rttMs ?? null, lossPct: f.lossPct ?? null};
+    if (video && f.audioOnly === true && fb.mode === 'video') toAudio('peer');
+    else if (video && f.audioOnly !== true && fb.mode === 'audio' && fb.by === 'peer') toVideo();
+    emit();
+  };
+  const onPeer = (e) => {
+    if (!e.detail.present && peer) { peer = {level: 'lost', reason: 'nomedia'}; emit(); }
+  };
+  engine.addEventListener('remotequality', onFrame);
+  engine.addEventListener('peer', onPeer);
+  let busy = false;
+  const timer = setInterval(() => {
+    if (stopped || busy) return;
+    busy = true;
+    tick().finally(() => { busy = false; });
+  }, periodMs);
+  target.stop = () => {
+    stopped = true;
+    clearInterval(timer);
+    engine.removeEventListener('remotequality', onFrame);
+    engine.removeEventListener('peer', onPeer);
+  };
+  Object.defineProperty(target, 'state', {get: () => ({own, peer, ...counts, fallback: {...fb}})});
+  return target;
+}
+
+// -- the indicator in the call UI ------------------------------------------------------------
+// Two badges (own, the other side's) with data-level, and one polite live region with the reason
+// when a level is not good. Texts from the catalog (flask_lpcall/texts.py "quality.*").
+export function mountQualityIndicator({engine, t, name, video = true}) {
+  const root = document.createElement('div');
+  root.className = 'lpcall-quality';
+  const badge = (cls) => {
+    const b = document.createElement('span');
+    b.className = `lpcall-quality-badge ${cls}`;
+    b.hidden = true;
+    return b;
+  };
+  const ownBadge = badge('lpcall-quality-own'), peerBadge = badge('lpcall-quality-peer');
+  const reason = document.createElement('div');
+  reason.className = 'lpcall-quality-reason';
+  reason.setAttribute('role', 'status');
+  reason.setAttribute('aria-live', 'polite');
+  reason.hidden = true;
+  const notice = document.createElement('div');  // audio fallback: why video paused, and the offer back
+  notice.className = 'lpcall-fallback';
+  notice.setAttribute('role', 'status');
+  notice.setAttribute('aria-live', 'polite');
+  notice.hidden = true;
+  const noticeText = document.createElement('span');
+  const backBtn = document.createElement('button');
+  backBtn.type = 'button';
+  backBtn.className = 'lpcall-video-back';
+  backBtn.hidden = true;
+  backBtn.textContent = t('quality.video_back');
+  notice.append(noticeText, backBtn);
+  root.append(ownBadge, peerBadge, reason, notice);
+  const watcher = watchQuality(engine, {video});
+  if (window.__lpcallTest) window.__lpcallQuality = watcher;  // tests and benchmarks read its state
+  backBtn.addEventListener('click', () => watcher.videoBack());
+  watcher.addEventListener('fallback', (e) => {
+    const f = e.detail;
+    root.dataset.fallback = f.mode === 'audio' ? (f.offer ? 'offer' : 'audio') : '';
+    notice.hidden = f.mode !== 'audio';
+    noticeText.textContent = f.mode !== 'audio' ? ''
+      : f.offer ? t('quality.video_recovered') : t(f.by === 'self' ? 'quality.audio_only.self' : 'quality.audio_only.peer', {name});
+    backBtn.hidden = !(f.mode === 'audio' && f.offer);
+  });
+  function show(b, q, labelKey) {
+    b.hidden = !q;
+    if (!q) return;
+    b.dataset.level = q.level;
+    if (q.reason) b.dataset.reason = q.reason; else delete b.dataset.reason;
+    const text = t(labelKey, {name, level: t(`quality.level.${q.level}`)});
+    b.textContent = text;
+    b.setAttribute('title', text);
+  }
+  watcher.addEventListener('change', (e) => {
+    const {own, peer} = e.detail;
+    show(ownBadge, own, 'quality.own_label');
+    show(peerBadge, peer, 'quality.peer_label');
+    root.dataset.own = own ? own.level : '';
+    root.dataset.peer = peer ? peer.level : '';
+    let text = '';
+    if (own && own.level !== 'good') text = t(`quality.own.${own.reason || 'loss'}`, {name});
+    else if (peer && peer.level === 'lost') text = t('quality.peer.lost', {name});
+    else if (peer && peer.level !== 'good') text = t('quality.peer.weak', {name});
+    if (reason.textContent !== text) reason.textContent = text;
+    reason.hidden = !text;
+  });
+  return {root, watcher, destroy() { watcher.stop(); }};
+}
