@@ -155,6 +155,31 @@ def test_update_is_atomic_under_concurrency(store: Store) -> None:
     assert doc["n"] == 90 and len(set(doc["who"])) == 90
 
 
+def test_get_many_reads_in_order_with_none_for_missing(store: Store) -> None:
+    keys = [_k() for _ in range(1203)]  # more than one MGET chunk on Redis
+    for i, key in enumerate(keys):
+        if i % 3:
+            store.set(key, {"i": i})
+    got = store.get_many(keys)
+    assert got == [{"i": i} if i % 3 else None for i in range(len(keys))]
+    assert store.get_many([]) == []
+
+
+def test_lease_is_held_by_one_owner_until_released_or_expired(store: Store) -> None:
+    name = _k()
+    assert store.lease(name, "a", 5)
+    assert store.lease(name, "a", 5)  # renewed by its holder
+    if isinstance(store, MemoryStore):
+        return  # one process: nobody else to exclude
+    assert not store.lease(name, "b", 5)
+    store.release(name, "b")  # not b's: no effect
+    assert not store.lease(name, "b", 5)
+    store.release(name, "a")
+    assert store.lease(name, "b", 0.2)
+    assert not store.lease(name, "a", 5)
+    wait_for(lambda: store.lease(name, "a", 5), timeout=5, message="b's lease expired")
+
+
 # -- lists -------------------------------------------------------------------------
 def test_append_and_range_like_lrange(store: Store) -> None:
     key = _k()

@@ -48,6 +48,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def expire(self, key: str, ttl: float) -> None: ...
 
+    def get_many(self, keys: list[str]) -> list[Json | None]:
+        """The values of ``keys`` in order (``None`` for a missing one); Redis reads them with MGET."""
+        return [self.get(key) for key in keys]
+
+    def lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Hold the lease ``name`` for ``ttl`` seconds more if ``owner`` holds it or nobody does.
+
+        For work that one process of many does on behalf of all (the call sweep): the lease passes to
+        another owner once its holder stops renewing it (released, or its process died). A store only
+        one process uses always grants it."""
+        return True
+
+    def release(self, name: str, owner: str) -> None:
+        """Give the lease ``name`` up if ``owner`` holds it."""
+
     # -- lists ---------------------------------------------------------------
     @abc.abstractmethod
     def append(self, key: str, item: Json, ttl: float | None = None) -> int:

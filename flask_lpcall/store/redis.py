@@ -59,6 +59,23 @@ LOCAL_PREFIXES = ("call:",)
 #: Bus message kinds after the origin id (``ORIGIN_LEN`` characters): JSON, wire text, a subscriber's hello.
 _JSON, _TEXT, _HELLO = "j", "t", "h"
 ORIGIN_LEN = 12
+#: Keys per MGET of ``get_many``.
+MGET_CHUNK = 500
+#: ``lease``: renew the holder's lease, or take a free one (one round trip, atomic).
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _dumps(value: Json) -> str:
@@ -142,6 +159,8 @@ class RedisStore(Store):
         except ValueError as exc:
             raise ConfigError("LPCALL_STORE", f"is not a usable Redis URL: {exc}") from None
         self._redis = redis.Redis(connection_pool=self._pool)
+        self._lease = self._redis.register_script(_LEASE)
+        self._release = self._redis.register_script(_RELEASE)
         # -- publishing (group commit on one connection, see publish) --
         self._pub_lock = threading.Lock()
         self._pub_queue_lock = threading.Lock()
@@ -228,6 +247,21 @@ class RedisStore(Store):
     def expire(self, key: str, ttl: float) -> None:
         with self._guard():
             self._redis.pexpire(key, _ms(ttl))
+
+    def get_many(self, keys: list[str]) -> list[Json | None]:
+        out: list[Json | None] = []
+        with self._guard():
+            for start in range(0, len(keys), MGET_CHUNK):
+                out.extend(_loads(raw) for raw in self._redis.mget(keys[start:start + MGET_CHUNK]))
+        return out
+
+    def lease(self, name: str, owner: str, ttl: float) -> bool:
+        with self._guard():
+            return bool(self._lease(keys=[name], args=[owner, _ms(ttl)]))
+
+    def release(self, name: str, owner: str) -> None:
+        with self._guard():
+            self._release(keys=[name], args=[owner])
 
     # -- lists -----------------------------------------------------------------------
     def append(self, key: str, item: Json, ttl: float | None = None) -> int:
