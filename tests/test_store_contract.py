@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -201,6 +202,40 @@ def test_append_ttl(store: Store) -> None:
     store.append(key, "b")
     assert store.range(key) == ["a", "b"]
     wait_for(lambda: store.range(key) == [], timeout=5, message="list expired")
+
+
+def test_append_sequenced_stores_and_publishes_with_the_items_index(store: Store) -> None:
+    """One chat message (issue 20): the entry, the preview, the TTLs and both pushes in one step, each push
+    with the entry's index, to this process's subscribers and (Redis) to another process's."""
+    from flask_lpcall.store.base import SEQUENCE
+
+    lst, last, idle, ch1, ch2 = _k(), _k(), _k(), _k(), _k()
+    store.set(idle, 1, ttl=1)
+    peer = store_from_url(store.url) if isinstance(store, RedisStore) else store
+    here: list[Any] = []
+    there: list[Any] = []
+    subs = [store.subscribe(ch1, here.append), peer.subscribe(ch1, there.append), peer.subscribe(ch2, there.append)]
+    try:
+        text = '"sequence":-7317'  # a message's text is never taken for the placeholder
+        for i in range(3):
+            item = {"message": text, "i": i}
+            length = store.append_sequenced(
+                lst, item, 60, put=[(last, {"text": text, "sequence": SEQUENCE})], touch=[idle],
+                publish=[(ch1, {"event": {**item, "sequence": SEQUENCE}}), (ch2, {"last": {"sequence": SEQUENCE}})])
+            assert length == i + 1
+        assert store.range(lst) == [{"message": text, "i": i} for i in range(3)]
+        assert store.get(last) == {"text": text, "sequence": 2}
+        assert here == [{"event": {"message": text, "i": i, "sequence": i}} for i in range(3)]
+        wait_for(lambda: len(there) == 6, timeout=5, message="both pushes of 3 entries")
+        assert [m for m in there if "event" in m] == here
+        assert [m for m in there if "last" in m] == [{"last": {"sequence": i}} for i in range(3)]
+        time.sleep(1.2)  # past the first TTL of `idle`: refreshed to 60 s by every append
+        assert store.get(idle) == 1
+    finally:
+        for sub in subs:
+            sub.close()
+        if peer is not store:
+            peer.close()
 
 
 # -- sets --------------------------------------------------------------------------
