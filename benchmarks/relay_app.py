@@ -35,12 +35,19 @@ def create_app() -> Flask:
     ext.init_app(app)
     _prepare_calls(app, int(os.environ.get("LPCALL_BENCH_CALLS", "0")), os.environ.get("LPCALL_BENCH_TOKENS"))
     if os.environ.get("LPCALL_BENCH_PLACEMENT"):
-        app.wsgi_app = _Placement(app, app.wsgi_app)  # type: ignore[method-assign]
+        with_placement(app)
+    return app
+
+
+def with_placement(app: Flask) -> Flask:
+    """``app`` recording which worker serves each socket (see :class:`_Placement`)."""
+    app.wsgi_app = _Placement(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
 def placement_key(token: str) -> str:
-    """Where the bench finds which worker took the call socket of ``token`` (the worker's pid)."""
+    """Where the bench finds which worker took the call socket of ``token``, or the socket opened with
+    ``?bench=<token>`` (the worker's pid)."""
     return "bench:where:" + hashlib.sha1(token.encode()).hexdigest()[:20]
 
 
@@ -53,9 +60,11 @@ class _Placement:
         self.store, self.inner = get_state(app).store, inner
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "").endswith("/ws/call"):
-            token = parse_qs(environ.get("QUERY_STRING", "")).get("token", [""])[0]
-            self.store.set(placement_key(token), os.getpid(), ttl=3600)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if "bench" in query:
+            self.store.set(placement_key(query["bench"][0]), os.getpid(), ttl=3600)
+        elif environ.get("PATH_INFO", "").endswith("/ws/call"):
+            self.store.set(placement_key(query.get("token", [""])[0]), os.getpid(), ttl=3600)
         return self.inner(environ, start_response)
 
 
