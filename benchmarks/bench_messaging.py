@@ -32,11 +32,26 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from benchmarks.bench_relay import Server, _pct, _spawn, free_port, gunicorn_cmd, raise_nofile, wait_port
+from benchmarks.bench_relay import (
+    PLACEMENT_TRIES,
+    Server,
+    _pct,
+    _Placement,
+    _spawn,
+    free_port,
+    gunicorn_cmd,
+    raise_nofile,
+    wait_port,
+)
+from benchmarks.common import chromium_ws_options, negotiated
 
 ISSUE = 3
 WINDOW = 2
-REDIS_1W, HOSTS = "flask-lpcall (Redis store)", "flask-lpcall (Redis, 2 hosts)"
+REDIS_1W, WORKERS, HOSTS = "flask-lpcall (Redis store)", "flask-lpcall (Redis, 2 workers)", "flask-lpcall (Redis, 2 hosts)"
+#: Every client negotiates as Chromium does (issue 20): it offers permessage-deflate, the server decides.
+BROWSER = chromium_ws_options()
+#: what each server negotiated with the clients (name -> extensions)
+NEGOTIATED: dict[str, str] = {}
 
 
 # -- the baseline app (served by gunicorn: ``benchmarks.bench_messaging:baseline_app()``) ----------------
@@ -72,23 +87,36 @@ def baseline_app() -> Any:
     return app
 
 
+def placed_site() -> Any:
+    """The example site recording each socket's worker (``?bench=<id>``: benchmarks/relay_app.py)."""
+    from benchmarks.relay_app import with_placement
+    from example_site.app import create_app
+
+    return with_placement(create_app())
+
+
 # -- servers --------------------------------------------------------------------------------------
-def start(app: str, name: str, workdir: Path, store: str | None = None) -> Server:
+def start(app: str, name: str, workdir: Path, store: str | None = None, workers: int = 1) -> Server:
     port = free_port()
     log = workdir / f"{name}-{port}.log"
     env = {"FLASK_LPCALL_REPORT_DB": str(workdir / f"report-{port}.sqlite"), "LPCALL_DEMO_AGENT": "0",
            "FLASK_SECRET_KEY": "bench-messaging-secret"}
     if store:
         env["FLASK_LPCALL_STORE"] = store
-    proc = _spawn(gunicorn_cmd(app, port), env, log)
+    proc = _spawn(gunicorn_cmd(app, port, workers), env, log)
     wait_port(port, proc, 60, log)
     return Server(name, port, proc)
 
 
 def start_redis_rows(name: str, workdir: Path, url: str, redis_pid: int) -> Server:
     """The example site on the Redis store: one server, or (``hosts``) two servers with every consumer
-    on the first and every agent socket on the second, so every message crosses workers (issue 20)."""
-    server = start("example_site.app:create_app()", "lpcall-redis", workdir, url)
+    on the first and every agent socket on the second, or (``workers``) one server with two workers,
+    every consumer on the other worker than every agent socket: every message crosses workers (issue 20)."""
+    if name == WORKERS:
+        server = start("benchmarks.bench_messaging:placed_site()", "lpcall-redis-w2", workdir, url, workers=2)
+        server.placement = url
+    else:
+        server = start("example_site.app:create_app()", "lpcall-redis", workdir, url)
     server.extra_pids = [redis_pid]  # the redis-server's CPU counts
     if name == HOSTS:
         second = start("example_site.app:create_app()", "lpcall-redis-b", workdir, url)
@@ -170,15 +198,42 @@ class Conn:
         await self.ws.send(json.dumps({"kind": "req", "id": str(self.ids), "type": type_, "body": body}))
 
 
+async def _open(server: Server, url: str, want: Any = None, **kw: Any) -> tuple[ClientConnection, int | None]:
+    """A socket as Chromium opens it; with several workers (``server.placement``), reopened until the
+    worker that took it passes ``want(pid)``. Returns the socket and its worker's pid (None: not placed)."""
+    if not server.placement:
+        ws = await connect(url, **BROWSER, open_timeout=60, **kw)
+        NEGOTIATED[server.name] = negotiated(ws)
+        return ws, None
+    where = _Placement(server.placement)
+    for _ in range(PLACEMENT_TRIES):
+        tag = os.urandom(8).hex()
+        ws = await connect(f"{url}?bench={tag}", **BROWSER, open_timeout=60, **kw)
+        NEGOTIATED[server.name] = negotiated(ws)
+        pid = await asyncio.to_thread(where.pid, tag)
+        if want is None or want(pid):
+            return ws, pid
+        await ws.close()
+    raise RuntimeError(f"no socket of {url} landed on the wanted worker")
+
+
 async def setup_lpcall(server: Server, conversations: int, agents: int, rec: Rec,
                        windows: dict[str, asyncio.Semaphore]) -> tuple[list[tuple[Conn, str]], list[Conn]]:
     base = f"http://127.0.0.1:{server.port}"
     origin = base
     consumers: list[tuple[Conn, str]] = []
+    agents_at: int | None = None  # two workers: the agents' worker (the first agent socket's)
+    agent_port = server.consumer_port or server.port  # the second host's, in the two-host rows
+    pending_agents: list[ClientConnection] = []
+    if server.placement:  # the agents' worker first, so that the consumers can avoid it
+        cookie = await asyncio.to_thread(login_cookie, f"http://127.0.0.1:{agent_port}", "bob")
+        ws, agents_at = await _open(server, f"ws://127.0.0.1:{agent_port}/lpcall/ws/agent",
+                                    origin=f"http://127.0.0.1:{agent_port}", additional_headers={"Cookie": cookie})
+        pending_agents.append(ws)
     for i in range(conversations):
         ident = await asyncio.to_thread(new_consumer, base, i)
-        ws = await connect(f"ws://127.0.0.1:{server.port}/lpcall/ws/consumer", origin=origin, compression=None,
-                           open_timeout=60)
+        ws, _ = await _open(server, f"ws://127.0.0.1:{server.port}/lpcall/ws/consumer",
+                            want=lambda pid: pid != agents_at, origin=origin)
         c = Conn(ws)
         await c.request("InitConnection", headers=[
             {"type": ".ams.headers.ClientProperties", "features": ["CO_BROWSE"]},
@@ -187,12 +242,13 @@ async def setup_lpcall(server: Server, conversations: int, agents: int, rec: Rec
         consumers.append((c, resp["body"]["conversationId"]))
     agent_conns: list[Conn] = []
     users = ["bob", "alice"]
-    agent_port = server.consumer_port or server.port  # the second host's, in the two-host rows
     for a in range(agents):
-        cookie = await asyncio.to_thread(login_cookie, f"http://127.0.0.1:{agent_port}", users[a % 2])
-        ws = await connect(f"ws://127.0.0.1:{agent_port}/lpcall/ws/agent", origin=f"http://127.0.0.1:{agent_port}",
-                           compression=None,
-                           additional_headers={"Cookie": cookie}, open_timeout=60)
+        if pending_agents:
+            ws = pending_agents.pop()
+        else:
+            cookie = await asyncio.to_thread(login_cookie, f"http://127.0.0.1:{agent_port}", users[a % 2])
+            ws, _ = await _open(server, f"ws://127.0.0.1:{agent_port}/lpcall/ws/agent", want=lambda pid: pid == agents_at,
+                                origin=f"http://127.0.0.1:{agent_port}", additional_headers={"Cookie": cookie})
         conn = Conn(ws)
 
         def on_note(frame: dict[str, Any]) -> None:
@@ -242,7 +298,8 @@ async def run_baseline(server: Server, conversations: int, duration: float) -> d
     ins: list[Conn] = []
     outs: list[Conn] = []
     for i in range(conversations):
-        out = Conn(await connect(f"ws://127.0.0.1:{server.port}/out?pair={i}", compression=None, open_timeout=60))
+        out = Conn(await connect(f"ws://127.0.0.1:{server.port}/out?pair={i}", **BROWSER, open_timeout=60))
+        NEGOTIATED[server.name] = negotiated(out.ws)
 
         def on_note(frame: dict[str, Any], pair: str = str(i)) -> None:
             rec.add(int(frame["body"]["event"]["message"][2:]))
@@ -250,7 +307,7 @@ async def run_baseline(server: Server, conversations: int, duration: float) -> d
 
         out.on_note = on_note
         outs.append(out)
-        ins.append(Conn(await connect(f"ws://127.0.0.1:{server.port}/in?pair={i}", compression=None, open_timeout=60)))
+        ins.append(Conn(await connect(f"ws://127.0.0.1:{server.port}/in?pair={i}", **BROWSER, open_timeout=60)))
     await asyncio.sleep(0.5)  # the /out sockets are registered
 
     async def pump(c: Conn, pair: str) -> None:
@@ -313,9 +370,13 @@ def render(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         "the two rows of the same run only. Messages per server CPU-second (user + system time of the worker from",
         "`/proc`) is the capacity figure: it does not move with the machine's load the way wall-clock rates do.",
     ]
-    redis_rows = [name for name in (REDIS_1W, HOSTS) if results.get(name)]
+    lines += ["", "Every client offers `permessage-deflate; client_max_window_bits` as Chromium does; what each server "
+              "negotiated: " + "; ".join(f"{k}: {v}" for k, v in sorted(NEGOTIATED.items())) + "."]
+    redis_rows = [name for name in (REDIS_1W, WORKERS, HOSTS) if results.get(name)]
     if redis_rows:
         lines += ["", ("Redis rows (issue 20): the same clients; CPU is every gunicorn worker's plus the redis-server's. "
+                       "\"2 workers\": one server with two gevent workers, every consumer socket on one worker and "
+                       "every agent socket on the other (sockets reopened until the kernel placed them so); "
                        "\"2 hosts\": two servers on one redis-server, every consumer on the first, every agent socket "
                        "on the second, so every message crosses workers."), "",
                   "| server | messages/s | messages per server CPU-second | ÷ memory store (per CPU-second) | p50 ms | p99 ms |",
@@ -334,11 +395,12 @@ def main() -> str:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redis", action="store_true",
-                        help="also the Redis store on one worker and on two servers (consumers on one, agents on the other)")
+                        help="also the Redis store on one worker, on two workers of one server and on two servers "
+             "(consumers on one worker, agents on the other)")
     args = parser.parse_args()
     raise_nofile()
     workdir = Path(tempfile.mkdtemp(prefix="lpcall-bench-msg-"))
-    names = ["baseline", "flask-lpcall"] + ([REDIS_1W, HOSTS] if args.redis else [])
+    names = ["baseline", "flask-lpcall"] + ([REDIS_1W, WORKERS, HOSTS] if args.redis else [])
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     redis_proc = None
     if args.redis:

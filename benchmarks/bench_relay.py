@@ -97,6 +97,9 @@ class Server:
     extra_pids: list[int] = field(default_factory=list)
     #: Where the consumer sockets go (the second host), None: the same server as the agent's.
     consumer_port: int | None = None
+    #: Several workers of one server: the Redis URL where each call socket's worker pid is found
+    #: (relay_app.placement_key); every consumer socket is reconnected until it is on another worker.
+    placement: str | None = None
 
     def stop(self) -> None:
         for proc in (self.proc, *self.others):
@@ -141,18 +144,20 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
                                 preexec_fn=server_preexec)  # noqa: PLW1509 - before exec, no threads yet
 
 
-def gunicorn_cmd(app: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "example_site" / "gunicorn.conf.py"), "--workers", "1",
-            "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]
+def gunicorn_cmd(app: str, port: int, workers: int = 1) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "example_site" / "gunicorn.conf.py"), "--workers",
+            str(workers), "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]
 
 
-def _lpcall_proc(pairs: int, workdir: Path, store: str) -> tuple[int, subprocess.Popen[bytes], list[list[str]]]:
+def _lpcall_proc(pairs: int, workdir: Path, store: str, workers: int = 1) -> tuple[int, subprocess.Popen[bytes], list[list[str]]]:
     port = free_port()
     tokens_path = workdir / f"tokens-{port}.json"
     env = {"LPCALL_BENCH_CALLS": str(pairs), "LPCALL_BENCH_TOKENS": str(tokens_path), "FLASK_LPCALL_STORE": store,
            "FLASK_LPCALL_REPORT_DB": str(workdir / f"report-{port}.sqlite")}
+    if workers > 1:
+        env["LPCALL_BENCH_PLACEMENT"] = "1"
     log = workdir / f"lpcall-{port}.log"
-    proc = _spawn(gunicorn_cmd("benchmarks.relay_app:create_app()", port), env, log)
+    proc = _spawn(gunicorn_cmd("benchmarks.relay_app:create_app()", port, workers), env, log)
     wait_port(port, proc, 60, log)
     if not pairs:  # a second host: it serves calls the first one prepared
         return port, proc, []
@@ -184,6 +189,13 @@ def start_lpcall_hosts(pairs: int, workdir: Path, store: str, redis_pid: int) ->
     server = Server("flask-lpcall (Redis, 2 hosts, every pair crosses)", port, proc, tokens, others=[proc_b],
                     extra_pids=[redis_pid], consumer_port=port_b)
     return server
+
+
+def start_lpcall_workers(pairs: int, workdir: Path, store: str, redis_pid: int) -> Server:
+    """One gunicorn server with two gevent workers on one redis-server; every pair's consumer socket on the
+    other worker than its agent's (issue 20), found through the worker pid each socket's worker stores."""
+    port, proc, tokens = _lpcall_proc(pairs, workdir, store, workers=2)
+    return Server(WORKERS, port, proc, tokens, extra_pids=[redis_pid], placement=store)
 
 
 def start_socketio(workdir: Path) -> Server:
@@ -256,18 +268,53 @@ def _dumps(frame: dict[str, Any]) -> str:
 
 
 async def open_lpcall(server: Server, pairs: int) -> list[tuple[Side, Side]]:
+    where = _Placement(server.placement) if server.placement else None
+
+    async def join(port: int, token: str) -> ClientConnection:
+        ws = await connect(f"ws://127.0.0.1:{port}/lpcall/ws/call?token={quote(token)}", **BROWSER,
+                           open_timeout=60, max_queue=64, close_timeout=2, ping_interval=None)
+        while (first := json.loads(await ws.recv()))["type"] != "joined":  # a bus frame may come first
+            assert first["type"] in ("peer-joined", "peer-left", "session", "state"), first
+        return ws
+
     async def one(i: int) -> tuple[Side, Side]:
         sides = []
         for role, token in zip(("agent", "consumer"), server.tokens[i], strict=True):
             port = server.consumer_port if role == "consumer" and server.consumer_port else server.port
-            ws = await connect(f"ws://127.0.0.1:{port}/lpcall/ws/call?token={quote(token)}", **BROWSER,
-                               open_timeout=60, max_queue=64, close_timeout=2, ping_interval=None)
-            while (first := json.loads(await ws.recv()))["type"] != "joined":  # a bus frame may come first
-                assert first["type"] in ("peer-joined", "peer-left", "session", "state"), first
+            ws = await join(port, token)
+            if where is not None and role == "consumer":
+                agent_pid = where.pid(server.tokens[i][0])
+                for _ in range(PLACEMENT_TRIES):  # on the agent's worker: again, until the kernel picks the other
+                    if where.pid(token) != agent_pid:
+                        break
+                    await ws.close()
+                    ws = await join(port, token)
+                else:
+                    raise RuntimeError(f"pair {i}: the consumer never landed on the other worker")
             sides.append(Side(ws, i, role, _dumps, _plain_decode))
         return sides[0], sides[1]
 
     return await _gather_limited([lambda i=i: one(i) for i in range(pairs)])
+
+
+PLACEMENT_TRIES = 50
+
+
+class _Placement:
+    """Which worker took a call socket: the pid its worker stored (benchmarks/relay_app.py)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        from benchmarks.relay_app import placement_key
+
+        self._redis, self._key = redis.Redis.from_url(url), placement_key
+
+    def pid(self, token: str) -> int:
+        raw = self._redis.get(self._key(token))
+        if raw is None:
+            raise RuntimeError("the server stored no worker for a call socket")
+        return int(raw)
 
 
 async def open_ws(server: Server, pairs: int) -> list[tuple[Side, Side]]:
@@ -467,34 +514,45 @@ def markdown(results: list[dict[str, Any]], rate: float) -> str:
 
 
 REDIS_1W, HOSTS = "flask-lpcall (Redis store)", "flask-lpcall (Redis, 2 hosts, every pair crosses)"
+WORKERS = "flask-lpcall (Redis, 2 workers of one server, every pair crosses)"
 
 
 def _scale_out(results: list[dict[str, Any]], rounds: int, rate: float) -> list[str]:
     """Issue 20's ratios, each round's own: Redis on one worker against the memory store (msg/s), and the
-    CPU per relayed frame of every process (both hosts' workers and the redis-server) against the memory store's."""
-    lines = ["", ("| pairs | Redis 1 worker ÷ memory msg/s (target ≥ 90%) | Redis 1 worker p99 ms at "
-                  f"{rate:.0f}/s (≤ 10) | 2 hosts CPU/msg ÷ memory CPU/msg (target ≤ 1.5×) | 2 hosts p99 ms at "
-                  f"{rate:.0f}/s (≤ 10) |"), "|---:|---:|---:|---:|---:|"]
+    CPU per relayed frame of every process (both workers or hosts and the redis-server) against the memory
+    store's, with the p99 at the fixed rate of each Redis row."""
+    crossing = [("2 workers", WORKERS), ("2 hosts", HOSTS)]
+    head = [f"Redis 1 worker ÷ memory msg/s (target ≥ 90%) | Redis 1 worker p99 ms at {rate:.0f}/s (≤ 10)"]
+    head += [f"{label} CPU/msg ÷ memory CPU/msg (target ≤ 1.5×) | {label} p99 ms at {rate:.0f}/s (≤ 10)"
+             for label, _ in crossing]
+    lines = ["", "| pairs | " + " | ".join(head) + " |", "|---:" + "|---:" * (2 + 2 * len(crossing)) + "|"]
     rows = 0
     for pairs in sorted({r["pairs"] for r in results}):
-        speed, p99_1w, cost, p99_hosts = [], [], [], []
+        speed: list[float] = []
+        p99: dict[str, list[float]] = {REDIS_1W: [], **{name: [] for _, name in crossing}}
+        cost: dict[str, list[float]] = {name: [] for _, name in crossing}
         for rnd in range(rounds):
             by = {r["server"]: r for r in results if r["pairs"] == pairs and r.get("round", 0) == rnd}
-            mem, one, hosts = by.get("flask-lpcall"), by.get(REDIS_1W), by.get(HOSTS)
-            if one:
-                p99_1w.append(one["fixed"]["p99_ms"])
-            if hosts:
-                p99_hosts.append(hosts["fixed"]["p99_ms"])
+            mem, one = by.get("flask-lpcall"), by.get(REDIS_1W)
+            for name, values in p99.items():
+                if name in by:
+                    values.append(by[name]["fixed"]["p99_ms"])
             if mem and one:
                 speed.append(one["saturation"]["msgs_per_s"] / mem["saturation"]["msgs_per_s"])
-            if mem and hosts:
-                cost.append(hosts["saturation"]["cpu_us_per_msg"] / mem["saturation"]["cpu_us_per_msg"])
-        if speed or cost or p99_1w or p99_hosts:
+            for name, ratios in cost.items():
+                if mem and name in by:
+                    ratios.append(by[name]["saturation"]["cpu_us_per_msg"] / mem["saturation"]["cpu_us_per_msg"])
+        if speed or any(p99.values()):
             rows += 1
+
+            def ms(values: list[float]) -> str:
+                return ", ".join(f"{x:.1f}" for x in values) if values else "–"
+
             cells = [f"**{100 * _median(speed):.0f}%** ({', '.join(f'{100 * x:.0f}' for x in speed)})" if speed else "–",
-                     f"{', '.join(f'{x:.1f}' for x in p99_1w)}" if p99_1w else "–",
-                     f"**{_median(cost):.2f}×** ({', '.join(f'{x:.2f}' for x in cost)})" if cost else "–",
-                     f"{', '.join(f'{x:.1f}' for x in p99_hosts)}" if p99_hosts else "–"]
+                     ms(p99[REDIS_1W])]
+            for _, name in crossing:
+                c = cost[name]
+                cells += [f"**{_median(c):.2f}×** ({', '.join(f'{x:.2f}' for x in c)})" if c else "–", ms(p99[name])]
             lines.append(f"| {pairs} | " + " | ".join(cells) + " |")
     return lines if rows else []
 
@@ -506,14 +564,15 @@ def main() -> str:
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--no-redis", dest="redis", action="store_false",
                         help="skip flask-lpcall with a Redis store (bus via Redis)")
-    parser.add_argument("--servers", default="lpcall,lpcall-redis,lpcall-hosts,socketio,ws",
+    parser.add_argument("--servers", default="lpcall,lpcall-redis,lpcall-workers,lpcall-hosts,socketio,ws",
                         help="which servers to run (comma-separated): lpcall, lpcall-redis (one worker), "
+                             "lpcall-workers (two workers of one server on Redis, every pair crossing), "
                              "lpcall-hosts (two servers on one Redis, every pair crossing), socketio, ws")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per size, the servers' order rotating")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     chosen = set(args.servers.split(","))
-    if unknown := chosen - {"lpcall", "lpcall-redis", "lpcall-hosts", "socketio", "ws"}:
+    if unknown := chosen - {"lpcall", "lpcall-redis", "lpcall-workers", "lpcall-hosts", "socketio", "ws"}:
         parser.error(f"unknown server(s): {sorted(unknown)}")
     raise_nofile()
     if CLIENT_CPU is not None:
@@ -526,13 +585,14 @@ def main() -> str:
         variants: list[tuple[str, Callable[[int], Server], Any]] = [
             ("lpcall", lambda n: start_lpcall(n, workdir), open_lpcall),
         ]
-        if args.redis and chosen & {"lpcall-redis", "lpcall-hosts"} and shutil.which("redis-server"):
+        if args.redis and chosen & {"lpcall-redis", "lpcall-workers", "lpcall-hosts"} and shutil.which("redis-server"):
             rport = free_port()
             redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                                            "--appendonly", "no"], stdout=subprocess.DEVNULL)
             wait_port(rport, redis_proc, 10, workdir / "none")
             url, rpid = f"redis://127.0.0.1:{rport}/0", redis_proc.pid
             variants.append(("lpcall-redis", lambda n: start_lpcall(n, workdir, url, rpid), open_lpcall))
+            variants.append(("lpcall-workers", lambda n: start_lpcall_workers(n, workdir, url, rpid), open_lpcall))
             if "lpcall-hosts" in chosen:
                 variants.append(("lpcall-hosts", lambda n: start_lpcall_hosts(n, workdir, url, rpid), open_lpcall))
         variants += [("socketio", lambda n: start_socketio(workdir), open_socketio),

@@ -15,8 +15,10 @@ than ``LPCALL_RECONNECT_GRACE``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,7 +33,7 @@ from .errors import (
     NotFoundError,
 )
 from .ice import ice_config
-from .presence import Presence
+from .presence import UNREAD, Presence, page_key
 from .records import fold_quality
 from .texts import render
 from .tokens import TokenSigner
@@ -49,6 +51,11 @@ SWEEP_CHUNK = 25
 #: it does not poll the sockets, so it would not let a frame through)
 SWEEP_PAUSE = 0.001
 IDLE_EXIT = 30.0
+#: The store lease of the sweeper (issue 20): with many workers on one Redis only the holder sweeps
+#: (the sweep reads every call, whoever's it is); another takes over within SWEEP_LEASE_ROUNDS
+#: intervals when the holder stops (its worker died, or has no call left to watch).
+SWEEP_LEASE = "lpcall:sweeper"
+SWEEP_LEASE_ROUNDS = 3
 #: Close reason of a call whose state vanished from the store (restarted empty, flushed, evicted).
 STATE_LOST = "state_lost"
 #: The sessionError id the visitor gets for it: the call cannot go on and a new one can be tried
@@ -105,6 +112,29 @@ class CallManager:
         self._sweeper: threading.Thread | None = None
         self._sweeper_lock = threading.Lock()
         self._stop = threading.Event()
+        self._lease_id = uuid.uuid4().hex
+
+    @property
+    def lease_owner(self) -> str:
+        """This manager on the sweep lease (a forked worker is another owner)."""
+        return f"{self._lease_id}:{os.getpid()}"
+
+    def sweep_lead(self) -> bool:
+        """Take or renew the sweep lease: True when this worker sweeps for every worker now."""
+        return bool(self.store.lease(self._lease_name, self.lease_owner, SWEEP_LEASE_ROUNDS * self.sweep_interval))
+
+    @property
+    def _lease_name(self) -> str:
+        """Workers share the lease only if they judge calls alike (the same timers)."""
+        s = self.settings
+        timers = (s["LPCALL_INVITE_TTL"], s["LPCALL_RECONNECT_GRACE"], s["LPCALL_HEARTBEAT_INTERVAL"])
+        return f"{SWEEP_LEASE}:" + ":".join(f"{float(t):g}" for t in timers)
+
+    def _release_lease(self) -> None:
+        try:
+            self.store.release(self._lease_name, self.lease_owner)
+        except Exception as exc:  # noqa: BLE001 - the lease expires on its own
+            logger.debug("sweep lease not released: %r", exc)
 
     # -- reading ------------------------------------------------------------------
     def get(self, service_id: str) -> CallSession | None:
@@ -116,12 +146,9 @@ class CallManager:
         return self.store.get(call_key(service_id))  # type: ignore[no-any-return]
 
     def _live_docs(self) -> list[dict[str, Any]]:
-        out = []
-        for key in self.store.keys("call:"):
-            doc = self.store.get(key)
-            if isinstance(doc, dict) and "serviceId" in doc and call_key(doc["serviceId"]) == key:
-                out.append(doc)
-        return out
+        keys = self.store.keys("call:")
+        return [doc for key, doc in zip(keys, self.store.get_many(keys))
+                if isinstance(doc, dict) and "serviceId" in doc and call_key(doc["serviceId"]) == key]
 
     def active_for_agent(self, agent_id: str) -> list[dict[str, Any]]:
         """Join infos of the agent's open calls (``call.Active``: an agent reload gets its call back)."""
@@ -472,42 +499,63 @@ class CallManager:
     def _sweep(self, now: float | None = None) -> tuple[list[CallSession], int]:
         """One pass over the live calls: (the calls it closed, how many calls it saw).
 
-        Incremental: each call is read, judged and (if due) closed on its own, and the pass yields
-        to the other greenlets/threads every SWEEP_CHUNK calls, so a worker holding a thousand calls
-        never stops relaying frames for the whole pass (issue 7: it held the gevent hub ~80 ms)."""
+        Incremental: the calls are read, judged and (if due) closed SWEEP_CHUNK at a time, and the
+        pass yields to the other greenlets/threads between chunks, so a worker holding a thousand
+        calls never stops relaying frames for the whole pass (issue 7: it held the gevent hub ~80 ms).
+        Each chunk costs two store reads whatever its size (issue 20): its call documents, then the
+        presence and page documents the judgement needs (MGET on Redis, not one GET each)."""
         fixed = now
         grace = float(self.settings["LPCALL_RECONNECT_GRACE"])
         closed: list[CallSession] = []
         seen = 0
-        for i, key in enumerate(self.store.keys("call:")):
-            if i and i % SWEEP_CHUNK == 0:
+        keys = self.store.keys("call:")
+        for start in range(0, len(keys), SWEEP_CHUNK):
+            if start:
                 time.sleep(SWEEP_PAUSE)  # gevent: a timer, so the hub polls the sockets meanwhile
-            doc = self.store.get(key)
-            if not (isinstance(doc, dict) and "serviceId" in doc and call_key(doc["serviceId"]) == key):
-                continue
-            seen += 1
-            t = time.time() if fixed is None else fixed
-            reason = self._due(CallSession.from_dict(doc), doc, t, grace)
-            if reason:
-                done = self._close_quietly(doc["serviceId"], reason)
-                if done is not None:
-                    closed.append(done)
+            chunk = keys[start:start + SWEEP_CHUNK]
+            live = [(s, d) for s, d in zip(chunk, self.store.get_many(chunk))
+                    if isinstance(d, dict) and "serviceId" in d and call_key(d["serviceId"]) == s]
+            seen += len(live)
+            known = self._presence_docs([CallSession.from_dict(d) for _, d in live])
+            for _, doc in live:
+                t = time.time() if fixed is None else fixed
+                reason = self._due(CallSession.from_dict(doc), doc, t, grace, known)
+                if reason:
+                    done = self._close_quietly(doc["serviceId"], reason)
+                    if done is not None:
+                        closed.append(done)
         return closed, seen
 
-    def _due(self, session: CallSession, doc: dict[str, Any], t: float, grace: float) -> str | None:
-        """Why the sweeper must close ``session`` now, or None."""
+    def _presence_docs(self, sessions: list[CallSession]) -> dict[str, Any]:
+        """The presence and page documents :meth:`_due` reads for ``sessions``, in one store read."""
+        wanted: list[str] = []
+        for session in sessions:
+            if session.state == INVITED:
+                wanted += [presence_key(session.service_id, "agent"), page_key(session.consumer_id)]
+            elif session.state == ACCEPTED:
+                wanted += [presence_key(session.service_id, role) for role in ("agent", "consumer")]
+        return dict(zip(wanted, self.store.get_many(wanted))) if wanted else {}
+
+    def _due(self, session: CallSession, doc: dict[str, Any], t: float, grace: float,
+             known: Mapping[str, Any] | None = None) -> str | None:
+        """Why the sweeper must close ``session`` now, or None (``known``: documents already read)."""
+        known = known or {}
+        sid = session.service_id
         gone = doc.get("gone") or {}
         if session.state == INVITED:
             if session.is_expired(t):
                 return "expired"
-            if "agent" in gone and t - gone["agent"] >= grace and not self.is_present(session.service_id, "agent"):
+            agent = known.get(presence_key(sid, "agent"), UNREAD)
+            if "agent" in gone and t - gone["agent"] >= grace and not self.presence.is_present(sid, "agent", known=agent):
                 return "agent_disconnected"
-            page_gone = self.presence.page_gone_since(session.consumer_id)
+            page = known.get(page_key(session.consumer_id), UNREAD)
+            page_gone = self.presence.page_gone_since(session.consumer_id, known=page)
             if page_gone is not None and t - page_gone >= grace:
                 return "consumer_disconnected"  # the visitor's page is gone: nobody can accept
         elif session.state == ACCEPTED:
             for role in ("agent", "consumer"):
-                since = self.presence.gone_since(session.service_id, role, doc, (session.accepted_ts or 0) / 1000, t)
+                since = self.presence.gone_since(sid, role, doc, (session.accepted_ts or 0) / 1000, t,
+                                                 known=known.get(presence_key(sid, role), UNREAD))
                 if since is not None and t - since >= grace:
                     return f"{role}_disconnected"
         return None
@@ -528,6 +576,7 @@ class CallManager:
 
     def stop(self) -> None:
         self._stop.set()
+        self._release_lease()
 
 
 def _sweep_loop(ref: weakref.ReferenceType[CallManager], stop: threading.Event) -> None:
@@ -540,7 +589,8 @@ def _sweep_loop(ref: weakref.ReferenceType[CallManager], stop: threading.Event) 
         if manager is None:
             return
         try:
-            busy = manager._sweep()[1] > 0
+            # not the lead: another worker sweeps; stay ready to take over (busy)
+            busy = manager._sweep()[1] > 0 if manager.sweep_lead() else True
         except Exception:
             logger.exception("call sweep failed")
             busy = True
@@ -554,5 +604,6 @@ def _sweep_loop(ref: weakref.ReferenceType[CallManager], stop: threading.Event) 
             with manager._sweeper_lock:  # exit only if no call appeared meanwhile
                 if not manager.store.keys("call:"):
                     manager._sweeper = None
+                    manager._release_lease()
                     return
             del manager

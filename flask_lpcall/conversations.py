@@ -27,6 +27,7 @@ from typing import Any
 from . import texts as text_catalog
 from .errors import InvalidStateError, NotAllowedError, NotFoundError
 from .store import Store
+from .store.base import SEQUENCE
 
 logger = logging.getLogger(__name__)
 
@@ -444,17 +445,19 @@ class ConversationService:
         }
         if system_key:
             event["systemKey"] = system_key
-        length = self.store.append(k_events(conv_id), event, ttl=self.ttl)
-        event["sequence"] = length - 1
-        preview = {"text": message[:PREVIEW_CHARS], "role": role, "ts": now, "sequence": length - 1}
-        # The list preview lives in its own small key: no rewrite of the conversation document per message.
-        self.store.set(k_last(conv_id), preview, ttl=self.ttl)
-        self.store.expire(k_conv(conv_id), self.ttl)  # a conversation with messages is not idle
-        self.store.expire(k_consumer_convs(doc["consumerId"]), self.ttl)
-        self.store.publish(ch_conv(conv_id), {"type": "event", "conversationId": conv_id, "event": event})
-        self.store.publish(
-            CH_AGENTS, {"type": "last", "conversationId": conv_id, "agentId": doc.get("agentId"), "lastMessage": preview}
+        # One store step (issue 20): the transcript entry, the list preview (its own small key: no rewrite of
+        # the conversation document per message), the TTLs and both pushes; SEQUENCE becomes the entry's index.
+        preview = {"text": message[:PREVIEW_CHARS], "role": role, "ts": now, "sequence": SEQUENCE}
+        length = self.store.append_sequenced(
+            k_events(conv_id), event, self.ttl,
+            put=[(k_last(conv_id), preview)],
+            touch=[k_conv(conv_id), k_consumer_convs(doc["consumerId"])],  # a conversation with messages is not idle
+            publish=[
+                (ch_conv(conv_id), {"type": "event", "conversationId": conv_id, "event": {**event, "sequence": SEQUENCE}}),
+                (CH_AGENTS, {"type": "last", "conversationId": conv_id, "agentId": doc.get("agentId"), "lastMessage": preview}),
+            ],
         )
+        event["sequence"] = preview["sequence"] = length - 1
         if self.on_message is not None:
             self.on_message({**doc, "lastMessage": preview}, event)
         return event

@@ -100,7 +100,7 @@ class MessagingSubscription:
         self.active = True  # False: drop further events (the agent lost access)
         self._lock = threading.RLock()
         with self._lock:
-            self.sub: Subscription = store.subscribe(ch_conv(conv_id), self._on_bus)
+            self.sub: Subscription = store.subscribe(ch_conv(conv_id), self._on_bus, self._resync)
             self.watch = service.watch(conv_id)  # its sides hear if the store loses it (finding 9)
             self.history: list[dict[str, Any]] | None = service.events(conv_id, from_seq)
             if self.history:
@@ -120,13 +120,22 @@ class MessagingSubscription:
         with self._lock:
             if not self.active:
                 return
-            events = self.service.catch_up(self.conv_id, self.next_seq, event)  # gaps filled, repeats dropped
-            if events:
-                self.next_seq = events[-1]["sequence"] + 1
-                if self.history is not None:  # the history is not out yet (the response goes first): they follow it
-                    self.history.extend(events)
-                    return
-                self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": events})
+            self._push(self.service.catch_up(self.conv_id, self.next_seq, event))  # gaps filled, repeats dropped
+
+    def _resync(self) -> None:
+        """The store's bus was away (Redis restarted or unreachable): what was published meanwhile is only in
+        the transcript, so read it from there now, not at the next message (which may never come)."""
+        with self._lock:
+            if self.active:
+                self._push(self.service.events(self.conv_id, self.next_seq))
+
+    def _push(self, events: list[dict[str, Any]]) -> None:
+        if events:
+            self.next_seq = events[-1]["sequence"] + 1
+            if self.history is not None:  # the history is not out yet (the response goes first): they follow it
+                self.history.extend(events)
+                return
+            self.conn.notify("ms.MessagingEventNotification", {"conversationId": self.conv_id, "events": events})
 
     def close(self) -> None:
         self.watch.close()

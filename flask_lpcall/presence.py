@@ -55,6 +55,8 @@ def page_key(consumer_id: str) -> str:
 
 #: a page document outlives any invitation; each new socket of the consumer renews it
 PAGE_TTL = 24 * 3600.0
+#: "not read yet" for the ``known`` arguments below (a read document may be None)
+UNREAD: Any = object()
 
 
 class Presence:
@@ -124,12 +126,19 @@ class Presence:
         self.store.update(presence_key(service_id, role), drop, ttl=self.ttl)
         return result["held"]
 
-    def is_present(self, service_id: str, role: str, now: float | None = None) -> bool:
-        return self.fresh(self.doc(service_id, role), now)
+    def is_present(self, service_id: str, role: str, now: float | None = None, known: Any = UNREAD) -> bool:
+        """``known``: the presence document already read (the sweep reads many at once), else read here."""
+        return self.fresh(self._doc(service_id, role, known), now)
 
-    def gone_since(self, service_id: str, role: str, call_doc: dict[str, Any], fallback: float, now: float | None = None) -> float | None:
-        """Since when ``role`` is away (epoch s), or None while it is present."""
-        doc = self.doc(service_id, role)
+    def _doc(self, service_id: str, role: str, known: Any) -> dict[str, Any] | None:
+        if known is UNREAD:
+            return self.doc(service_id, role)
+        return known if isinstance(known, dict) else None
+
+    def gone_since(self, service_id: str, role: str, call_doc: dict[str, Any], fallback: float, now: float | None = None,
+                   known: Any = UNREAD) -> float | None:
+        """Since when ``role`` is away (epoch s), or None while it is present (``known``: see is_present)."""
+        doc = self._doc(service_id, role, known)
         if self.fresh(doc, now):
             return None
         gone = (call_doc.get("gone") or {}).get(role)
@@ -161,9 +170,9 @@ class Presence:
 
         self.store.update(page_key(consumer_id), drop, ttl=PAGE_TTL)
 
-    def page_gone_since(self, consumer_id: str) -> float | None:
+    def page_gone_since(self, consumer_id: str, known: Any = UNREAD) -> float | None:
         """Since when the consumer has no page open (epoch s); None while one is, or never seen."""
-        doc = self.store.get(page_key(consumer_id))
+        doc = self.store.get(page_key(consumer_id)) if known is UNREAD else known
         if not isinstance(doc, dict) or doc.get("conns") or doc.get("gone") is None:
             return None
         return float(doc["gone"])

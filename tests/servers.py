@@ -118,6 +118,23 @@ def start_redis(timeout: float = 10) -> RedisServer:
     return RedisServer(port=free_port(), workdir=Path(tempfile.mkdtemp(prefix="lpcall-redis-"))).start(timeout)
 
 
+class PersistentRedisServer(RedisServer):
+    """A redis-server that keeps its data across stop()/start() (append-only file, fsync on every write),
+    as a production Redis does: a restart is an outage, not a loss of state."""
+
+    def start(self, timeout: float = 10) -> RedisServer:
+        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+               "--appendfsync", "always", "--dir", str(self.workdir), "--logfile", str(self.log), "--daemonize", "no",
+               "--protected-mode", "yes"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        _wait_until(self._pong, timeout, f"redis-server on port {self.port}", self.proc, self.log)
+        return self
+
+
+def start_persistent_redis(timeout: float = 10) -> RedisServer:
+    return PersistentRedisServer(port=free_port(), workdir=Path(tempfile.mkdtemp(prefix="lpcall-redis-"))).start(timeout)
+
+
 # -- coturn -------------------------------------------------------------------------------
 @dataclass
 class TurnServer:
@@ -298,12 +315,12 @@ class TcpProxy:
     accepts it, in order. Killing that backend breaks its open connections; the clients' reconnects
     land on the next one — what any reverse proxy with health checks does."""
 
-    def __init__(self, backends: list[int]) -> None:
+    def __init__(self, backends: list[int], port: int | None = None) -> None:
         import asyncio
         import threading
 
         self.backends = backends
-        self.port = free_port()
+        self.port = port or free_port()  # a port: the proxy comes back where it was (after stop())
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._server: Any = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -155,6 +156,31 @@ def test_update_is_atomic_under_concurrency(store: Store) -> None:
     assert doc["n"] == 90 and len(set(doc["who"])) == 90
 
 
+def test_get_many_reads_in_order_with_none_for_missing(store: Store) -> None:
+    keys = [_k() for _ in range(1203)]  # more than one MGET chunk on Redis
+    for i, key in enumerate(keys):
+        if i % 3:
+            store.set(key, {"i": i})
+    got = store.get_many(keys)
+    assert got == [{"i": i} if i % 3 else None for i in range(len(keys))]
+    assert store.get_many([]) == []
+
+
+def test_lease_is_held_by_one_owner_until_released_or_expired(store: Store) -> None:
+    name = _k()
+    assert store.lease(name, "a", 5)
+    assert store.lease(name, "a", 5)  # renewed by its holder
+    if isinstance(store, MemoryStore):
+        return  # one process: nobody else to exclude
+    assert not store.lease(name, "b", 5)
+    store.release(name, "b")  # not b's: no effect
+    assert not store.lease(name, "b", 5)
+    store.release(name, "a")
+    assert store.lease(name, "b", 0.2)
+    assert not store.lease(name, "a", 5)
+    wait_for(lambda: store.lease(name, "a", 5), timeout=5, message="b's lease expired")
+
+
 # -- lists -------------------------------------------------------------------------
 def test_append_and_range_like_lrange(store: Store) -> None:
     key = _k()
@@ -176,6 +202,40 @@ def test_append_ttl(store: Store) -> None:
     store.append(key, "b")
     assert store.range(key) == ["a", "b"]
     wait_for(lambda: store.range(key) == [], timeout=5, message="list expired")
+
+
+def test_append_sequenced_stores_and_publishes_with_the_items_index(store: Store) -> None:
+    """One chat message (issue 20): the entry, the preview, the TTLs and both pushes in one step, each push
+    with the entry's index, to this process's subscribers and (Redis) to another process's."""
+    from flask_lpcall.store.base import SEQUENCE
+
+    lst, last, idle, ch1, ch2 = _k(), _k(), _k(), _k(), _k()
+    store.set(idle, 1, ttl=1)
+    peer = store_from_url(store.url) if isinstance(store, RedisStore) else store
+    here: list[Any] = []
+    there: list[Any] = []
+    subs = [store.subscribe(ch1, here.append), peer.subscribe(ch1, there.append), peer.subscribe(ch2, there.append)]
+    try:
+        text = '"sequence":-7317'  # a message's text is never taken for the placeholder
+        for i in range(3):
+            item = {"message": text, "i": i}
+            length = store.append_sequenced(
+                lst, item, 60, put=[(last, {"text": text, "sequence": SEQUENCE})], touch=[idle],
+                publish=[(ch1, {"event": {**item, "sequence": SEQUENCE}}), (ch2, {"last": {"sequence": SEQUENCE}})])
+            assert length == i + 1
+        assert store.range(lst) == [{"message": text, "i": i} for i in range(3)]
+        assert store.get(last) == {"text": text, "sequence": 2}
+        assert here == [{"event": {"message": text, "i": i, "sequence": i}} for i in range(3)]
+        wait_for(lambda: len(there) == 6, timeout=5, message="both pushes of 3 entries")
+        assert [m for m in there if "event" in m] == here
+        assert [m for m in there if "last" in m] == [{"last": {"sequence": i}} for i in range(3)]
+        time.sleep(1.2)  # past the first TTL of `idle`: refreshed to 60 s by every append
+        assert store.get(idle) == 1
+    finally:
+        for sub in subs:
+            sub.close()
+        if peer is not store:
+            peer.close()
 
 
 # -- sets --------------------------------------------------------------------------

@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 Json = Any
 Callback = Callable[[Json], None]
+Resync = Callable[[], None]
+#: ``append_sequenced``: a dict's ``"sequence"`` entry holding this placeholder becomes the appended item's index.
+SEQUENCE = -7317
+
+
+def with_sequence(value: Json, sequence: int) -> Json:
+    """``value`` with every ``"sequence": SEQUENCE`` entry of its dicts set to ``sequence``."""
+    if type(value) is dict:
+        return {k: sequence if k == "sequence" and v == SEQUENCE else with_sequence(v, sequence) for k, v in value.items()}
+    if type(value) is list:
+        return [with_sequence(v, sequence) for v in value]
+    return value
 
 
 class Subscription(abc.ABC):
@@ -48,10 +60,50 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def expire(self, key: str, ttl: float) -> None: ...
 
+    def get_many(self, keys: list[str]) -> list[Json | None]:
+        """The values of ``keys`` in order (``None`` for a missing one); Redis reads them with MGET."""
+        return [self.get(key) for key in keys]
+
+    def lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Hold the lease ``name`` for ``ttl`` seconds more if ``owner`` holds it or nobody does.
+
+        For work that one process of many does on behalf of all (the call sweep): the lease passes to
+        another owner once its holder stops renewing it (released, or its process died). A store only
+        one process uses always grants it."""
+        return True
+
+    def release(self, name: str, owner: str) -> None:
+        """Give the lease ``name`` up if ``owner`` holds it."""
+
     # -- lists ---------------------------------------------------------------
     @abc.abstractmethod
     def append(self, key: str, item: Json, ttl: float | None = None) -> int:
         """Append to a list; returns the new length."""
+
+    def append_sequenced(
+        self,
+        key: str,
+        item: Json,
+        ttl: float,
+        *,
+        put: Sequence[tuple[str, Json]] = (),
+        touch: Sequence[str] = (),
+        publish: Sequence[tuple[str, Json]] = (),
+    ) -> int:
+        """Append ``item`` to the list ``key``, then store each ``put`` value, refresh the TTL of the ``touch``
+        keys and publish each ``publish`` message; in the values put and published, ``"sequence":
+        SEQUENCE`` becomes the item's index. All keys get ``ttl``. Returns the list's new length.
+
+        One chat message (issue 20): Redis does it all in one atomic step, one round trip, so the item
+        is never stored without its publication (nor published unstored)."""
+        length = self.append(key, item, ttl=ttl)
+        for k, value in put:
+            self.set(k, with_sequence(value, length - 1), ttl=ttl)
+        for k in touch:
+            self.expire(k, ttl)
+        for channel, message in publish:
+            self.publish(channel, with_sequence(message, length - 1))
+        return length
 
     @abc.abstractmethod
     def range(self, key: str, start: int = 0, stop: int = -1) -> list[Json]:
@@ -77,7 +129,11 @@ class Store(abc.ABC):
     def publish(self, channel: str, message: Json) -> None: ...
 
     @abc.abstractmethod
-    def subscribe(self, channel: str, callback: Callback) -> Subscription: ...
+    def subscribe(self, channel: str, callback: Callback, resync: Resync | None = None) -> Subscription:
+        """Call ``callback`` with every message published on ``channel`` from now on.
+
+        ``resync``: called when messages may have been missed (the bus connection to Redis broke and is
+        back), so that a subscriber whose messages are also stored (a transcript) reads what it missed."""
 
     # -- health --------------------------------------------------------------
     @abc.abstractmethod

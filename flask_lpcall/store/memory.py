@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import Callback, Json, Store, Subscription
+from .base import Callback, Json, Resync, Store, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,8 @@ class MemoryStore(Store):
             except Exception:  # a broken subscriber must not break the publisher
                 logger.exception("subscriber of %s failed", channel)
 
-    def subscribe(self, channel: str, callback: Callback) -> Subscription:
+    def subscribe(self, channel: str, callback: Callback, resync: Resync | None = None) -> Subscription:
+        # one process, no connection to lose: nothing is ever missed (resync is never called)
         sub = _MemorySubscription(self, channel, callback)
         with self._lock:
             self._subs.setdefault(channel, []).append(sub)

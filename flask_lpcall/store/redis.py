@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,7 +42,7 @@ from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from ..errors import ConfigError, StoreUnavailableError
-from .base import Callback, Json, Store, Subscription
+from .base import SEQUENCE, Callback, Json, Resync, Store, Subscription, with_sequence
 from .memory import json_copy
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,38 @@ LOCAL_PREFIXES = ("call:",)
 #: Bus message kinds after the origin id (``ORIGIN_LEN`` characters): JSON, wire text, a subscriber's hello.
 _JSON, _TEXT, _HELLO = "j", "t", "h"
 ORIGIN_LEN = 12
+#: Keys per MGET of ``get_many``.
+MGET_CHUNK = 500
+#: ``lease``: renew the holder's lease, or take a free one (one round trip, atomic).
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+#: ``append_sequenced`` in one step: KEYS = the list, the ``put`` keys, the ``touch`` keys; ARGV = ttl ms,
+#: the item, how many put values, the put values, how many publications, then channel and message of each.
+_APPEND_SEQUENCED = """
+local ttl = ARGV[1]
+local n = redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
+local seq = '"sequence":' .. (n - 1)
+local function fill(t) return (string.gsub(t, '"sequence":%SEQUENCE', seq)) end
+local nput = tonumber(ARGV[3])
+for i = 1, nput do redis.call('SET', KEYS[1 + i], fill(ARGV[3 + i]), 'PX', ttl) end
+for i = 2 + nput, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+local j = 4 + nput
+for i = 1, tonumber(ARGV[j]) do redis.call('PUBLISH', ARGV[j + 2 * i - 1], fill(ARGV[j + 2 * i])) end
+return n
+""".replace("SEQUENCE", str(SEQUENCE))
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _dumps(value: Json) -> str:
@@ -100,10 +132,11 @@ class _Publication:
 
 
 class _RedisSubscription(Subscription):
-    def __init__(self, store: RedisStore, channel: str, callback: Callback) -> None:
+    def __init__(self, store: RedisStore, channel: str, callback: Callback, resync: Resync | None = None) -> None:
         self._store = store
         self.channel = channel
         self.callback = callback
+        self.resync = resync
         self._closed = False
 
     def close(self) -> None:
@@ -142,6 +175,8 @@ class RedisStore(Store):
         except ValueError as exc:
             raise ConfigError("LPCALL_STORE", f"is not a usable Redis URL: {exc}") from None
         self._redis = redis.Redis(connection_pool=self._pool)
+        self._lease = self._redis.register_script(_LEASE)
+        self._release = self._redis.register_script(_RELEASE)
         # -- publishing (group commit on one connection, see publish) --
         self._pub_lock = threading.Lock()
         self._pub_queue_lock = threading.Lock()
@@ -165,6 +200,7 @@ class RedisStore(Store):
         self._origin = uuid.uuid4().hex[:ORIGIN_LEN]  # this process on the bus: its own echoes are dropped
         self._local_only: builtins.set[str] = set()  # call channels nobody else listens to (publish skips Redis)
         self._hellos: dict[str, int] = {}  # per channel: how many other subscribers said hello (see publish)
+        self._resubscribed: builtins.set[str] = set()  # channels subscribed again after a reconnect (resync)
         self._closed = False
         self._down_since: float | None = None
 
@@ -229,6 +265,21 @@ class RedisStore(Store):
         with self._guard():
             self._redis.pexpire(key, _ms(ttl))
 
+    def get_many(self, keys: list[str]) -> list[Json | None]:
+        out: list[Json | None] = []
+        with self._guard():
+            for start in range(0, len(keys), MGET_CHUNK):
+                out.extend(_loads(raw) for raw in self._redis.mget(keys[start:start + MGET_CHUNK]))
+        return out
+
+    def lease(self, name: str, owner: str, ttl: float) -> bool:
+        with self._guard():
+            return bool(self._lease(keys=[name], args=[owner, _ms(ttl)]))
+
+    def release(self, name: str, owner: str) -> None:
+        with self._guard():
+            self._release(keys=[name], args=[owner])
+
     # -- lists -----------------------------------------------------------------------
     def append(self, key: str, item: Json, ttl: float | None = None) -> int:
         data = _dumps(item)
@@ -240,6 +291,56 @@ class RedisStore(Store):
             pipe.pexpire(key, _ms(ttl))
             length, _ = pipe.execute()
             return int(length)
+
+    def append_sequenced(
+        self,
+        key: str,
+        item: Json,
+        ttl: float,
+        *,
+        put: Sequence[tuple[str, Json]] = (),
+        touch: Sequence[str] = (),
+        publish: Sequence[tuple[str, Json]] = (),
+    ) -> int:
+        """One Lua script: RPUSH, the puts, the TTLs and the PUBLISHes in one atomic step and one round trip
+        (issue 20: a chat message was four round trips and two queued PUBLISHes; a PUBLISH lost to an
+        outage after its RPUSH left the other workers' subscribers a message short until the next one)."""
+        keys = [key, *(k for k, _ in put), *touch]
+        args: list[Any] = [_ms(ttl), _dumps(item), len(put), *(_dumps(v) for _, v in put), len(publish)]
+        for channel, message in publish:
+            args += [channel, self._origin + _JSON + _dumps(message)]
+        length = int(self._in_order(("EVAL", _APPEND_SEQUENCED, len(keys), *keys, *args)))
+        for channel, message in publish:
+            subs = self._callbacks.get(channel)
+            if subs:
+                self._deliver(channel, list(subs), with_sequence(message, length - 1))
+        return length
+
+    def _in_order(self, command: tuple[Any, ...]) -> Any:
+        """Run ``command`` after every PUBLISH queued before it (on the writer's connection, under its lock):
+        what this process published earlier reaches the other processes first. Not retried: it may have run."""
+        with self._guard(), self._pub_lock:
+            with self._pub_queue_lock:
+                batch, self._pub_pending = self._pub_pending, []
+            if batch:
+                self._flush(batch)
+                if batch[0].error is not None:
+                    logger.error("Redis store at %s: %d bus message(s) lost: %s", self._where, len(batch), batch[0].error)
+            conn = self._publisher()
+            try:
+                conn.send_command(*command, check_health=False)
+                return conn.read_response()
+            except _UNAVAILABLE:
+                conn.disconnect()
+                self._pub_conn = None
+                raise
+
+    def _publisher(self) -> Any:
+        """The writer's connection (call with ``_pub_lock`` held)."""
+        if self._pub_conn is None or self._pub_pid != os.getpid():
+            self._pub_conn, self._pub_pid = self._pool.make_connection(), os.getpid()
+            self._pub_conn.connect()
+        return self._pub_conn
 
     def range(self, key: str, start: int = 0, stop: int = -1) -> list[Json]:
         with self._guard():
@@ -360,10 +461,7 @@ class RedisStore(Store):
         error: BaseException | None = None
         for attempt in range(2):  # a second try on a fresh connection survives a Redis restart
             try:
-                if self._pub_conn is None or self._pub_pid != os.getpid():
-                    self._pub_conn, self._pub_pid = self._pool.make_connection(), os.getpid()
-                    self._pub_conn.connect()
-                conn = self._pub_conn
+                conn = self._publisher()
                 conn.send_packed_command(conn.pack_commands([("PUBLISH", p.channel, p.data) for p in batch]))
                 for p in batch:
                     p.count = int(conn.read_response())
@@ -388,12 +486,12 @@ class RedisStore(Store):
                     and self._hellos.get(p.channel, 0) == p.hellos):
                 self._local_only.add(p.channel)
 
-    def subscribe(self, channel: str, callback: Callback) -> Subscription:
+    def subscribe(self, channel: str, callback: Callback, resync: Resync | None = None) -> Subscription:
         if self._closed:
             raise StoreUnavailableError("the Redis store is closed")
         self._ensure_listener()
         self._wait_bus()
-        sub = _RedisSubscription(self, channel, callback)
+        sub = _RedisSubscription(self, channel, callback, resync)
         with self._lock:
             subs = self._callbacks.setdefault(channel, [])
             subs.append(sub)
@@ -460,6 +558,7 @@ class RedisStore(Store):
                 self._pending.clear()
                 self._local_only.clear()
                 self._hellos.clear()
+                self._resubscribed.clear()
                 self._origin = uuid.uuid4().hex[:ORIGIN_LEN]
                 self._bus_pool.reset()
             if self._listener is None or not self._listener.is_alive():
@@ -474,6 +573,8 @@ class RedisStore(Store):
             channels = list(self._callbacks)
             for channel in channels:
                 self._pending.setdefault(channel, threading.Event())
+            # what was published while this connection was away is missed: resync once it is back
+            self._resubscribed.update(channels)
             self._conn = conn
             if channels:
                 self._send("SUBSCRIBE", *channels)
@@ -534,8 +635,17 @@ class RedisStore(Store):
                     raise RedisConnectionError(f"hello on {channel!r} failed: {hello.error}")
             with self._lock:
                 event = self._pending.pop(channel, None)
+                resync = channel in self._resubscribed
+                self._resubscribed.discard(channel)
+                subs = list(self._callbacks.get(channel, ())) if resync else []
             if event is not None:
                 event.set()
+            for sub in subs:  # listening again: the subscribers that can catch up do so now
+                if sub.resync is not None:
+                    try:
+                        sub.resync()
+                    except Exception:  # one subscriber must not stop the others (nor the listener)
+                        logger.exception("resync of a subscriber of %s failed", channel)
 
     def _on_message(self, channel: str, raw: bytes | str) -> None:
         data = raw.decode() if type(raw) is bytes else str(raw)
