@@ -427,6 +427,11 @@ class FrameSocket:
             writer.join(timeout)
         self.closed.set()
         if not getattr(self.ws, "connected", False):
+            # the client closed: simple-websocket's reader marks the socket closed *before* it sends
+            # the close reply; shutting down now could swallow that reply (the client sees 1006)
+            reader = getattr(self.ws, "thread", None)
+            if reader is not None and reader is not threading.current_thread():
+                reader.join(1.0)
             shutdown(self.ws)
 
     # -- receiving -----------------------------------------------------------
