@@ -269,7 +269,7 @@ export class Recovery {
     // did not come meanwhile (it stalled too: less glare). A short stall stays quiet; a longer one
     // shows `reconnecting` and restarts ICE on this connection too, again with back-off.
     const standby = () => {
-      if (!this.stalled) return;
+      if (!this.stalled || e.pc !== pc) return;
       if (e.polite && (e._standby || this._offerAt > since - RECENT_OFFER_MS)) return;
       e.startStandby();
     };
