@@ -45,7 +45,9 @@ const testing = () => Boolean(window.__lpcallTest);
 const negotiationOff = () => Boolean(window.__lpcallTest && window.__lpcallNoPerfectNegotiation);
 const STEP_MS = 5000;               // a signaling step that takes longer is abandoned (_step)
 const STANDBY_TIMEOUT_MS = 8000;
-const SPARE_DELAY_MS = 2000;  // the spare for a stall is made this long after the call connected  // a fresh connection for a stall that did not connect by then is dropped
+const SPARE_DELAY_MS = 2000;
+const MAX_REFUSALS = 3;      // descriptions the server refused: the third ends the call (_refused)
+const FRESH_GLARE_MS = 1000;  // our own offer out for longer than this does not hold off the other side's fresh connection  // the spare for a stall is made this long after the call connected  // a fresh connection for a stall that did not connect by then is dropped
 // A candidate on an address of the stalled connection's path, with the lowest priority: the fresh
 // connection checks every other path first (that path may be dead; it stays a last resort).
 function lastResort(c, avoid) {
@@ -327,6 +329,7 @@ export class CallEngine extends EventTarget {
           this._acceptWaiter = null;
         }
         console.warn('lpcall: signaling error', frame.code, frame.message);
+        if (typeof frame.gen === 'string' && String(frame.field || '').startsWith('description')) this._refused(frame);
         this._emit('signalingerror', frame);
         break;
       default:
@@ -349,6 +352,23 @@ export class CallEngine extends EventTarget {
   _closePc(pc) {
     pc.close();
     for (const w of this._closeWaiters.splice(0)) w();
+  }
+
+  // The server refused one of our descriptions (PROTOCOL §5: the error names its `gen`): the other
+  // side never got that offer or answer and would wait for it forever. A fresh connection negotiates
+  // again (the other side follows its new session); a third refusal in the call ends it with
+  // UNABLE_TO_CONNECT, a clear error instead of a call that never connects.
+  _refused(frame) {
+    const session = frame.gen.split(':')[0];
+    this._trace(`description refused (${frame.code} ${frame.field}) gen ${frame.gen}`);
+    const sb = this._standby;
+    if (sb && sb.session === session) return this._dropStandby(sb, 'refused');  // the stall watch makes another
+    if (session !== this._session || this._destroyed || this.closedInfo) return;
+    this.refusals = (this.refusals || 0) + 1;
+    if (this.refusals >= MAX_REFUSALS) return this._fail(ERRORS.UNABLE_TO_CONNECT);
+    this._chain = this._chain.then(() => {
+      if (this._session === session && !this._destroyed && this.peerPresent && this.localStream) this._newPeerConnection();
+    });
   }
 
   _setPeerPresent(present, graceUntil) {
@@ -404,6 +424,7 @@ export class CallEngine extends EventTarget {
   }
 
   _retireSession() {
+    this._peerHasSession = false;  // the other side sent candidates of this connection's session
     if (this._session) this._retired.add(this._session);
     this._session = null;
     this._pendingOffer = null;
@@ -423,6 +444,7 @@ export class CallEngine extends EventTarget {
     const frames = this._held || [];
     this._held = null;
     this._trace(`released ${frames.length} held frames`);
+    this._pendingOfferAt = performance.now();
     this._armConnectTimer();
     for (const frame of frames) this._send(frame);
   }
@@ -462,6 +484,7 @@ export class CallEngine extends EventTarget {
         if (this.pc !== pc || pc.signalingState !== 'have-local-offer') return;
         const gen = `${this._session}:${this.role === 'agent' ? 'a' : 'c'}${++this._offerNo}`;
         this._pendingOffer = gen;
+        this._pendingOfferAt = performance.now();
         this._send(this._tagged({type: 'description', description: {type: 'offer', sdp: pc.localDescription.sdp}}, gen));
       } catch (err) {
         if (this.pc === pc) console.warn('lpcall: offer failed', err);
@@ -688,7 +711,9 @@ export class CallEngine extends EventTarget {
       if (this.pc && this._connectedPcs.has(this.pc) && this.pc.connectionState !== 'closed' && this.peerPresent) return this._acceptStandby(frame, tag);
       // the other side made a new connection (a rejoin, a fresh peer): one of ours follows it;
       // the impolite side keeps its own fresh offer if one is out (the polite side follows that)
-      const mine = this.pc && this._pendingOffer && !this.polite;
+      // (not when the other side has our offer, its candidates for it came: it replaces that on purpose,
+      // e.g. its answer was refused; nor when our offer is out for long: its answer got lost)
+      const mine = this.pc && this._pendingOffer && !this.polite && !this._peerHasSession && performance.now() - this._pendingOfferAt < FRESH_GLARE_MS;
       if (mine) return this._stale(frame, 'colliding new connection');
       this._newPeerConnection(false, tag.session);
     } else if (!this.pc) {
@@ -726,6 +751,7 @@ export class CallEngine extends EventTarget {
     const pc = this.pc;
     if (!pc) return this._stale(frame, 'no connection');
     if (tag && tag.session !== this._session) return this._stale(frame, 'other connection');
+    if (tag) this._peerHasSession = true;
     const c = frame.candidate;
     const remote = pc.remoteDescription && pc.remoteDescription.sdp;
     if (c && c.usernameFragment && remote && !negotiationOff() && !remote.includes(`a=ice-ufrag:${c.usernameFragment}`)) {
