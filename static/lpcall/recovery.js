@@ -13,11 +13,12 @@
 // * stall detection (issue 19), independent of the ICE states: every STALL_SAMPLE_MS the inbound
 //   media is sampled (video frames decoded, audio packets received, the selected candidate pair's
 //   bytes received). When none of them moved for STALL_MS while the other side says it sends
-//   (present, not muted or camera on), the call shows `reconnecting`, the signaling socket is
-//   probed (a dead one is replaced: a restart needs it) and ICE restarts at once, again after
-//   STALL_BACKOFF_MS while media stays stopped (the polite side a moment later, less glare).
-//   Media moving again shows `connected`. Stall restarts never end the call: the ICE states and
-//   the connect timeout decide that, as above.
+//   (present, not muted or camera on), a fresh connection is negotiated beside the stalled one at
+//   once (engine.js startStandby, make-before-break: the impolite side; the polite side only if none
+//   came) and the signaling socket is probed (a dead one is replaced: the negotiation needs it).
+//   Still stopped after SHOW_STALL_MS: the call shows `reconnecting` and ICE restarts on the old
+//   connection too, again after STALL_BACKOFF_MS. Media moving again (on either connection) shows
+//   `connected`. Stalls never end the call: the ICE states and the connect timeout decide that.
 
 import {tabId} from './resume.js';
 
