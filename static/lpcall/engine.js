@@ -355,9 +355,10 @@ export class CallEngine extends EventTarget {
   }
 
   // The server refused one of our descriptions (PROTOCOL §5: the error names its `gen`): the other
-  // side never got that offer or answer and would wait for it forever. A fresh connection negotiates
-  // again (the other side follows its new session); a third refusal in the call ends it with
-  // UNABLE_TO_CONNECT, a clear error instead of a call that never connects.
+  // side never got that offer or answer and would wait for it forever. The visitor's answer goes
+  // again; otherwise a fresh connection negotiates again (the other side follows its new session).
+  // A third refusal in the call ends it with UNABLE_TO_CONNECT, a clear error instead of a call
+  // that never connects.
   _refused(frame) {
     const session = frame.gen.split(':')[0];
     this._trace(`description refused (${frame.code} ${frame.field}) gen ${frame.gen}`);
@@ -366,6 +367,13 @@ export class CallEngine extends EventTarget {
     if (session !== this._session || this._destroyed || this.closedInfo) return;
     this.refusals = (this.refusals || 0) + 1;
     if (this.refusals >= MAX_REFUSALS) return this._fail(ERRORS.UNABLE_TO_CONNECT);
+    const pc = this.pc;
+    if (this.polite && frame.gen === this._remoteOffer && pc && pc.localDescription && pc.localDescription.type === 'answer') {
+      // our answer: the other side's offer is still out and it follows no fresh offer of ours while
+      // it waits (glare rule), so the answer goes again
+      this._send(this._tagged({type: 'description', description: {type: 'answer', sdp: pc.localDescription.sdp}}, frame.gen));
+      return;
+    }
     this._chain = this._chain.then(() => {
       if (this._session === session && !this._destroyed && this.peerPresent && this.localStream) this._newPeerConnection();
     });
