@@ -84,7 +84,7 @@ def test_descriptions_refused_again_and_again_end_the_call_with_a_clear_error(ri
     closed = wait_for(lambda: r.agent.evaluate("(window.__lpcallEngines || []).at(-1)?.closedInfo"), timeout=30,
                       message="the call ends")
     assert closed["errorId"] == "UNABLE_TO_CONNECT", closed
-    assert r.agent.evaluate("window.__spoiled") == 3
+    assert r.agent.evaluate("window.__spoiled") >= 3
     refused = r.agent.evaluate("window.__lpcallEngines.at(-1).trace.filter(x => x.includes('description refused'))")  # the ended engine
-    assert len(refused) == 3, refused
+    assert len(refused) >= 3, refused  # the third ended it (one more may come before the `closed` frame)
     wait_for(lambda: call_keys(r.app) == [], timeout=15, message="the call closed in the store")

@@ -272,6 +272,10 @@ export class Recovery {
     const standby = () => {
       if (!this.stalled || e.pc !== pc) return;
       if (e.polite && (e._standby || this._offerAt > since - RECENT_OFFER_MS)) return;
+      if (this._negotiating(pc)) {  // a renegotiation pauses media for a moment: not yet a stall to act on
+        this._standbyTimer = setTimeout(standby, STALL_SAMPLE_MS * 3);
+        return;
+      }
       e.startStandby();
     };
     if (e.polite) this._standbyTimer = setTimeout(standby, POLITE_STALL_DELAY_MS);
@@ -289,13 +293,19 @@ export class Recovery {
     const e = this.engine;
     const pc = e.pc;
     if (!this.stalled || !pc || this._stopped || !e.peerPresent) return;
-    e.startStandby();  // none under way (a fresh connection that did not connect is dropped after a while)
+    if (!this._negotiating(pc)) e.startStandby();  // none under way (one that did not connect is dropped after a while)
     // the other side's restart just came: its checks run now, a new one of ours would cancel them
     if (performance.now() - this._offerAt < RECENT_OFFER_MS) return this._nextStallRestart();
     this.stallRestarts += 1;
     e._trace(`ICE restart for a stall (${this.stallRestarts})`);
     try { pc.restartIce(); } catch (err) { console.warn('lpcall: restartIce failed', err); }
     this._nextStallRestart();
+  }
+
+  // an offer/answer of this connection under way or just done (ours or the other side's)
+  _negotiating(pc) {
+    const last = Math.max(this._offerAt, this.engine._pendingOfferAt || 0);
+    return pc.signalingState !== 'stable' || performance.now() - last < RECENT_OFFER_MS;
   }
 
   _nextStallRestart() {
