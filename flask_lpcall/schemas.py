@@ -325,6 +325,13 @@ def _valid_gen(value: Any) -> bool:
     return type(value) is str and _GEN_RE.fullmatch(value) is not None
 
 
+def refused_gen(data: Any) -> str | None:
+    """The valid ``gen`` of a refused ``description``/``candidate`` frame, echoed in its error frame."""
+    if isinstance(data, dict) and data.get("type") in ("description", "candidate") and _valid_gen(data.get("gen")):
+        return data["gen"]  # type: ignore[no-any-return]
+    return None
+
+
 class DescriptionFrameSchema(_Strict):
     type = fields.String(required=True)
     description = fields.Nested(SessionDescriptionSchema, required=True)

@@ -36,7 +36,7 @@ from .framesocket import (
 )
 from .keepalive import Keepalive
 from .presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
-from .schemas import load_signal_frame
+from .schemas import load_signal_frame, refused_gen
 from .wsroute import Sock
 
 logger = logging.getLogger(__name__)
@@ -98,10 +98,12 @@ class CallSocket:
         with self.lock:
             self.ws.send(_encode(frame))
 
-    def error(self, code: str, message: str, field: str | None = None) -> None:
+    def error(self, code: str, message: str, field: str | None = None, gen: str | None = None) -> None:
         frame = {"type": "error", "code": code, "message": message}
         if field:
             frame["field"] = field
+        if gen:
+            frame["gen"] = gen
         self.send(frame)
 
     # -- keepalive.Watched: called by the keepalive thread, acted on by the sender ---------------
@@ -294,10 +296,14 @@ class CallSocket:
             raw = self.ws.receive()  # no timer per frame: heartbeats are the keepalive thread's
             if self.closed_frame is not None or raw is None:
                 continue  # the call is over: wait for the client to close
+            data: Any = None
             try:  # the one decode path of every socket (size in bytes, depth, integers, UTF-8)
-                frame, verbatim = load_signal_frame(decode_json(raw, self.max_bytes))
+                data = decode_json(raw, self.max_bytes)
+                frame, verbatim = load_signal_frame(data)
             except LPCallError as exc:
-                self.error(exc.code, str(exc), exc.field)
+                # a refused description/candidate names its `gen` (PROTOCOL §5): its sender knows which
+                # negotiation the other side never got, and negotiates again
+                self.error(exc.code, str(exc), exc.field, gen=refused_gen(data))
                 continue
             try:
                 if not self._handle(frame, verbatim, raw, sid, role, uid):

@@ -79,3 +79,31 @@ def test_relayed_frames_keep_the_tag_for_the_python_peer() -> None:
     with pytest.raises(BadFrameError) as err:
         validate_server_signal_frame({**cand, "gen": "a b"})
     assert err.value.field == "gen"
+
+
+def test_a_refused_description_or_candidate_names_its_gen_in_the_error(live_server: Any) -> None:
+    """Over the real /ws/call socket: the error frame of a refused tagged frame carries its `gen` (its
+    sender negotiates again, engine.js `_refused`); an untagged or badly tagged one has none; the call
+    goes on."""
+    from test_signaling import Peer, _invite_accept, make_app
+
+    app = make_app()
+    server = live_server(app)
+    _, agent_info, consumer_info = _invite_accept(app)
+    agent, consumer = Peer(server.ws_url, agent_info["token"]), Peer(server.ws_url, consumer_info["token"])
+    agent.next("joined")
+    consumer.next("joined")
+    cases = [
+        ({"type": "description", "description": {"type": "answer", "sdp": ""}, "gen": "k3j2:a1"}, "description.sdp", "k3j2:a1"),
+        ({"type": "candidate", "candidate": {"candidate": "x", "sdpMLineIndex": -1}, "gen": "k3j2"}, "candidate.sdpMLineIndex", "k3j2"),
+        ({"type": "description", "description": {"type": "answer", "sdp": ""}}, "description.sdp", None),
+        ({"type": "description", "description": {"type": "answer", "sdp": ""}, "gen": "a b"}, None, None),
+    ]
+    for frame, field, gen in cases:
+        consumer.send(frame)
+        err = consumer.next("error")
+        assert err["code"] == "BAD_FRAME" and err.get("gen") == gen, (frame, err)
+        if field:
+            assert err["field"] == field, err
+    consumer.send({"type": "description", "description": {"type": "answer", "sdp": "still here"}, "gen": "k3j2:a1"})
+    assert agent.next("description")["gen"] == "k3j2:a1"

@@ -82,11 +82,12 @@ def test_blocked_media_path_recovers_by_ice_restart_in_the_same_call(rig: Any, m
             wait_for(lambda p=page: r.engine(p)["status"] == "connected", timeout=20, message="connected again")
     except AssertionError:
         raise AssertionError(diagnose(r)) from None
-    # the same call, the same peer connections (no new call, no rejoin), no error shown
+    # the same call (no new call, no rejoin), no error shown; at most one more peer connection: the
+    # stall watch's fresh one, made beside the stalled one, takes over if it connects (issue 19)
     for name, page in (("agent", r.agent), ("consumer", r.consumer)):
         state = r.engine(page)
         assert state["serviceId"] == sid and state["closed"] is None
-        assert r.peer_count(page) == peers[name]
+        assert r.peer_count(page) in (peers[name], peers[name] + 1)
     assert not r.events(r.consumer, "cobrowse", "sessionError")
     assert get_state(r.app).services["calls"].get(sid).state == "ACCEPTED"
     r.consumer.click(".lpcall-call .lpcall-hangup")

@@ -43,6 +43,20 @@ export function socketUrl(base, token) {
 const testing = () => Boolean(window.__lpcallTest);
 // test-only: perfect negotiation switched off (no tags, no collision handling), to show what it prevents
 const negotiationOff = () => Boolean(window.__lpcallTest && window.__lpcallNoPerfectNegotiation);
+const STEP_MS = 5000;               // a signaling step that takes longer is abandoned (_step)
+const STANDBY_TIMEOUT_MS = 8000;
+const SPARE_DELAY_MS = 2000;
+const MAX_REFUSALS = 3;      // descriptions the server refused: the third ends the call (_refused)
+const FRESH_GLARE_MS = 1000;  // our own offer out for longer than this does not hold off the other side's fresh connection  // the spare for a stall is made this long after the call connected  // a fresh connection for a stall that did not connect by then is dropped
+// A candidate on an address of the stalled connection's path, with the lowest priority: the fresh
+// connection checks every other path first (that path may be dead; it stays a last resort).
+function lastResort(c, avoid) {
+  if (!c || !c.candidate || !avoid || !avoid.size) return c;
+  const f = c.candidate.split(' ');
+  if (f.length < 8 || !avoid.has(f[4])) return c;
+  f[3] = '1';
+  return {...c, candidate: f.join(' ')};
+}
 const newSessionId = () => Math.random().toString(36).slice(2, 10) || 's';
 
 // A frame's negotiation tag (PROTOCOL §5 `gen`): "<session>" or "<session>:<offer number>".
@@ -85,7 +99,11 @@ export class CallEngine extends EventTarget {
     this._remoteOffer = null;      // gen of the other side's offer we answer
     this._retired = new Set();     // sessions of closed connections: their frames are stale
     this.staleFrames = 0;          // stale/duplicate frames dropped (tests read it)
+    this._standby = null;          // a fresh connection negotiated beside a stalled one (make-before-break)
+    this._spare = null;            // the next one, offer made and held (_prepareSpare)
+    this._connectedPcs = new WeakSet();  // connections that reached `connected`
     this._chain = Promise.resolve();
+    this._closeWaiters = [];       // signaling steps waiting, released when a connection closes (_step)
     this._connectTimer = null;
     this._destroyed = false;
     this._closedWaiters = [];
@@ -177,7 +195,7 @@ export class CallEngine extends EventTarget {
     this._send({type: 'accept', payload});
     this._armConnectTimer();
     const pc = this.pc;
-    if (pc) this._chain = this._chain.then(() => this._answer(pc)).catch((err) => this._trace(`answer failed: ${err}`));
+    if (pc) this._chain = this._chain.then(() => this._step(this._answer(pc))).catch((err) => this._trace(`answer failed: ${err}`));
     return accepted;
   }
 
@@ -268,7 +286,7 @@ export class CallEngine extends EventTarget {
       case 'description':
       case 'candidate':
         if (supportProblem()) break;  // a browser without WebRTC only tells why it leaves (_failEarly)
-        this._chain = this._chain.then(() => this._onSignal(frame)).catch((err) => {
+        this._chain = this._chain.then(() => this._step(this._onSignal(frame))).catch((err) => {
           this._trace(`signal failed: ${err}`);
           console.warn('lpcall: signaling step failed', err);
         });
@@ -314,11 +332,54 @@ export class CallEngine extends EventTarget {
           this._acceptWaiter = null;
         }
         console.warn('lpcall: signaling error', frame.code, frame.message);
+        if (typeof frame.gen === 'string' && String(frame.field || '').startsWith('description')) this._refused(frame);
         this._emit('signalingerror', frame);
         break;
       default:
         break;
     }
+  }
+
+  // One signaling step: the next one waits for it, unless a connection closed meanwhile (a switch to
+  // a fresh one, a dropped fresh one, a replaced one): an operation of a closed connection never
+  // settles and would hold every later frame. The step itself goes on; STEP_MS bounds it anyway.
+  _step(promise) {
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => { this._trace('signaling step abandoned (too slow)'); resolve(); }, STEP_MS);
+    });
+    const closed = new Promise((resolve) => { this._closeWaiters.push(resolve); });
+    return Promise.race([promise, late, closed]).finally(() => clearTimeout(timer));
+  }
+
+  _closePc(pc) {
+    pc.close();
+    for (const w of this._closeWaiters.splice(0)) w();
+  }
+
+  // The server refused one of our descriptions (PROTOCOL §5: the error names its `gen`): the other
+  // side never got that offer or answer and would wait for it forever. The visitor's answer goes
+  // again; otherwise a fresh connection negotiates again (the other side follows its new session).
+  // A third refusal in the call ends it with UNABLE_TO_CONNECT, a clear error instead of a call
+  // that never connects.
+  _refused(frame) {
+    const session = frame.gen.split(':')[0];
+    this._trace(`description refused (${frame.code} ${frame.field}) gen ${frame.gen}`);
+    const sb = this._standby;
+    if (sb && sb.session === session) return this._dropStandby(sb, 'refused');  // the stall watch makes another
+    if (session !== this._session || this._destroyed || this.closedInfo) return;
+    this.refusals = (this.refusals || 0) + 1;
+    if (this.refusals >= MAX_REFUSALS) return this._fail(ERRORS.UNABLE_TO_CONNECT);
+    const pc = this.pc;
+    if (this.polite && frame.gen === this._remoteOffer && pc && pc.localDescription && pc.localDescription.type === 'answer') {
+      // our answer: the other side's offer is still out and it follows no fresh offer of ours while
+      // it waits (glare rule), so the answer goes again
+      this._send(this._tagged({type: 'description', description: {type: 'answer', sdp: pc.localDescription.sdp}}, frame.gen));
+      return;
+    }
+    this._chain = this._chain.then(() => {
+      if (this._session === session && !this._destroyed && this.peerPresent && this.localStream) this._newPeerConnection();
+    });
   }
 
   _setPeerPresent(present, graceUntil) {
@@ -358,6 +419,7 @@ export class CallEngine extends EventTarget {
   // the impolite side makes it and offers at once; the polite side drops its old one and makes
   // the new one when that offer arrives (_onSignal), so a resume never starts with glare.
   _freshPeer() {
+    this._dropStandby(this._standby, 'replaced');
     if (!this.polite) {
       if (this.pc && this._held) this._release();
       else this._newPeerConnection();
@@ -366,13 +428,14 @@ export class CallEngine extends EventTarget {
     if (this.pc) {
       this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;
-      this.pc.close();
+      this._closePc(this.pc);
       this.pc = null;
       this._retireSession();
     }
   }
 
   _retireSession() {
+    this._peerHasSession = false;  // the other side sent candidates of this connection's session
     if (this._session) this._retired.add(this._session);
     this._session = null;
     this._pendingOffer = null;
@@ -392,16 +455,18 @@ export class CallEngine extends EventTarget {
     const frames = this._held || [];
     this._held = null;
     this._trace(`released ${frames.length} held frames`);
+    this._pendingOfferAt = performance.now();
     this._armConnectTimer();
     for (const frame of frames) this._send(frame);
   }
 
   // session: the other side's, when its offer made this connection; else a new one of ours
   _newPeerConnection(hold = false, session = null) {
+    this._dropStandby(this._standby, 'replaced');
     if (this.pc) {
       this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;
-      this.pc.close();
+      this._closePc(this.pc);
     }
     this._retireSession();
     this._session = session || newSessionId();
@@ -414,6 +479,13 @@ export class CallEngine extends EventTarget {
     if (testing()) (window.__lpcallPeers = window.__lpcallPeers || []).push(pc);
     this.remoteStream = new MediaStream();
     if (this.localStream) for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    this._wire(pc);
+    if (!hold) this._armConnectTimer();  // a held connection waits for the visitor, not for ICE
+    return pc;
+  }
+
+  // the handlers of the engine's connection (this.pc): a new one, or a fresh one it switched to
+  _wire(pc) {
     // renegotiation (tracks, ICE restart) is serialized by the browser: this fires only when stable
     pc.onnegotiationneeded = async () => {
       try {
@@ -423,6 +495,7 @@ export class CallEngine extends EventTarget {
         if (this.pc !== pc || pc.signalingState !== 'have-local-offer') return;
         const gen = `${this._session}:${this.role === 'agent' ? 'a' : 'c'}${++this._offerNo}`;
         this._pendingOffer = gen;
+        this._pendingOfferAt = performance.now();
         this._send(this._tagged({type: 'description', description: {type: 'offer', sdp: pc.localDescription.sdp}}, gen));
       } catch (err) {
         if (this.pc === pc) console.warn('lpcall: offer failed', err);
@@ -439,8 +512,177 @@ export class CallEngine extends EventTarget {
       this._emit('remotestream', {stream: this.remoteStream, track});
     };
     pc.onconnectionstatechange = () => this._onConnectionState(pc);
-    if (!hold) this._armConnectTimer();  // a held connection waits for the visitor, not for ICE
-    return pc;
+  }
+
+  // -- make-before-break (issue 19) ------------------------------------------------------
+  // Media stalled: a fresh RTCPeerConnection is negotiated beside the stalled one (its own `gen`
+  // session, the same tracks), and whichever carries media first is kept: media coming back on the
+  // old one drops nothing, the fresh one replaces it the moment it connects (tracks and UI switch,
+  // the old one closes). A browser keeps a dead selected pair for seconds, ICE restarts included;
+  // a fresh connection's checks take any live path at once. The other side makes its fresh
+  // connection for the offer (_acceptStandby) and switches when it connects, as this side does.
+  startStandby() {
+    if (negotiationOff() || this._standby || !this.pc || !this.localStream || !this.peerPresent) return false;
+    if (this._destroyed || this.closedInfo || !this.ws) return false;
+    let sb = this._spare;
+    this._spare = null;
+    if (!sb || !sb.offer || sb.dropped) {
+      if (sb) this._closeStandbyPc(sb);
+      sb = this._createStandby(newSessionId(), true);
+    }
+    this._activate(sb);
+    this._trace(`fresh connection beside the stalled one, session ${sb.session}${sb.offer ? ' (spare)' : ''}`);
+    (sb.offer ? Promise.resolve() : this._makeOffer(sb)).then(() => {
+      if (this._standby !== sb) return;
+      this._send(this._tagged({type: 'description', description: {type: 'offer', sdp: sb.offer}}, sb.pendingOffer));
+      sb.ready = true;
+      for (const f of sb.queued.splice(0)) this._send({...f, candidate: lastResort(f.candidate, sb.avoid)});
+    }).catch((err) => {
+      this._trace(`fresh connection offer failed: ${err}`);
+      this._dropStandby(sb, 'offer failed');
+    });
+    return true;
+  }
+
+  async _makeOffer(sb) {
+    await sb.pc.setLocalDescription(await sb.pc.createOffer());
+    sb.offerNo += 1;
+    sb.pendingOffer = `${sb.session}:${this.role === 'agent' ? 'a' : 'c'}${sb.offerNo}`;
+    sb.offer = sb.pc.localDescription.sdp;
+  }
+
+  // A spare for the next stall, made a moment after the call connected: a connection with our
+  // tracks, its offer made and its candidates gathered, held until a stall (startStandby sends
+  // them at once: no connection, offer or gathering to wait for then).
+  _prepareSpare() {
+    if (negotiationOff() || this._spare || !this.localStream || this._destroyed || this.closedInfo) return;
+    const sb = this._createStandby(newSessionId(), true);
+    this._spare = sb;
+    this._makeOffer(sb).catch((err) => {
+      this._trace(`spare offer failed: ${err}`);
+      if (this._spare === sb) this._spare = null;
+      this._closeStandbyPc(sb);
+    });
+  }
+
+  // the connection becomes the fresh one under way (this._standby), for STANDBY_TIMEOUT_MS at most;
+  // the addresses of the stalled connection's path come last in its checks (_onStandbySignal)
+  _activate(sb) {
+    this._standby = sb;
+    sb.avoid = new Set(this.recovery.lastPath || []);
+    sb.timer = setTimeout(() => this._dropStandby(sb, 'did not connect in time'), STANDBY_TIMEOUT_MS);
+  }
+
+  _createStandby(session, initiator) {
+    const pc = new RTCPeerConnection({iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy});
+    const sb = {pc, session, initiator, offerNo: 0, pendingOffer: null, remoteOffer: null, offer: null,
+      remoteStream: new MediaStream(), ready: !initiator, queued: [], timer: null, dropped: false, avoid: new Set()};
+    if (this.localStream) for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+    pc.onicecandidate = ({candidate}) => {
+      if (sb.dropped || !candidate) return;
+      const frame = this._tagged({type: 'candidate', candidate: candidate.toJSON()}, sb.session);
+      if (sb.ready) this._send({...frame, candidate: lastResort(frame.candidate, sb.avoid)});
+      else sb.queued.push(frame);  // after the offer
+    };
+    pc.ontrack = ({track}) => { sb.remoteStream.addTrack(track); };
+    pc.onconnectionstatechange = () => {
+      if (this._standby !== sb) return;
+      if (pc.connectionState === 'connected') this._promote(sb);
+      else if (pc.connectionState === 'failed') this._dropStandby(sb, 'failed');
+    };
+    return sb;
+  }
+
+  // the other side's fresh connection for a stall: ours follows it, beside the current one
+  async _acceptStandby(frame, tag) {
+    const old = this._standby;
+    if (old && old.initiator && !this.polite) return this._stale(frame, 'colliding fresh connection');
+    if (old) this._dropStandby(old, 'the other side made one');
+    const sb = this._createStandby(tag.session, false);
+    this._activate(sb);
+    this._trace(`fresh connection for the other side's, session ${sb.session}`);
+    await sb.pc.setRemoteDescription(frame.description);
+    if (this._standby !== sb) return;
+    sb.remoteOffer = tag.gen;
+    this._prepareSenders(sb.pc);
+    await sb.pc.setLocalDescription();
+    if (this._standby !== sb) return;
+    this._send(this._tagged({type: 'description', description: {type: 'answer', sdp: sb.pc.localDescription.sdp}}, tag.gen));
+  }
+
+  async _onStandbySignal(sb, frame, tag) {
+    const pc = sb.pc;
+    if (frame.type === 'candidate') {
+      const c = lastResort(frame.candidate, sb.avoid);
+      try { await pc.addIceCandidate(c); } catch (err) { this._trace(`fresh connection candidate: ${err}`); }
+      return;
+    }
+    const d = frame.description;
+    if (d.type === 'answer') {
+      if (pc.signalingState !== 'have-local-offer' || tag.gen !== sb.pendingOffer) return this._stale(frame, 'not for the fresh offer');
+      await pc.setRemoteDescription(d);
+      sb.pendingOffer = null;
+      return;
+    }
+    if (d.type === 'offer' && pc.signalingState === 'stable') {
+      await pc.setRemoteDescription(d);
+      if (this._standby !== sb) return;
+      sb.remoteOffer = tag.gen;
+      this._prepareSenders(pc);
+      await pc.setLocalDescription();
+      if (this._standby === sb) this._send(this._tagged({type: 'description', description: {type: 'answer', sdp: pc.localDescription.sdp}}, tag.gen));
+      return;
+    }
+    this._stale(frame, `fresh connection ${pc.signalingState}`);
+  }
+
+  // the fresh connection connected first: it becomes the call's connection, the old one closes
+  _promote(sb) {
+    if (this._standby !== sb || this._destroyed) return;
+    clearTimeout(sb.timer);
+    this._standby = null;
+    const old = this.pc;
+    if (old) {
+      old.onnegotiationneeded = old.onicecandidate = old.ontrack = null;
+      old.onconnectionstatechange = null;
+      this._closePc(old);
+    }
+    this._retireSession();
+    this._session = sb.session;
+    this._offerNo = sb.offerNo;
+    this._remoteOffer = sb.remoteOffer;
+    this._makingOffer = false;
+    this._ignoreOffer = false;
+    this.pc = sb.pc;
+    if (testing()) (window.__lpcallPeers = window.__lpcallPeers || []).push(sb.pc);
+    this.remoteStream = sb.remoteStream;
+    this._wire(sb.pc);
+    this._trace(`switched to the fresh connection, session ${sb.session}`);
+    if (testing() && window.__lpcallStallDebug) sb.pc.getStats().then((st) => {
+      const out = [];
+      st.forEach((r) => { if (r.type === 'candidate-pair') { const l = st.get(r.localCandidateId), m = st.get(r.remoteCandidateId);
+        out.push(`${l && l.address}/${l && l.protocol}>${m && m.address} ${r.state} rq${r.requestsSent} rs${r.responsesReceived} ${r.nominated ? 'N' : ''}`); } });
+      this._trace(`pairs ${out.join(', ')}`);
+    });
+    for (const track of this.remoteStream.getTracks()) this._emit('remotestream', {stream: this.remoteStream, track});
+    this.recovery.switched(sb.pc);
+    this._onConnectionState(sb.pc);
+  }
+
+  _dropStandby(sb, why) {
+    if (!sb || this._standby !== sb) return;
+    this._standby = null;
+    this._retired.add(sb.session);
+    this._trace(`fresh connection dropped (${why}; ${sb.pc.connectionState}, ICE ${sb.pc.iceConnectionState}, ${sb.pc.signalingState})`);
+    this._closeStandbyPc(sb);
+  }
+
+  _closeStandbyPc(sb) {
+    clearTimeout(sb.timer);
+    sb.dropped = true;
+    const pc = sb.pc;
+    pc.onicecandidate = pc.ontrack = pc.onconnectionstatechange = null;
+    this._closePc(pc);
   }
 
   // A dropped frame: stale (an older connection or offer) or a duplicate. Not a failure: debug only.
@@ -466,6 +708,8 @@ export class CallEngine extends EventTarget {
     if (this._destroyed || (!this.localStream && !this.polite)) return;
     const tag = tagOf(frame);
     if (tag && this._retired.has(tag.session)) return this._stale(frame, 'closed connection');
+    const sb = this._standby;
+    if (tag && sb && tag.session === sb.session) return this._onStandbySignal(sb, frame, tag);
     if (frame.type === 'description') return this._onDescription(frame, tag);
     return this._onCandidate(frame, tag);
   }
@@ -474,9 +718,13 @@ export class CallEngine extends EventTarget {
     const description = frame.description;
     const off = negotiationOff();
     if (description.type === 'offer' && tag && tag.session !== this._session) {
+      // a fresh connection for a stall while ours is (or was) connected: made beside it
+      if (this.pc && this._connectedPcs.has(this.pc) && this.pc.connectionState !== 'closed' && this.peerPresent) return this._acceptStandby(frame, tag);
       // the other side made a new connection (a rejoin, a fresh peer): one of ours follows it;
       // the impolite side keeps its own fresh offer if one is out (the polite side follows that)
-      const mine = this.pc && this._pendingOffer && !this.polite;
+      // (not when the other side has our offer, its candidates for it came: it replaces that on purpose,
+      // e.g. its answer was refused; nor when our offer is out for long: its answer got lost)
+      const mine = this.pc && this._pendingOffer && !this.polite && !this._peerHasSession && performance.now() - this._pendingOfferAt < FRESH_GLARE_MS;
       if (mine) return this._stale(frame, 'colliding new connection');
       this._newPeerConnection(false, tag.session);
     } else if (!this.pc) {
@@ -514,6 +762,7 @@ export class CallEngine extends EventTarget {
     const pc = this.pc;
     if (!pc) return this._stale(frame, 'no connection');
     if (tag && tag.session !== this._session) return this._stale(frame, 'other connection');
+    if (tag) this._peerHasSession = true;
     const c = frame.candidate;
     const remote = pc.remoteDescription && pc.remoteDescription.sdp;
     if (c && c.usernameFragment && remote && !negotiationOff() && !remote.includes(`a=ice-ufrag:${c.usernameFragment}`)) {
@@ -567,11 +816,13 @@ export class CallEngine extends EventTarget {
     const s = pc.connectionState;
     this._trace(`connection ${s}`);
     if (s === 'connected') {
+      this._connectedPcs.add(pc);
       this._clearConnectTimer();
       const first = !this.connectedOnce;
       this.connectedOnce = true;
       this._setStatus('connected');
       this.recovery.iceConnected(pc);
+      if (!this._spare) setTimeout(() => { if (this.pc === pc && pc.connectionState === 'connected') this._prepareSpare(); }, SPARE_DELAY_MS);
       this._send({type: 'connected'});
       this._emit('connected', {first});
     } else if (s === 'disconnected' || s === 'failed') {
@@ -649,6 +900,10 @@ export class CallEngine extends EventTarget {
       const sender = this.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
       if (sender) await sender.replaceTrack(track);
     }
+    for (const sb of [this._standby, this._spare]) {
+      const other = sb && sb.pc.getSenders().find((x) => x.track && x.track.kind === 'video');
+      if (other) await other.replaceTrack(track).catch(() => {});
+    }
     if (current) {
       this.localStream.removeTrack(current);
       current.stop();
@@ -686,10 +941,13 @@ export class CallEngine extends EventTarget {
     if (this._destroyed) return;
     this._destroyed = true;
     this._clearConnectTimer();
+    this._dropStandby(this._standby, 'ended');
+    if (this._spare) this._closeStandbyPc(this._spare);
+    this._spare = null;
     if (this.pc) {
       this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;
-      this.pc.close();
+      this._closePc(this.pc);
     }
     if (this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
     if (this.ws) {

@@ -13,24 +13,24 @@
 // * stall detection (issue 19), independent of the ICE states: every STALL_SAMPLE_MS the inbound
 //   media is sampled (video frames decoded, audio packets received, the selected candidate pair's
 //   bytes received). When none of them moved for STALL_MS while the other side says it sends
-//   (present, not muted or camera on), the call shows `reconnecting`, the signaling socket is
-//   probed (a dead one is replaced: a restart needs it) and ICE restarts at once, again after
-//   STALL_BACKOFF_MS while media stays stopped (the polite side a moment later, less glare).
-//   Media moving again shows `connected`. Stall restarts never end the call: the ICE states and
-//   the connect timeout decide that, as above.
+//   (present, not muted or camera on), a fresh connection is negotiated beside the stalled one at
+//   once (engine.js startStandby, make-before-break: the impolite side; the polite side only if none
+//   came) and the signaling socket is probed (a dead one is replaced: the negotiation needs it).
+//   Still stopped after SHOW_STALL_MS: the call shows `reconnecting` and ICE restarts on the old
+//   connection too, again after STALL_BACKOFF_MS. Media moving again (on either connection) shows
+//   `connected`. Stalls never end the call: the ICE states and the connect timeout decide that.
 
 import {tabId} from './resume.js';
 
 const DISCONNECT_WAIT_MS = 1500;
 const BACKOFF_MS = [0, 250, 500, 1000, 2000, 3000];
-const STALL_SAMPLE_MS = 250;
-const STALL_MS = 600;
+const STALL_SAMPLE_MS = 100;
+const STALL_MS = 250;               // no frame and no audio packet for this long: a fresh connection is made (quietly)
+const SHOW_STALL_MS = 700;          // still nothing: "reconnecting…" and an ICE restart
 const STALL_BACKOFF_MS = [2000, 3000, 5000];  // a restart's checks need time: too soon would cancel them
-const POLITE_STALL_DELAY_MS = 400;  // the impolite side restarts first; the polite one if that did not come
+const POLITE_STALL_DELAY_MS = 300;  // the impolite side restarts first; the polite one if that did not come
 const SOCKET_PROBE_MS = 1500;       // a socket that does not answer a ping within this is replaced
 const RECENT_OFFER_MS = 1000;       // a remote offer this recent is a restart under way
-const ALIVE_MS = 250;               // another path answered for this long (two samples): it is alive
-const POLITE_FRESH_DELAY_MS = 1500; // the polite side makes the fresh connection only if the impolite one did not
 
 export class Recovery {
   constructor(engine, opts = {}) {
@@ -45,10 +45,7 @@ export class Recovery {
     this.networkRestarts = 0; // restarts because the network changed
     this.socketRetries = 0;
     this.stallRestarts = 0;   // ICE restarts because inbound media stopped (tests read it)
-    this.freshConnections = 0; // fresh connections because another path was alive while stalled
-    this._fresh = false;
-    this._aliveAt = null;
-    this._selectedAlive = false;
+    this.freshConnections = 0; // switches to a fresh connection made for a stall (tests read it)
     this.stalls = 0;          // stalls noticed
     this.stalled = false;
     this._watch = null;       // the stall sampler's interval
@@ -197,7 +194,7 @@ export class Recovery {
   }
 
   async _counters(pc) {
-    const out = {frames: 0, packets: 0, bytes: 0, pairs: new Map(), selectedId: null};
+    const out = {frames: 0, packets: 0, bytes: 0};
     const stats = await pc.getStats();
     let pairId = null;
     stats.forEach((r) => {
@@ -209,10 +206,9 @@ export class Recovery {
     if (!pair) stats.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
     if (pair) {
       out.bytes = pair.bytesReceived || 0;
-      out.selectedId = pair.id;
+      const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
+      if (local && remote) out.path = [local.address, remote.address].filter(Boolean);
     }
-    // ICE check responses per pair: does another path answer while the selected one does not?
-    stats.forEach((r) => { if (r.type === 'candidate-pair') out.pairs.set(r.id, r.responsesReceived || 0); });
     return out;
   }
 
@@ -232,10 +228,8 @@ export class Recovery {
     // the pair's bytes count only where neither media counter exists, e.g. a receive-only side)
     const media = c.frames > last.counters.frames || c.packets > last.counters.packets;
     const moved = media || (c.bytes > last.counters.bytes && !c.frames && !c.packets);
-    const answered = (id) => (c.pairs.get(id) || 0) > ((last.counters.pairs && last.counters.pairs.get(id)) || 0);
-    const selectedAnswers = c.selectedId !== null && answered(c.selectedId);
-    const otherAnswers = [...c.pairs.keys()].some((id) => id !== c.selectedId && answered(id));
     last.counters = c;
+    if (c.path && !this.stalled) this.lastPath = c.path;  // the path media took: a fresh connection tries others first
     if (moved) {
       last.progressAt = now;
       last.flowed = true;
@@ -247,78 +241,92 @@ export class Recovery {
       return;
     }
     if (!this.stalled && last.flowed && now - last.progressAt > STALL_MS) this._stall(pc);
-    else if (this.stalled && !this._fresh) {
-      // another pair answers its checks, the selected one does not (after a restored cut it does)
-      if (selectedAnswers) this._selectedAlive = true;
-      if (otherAnswers) this._otherAlive = true;
-      if (this._otherAlive && !this._selectedAlive) this._otherPathAlive(pc, now);
-    }
   }
 
-  // Stalled, but another candidate pair answers its checks: the browser keeps the dead selected
-  // pair for seconds (until it times out), restarts included. A fresh connection takes the live
-  // path at once: made by the impolite side (the polite side follows its offer, PROTOCOL §5), by
-  // the polite side only if that did not come.
-  _otherPathAlive(pc, now) {
-    const e = this.engine;
-    if (this._aliveAt === null) this._aliveAt = now;
-    if (now - this._aliveAt < (e.polite ? POLITE_FRESH_DELAY_MS : ALIVE_MS)) return;
-    if (pc !== e.pc || !e.peerPresent || !e.localStream) return;
-    this._fresh = true;
+  // the engine switched to the fresh connection made for a stall (engine.js _promote)
+  switched(pc) {
     this.freshConnections += 1;
-    e._trace('stalled with another path alive: a fresh connection');
-    e._newPeerConnection();
+    this._sample = null;  // the new connection's counters start from zero
+    this.stalled = false;  // it connected: its media is watched from its first frame on
+    clearTimeout(this._stallTimer);
+    clearTimeout(this._showTimer);
+    clearTimeout(this._standbyTimer);
+    this.engine._trace(`switched connection (${this.freshConnections})`);
   }
 
   _stall(pc) {
     const e = this.engine;
     this.stalled = true;
-    this._fresh = false;
-    this._aliveAt = null;
-    this._selectedAlive = false;
-    this._otherAlive = false;
+    this._stalledPc = pc;
     this.stalls += 1;
     this._stallStep = 0;
     e._trace(`media stalled (ICE ${pc.iceConnectionState})`);
-    e._setStatus('reconnecting');
     this._probeSocket();
     const since = performance.now();
     clearTimeout(this._stallTimer);
-    // the polite side restarts only if the impolite side's restart offer did not come meanwhile
-    const first = () => {
-      if (e.polite && this._offerAt > since - RECENT_OFFER_MS) return this._nextStallRestart(pc);
-      this._stallRestart(pc);
+    clearTimeout(this._showTimer);
+    // make-before-break: a fresh connection beside this one at once (engine.js startStandby); the
+    // impolite side makes it, the polite one only if the other side's fresh connection or restart
+    // did not come meanwhile (it stalled too: less glare). A short stall stays quiet; a longer one
+    // shows `reconnecting` and restarts ICE on this connection too, again with back-off.
+    const standby = () => {
+      if (!this.stalled || e.pc !== pc) return;
+      if (e.polite && (e._standby || this._offerAt > since - RECENT_OFFER_MS)) return;
+      if (this._negotiating(pc)) {  // a renegotiation pauses media for a moment: not yet a stall to act on
+        this._standbyTimer = setTimeout(standby, STALL_SAMPLE_MS * 3);
+        return;
+      }
+      e.startStandby();
     };
-    if (e.polite) this._stallTimer = setTimeout(first, POLITE_STALL_DELAY_MS);
-    else first();
+    if (e.polite) this._standbyTimer = setTimeout(standby, POLITE_STALL_DELAY_MS);
+    else standby();
+    this._showTimer = setTimeout(() => {
+      if (!this.stalled || e.pc !== pc) return;
+      e._setStatus('reconnecting');
+      // a fresh connection under way: its checks first (a restart now would compete for the CPU)
+      if (e._standby) this._nextStallRestart();
+      else this._stallRestart();
+    }, SHOW_STALL_MS - STALL_MS);
   }
 
-  _stallRestart(pc) {
+  _stallRestart() {
     const e = this.engine;
-    if (!this.stalled || pc !== e.pc || this._stopped || !e.peerPresent) return;
+    const pc = e.pc;
+    if (!this.stalled || !pc || this._stopped || !e.peerPresent) return;
+    if (!this._negotiating(pc)) e.startStandby();  // none under way (one that did not connect is dropped after a while)
     // the other side's restart just came: its checks run now, a new one of ours would cancel them
-    if (performance.now() - this._offerAt < RECENT_OFFER_MS) return this._nextStallRestart(pc);
+    if (performance.now() - this._offerAt < RECENT_OFFER_MS) return this._nextStallRestart();
     this.stallRestarts += 1;
     e._trace(`ICE restart for a stall (${this.stallRestarts})`);
     try { pc.restartIce(); } catch (err) { console.warn('lpcall: restartIce failed', err); }
-    this._nextStallRestart(pc);
+    this._nextStallRestart();
   }
 
-  _nextStallRestart(pc) {
+  // an offer/answer of this connection under way or just done (ours or the other side's)
+  _negotiating(pc) {
+    const last = Math.max(this._offerAt, this.engine._pendingOfferAt || 0);
+    return pc.signalingState !== 'stable' || performance.now() - last < RECENT_OFFER_MS;
+  }
+
+  _nextStallRestart() {
     const wait = STALL_BACKOFF_MS[Math.min(this._stallStep, STALL_BACKOFF_MS.length - 1)];
     this._stallStep += 1;
     clearTimeout(this._stallTimer);
-    this._stallTimer = setTimeout(() => this._stallRestart(pc), wait);
+    this._stallTimer = setTimeout(() => this._stallRestart(), wait);
   }
 
   _unstall(pc) {
     const e = this.engine;
     this.stalled = false;
     clearTimeout(this._stallTimer);
+    clearTimeout(this._showTimer);
+    clearTimeout(this._standbyTimer);
     this._stallTimer = null;
     e._trace('media flowing again');
     if (pc.connectionState === 'connected') e._setStatus('connected');
-    this._refreshVideo(pc);
+    // the connection that stalled: the other side's decoder waits for a key frame (a fresh
+    // connection's encoders started with one)
+    if (pc === this._stalledPc) this._refreshVideo(pc);
   }
 
   // After a stall the other side's decoder waits for a key frame, and a receiver asks for one only
@@ -419,6 +427,8 @@ export class Recovery {
     clearInterval(this._beat);
     clearInterval(this._watch);
     clearTimeout(this._stallTimer);
+    clearTimeout(this._showTimer);
+    clearTimeout(this._standbyTimer);
     this._clearIce();
     window.removeEventListener('online', this._onNetwork);
     const conn = navigator.connection;
