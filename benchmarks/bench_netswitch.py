@@ -72,6 +72,7 @@ def measure(switches: int, kinds: list[str]) -> dict[str, list[Any]]:
     out["stuck"] = []
     sw = Switch()
     keep_default_route()
+    sw.no_loopback_media()
     try:
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
@@ -103,17 +104,17 @@ def measure(switches: int, kinds: list[str]) -> dict[str, list[Any]]:
                         break
                     pair = wait(lambda: (p := rig.consumer.evaluate(SELECTED_PAIR_JS)) and present(p["local"]) and p, 10, "a selected pair on a live address")
                     t = _now_ms()
-                    sw.switch(kind, pair, rig.visitor_port)
+                    rules = sw.switch(kind, pair, rig.visitor_port)
                     out[kind].append(_gap(call, t, after_freeze=True))
                     out[f"sig_{kind}"].append(wait(lambda t=t: _socket_back(rig.consumer, t), 30, "the visitor's call socket back"))
-                    sw.cut.restore()
+                    sw.restore_rules(rules)
                     _settle(floor)
                     fpair = _floor_pair(fpage)
                     t = _now_ms()
-                    sw.switch(kind, fpair, rig.visitor_port)
+                    rules = sw.switch(kind, fpair, rig.visitor_port)
                     fpage.evaluate("window.__floorRestart()")
                     out[f"floor_{kind}"].append(_gap(floor, t, after_freeze=True))
-                    sw.cut.restore()
+                    sw.restore_rules(rules)
                     print(f"switch {i + 1} {kind}: call {out[kind][-1]:.0f} ms (signaling back {out['sig_' + kind][-1]:.0f} ms), floor {out['floor_' + kind][-1]:.0f} ms", flush=True)
                 if out["stuck"]:
                     break

@@ -21,7 +21,7 @@ import subprocess
 from typing import Any
 
 from resumekit import Rig
-from stallkit import Cut, in_private_netns
+from stallkit import COMMENT, Cut, in_private_netns
 from support import start_live_server
 
 #: addresses the switch moves between, per veth end: the first is the namespace's own (NETNS_SETUP)
@@ -101,6 +101,11 @@ class Switch:
         self.cut = Cut()
         self.moved: list[tuple[str, str, str]] = []  # (device, removed, added)
 
+    def no_loopback_media(self) -> None:
+        """Media only over the veth addresses (a phone has no loopback path to the agent): UDP on
+        127.0.0.0/8 is dropped until ``undo()``, so every switch moves an address that can move."""
+        self.cut.udp_to("127.0.0.0/8")
+
     def kill_tcp(self, port: int) -> None:
         """Abort every TCP connection to or from ``port`` (the visitor's server port)."""
         if not in_private_netns():
@@ -116,14 +121,28 @@ class Switch:
         self.moved.append((dev, old, new))
         return new.split("/")[0]
 
-    def switch(self, kind: str, pair: dict[str, Any], visitor_port: int) -> None:
-        """The switch itself: the media path goes (``kind``), and the visitor's TCP connections die."""
+    def switch(self, kind: str, pair: dict[str, Any], visitor_port: int) -> list[list[str]]:
+        """The switch itself: the media path goes (``kind``), and the visitor's TCP connections die.
+        Returns the iptables rules a ``cut`` added (``restore_rules`` lifts them: the old path back)."""
+        rules: list[list[str]] = []
         if kind == "addr":
             self.replace_address(pair["local"])
         else:
-            for a in dict.fromkeys((pair["local"], pair["remote"])):
-                self.cut.udp_to(a)
+            rules = self.cut_pair(pair)
         self.kill_tcp(visitor_port)
+        return rules
+
+    def cut_pair(self, pair: dict[str, Any]) -> list[list[str]]:
+        """UDP to the pair's addresses dropped; returns the rules (``restore_rules`` lifts them)."""
+        before = len(self.cut.rules)
+        for a in dict.fromkeys((pair["local"], pair["remote"])):
+            self.cut.udp_to(a)
+        return self.cut.rules[before:]
+
+    def restore_rules(self, rules: list[list[str]]) -> None:
+        for rule in rules:
+            self.cut.rules.remove(rule)
+            subprocess.run(["iptables", "-D", *rule, "-m", "comment", "--comment", COMMENT, "-j", "DROP"], check=True)
 
     def undo(self) -> None:
         self.cut.restore()

@@ -29,6 +29,7 @@ def switch() -> Iterator[Switch]:
         pytest.skip("only inside the private test namespace (never touch the host's network)")
     keep_default_route()
     sw = Switch()
+    sw.no_loopback_media()
     try:
         yield sw
     finally:
