@@ -1,4 +1,5 @@
-"""Run the benchmarks: ``python -m benchmarks`` (all) or ``python -m benchmarks tag relay`` (some).
+"""Run the benchmarks: ``python -m benchmarks`` (all) or ``python -m benchmarks tag relay`` (some);
+options after ``--`` go to each of them (``python -m benchmarks stall -- --cuts 10``).
 
 Each ``benchmarks/bench_<name>.py`` runs in its own process, one after the other (they load the
 machine; running them together would falsify each other's figures).
@@ -17,7 +18,7 @@ import importlib, sys
 from benchmarks import write_section
 name = sys.argv[1]
 module = importlib.import_module("benchmarks.bench_" + name)
-sys.argv = [module.__file__]
+sys.argv = [module.__file__, *sys.argv[2:]]
 out = module.main()
 if isinstance(out, str):
     write_section(name, out, getattr(module, "ISSUE", None))
@@ -26,6 +27,10 @@ if isinstance(out, str):
 
 
 def main(argv: list[str]) -> int:
+    extra: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, extra = argv[:at], argv[at + 1:]
     available = sorted(p.stem[len("bench_"):] for p in (ROOT / "benchmarks").glob("bench_*.py"))
     chosen = argv or available
     unknown = [n for n in chosen if n not in available]
@@ -36,7 +41,7 @@ def main(argv: list[str]) -> int:
     for name in chosen:
         print(f"== bench_{name}", flush=True)
         t0 = time.monotonic()
-        rc = subprocess.call([sys.executable, "-c", RUN_ONE, name], cwd=ROOT)
+        rc = subprocess.call([sys.executable, "-c", RUN_ONE, name, *extra], cwd=ROOT)
         print(f"== bench_{name}: exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
         if rc:
             failed.append(name)
