@@ -143,3 +143,14 @@ def rig(browser: Any, live_server: Callable[..., LiveServer]) -> Iterator[Callab
     yield make
     for r in rigs:
         r.close()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[Any]:
+    """A real redis-server on a free loopback port for the test module (tests/servers.py), stopped after it."""
+    from servers import start_redis
+
+    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
+    server = start_redis()
+    yield server
+    server.stop()

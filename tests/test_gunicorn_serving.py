@@ -7,24 +7,15 @@ crosses Redis. Then Redis is stopped and restarted under them.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from servers import GunicornServer, RedisServer, start_redis, two_hosts
-from support import require, wait_for
+from servers import GunicornServer, RedisServer, two_hosts
+from support import wait_for
 from wsclients import Agent, Consumer, message_from
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
-    server = start_redis()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from servers import GunicornServer, RedisServer, TcpProxy, TurnServer, start_gunicorn, start_redis, start_turn
+from servers import GunicornServer, RedisServer, TcpProxy, TurnServer, start_gunicorn, start_turn
 from support import INBOUND_STATS_JS, require, wait_for
 
 MEDIA = ["camera", "microphone"]
 INIT = "window.__lpcallTest = true;"
 SECRET = "lpcall-test-secret"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
-    server = start_redis()
-    yield server
-    server.stop()
 
 
 def _env(redis_server: RedisServer, **extra: Any) -> dict[str, str]:

@@ -13,26 +13,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from servers import GunicornServer, RedisServer, start_redis, two_hosts
-from support import require, wait_for
+from servers import GunicornServer, RedisServer, two_hosts
+from support import wait_for
 from websockets.exceptions import ConnectionClosed
 from wsclients import Agent, Consumer, FrameClient
 
 N = 1000
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
-    server = start_redis()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,27 +10,17 @@ by that ``closed``, not by ``NOT_FOUND``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from servers import GunicornServer, RedisServer, start_redis, two_hosts
-from support import require
+from servers import GunicornServer, RedisServer, two_hosts
 from websockets.sync.client import ClientConnection, connect
 from wsclients import Agent, Consumer
 
 LOST = {"type": "closed", "reason": "state_lost", "errorId": "UNABLE_TO_CONNECT", "by": None}
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
-    server = start_redis()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

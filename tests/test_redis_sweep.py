@@ -6,15 +6,12 @@ Real redis-server; the Redis commands of a pass are counted with MONITOR (which 
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from servers import RedisServer, start_redis
-from support import require, wait_for
+from servers import RedisServer
+from support import wait_for
 
 from flask_lpcall.callmanager import SWEEP_CHUNK, CallManager
 from flask_lpcall.config import validate_config
@@ -22,14 +19,6 @@ from flask_lpcall.store import store_from_url
 from flask_lpcall.tokens import TokenSigner
 
 CALLS = 60
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
-    server = start_redis()
-    yield server
-    server.stop()
 
 
 def _manager(url: str, **settings: Any) -> CallManager:

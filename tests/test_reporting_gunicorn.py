@@ -4,26 +4,16 @@ declined over HTTP or expire (every worker runs a sweeper): each call leaves exa
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from servers import GunicornServer, RedisServer, start_gunicorn, start_redis
-from support import require, wait_for
+from servers import GunicornServer, RedisServer, start_gunicorn
+from support import wait_for
 from wsclients import Agent, Consumer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
-    server = start_redis()
-    yield server
-    server.stop()
 
 
 @pytest.mark.redis

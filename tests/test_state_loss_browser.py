@@ -4,22 +4,11 @@ UNABLE_TO_CONNECT and `lpCall` `callEnded` with reason `state_lost`; the agent's
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from resumekit import Rig
-from servers import RedisServer, start_redis
-from support import require, wait_for
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    require("redis-server", bool(shutil.which("redis-server")), "apt-get install redis-server")
-    server = start_redis()
-    yield server
-    server.stop()
+from servers import RedisServer
+from support import wait_for
 
 
 def test_the_visitor_gets_session_error_when_redis_loses_the_call(browser: Any, live_server: Any,
