@@ -4,7 +4,10 @@ One example site, one agent workspace and one visitor page (Chromium, the privat
 ``n`` video calls in a row in the same conversation. Each call mixes, from a seeded random
 generator: the Accept at once or after the agent's offer is kept by the listening visitor
 (PROTOCOL §5), an agent or visitor reload at a random moment around the Accept, and the hang-up from
-either side. A call "never connects" when remote video is not decoded on both sides in time.
+either side; once connected, one call in four each gets a replayed answer (the visitor's last
+`description` sent again on its socket), a replayed offer (the agent's), or both sides offering at
+the same instant (an ICE restart each): the races the issue saw behind "Failed to set remote answer
+sdp: Called in wrong state: stable". A call "never connects" when remote video is not decoded on both sides in time.
 Every console error and warning of both pages is kept; "wrong state" ones are negotiation wedges.
 """
 
@@ -27,6 +30,28 @@ WEDGE = re.compile(r"wrong state|signaling step failed|offer failed|Failed to se
 OFFER_KEPT_JS = """() => (window.__lpcallEngines || []).some(e => !e._destroyed && (e.trace || []).some(t => t.includes('offer kept until the Accept')))"""
 
 STALE_JS = "() => (window.__lpcallEngines || []).reduce((n, e) => n + (e.staleFrames || 0), 0)"
+
+#: every page: the last `description` frame each call socket sent, and ``__lpcallReplay(kind)`` to send
+#: it again on the same socket, as a network or a reconnecting socket that replays a frame would
+REPLAY_INIT_JS = """
+(() => { const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    try { const f = JSON.parse(data);
+      if (f && f.type === 'description' && String(this.url).includes('/ws/call')) { this.__lastDescription = data; window.__lpcallLastSocket = this; }
+    } catch (e) { /* not JSON */ }
+    return send.call(this, data);
+  };
+  window.__lpcallReplay = () => { const ws = window.__lpcallLastSocket;
+    if (!ws || ws.readyState !== 1 || !ws.__lastDescription) return false;
+    send.call(ws, ws.__lastDescription); return true; };
+})();
+"""
+
+#: in a page: an ICE restart (a new offer) on the call's connection, at the wall-clock instant ``at``
+RESTART_AT_JS = """(at) => { setTimeout(() => {
+  const e = (window.__lpcallEngines || []).filter(x => !x._destroyed).at(-1);
+  if (e && e.pc && e.pc.connectionState !== 'closed') e.pc.restartIce();
+}, Math.max(0, at - Date.now())); return true; }"""
 
 
 @dataclass
@@ -53,6 +78,7 @@ class StressRig(Rig):
 
     def context(self) -> Any:
         ctx = super().context()
+        ctx.add_init_script(REPLAY_INIT_JS)
         if self.no_pn:
             ctx.add_init_script(NO_PN_JS)
         ctx.on("console", self._on_console)
@@ -121,7 +147,9 @@ def one_call(r: Rig, rng: random.Random, result: StressResult, connect_timeout: 
         else:
             consumer_from = 0
     side = rng.choice(["agent", "consumer"])
-    kind = f"{accept}+{event}+hangup_{side}"
+    # once connected: a replayed answer (visitor) or offer (agent), or both sides offering at once
+    after = rng.choice(["none", "replay_answer", "replay_offer", "both_offer"])
+    kind = f"{accept}+{event}+hangup_{side}" + ("" if after == "none" else f"+{after}")
     result.kinds[kind] = result.kinds.get(kind, 0) + 1
     try:
         _media_both_ways(r, agent_from, consumer_from, connect_timeout)
@@ -129,9 +157,38 @@ def one_call(r: Rig, rng: random.Random, result: StressResult, connect_timeout: 
         result.never_connected.append(f"call {result.calls} ({kind}): {exc}\n{diagnose(r)}")
         _cleanup(r)
         return
+    if after != "none":
+        try:
+            before = [r.newest(p) for p in (r.agent, r.consumer)]
+            _disturb(r, after)
+            for page, b in zip((r.agent, r.consumer), before):  # video goes on on both sides
+                wait_for(lambda p=page, b=b: _advanced(r.newest(p), b), timeout=connect_timeout, message=f"video after {after}")
+        except AssertionError as exc:
+            result.never_connected.append(f"call {result.calls} ({kind}): {exc}\n{diagnose(r)}")
+            _cleanup(r)
+            return
     result.stale_dropped += int(r.agent.evaluate(STALE_JS)) + int(r.consumer.evaluate(STALE_JS))
     _hangup(r, side)
     r.agent.wait_for_selector(".lpcall-agent-call .lpcall-call[data-status=closed]")
+
+
+def _advanced(now: dict[str, Any], before: dict[str, Any]) -> bool:
+    """15 more video frames decoded on the same connection, or 15 on a newer one."""
+    if now["index"] == before["index"]:
+        return bool(now["framesDecoded"] > before["framesDecoded"] + 15)
+    return bool(now["framesDecoded"] > 15)
+
+
+def _disturb(r: Rig, what: str) -> None:
+    """Once the call is up: a replayed answer (visitor) or offer (agent) arrives again, or both sides
+    start an offer at the same instant (an ICE restart each): the races behind a wedged negotiation."""
+    if what == "both_offer":
+        at = time.time() * 1000 + 150
+        for page in (r.agent, r.consumer):
+            page.evaluate(f"({RESTART_AT_JS})({at})")  # returns at once; both fire at ``at``
+        return
+    page = r.consumer if what == "replay_answer" else r.agent
+    assert page.evaluate("window.__lpcallReplay()"), f"nothing to replay ({what})"
 
 
 def stress(r: StressRig, n: int, seed: int = 19, connect_timeout: float = 30) -> StressResult:

@@ -1,7 +1,8 @@
 """Negotiation that never wedges (issue 19), in Chromium inside the private network namespace.
 
 * stress: video calls back to back in one conversation, mixing the Accept at once or after the
-  kept offer, agent and visitor reloads at random moments (seeded) and hang-ups from either side:
+  kept offer, agent and visitor reloads at random moments (seeded), hang-ups from either side, and once
+  connected a replayed answer or offer or both sides offering at once (tests/negotiationkit.py):
   every call connects (video decoded on both sides) and no page logs a negotiation error
   ("wrong state", "signaling step failed"). ``LPCALL_STRESS_CALLS`` sets the count (default 60,
   about 2 minutes on 2 cores; ``python -m benchmarks negotiation`` runs 200);
