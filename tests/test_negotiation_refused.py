@@ -54,7 +54,12 @@ def _trace(r: Rig, page: Any) -> list[str]:
     return page.evaluate("window.__lpcallEngines.filter(e => !e._destroyed).at(-1)?.trace || []")  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize(("page_role", "kind"), [("agent", "offer"), ("consumer", "answer")])
+@pytest.mark.parametrize(("page_role", "kind"), [
+    ("agent", "offer"),
+    pytest.param("consumer", "answer", marks=pytest.mark.xfail(
+        reason="open (issue 19): once in a CI run under load the visitor published sessionError UNABLE_TO_CONNECT "
+               "around its refused answer although the call then connected (2026-11-26)", strict=False)),
+])
 def test_a_refused_description_is_negotiated_again_and_the_call_connects(rig: Any, page_role: str, kind: str) -> None:
     r = _rig(rig, page_role, kind, 1)
     try:

@@ -29,7 +29,8 @@ MEDIA_JS = """async () => {
   (await pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'audio') audio += r.packetsReceived || 0; });
   const v = pc.getSenders().find(s => s.track && s.track.kind === 'video');
   const enc = v && v.getParameters().encodings;
-  return {audio, videoOn: Boolean(enc && enc.length && enc[0].active !== false), state: pc.connectionState};
+  return {audio, videoOn: Boolean(enc && enc.length && enc[0].active !== false), state: pc.connectionState,
+          index: window.__lpcallPeers.indexOf(pc)};
 }"""
 
 
@@ -42,24 +43,33 @@ def test_video_drops_to_audio_at_100_kbits_and_comes_back(rig: Callable[..., Rig
     r = _started(rig)
     pages = (r.agent, r.consumer)
     try:
-        for page in pages:
-            addr, port = wait_for(lambda p=page: p.evaluate(SELECTED_JS), timeout=10, message="selected pair")
-            shape.rate(100, to=(addr, port))
+        # the whole network is slow, not one pair: a fresh connection the stall watch may make while the
+        # queue is full (issue 19) goes through the same limit (both sides share it: ~100 kbit/s each way)
+        shape.rate(200)
         wait_for(lambda: all(_fb(p).get("state") == "audio" for p in pages), timeout=40,
                  message="both sides dropped to audio")
         texts = [_fb(p)["text"] for p in pages]
         assert all("Video paused" in t and "goes on with audio" in t for t in texts), texts
         assert all(_fb(p)["live"] == "polite" for p in pages)
-        wait_for(lambda: not any(p.evaluate(MEDIA_JS)["videoOn"] for p in pages), timeout=15,
+        wait_for(lambda: not any((p.evaluate(MEDIA_JS) or {"videoOn": True})["videoOn"] for p in pages), timeout=15,
                  message="no side sends video")
         # audio stays up at 100 kbit/s: 10 s of audio more on both sides, spanning a probe, no offer
-        start = {p: p.evaluate(MEDIA_JS)["audio"] for p in pages}
+        # audio packets received, summed over the connections (the stall watch may move the call to a
+        # fresh one while the slow network's queue is full: the same call, its counters start at 0)
+        heard = {p: 0 for p in pages}
+        last: dict[Any, tuple[int, int]] = {}
 
         def audio_went_on() -> bool:
             for p in pages:
                 assert _fb(p)["state"] == "audio", "video offered back while the limit holds"
-                assert p.evaluate(MEDIA_JS)["state"] == "connected"
-            return all(p.evaluate(MEDIA_JS)["audio"] > start[p] + 500 for p in pages)
+                assert r.engine(p)["closed"] is None
+                m = p.evaluate(MEDIA_JS)
+                if m is None:
+                    continue
+                index, count = last.get(p, (m["index"], m["audio"]))
+                heard[p] += m["audio"] - (count if index == m["index"] else 0)
+                last[p] = (m["index"], m["audio"])
+            return all(n > 500 for n in heard.values())
 
         wait_for(audio_went_on, timeout=40, message="audio kept flowing at 100 kbit/s")
 
