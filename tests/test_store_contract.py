@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -210,7 +209,9 @@ def test_append_sequenced_stores_and_publishes_with_the_items_index(store: Store
     from flask_lpcall.store.base import SEQUENCE
 
     lst, last, idle, ch1, ch2 = _k(), _k(), _k(), _k(), _k()
+    control = _k()
     store.set(idle, 1, ttl=1)
+    store.set(control, 1, ttl=1)  # untouched: it shows when the first TTL has passed
     peer = store_from_url(store.url) if isinstance(store, RedisStore) else store
     here: list[Any] = []
     there: list[Any] = []
@@ -229,8 +230,8 @@ def test_append_sequenced_stores_and_publishes_with_the_items_index(store: Store
         wait_for(lambda: len(there) == 6, timeout=5, message="both pushes of 3 entries")
         assert [m for m in there if "event" in m] == here
         assert [m for m in there if "last" in m] == [{"last": {"sequence": i}} for i in range(3)]
-        time.sleep(1.2)  # past the first TTL of `idle`: refreshed to 60 s by every append
-        assert store.get(idle) == 1
+        wait_for(lambda: store.get(control) is None, timeout=10, message="the first TTL passed")
+        assert store.get(idle) == 1  # refreshed to 60 s by every append
     finally:
         for sub in subs:
             sub.close()
