@@ -182,6 +182,20 @@ def _cut_pair(cut: Any, page: Any, which: str, restart: Any = None) -> float:
     return t0
 
 
+def _debug_slow(rig: Any, t: float, gap: float) -> None:
+    """BENCH_STALL_DEBUG=1: for a recovery over 2 s, the engines' state, the frames and traces around the cut."""
+    if not os.environ.get("BENCH_STALL_DEBUG") or gap <= 2000:
+        return
+    from resumekit import diagnose
+
+    print(diagnose(rig), flush=True)
+    for pg in (rig.agent, rig.consumer):
+        print("adv", [round(x - t) for x in pg.evaluate("window.__adv") if t - 1500 < x < t + 4000], flush=True)
+        at = pg.evaluate(f"performance.now() - (Date.now() - {t})")
+        tr = pg.evaluate("window.__lpcallEngines.filter(e => !e._destroyed).at(-1).trace")
+        print("cut at page time", at, [x for x in tr if float(x.split()[0]) > at - 500 and "candidate" not in x], flush=True)
+
+
 def measure(cuts: int) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
     from resumekit import Rig
@@ -238,27 +252,11 @@ def measure(cuts: int) -> dict[str, list[float]]:
                     if kind == "udp3s":
                         t = _cut_udp3s(cut)
                         out[kind].append(_gap(call, t, after_freeze=False))
-                        if os.environ.get("BENCH_STALL_DEBUG") and out[kind][-1] > 2000:
-                            from resumekit import diagnose
-
-                            print(diagnose(rig), flush=True)
-                            for pg in (rig.agent, rig.consumer):
-                                print("adv", [round(x - t) for x in pg.evaluate("window.__adv") if t - 1500 < x < t + 4000], flush=True)
-                                at = pg.evaluate(f"performance.now() - (Date.now() - {t})")
-                                tr = pg.evaluate("window.__lpcallEngines.filter(e => !e._destroyed).at(-1).trace")
-                                print("cut at page time", at, [x for x in tr if float(x.split()[0]) > at - 500 and "candidate" not in x], flush=True)
+                        _debug_slow(rig, t, out[kind][-1])
                     else:
                         t = _cut_pair(cut, rig.agent, "call")
                         out[kind].append(_gap(call, t, after_freeze=True))
-                        if os.environ.get("BENCH_STALL_DEBUG") and out[kind][-1] > 2000:
-                            from resumekit import diagnose
-
-                            print(diagnose(rig), flush=True)
-                            for pg in (rig.agent, rig.consumer):
-                                print("adv", [round(x - t) for x in pg.evaluate("window.__adv") if t - 1500 < x < t + 4000], flush=True)
-                                at = pg.evaluate(f"performance.now() - (Date.now() - {t})")
-                                tr = pg.evaluate("window.__lpcallEngines.filter(e => !e._destroyed).at(-1).trace")
-                                print("cut at page time", at, [x for x in tr if float(x.split()[0]) > at - 500 and "candidate" not in x], flush=True)
+                        _debug_slow(rig, t, out[kind][-1])
                         cut.restore()
                     _settle(floor)
                     if kind == "udp3s":
