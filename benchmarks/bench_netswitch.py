@@ -77,15 +77,7 @@ def measure(switches: int, kinds: list[str]) -> dict[str, list[Any]]:
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             rig = SwitchRig(browser, live_server)
-            orig = rig.context
-
-            def context() -> Any:
-                ctx = orig()
-                ctx.add_init_script(TRACKER_JS)
-                ctx.add_init_script(SOCKETS_JS)
-                return ctx
-
-            rig.context = context  # type: ignore[method-assign]
+            rig.init_scripts += [TRACKER_JS, SOCKETS_JS]
             rig.start("VIDEO_CALL")
             call = [(rig.agent, "__adv"), (rig.consumer, "__adv")]
             fpage = browser.new_context().new_page()

@@ -218,14 +218,7 @@ def measure(cuts: int) -> dict[str, list[float]]:
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             rig = Rig(browser, live_server)
-            orig = rig.context
-
-            def context() -> Any:
-                ctx = orig()
-                ctx.add_init_script(TRACKER_JS)
-                return ctx
-
-            rig.context = context  # type: ignore[method-assign]
+            rig.init_scripts.append(TRACKER_JS)
             rig.start("VIDEO_CALL")
             call = [(rig.agent, "__adv"), (rig.consumer, "__adv")]
             fpage = browser.new_context().new_page()

@@ -67,10 +67,14 @@ class Rig:
         self.agent: Any = None
         self.consumer: Any = None
         self.consumer_ctx: Any = None
+        #: more scripts every page of the rig runs first (probes of a test or benchmark)
+        self.init_scripts: list[str] = []
 
     def context(self) -> Any:
         ctx = self.browser.new_context(viewport={"width": 1000, "height": 800})
         ctx.add_init_script(INIT)
+        for script in self.init_scripts:
+            ctx.add_init_script(script)
         self.contexts.append(ctx)
         return ctx
 

@@ -39,14 +39,7 @@ def switch() -> Iterator[Switch]:
 @pytest.fixture
 def switch_rig(browser: Any, live_server: Any) -> Iterator[SwitchRig]:
     r = SwitchRig(browser, live_server)
-    orig = r.context
-
-    def context() -> Any:
-        ctx = orig()
-        ctx.add_init_script(SOCKETS_JS)
-        return ctx
-
-    r.context = context  # type: ignore[method-assign]
+    r.init_scripts.append(SOCKETS_JS)
     try:
         yield r
     finally:

@@ -40,14 +40,7 @@ def cut() -> Iterator[Cut]:
 
 def _started(rig: Callable[..., Rig]) -> Rig:
     r = rig()
-    orig = r.context
-
-    def context() -> Any:  # every page of the rig also records what the call UI shows
-        ctx = orig()
-        ctx.add_init_script(STATUS_RECORDER_JS)
-        return ctx
-
-    r.context = context  # type: ignore[method-assign]
+    r.init_scripts.append(STATUS_RECORDER_JS)  # every page also records what the call UI shows
     r.start("VIDEO_CALL")
     return r
 
