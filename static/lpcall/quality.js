@@ -125,13 +125,10 @@ export function measures(old, now, {video = true, connection = 'connected'} = {}
 
 const round = (v, digits = 0) => (v === null || v === undefined ? null : Number(v.toFixed(digits)));
 
-// how long a new connection's outgoing bandwidth estimate is left out of the level (it ramps up)
-const RAMP_MS = 6000;
-
 export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) {
   const target = new EventTarget();
   const history = [];
-  let pc = null, since = 0;
+  let pc = null;
   let own = null, peer = null;
   let lastSent = 0, lastSentKey = '';
   // ICE restarts (the local ICE ufrag changed, also for a fresh connection) and network switches (the
@@ -160,7 +157,7 @@ export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) 
   async function tick() {
     const current = engine.pc;
     if (!current || engine.status === 'closed') return;
-    if (current !== pc) { pc = current; history.length = 0; since = performance.now(); }  // a fresh connection: a fresh window
+    if (current !== pc) { pc = current; history.length = 0; }  // a fresh connection: a fresh window
     if (!['connected', 'disconnected', 'failed'].includes(pc.connectionState) && !engine.connectedOnce) return;
     let report;
     try { report = await pc.getStats(); } catch { return; }
@@ -175,10 +172,7 @@ export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) 
     if (history.length < 2) return;
     const sendingVideo = video && fb.mode === 'video';  // audio only: the audio thresholds
     const m = measures(history[0], history.at(-1), {video: sendingVideo, connection: pc.connectionState});
-    // the browser's outgoing estimate starts low and climbs for a few seconds on any network: graded
-    // after that, or every call would open with "your connection is weak" (the fallback still sees it)
-    const graded = performance.now() - since < RAMP_MS ? {...m, outKbps: null} : m;
-    const {level, reason} = classify(graded, {video: sendingVideo});
+    const {level, reason} = classify(m, {video: sendingVideo});
     own = {level, reason, rttMs: round(m.rttMs), lossPct: round(m.lossPct, 1), jitterMs: round(m.jitterMs),
       outKbps: round(m.outKbps)};
     if (video) await fallbackStep(m);
