@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_relay import Server, _spawn, free_port, gunicorn_cmd, raise_nofile, wait_port
 from benchmarks.common import CHROMIUM_EXTENSIONS_OFFER, chromium_ws_options, negotiated
-from flask_lpcall.tokens import TokenSigner
+from flask_lpcall.core.tokens import TokenSigner
 
 SECRET = "bench-secret"
 ISSUE = 14

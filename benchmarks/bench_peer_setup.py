@@ -67,7 +67,7 @@ async def _floor_once() -> tuple[float, float]:
     from aiortc import RTCConfiguration, RTCPeerConnection
     from aiortc.contrib.media import MediaRelay
 
-    from flask_lpcall.media import TestPatternTrack, ToneTrack
+    from flask_lpcall.peer.media import TestPatternTrack, ToneTrack
 
     tracks = [(ToneTrack(), TestPatternTrack(*SIZE)) for _ in range(2)]
     relay = MediaRelay()

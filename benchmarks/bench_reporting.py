@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 from flask import Flask
 
 from flask_lpcall import LPCall, signals
-from flask_lpcall.calls import CallSession
-from flask_lpcall.records import ReportStore, record_from_call, summarize
-from flask_lpcall.reporting import get_service
-from flask_lpcall.svgchart import bar_chart
+from flask_lpcall.core.calls import CallSession
+from flask_lpcall.core.records import ReportStore, record_from_call, summarize
+from flask_lpcall.web.reports import get_service
+from flask_lpcall.web.svgchart import bar_chart
 
 ISSUE = 8
 
@@ -108,7 +108,7 @@ def dashboard(rows: int, tmp: Path) -> dict[str, Any]:
     span = 365 * 86400
     import sqlite3
 
-    from flask_lpcall.records import COLUMNS
+    from flask_lpcall.core.records import COLUMNS
 
     conn = sqlite3.connect(store.path)
     with conn:

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 from flask import Flask
 
 from flask_lpcall import LPCall
-from flask_lpcall.agent import PERM_VIDEO, PERM_VOICE, Agent
 from flask_lpcall.extension import get_state
+from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, Agent
 
 AGENT = Agent(id="bench-agent", name="Bench", permissions=frozenset({PERM_VOICE, PERM_VIDEO}))
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, abort, render_template
 
 from flask_lpcall import LPCall
-from flask_lpcall.agent import Agent
+from flask_lpcall.web.workspace import Agent
 
 DEMO_AGENTS = {
     # user name: (password, Agent)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import ConfigError, LPCallError
 from .extension import LPCall, LPCallState, get_state
-from .tag import exempt
+from .web.tag import exempt
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from .reporting import report_command
+from .web.reports import report_command
 
 lpcall_cli = AppGroup("lpcall", help="flask-lpcall: voice and video calls inside web messaging.")
 
@@ -24,8 +24,8 @@ lpcall_cli.add_command(report_command)
 @click.option("--watch-pid", type=int, default=None, help="Stop when this process exits (./dev.sh run passes the site's).")
 def demo_agent_command(url: str, username: str, password: str, wait: float, watch_pid: int | None) -> None:
     """Run the demo agent: greets visitors and, on "call me", starts a video call with a test pattern and an echo."""
-    from .demo import DemoAgentError, DemoSettings, serve_forever
     from .extension import get_state
+    from .peer.demo import DemoAgentError, DemoSettings, serve_forever
 
     state = get_state()
     settings = DemoSettings(
@@ -46,8 +46,8 @@ PROMPT = "\0prompt"  # --password given without a value: ask for it
 
 
 def _directory() -> Any:
-    from .agent import uses_directory
     from .extension import get_state
+    from .web.workspace import uses_directory
 
     state = get_state()
     if not uses_directory(state.extension):
@@ -57,7 +57,7 @@ def _directory() -> Any:
 
 
 def _permissions(voice: bool, video: bool, reports: bool) -> set[str]:
-    from .agent import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
+    from .web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
 
     return {p for p, on in ((PERM_VOICE, voice), (PERM_VIDEO, video), (PERM_REPORTS, reports)) if on}
 
@@ -86,7 +86,7 @@ def agent_cli() -> None:
 @click.option("--reports", is_flag=True, help='May open the reports dashboard ("View reports").')
 def agent_add(name: str, password: str | None, display_name: str | None, voice: bool, video: bool, reports: bool) -> None:
     """Add agent NAME (the user name of the workspace login)."""
-    from .directory import DirectoryError, check_username
+    from .core.directory import DirectoryError, check_username
 
     directory = _directory()
     try:
@@ -124,8 +124,8 @@ def agent_list() -> None:
 def agent_set(name: str, password: str | None, display_name: str | None, voice: bool | None, video: bool | None,
               reports: bool | None) -> None:
     """Change agent NAME: password, display name, permissions (the others stay)."""
-    from .agent import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
-    from .directory import DirectoryError
+    from .core.directory import DirectoryError
+    from .web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
 
     directory = _directory()
     current = directory.get(name)
@@ -148,7 +148,7 @@ def agent_set(name: str, password: str | None, display_name: str | None, voice: 
 @click.argument("name")
 def agent_remove(name: str) -> None:
     """Remove agent NAME (its open workspace sessions end at their next request)."""
-    from .directory import DirectoryError
+    from .core.directory import DirectoryError
 
     try:
         _directory().remove(name)
@@ -158,7 +158,7 @@ def agent_remove(name: str) -> None:
 
 
 def _describe(permissions: frozenset[str] | set[str]) -> str:
-    from .agent import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
+    from .web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
 
     words = [w for p, w in ((PERM_VOICE, "voice"), (PERM_VIDEO, "video"), (PERM_REPORTS, "reports")) if p in permissions]
     return ", ".join(words) or "chat only"

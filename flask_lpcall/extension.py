@@ -11,17 +11,17 @@ from flask import Blueprint, Flask, Response, current_app, has_request_context, 
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from . import tag as tagging
 from .config import validate_config
+from .core.tokens import TokenSigner
 from .errors import ConfigError, LPCallError, http_status
 from .store import Store, store_from_url
 from .texts import build_texts
-from .tokens import TokenSigner
+from .web import tag as tagging
 
 logger = logging.getLogger(__name__)
 
 #: Modules that add routes to the blueprint; each has ``register(bp)``.
-_ROUTE_MODULES = ("assets", "api", "messaging", "agent", "signaling", "reporting", "netcheck", "callpage")
+_ROUTE_MODULES = ("web.assets", "web.api", "sockets.consumer", "web.workspace", "sockets.call", "web.reports", "web.netcheck", "web.callpage")
 
 
 @dataclass
@@ -87,7 +87,7 @@ class LPCall:
         login page sends agents to ``login_manager.login_view``; its logout calls ``logout_user()``.
         Needs ``pip install 'flask-lpcall[login]'``.
         """
-        from .agent import FlaskLoginBridge
+        from .web.workspace import FlaskLoginBridge
 
         self.login_bridge = FlaskLoginBridge(permissions, name)
 

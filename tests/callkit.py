@@ -10,8 +10,8 @@ from typing import Any
 from flask import Flask
 
 from flask_lpcall import LPCall
-from flask_lpcall.agent import PERM_VIDEO, PERM_VOICE, Agent
 from flask_lpcall.extension import get_state
+from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, Agent
 
 BOB = Agent(id="bob", name="Bob", permissions=frozenset({PERM_VOICE, PERM_VIDEO}))
 
@@ -26,7 +26,7 @@ def make_app(**config: Any) -> Flask:
     ext.init_app(app)
     state = get_state(app)
     if "conversations" not in state.services:  # before the messaging area registers it
-        from flask_lpcall.conversations import ConversationService
+        from flask_lpcall.core.conversations import ConversationService
 
         state.services["conversations"] = ConversationService(state.store, state.texts)
     return app

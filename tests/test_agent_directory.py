@@ -19,10 +19,10 @@ from wsclients import Agent as AgentClient
 from wsclients import FrameClient
 
 from flask_lpcall import LPCall
-from flask_lpcall.agent import PERM_REPORTS, PERM_VIDEO, PERM_VOICE, Agent
 from flask_lpcall.cli import lpcall_cli
-from flask_lpcall.directory import AgentDirectory
+from flask_lpcall.core.directory import AgentDirectory
 from flask_lpcall.extension import get_state
+from flask_lpcall.web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE, Agent
 
 
 def quickstart_app(tmp_path: Path, **config: Any) -> Flask:
@@ -110,7 +110,7 @@ def test_reading_an_absent_directory_creates_nothing(tmp_path: Path) -> None:
 
 
 def test_nobody_can_log_in_is_logged_once_at_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="flask_lpcall.agent")
+    caplog.set_level(logging.WARNING, logger="flask_lpcall.web.workspace")
     app = quickstart_app(tmp_path)
     client = app.test_client()
     client.get("/lpcall/agent/login")

@@ -14,8 +14,8 @@ from wsclients import Agent as AgentClient
 from wsclients import FrameClient
 
 from flask_lpcall import LPCall
-from flask_lpcall.agent import PERM_VIDEO, PERM_VOICE, SESSION_KEY_PREFIX
 from flask_lpcall.extension import get_state
+from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, SESSION_KEY_PREFIX
 
 
 def make_app(tmp_path: Path, **config: Any) -> Flask:

@@ -13,8 +13,8 @@ from wsclients import Agent as AgentClient
 from wsclients import Consumer
 
 from flask_lpcall import LPCall
-from flask_lpcall.agent import PERM_VIDEO, PERM_VOICE, Agent
 from flask_lpcall.extension import get_state
+from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, Agent
 
 
 def make_app(agents: dict[str, Agent], **config: Any) -> Flask:

@@ -16,8 +16,8 @@ from callkit import BOB, cobrowse_payload, conversation, make_app, services
 from support import start_live_server
 from wsclients import Consumer
 
-from flask_lpcall.callpage import PAGE_TOKEN_TTL, call_link, make_page_token
 from flask_lpcall.extension import get_state
+from flask_lpcall.web.callpage import PAGE_TOKEN_TTL, call_link, make_page_token
 
 
 def _page_token(app: Any) -> tuple[Any, str, str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flask_lpcall import calls
-from flask_lpcall.calls import CallSession
+from flask_lpcall.core import calls
+from flask_lpcall.core.calls import CallSession
 from flask_lpcall.errors import InvalidStateError
 
 SEED = Path("/work/shared/seeds/003_a5f652f95239795f.txt")

@@ -1,7 +1,7 @@
 """One validation contract: static/lpcall/vectors.json through marshmallow and through the JS bus.
 
 Each vector says whether an lpCoBrowse publish is valid and, if not, which field is at fault.
-The server (``flask_lpcall.schemas``) and the browser (``lpTag.events.publish`` in Chromium,
+The server (``flask_lpcall.core.schemas``) and the browser (``lpTag.events.publish`` in Chromium,
 reading the seed-format console error under ``lpDebug=2``) must both agree with it.
 """
 
@@ -16,8 +16,8 @@ import pytest
 from flask import Flask
 
 from flask_lpcall import LPCall
+from flask_lpcall.core.schemas import COBROWSE_EVENTS, CoBrowseEventSchema, validate_cobrowse_event
 from flask_lpcall.errors import BadFrameError
-from flask_lpcall.schemas import COBROWSE_EVENTS, CoBrowseEventSchema, validate_cobrowse_event
 
 VECTORS_FILE = Path(__file__).resolve().parent.parent / "static" / "lpcall" / "vectors.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))["vectors"]

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from flask_lpcall.agent import PERM_VIDEO, PERM_VOICE, Agent, call_buttons, check_can_invite
 from flask_lpcall.config import validate_config
-from flask_lpcall.conversations import ConversationService
+from flask_lpcall.core.conversations import ConversationService
 from flask_lpcall.errors import InvalidStateError, NotAllowedError, NotFoundError
 from flask_lpcall.store import MemoryStore
 from flask_lpcall.texts import EN
+from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, Agent, call_buttons, check_can_invite
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from support import INBOUND_STATS_JS, wait_for
 from test_peer import SAMPLE_BARS_JS, bars_match
 
 from example_site.app import create_app
-from flask_lpcall.aioloop import BackgroundLoop
-from flask_lpcall.demo import DemoAgent, DemoAgentError, DemoSettings, login, wants_call
 from flask_lpcall.extension import get_state
+from flask_lpcall.peer.aioloop import BackgroundLoop
+from flask_lpcall.peer.demo import DemoAgent, DemoAgentError, DemoSettings, login, wants_call
 from flask_lpcall.texts import build_texts
 
 

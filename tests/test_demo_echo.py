@@ -21,10 +21,10 @@ from echokit import assert_echo_for, mic_args, write_mic_wav
 from support import launch_chromium, wait_for
 
 from example_site.app import create_app
-from flask_lpcall.aioloop import BackgroundLoop
-from flask_lpcall.demo import DemoAgent, DemoSettings
 from flask_lpcall.extension import get_state
-from flask_lpcall.media import EchoAudioTrack
+from flask_lpcall.peer.aioloop import BackgroundLoop
+from flask_lpcall.peer.demo import DemoAgent, DemoSettings
+from flask_lpcall.peer.media import EchoAudioTrack
 
 ECHO_SECONDS = float(os.environ.get("LPCALL_ECHO_SECONDS", "60"))
 pytestmark = pytest.mark.timeout(int(ECHO_SECONDS) + 240)

@@ -10,9 +10,9 @@ from support import wait_for
 from wsclients import Consumer, message_from
 
 from example_site.app import create_app
-from flask_lpcall.aioloop import BackgroundLoop
-from flask_lpcall.demo import DemoAgent, DemoSettings
 from flask_lpcall.extension import get_state
+from flask_lpcall.peer.aioloop import BackgroundLoop
+from flask_lpcall.peer.demo import DemoAgent, DemoSettings
 from flask_lpcall.texts import render
 
 

@@ -154,7 +154,7 @@ def test_quickstart_from_the_wheel_gives_a_video_call(wheel: Path, browser: Any,
     _pip_ok(subprocess.run(host_network([str(python), "-m", "pip", "install", "-q", str(wheel)]), check=False,
                            capture_output=True, text=True, timeout=600))
     # every part a user may import, from the wheel's own dependencies alone
-    imported = run([str(python), "-I", "-c", "import flask_lpcall.peer, flask_lpcall.demo, flask_lpcall.cli; print('ok')"],
+    imported = run([str(python), "-I", "-c", "import flask_lpcall.peer, flask_lpcall.peer.demo, flask_lpcall.cli; print('ok')"],
                    timeout=120, cwd=tmp_path)
     assert imported.stdout.strip() == "ok"
     site_dir = tmp_path / "site"

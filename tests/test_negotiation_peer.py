@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from callkit import BOB, cobrowse_payload, conversation, make_app, services
 
-from flask_lpcall.aioloop import BackgroundLoop
 from flask_lpcall.peer import Peer
+from flask_lpcall.peer.aioloop import BackgroundLoop
 
 SMALL = (320, 240)
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from flask_lpcall.errors import BadFrameError
-from flask_lpcall.schemas import (
+from flask_lpcall.core.schemas import (
     _fast_signal_frame,
     _signal_schema,
     load_or_raise,
     load_signal_frame,
     validate_server_signal_frame,
 )
+from flask_lpcall.errors import BadFrameError
 
 GENS: list[Any] = ["a1b2c3d4", "a1b2c3d4:a1", "s.1_2-3:c17", "x" * 64, "x" * 65, "", "a b", "a/1", "é", None, 5, True, ["a"], {}]
 BODIES: list[dict[str, Any]] = [

@@ -16,8 +16,8 @@ import pytest
 from support import require, wait_for
 
 from example_site.app import create_app
-from flask_lpcall.netcheck import NEEDS_KBPS, describe, verdict
 from flask_lpcall.texts import build_texts
+from flask_lpcall.web.netcheck import NEEDS_KBPS, describe, verdict
 
 
 # -- pure rules -----------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_result_reaches_the_visitors_conversation_for_the_agent(browser, live_se
 def test_too_many_checks_at_once_get_busy_and_finished_checks_free_their_peer(client) -> None:
     from aiortc import RTCPeerConnection
 
-    from flask_lpcall.netcheck import MAX_CONCURRENT
+    from flask_lpcall.web.netcheck import MAX_CONCURRENT
 
     async def offer() -> str:
         pc = RTCPeerConnection()
@@ -221,7 +221,7 @@ def test_too_many_checks_at_once_get_busy_and_finished_checks_free_their_peer(cl
         await pc.close()
         return sdp
 
-    from flask_lpcall.aioloop import BackgroundLoop
+    from flask_lpcall.peer.aioloop import BackgroundLoop
 
     loop = BackgroundLoop("test-netcheck-offer")  # the sync Playwright API may own this thread's loop
     sdp = loop.run(offer(), timeout=20)

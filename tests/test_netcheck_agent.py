@@ -20,8 +20,8 @@ from support import start_live_server, wait_for
 from wsclients import Agent, Consumer
 
 from example_site.app import create_app
-from flask_lpcall.agent import NETCHECK_REQUEST_KEY
 from flask_lpcall.texts import build_texts
+from flask_lpcall.web.workspace import NETCHECK_REQUEST_KEY
 
 TIMEOUT = 20_000
 

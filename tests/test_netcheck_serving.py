@@ -20,9 +20,9 @@ import pytest
 from servers import REDIS_SERVER, RedisServer, start_gunicorn, start_redis
 from support import require
 
-from flask_lpcall.aioloop import BackgroundLoop
 from flask_lpcall.config import validate_config
-from flask_lpcall.netcheck import NetcheckResponder
+from flask_lpcall.peer.aioloop import BackgroundLoop
+from flask_lpcall.web.netcheck import NetcheckResponder
 
 
 def test_network_check_under_the_gevent_worker(browser) -> None:

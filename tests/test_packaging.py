@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(900)
 
 SERVE = r"""
 import json, sys
-import flask_lpcall, flask_lpcall.assets
+import flask_lpcall, flask_lpcall.web.assets
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -42,7 +42,7 @@ def home():
 server = make_server("127.0.0.1", 0, app, threaded=True)
 template = app.jinja_env.get_template("lpcall/agent_login.html").filename
 print(json.dumps({"port": server.server_port, "package": flask_lpcall.__file__, "prefix": sys.prefix,
-                  "static": str(flask_lpcall.assets.static_dir()), "template": template}), flush=True)
+                  "static": str(flask_lpcall.web.assets.static_dir()), "template": template}), flush=True)
 server.serve_forever()
 """
 

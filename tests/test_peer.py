@@ -20,8 +20,6 @@ import pytest
 from callkit import BOB, cobrowse_payload, conversation, make_app, services
 from support import INBOUND_STATS_JS, free_port, wait_for
 
-from flask_lpcall.aioloop import BackgroundLoop
-from flask_lpcall.media import BARS
 from flask_lpcall.peer import (
     CallClosedError,
     Peer,
@@ -29,6 +27,8 @@ from flask_lpcall.peer import (
     ProtocolError,
     SignalingError,
 )
+from flask_lpcall.peer.aioloop import BackgroundLoop
+from flask_lpcall.peer.media import BARS
 
 SMALL = (320, 240)
 
@@ -118,7 +118,7 @@ def _write_clip(path: Any, seconds: int = 2) -> None:
     import av
     import numpy as np
 
-    from flask_lpcall.media import pattern_image
+    from flask_lpcall.peer.media import pattern_image
 
     out = av.open(str(path), "w")
     video = out.add_stream("mpeg4", rate=15)

@@ -19,8 +19,8 @@ from support import require
 from test_peer import SMALL, _call, _ws
 
 from example_site.app import create_app
-from flask_lpcall.aioloop import BackgroundLoop
 from flask_lpcall.peer import Peer
+from flask_lpcall.peer.aioloop import BackgroundLoop
 
 SECRET = "lpcall-relay-test-secret"
 

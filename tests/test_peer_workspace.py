@@ -18,9 +18,9 @@ from support import INBOUND_STATS_JS, wait_for
 from test_peer import SAMPLE_BARS_JS, SMALL, bars_match
 
 from example_site.app import create_app
-from flask_lpcall.aioloop import BackgroundLoop
 from flask_lpcall.extension import get_state
 from flask_lpcall.peer import Peer
+from flask_lpcall.peer.aioloop import BackgroundLoop
 
 
 @pytest.fixture(scope="module")

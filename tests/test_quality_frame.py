@@ -10,8 +10,8 @@ import pytest
 from callkit import BOB, cobrowse_payload, conversation, make_app, services
 from test_signaling import Peer
 
+from flask_lpcall.core.schemas import validate_server_signal_frame, validate_signal_frame
 from flask_lpcall.errors import BadFrameError
-from flask_lpcall.schemas import validate_server_signal_frame, validate_signal_frame
 
 GOOD = {"type": "quality", "level": "poor", "reason": "loss", "rttMs": 12, "lossPct": 15.5, "jitterMs": 3, "outKbps": 900.5}
 

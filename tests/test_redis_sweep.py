@@ -13,10 +13,10 @@ from typing import Any
 from servers import RedisServer
 from support import wait_for
 
-from flask_lpcall.callmanager import SWEEP_CHUNK, CallManager
 from flask_lpcall.config import validate_config
+from flask_lpcall.core.callmanager import SWEEP_CHUNK, CallManager
+from flask_lpcall.core.tokens import TokenSigner
 from flask_lpcall.store import store_from_url
-from flask_lpcall.tokens import TokenSigner
 
 CALLS = 60
 

@@ -19,10 +19,10 @@ import pytest
 from flask import Flask
 
 from flask_lpcall import LPCall, signals
-from flask_lpcall.calls import CallSession
 from flask_lpcall.cli import lpcall_cli
-from flask_lpcall.records import COLUMNS, percentile, record_from_call, summarize
-from flask_lpcall.reporting import get_service
+from flask_lpcall.core.calls import CallSession
+from flask_lpcall.core.records import COLUMNS, percentile, record_from_call, summarize
+from flask_lpcall.web.reports import get_service
 
 T0 = datetime(2026, 11, 3, 9, 30, tzinfo=UTC).timestamp()  # a Tuesday, 09:30 UTC
 

@@ -13,7 +13,7 @@ from support import wait_for
 from test_signaling import Peer
 
 from flask_lpcall.cli import lpcall_cli
-from flask_lpcall.reporting import get_service
+from flask_lpcall.web.reports import get_service
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from test_reporting_dashboard import login
 from test_reporting_dashboard import make_app as dashboard_app
 from test_signaling import Peer
 
-from flask_lpcall.records import COLUMNS, ReportStore, fold_quality, quality_summary, record_from_call
-from flask_lpcall.reporting import get_service
+from flask_lpcall.core.records import COLUMNS, ReportStore, fold_quality, quality_summary, record_from_call
+from flask_lpcall.web.reports import get_service
 
 
 def test_fold_and_summary() -> None:

@@ -20,7 +20,7 @@ from support import wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from flask_lpcall.presence import Presence
+from flask_lpcall.core.presence import Presence
 
 
 class Peer:

@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import Schema
 
-from flask_lpcall import netcheck, schemas
+from flask_lpcall.core import schemas
+from flask_lpcall.core.schemas import _fast_signal_frame, _signal_schema, load_or_raise, load_signal_frame
 from flask_lpcall.errors import BadFrameError, LPCallError, TooLargeError
-from flask_lpcall.framesocket import MAX_SAFE_INTEGER, decode_json
-from flask_lpcall.schemas import _fast_signal_frame, _signal_schema, load_or_raise, load_signal_frame
+from flask_lpcall.sockets.transport import MAX_SAFE_INTEGER, decode_json
+from flask_lpcall.web import netcheck
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from flask_lpcall.errors import BadFrameError
-from flask_lpcall.schemas import (
+from flask_lpcall.core.schemas import (
     _fast_signal_frame,
     _signal_schema,
     load_or_raise,
     load_signal_frame,
     validate_signal_frame,
 )
-from flask_lpcall.signaling import _wire_text
+from flask_lpcall.errors import BadFrameError
+from flask_lpcall.sockets.call import _wire_text
 
 VALUES: list[Any] = [None, "", "0", "x" * 64, "x" * 65, "x" * 256, "x" * 257, "x" * 2048, "x" * 2049, 0, 1, -1, 1024,
                      1025, True, False, 1.0, 0.5, [], {}, ["a"], {"a": 1}]

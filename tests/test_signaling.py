@@ -296,7 +296,7 @@ def test_expiry_and_grace_close_the_call_for_the_sockets(live_server: Any) -> No
 
 
 def test_durations_in_system_messages() -> None:
-    from flask_lpcall.callmanager import format_duration
+    from flask_lpcall.core.callmanager import format_duration
 
     assert [format_duration(n) for n in (0, 5, 65, 600, 3599, 3600, 3725)] == ["0:00", "0:05", "1:05", "10:00", "59:59", "1:00:00", "1:02:05"]
 

@@ -11,7 +11,7 @@ from support import wait_for
 from test_signaling import Peer
 
 from flask_lpcall import signals
-from flask_lpcall.reporting import get_service
+from flask_lpcall.web.reports import get_service
 
 CALL_SIGNALS = [
     ("invited", signals.call_invited),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_lpcall.conversations import STATE_LOST, ConversationService
-from flask_lpcall.presence import BEAT_MISSING, BEAT_OK, BEAT_REPLACED, Presence
+from flask_lpcall.core.conversations import STATE_LOST, ConversationService
+from flask_lpcall.core.presence import BEAT_MISSING, BEAT_OK, BEAT_REPLACED, Presence
 from flask_lpcall.store import MemoryStore
 from flask_lpcall.texts import EN
 

@@ -13,8 +13,8 @@ import pytest
 from flask import Flask, Response, g, make_response, render_template_string, request, stream_with_context
 
 from flask_lpcall import LPCall, exempt
-from flask_lpcall.assets import asset_version
-from flask_lpcall.tag import MARKER, eager_script_source, path_matches
+from flask_lpcall.web.assets import asset_version
+from flask_lpcall.web.tag import MARKER, eager_script_source, path_matches
 
 ROOT = Path(__file__).resolve().parent.parent
 

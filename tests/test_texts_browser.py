@@ -21,7 +21,7 @@ from callkit import BOB, make_app, services
 from support import INBOUND_STATS_JS, wait_for
 
 from flask_lpcall import exempt
-from flask_lpcall.reporting import get_service
+from flask_lpcall.web.reports import get_service
 
 PAGE = "<!doctype html><html><head><title>Shop</title></head><body><main><h1>Shop</h1></main></body></html>"
 AGENT_PAGE = "<!doctype html><html><head><title>Agent</title></head><body><div id='call'></div></body></html>"

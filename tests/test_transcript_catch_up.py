@@ -3,7 +3,7 @@ event it missed before it, from the transcript, and never one it already has."""
 
 from __future__ import annotations
 
-from flask_lpcall.conversations import ConversationService
+from flask_lpcall.core.conversations import ConversationService
 from flask_lpcall.store import MemoryStore
 from flask_lpcall.texts import EN
 

@@ -16,8 +16,8 @@ from servers import TURNSERVER, TurnServer, start_turn
 from support import require
 
 from flask_lpcall.config import validate_config
+from flask_lpcall.core.ice import ice_config, turn_credentials
 from flask_lpcall.errors import ConfigError
-from flask_lpcall.ice import ice_config, turn_credentials
 
 SECRET = "lpcall-test-secret"
 

@@ -21,10 +21,11 @@ MAX_AGE = 3600
 
 def static_dir() -> Path:
     """The folder holding the browser code: packaged copy first, source checkout second."""
-    packaged = Path(__file__).with_name("static")
+    package = Path(__file__).resolve().parent.parent  # flask_lpcall/
+    packaged = package / "static"
     if (packaged / "lptag.js").is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent / "static"
+    return package.parent / "static"
 
 
 @lru_cache(maxsize=64)

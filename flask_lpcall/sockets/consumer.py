@@ -18,11 +18,15 @@ from typing import Any, ClassVar
 
 from flask import Blueprint, Flask, jsonify, request
 
-from . import signals
-from .conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
-from .errors import BadFrameError, NotAllowedError, NotFoundError
-from .extension import LPCallState, get_state
-from .framesocket import (
+from .. import signals
+from ..core.conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
+from ..core.schemas import CONSUMER_REQUESTS, validate_init_headers
+from ..errors import BadFrameError, NotAllowedError, NotFoundError
+from ..extension import LPCallState, get_state
+from ..store import Subscription
+from .keepalive import Keepalive
+from .route import Sock
+from .transport import (
     CLOSE_POLICY,
     FrameSocket,
     Handler,
@@ -32,10 +36,6 @@ from .framesocket import (
     quietly,
     request_origin_allowed,
 )
-from .keepalive import Keepalive
-from .schemas import CONSUMER_REQUESTS, validate_init_headers
-from .store import Subscription
-from .wsroute import Sock
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ def register(bp: Blueprint) -> None:
     @bp.post("/api/consumer/session")
     def consumer_session() -> Any:
         state = get_state()
-        from .api import json_body  # the JSON APIs' one body reader (api.py)
+        from ..web.api import json_body  # the JSON APIs' one body reader (api.py)
 
         vid = json_body(optional=True).get("vid")
         if vid is not None and (not isinstance(vid, str) or not 0 < len(vid) <= 200):

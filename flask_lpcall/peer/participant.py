@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .errors import LPCallError
+from ..errors import LPCallError
+from ..optional import require
 from .media import TestPatternTrack, ToneTrack
-from .optional import require
 
 # a dependency of flask-lpcall; without it this import fails with the pip line that brings it
 _ws_client = require("websockets.asyncio.client", "flask_lpcall.peer (the Python call peer)")
-from .schemas import validate_server_signal_frame
+from ..core.schemas import validate_server_signal_frame
 
 logger = logging.getLogger(__name__)
 

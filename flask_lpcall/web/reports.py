@@ -33,10 +33,8 @@ from flask import (
 from flask.cli import with_appcontext
 from markupsafe import Markup
 
-from . import signals
-from .agent import PERM_REPORTS
-from .errors import BadFrameError
-from .records import (
+from .. import signals
+from ..core.records import (
     COLUMNS,
     MODES,
     RecordWriter,
@@ -46,8 +44,10 @@ from .records import (
     parse_bound,
     summarize,
 )
+from ..errors import BadFrameError
+from ..texts import render
 from .svgchart import bar_chart
-from .texts import render
+from .workspace import PERM_REPORTS
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def init_state(app: Flask, state: Any) -> None:
 
 
 def get_service(app: Flask | None = None) -> ReportService:
-    from .extension import get_state
+    from ..extension import get_state
 
     return get_state(app).services["reports"]  # type: ignore[no-any-return]
 
@@ -112,7 +112,7 @@ def parse_filters(args: dict[str, str], today: date | None = None) -> dict[str, 
 
     Raises BadFrameError naming the bad field.
     """
-    from .schemas import ReportFilterSchema, load_or_raise
+    from ..core.schemas import ReportFilterSchema, load_or_raise
 
     loaded = load_or_raise(ReportFilterSchema(), {k: v for k, v in args.items() if v not in (None, "")})
     today = today or datetime.now(UTC).date()
@@ -154,7 +154,7 @@ def to_json(records: list[dict[str, Any]], **meta: Any) -> str:
 
 # -- dashboard --------------------------------------------------------------------------
 def _current_agent() -> Any:
-    from .agent import current_agent
+    from .workspace import current_agent
 
     return current_agent()
 
@@ -171,7 +171,7 @@ def _authorised() -> Any:
     if agent is None:
         return None
     if PERM_REPORTS not in getattr(agent, "permissions", ()):
-        from .extension import get_state
+        from ..extension import get_state
 
         state = get_state()
         html = render_template("lpcall/reports_forbidden.html", texts=state.texts, lang=state.settings["LPCALL_LOCALE"],
@@ -183,7 +183,7 @@ def _authorised() -> Any:
 def register(bp: Blueprint) -> None:
     @bp.get("/agent/reports")
     def agent_reports() -> Any:
-        from .extension import get_state
+        from ..extension import get_state
 
         agent = _authorised()
         if agent is None:

@@ -38,12 +38,12 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from marshmallow import RAISE, Schema, fields, validate
 
-from .aioloop import BackgroundLoop, LoopTimeoutError
-from .errors import LPCallError, NotAllowedError, NotFoundError
-from .extension import json_error
-from .ice import ice_config
-from .schemas import SessionDescriptionSchema, StrictBoolean, load_or_raise
-from .texts import render
+from ..core.ice import ice_config
+from ..core.schemas import SessionDescriptionSchema, StrictBoolean, load_or_raise
+from ..errors import LPCallError, NotAllowedError, NotFoundError
+from ..extension import json_error
+from ..peer.aioloop import BackgroundLoop, LoopTimeoutError
+from ..texts import render
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ def init_state(app: Flask, state: Any) -> None:
 
 
 def _responder() -> NetcheckResponder:
-    from .extension import get_state
+    from ..extension import get_state
 
     return get_state().services["netcheck"]  # type: ignore[no-any-return]
 
@@ -371,7 +371,7 @@ def _check_sdp(sdp: str) -> None:
 
 
 def register(bp: Blueprint) -> None:
-    from .extension import get_state
+    from ..extension import get_state
 
     @bp.get("/netcheck")
     def netcheck_page() -> str:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from .errors import LPCallError
+from ..errors import LPCallError
 
 logger = logging.getLogger(__name__)
 

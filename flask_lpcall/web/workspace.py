@@ -23,9 +23,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, session, url_for
 
-from .errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError
-from .optional import require
-from .schemas import AGENT_REQUESTS, MODES
+from ..core.schemas import AGENT_REQUESTS, MODES
+from ..errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError
+from ..optional import require
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def start_session(agent_id: str) -> None:
 def end_session(state: Any, lifetime: float) -> None:
     """Log out: the session id is recorded as ended in the store, then dropped from the cookie; the
     agent sockets of that login (on any worker) are told on the ``agents`` channel and close."""
-    from .conversations import CH_AGENTS
+    from ..core.conversations import CH_AGENTS
 
     sid, agent_id = session.pop(SESSION_SID, None), session.pop(SESSION_AGENT, None)
     if sid:
@@ -218,7 +218,7 @@ def session_valid(state: Any, agent_id: Any, sid: Any) -> bool:
 # -- session helpers (Flask) ----------------------------------------------------
 def current_agent() -> Any | None:
     """The logged-in agent (None if nobody, logged out, or unknown to the site's source)."""
-    from .extension import get_state
+    from ..extension import get_state
 
     state = get_state()
     if state.extension.login_bridge is not None:
@@ -253,8 +253,8 @@ class AgentConnection:
     """One workspace socket of one logged-in agent."""
 
     def __init__(self, state: Any, ws: Any, agent: Any) -> None:
-        from .framesocket import FrameSocket
-        from .messaging import conversations
+        from ..sockets.consumer import conversations
+        from ..sockets.transport import FrameSocket
 
         self.state = state
         self.settings = state.settings
@@ -286,7 +286,7 @@ class AgentConnection:
         try:
             self.conn.serve(self.handlers, AGENT_REQUESTS, on_frame=self._touch)
         finally:
-            from .framesocket import quietly
+            from ..sockets.transport import quietly
 
             if self.available:
                 quietly("releasing availability", self.service.set_available, self.agent.id, self.agent.name,
@@ -299,7 +299,7 @@ class AgentConnection:
 
     def _logged_out(self) -> None:
         """The login of this socket ended (logout in another tab or request): it closes."""
-        from .framesocket import CLOSE_POLICY
+        from ..sockets.transport import CLOSE_POLICY
 
         self.conn.error(None, NotAllowedError("you logged out; log in again", code="NOT_AUTHENTICATED"))
         self.conn.close(CLOSE_POLICY, "logged out")
@@ -385,7 +385,7 @@ class AgentConnection:
         return {"conversation": self._row(doc)}
 
     def open(self, env: dict[str, Any], body: dict[str, Any]) -> None:
-        from .messaging import MessagingSubscription
+        from ..sockets.consumer import MessagingSubscription
 
         doc = self._visible(body["conversationId"])
         old = self.opened.pop(doc["convId"], None)
@@ -397,8 +397,8 @@ class AgentConnection:
         sub.send_history()
 
     def publish_event(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        from .conversations import ROLE_AGENT
-        from .messaging import check_message
+        from ..core.conversations import ROLE_AGENT
+        from ..sockets.consumer import check_message
 
         doc = self._mine(body["conversationId"])
         text = check_message(body["event"]["message"], self.settings["LPCALL_MAX_MESSAGE_LENGTH"])
@@ -411,7 +411,7 @@ class AgentConnection:
         return {"conversationId": closed["convId"], "state": closed["state"]}
 
     def _calls(self) -> Any:
-        from .framesocket import NotImplementedYetError
+        from ..sockets.transport import NotImplementedYetError
 
         calls = self.state.services.get("calls")
         if calls is None:
@@ -450,7 +450,7 @@ class AgentConnection:
         Posts a SYSTEM message with ``systemKey`` :data:`NETCHECK_REQUEST_KEY`; the engagement window
         renders it with a "Check my network" button, and the result comes back as ``system.netcheck``.
         """
-        from .framesocket import NotImplementedYetError
+        from ..sockets.transport import NotImplementedYetError
 
         doc = self._mine(body["conversationId"])
         if doc.get("state") != "OPEN":
@@ -469,9 +469,9 @@ class AgentConnection:
 
 # -- routes -----------------------------------------------------------------------
 def register(bp: Blueprint) -> None:
-    from .extension import get_state
-    from .framesocket import CLOSE_POLICY, FrameSocket, close_and_wait
-    from .messaging import check_origin, sock
+    from ..extension import get_state
+    from ..sockets.consumer import check_origin, sock
+    from ..sockets.transport import CLOSE_POLICY, FrameSocket, close_and_wait
 
     def workspace_context(agent: Any) -> dict[str, Any]:
         state = get_state()
@@ -564,7 +564,7 @@ def register(bp: Blueprint) -> None:
 # -- start-up -------------------------------------------------------------------------
 def init_state(app: Flask, state: Any) -> None:
     """The built-in directory (opened lazily), and one start-up log line when nobody can log in."""
-    from .directory import AgentDirectory, directory_path
+    from ..core.directory import AgentDirectory, directory_path
 
     directory = AgentDirectory(directory_path(app.instance_path, state.settings["LPCALL_AGENT_DB"]))
     state.services["agent_directory"] = directory

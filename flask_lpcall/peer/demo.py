@@ -29,11 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LPCallError
+from ..errors import LPCallError
+from ..optional import require
+from ..texts import build_texts, render
 from .media import EchoAudioTrack, TestPatternTrack
-from .optional import require
-from .peer import Peer, PeerError
-from .texts import build_texts, render
+from .participant import Peer, PeerError
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from .errors import NotAllowedError
+from ..errors import NotAllowedError
 
 
 class TokenSigner:

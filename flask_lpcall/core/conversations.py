@@ -24,10 +24,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import texts as text_catalog
-from .errors import InvalidStateError, NotAllowedError, NotFoundError
-from .store import Store
-from .store.base import SEQUENCE
+from .. import texts as text_catalog
+from ..errors import InvalidStateError, NotAllowedError, NotFoundError
+from ..store import Store
+from ..store.base import SEQUENCE
 
 logger = logging.getLogger(__name__)
 

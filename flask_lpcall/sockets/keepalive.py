@@ -27,7 +27,7 @@ import logging
 import threading
 from typing import Any, Protocol
 
-from .framesocket import shutdown
+from .transport import shutdown
 
 logger = logging.getLogger(__name__)
 

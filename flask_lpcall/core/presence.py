@@ -30,7 +30,7 @@ import logging
 import time
 from typing import Any
 
-from .errors import NotAllowedError
+from ..errors import NotAllowedError
 
 logger = logging.getLogger(__name__)
 

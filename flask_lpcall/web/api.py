@@ -15,11 +15,11 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .callmanager import CallManager
-from .errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError, TooLargeError
-from .extension import get_state, json_error
-from .framesocket import decode_json
-from .schemas import CoBrowseEventSchema, load_or_raise
+from ..core.callmanager import CallManager
+from ..core.schemas import CoBrowseEventSchema, load_or_raise
+from ..errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError, TooLargeError
+from ..extension import get_state, json_error
+from ..sockets.transport import decode_json
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, render_template, request, session, url_for
 from markupsafe import Markup
 
-from .errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
-from .extension import get_state, json_error
+from ..errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
+from ..extension import get_state, json_error
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def verify_page_token(state: Any, token: str) -> tuple[str, str]:
 def _page_data(state: Any, call: Any) -> dict[str, Any]:
     """What the page's script needs: ids, the page's identity for this call, texts, the call."""
     token = make_page_token(state, call)
-    from .messaging import client_config
+    from ..sockets.consumer import client_config
 
     return {
         "base": state.url_prefix.rstrip("/"),
@@ -187,7 +187,7 @@ def _security_headers(resp: Response, state: Any) -> Response:
 
 
 def _agent_call_link() -> Any:
-    from .agent import SESSION_CSRF, current_agent
+    from .workspace import SESSION_CSRF, current_agent
 
     agent = current_agent()
     if agent is None:

@@ -23,19 +23,19 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import signals
-from .calls import ACCEPTED, CLOSED, INVITED, ROLES, CallSession
-from .errors import (
+from .. import signals
+from ..errors import (
     SESSION_ERROR_IDS,
     BadFrameError,
     InvalidStateError,
     NotAllowedError,
     NotFoundError,
 )
+from ..texts import render
+from .calls import ACCEPTED, CLOSED, INVITED, ROLES, CallSession
 from .ice import ice_config
 from .presence import UNREAD, Presence, page_key
 from .records import fold_quality
-from .texts import render
 from .tokens import TokenSigner
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from .errors import BadFrameError
+from ..errors import BadFrameError
 
 MODES = ("VOICE_CALL", "VIDEO_CALL")
 SESSION_STATES = ("INVITED", "ACCEPTED", "CLOSED")

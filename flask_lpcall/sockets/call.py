@@ -23,21 +23,21 @@ from typing import Any
 from flask import Blueprint, request
 from simple_websocket import ConnectionClosed
 
-from .callmanager import LOST_CONFIRM, CallManager, channel, other
-from .calls import ACCEPTED, INVITED, CallSession
-from .errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
-from .extension import get_state
-from .framesocket import (
+from ..core.callmanager import LOST_CONFIRM, CallManager, channel, other
+from ..core.calls import ACCEPTED, INVITED, CallSession
+from ..core.presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
+from ..core.schemas import load_signal_frame, refused_gen
+from ..errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
+from ..extension import get_state
+from .keepalive import Keepalive
+from .route import Sock
+from .transport import (
     close_and_wait,
     close_unanswered,
     decode_json,
     request_origin_allowed,  # the same rule as the other sockets (PROTOCOL §1)
     write_ping,
 )
-from .keepalive import Keepalive
-from .presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
-from .schemas import load_signal_frame, refused_gen
-from .wsroute import Sock
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import flask_sock
 
-from .framesocket import close_and_wait
+from .transport import close_and_wait
 
 
 def end_socket(ws: Any) -> None:

@@ -29,15 +29,15 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import Ping
 from wsproto.frame_protocol import CloseReason
 
-from .errors import (  # noqa: F401 - TooLargeError, NotImplementedYetError re-exported
+from ..core.schemas import validate_envelope, validate_request_body
+from ..errors import (  # noqa: F401 - TooLargeError, NotImplementedYetError re-exported
     BadFrameError,
     LPCallError,
     NotImplementedYetError,
     StoreUnavailableError,
     TooLargeError,
 )
-from .errors import http_status as status_for
-from .schemas import validate_envelope, validate_request_body
+from ..errors import http_status as status_for
 
 if TYPE_CHECKING:
     from .keepalive import Keepalive

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SESSION_ERROR_IDS, InvalidStateError
+from ..errors import SESSION_ERROR_IDS, InvalidStateError
 
 INVITED = "INVITED"
 ACCEPTED = "ACCEPTED"

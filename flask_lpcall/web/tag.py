@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from .assets import asset_version, static_dir
 
 if TYPE_CHECKING:
-    from .extension import LPCallState
+    from ..extension import LPCallState
 
 #: Attribute that marks a page as tagged; its presence prevents a second tag.
 MARKER = "data-lpcall-tag"
