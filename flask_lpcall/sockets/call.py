@@ -11,17 +11,13 @@ waits for frames without a timer.
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
 import threading
 import time
 import uuid
-from collections import deque
 from typing import Any
 
 from flask import Blueprint, request
-from simple_websocket import ConnectionClosed
 
 from ..core.callmanager import LOST_CONFIRM, CallManager, channel, other
 from ..core.calls import ACCEPTED, INVITED, CallSession
@@ -29,74 +25,35 @@ from ..core.presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
 from ..core.schemas import load_signal_frame, refused_gen
 from ..errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
 from ..extension import get_state
+from .adapter import ConnectionClosed, WebSocket
 from .keepalive import Keepalive
-from .route import Sock
-from .transport import (
-    close_and_wait,
-    close_unanswered,
-    decode_json,
-    request_origin_allowed,  # the same rule as the other sockets (PROTOCOL §1)
-    write_ping,
-)
+from .route import sock
+from .transport import CLOSE_POLICY, CLOSE_TRY_AGAIN, ResidentTransport, decode_json
 
 logger = logging.getLogger(__name__)
 
-_sock = Sock()
-_STOP = object()
-_PING = object()  # outbox actions from the keepalive thread, done by the sender
-_PING_TIMEOUT = object()
-_REPLACED = object()
 CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
 QUALITY_MIN_INTERVAL = 0.5  # seconds between two relayed `quality` frames of one socket (issue 17)
-SENDER_WAIT = 2.0  # seconds the handler waits for its sender to finish a close it is making
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
+SENDER_WAIT = 2.0  # seconds the handler waits for its writer to finish a close it is making
 
 
-class Outbox:
-    """The frames one sender writes: a deque and an event (under gevent a third of ``queue.Queue``'s
-    cost, which takes a condition and two locks per frame). Any thread may put; one thread gets."""
+class CallSocket(ResidentTransport):
+    """One participant's signaling connection: a resident transport (its writer waits for frames while
+    the call lives) and the signaling loop (PROTOCOL §5)."""
 
-    __slots__ = ("_items", "_ready")
-
-    def __init__(self) -> None:
-        self._items: deque[Any] = deque()
-        self._ready = threading.Event()
-
-    def put(self, item: Any) -> None:
-        self._items.append(item)
-        self._ready.set()
-
-    def get(self) -> Any:
-        items = self._items
-        while not items:
-            self._ready.wait()
-            self._ready.clear()  # cleared before the deque is looked at again: no wake-up is lost
-        return items.popleft()
-
-
-class CallSocket:
-    """One participant's signaling connection."""
-
-    def __init__(self, ws: Any, manager: CallManager, max_bytes: int, tab: str | None = None,
+    def __init__(self, ws: WebSocket, manager: CallManager, max_bytes: int, tab: str | None = None,
                  keepalive: Keepalive | None = None) -> None:
-        self.ws = ws
-        self.keepalive = keepalive
+        super().__init__(ws, name="call", keepalive=keepalive)
         self.sid = self.role = ""  # set when the socket serves a call
         self.tab = tab  # the browser tab's id (?tab=), see presence.py
         self.manager = manager
         self.max_bytes = max_bytes
-        self.lock = threading.Lock()
-        self.outbox = Outbox()
         self.conn_id = uuid.uuid4().hex
         self.closed_frame: dict[str, Any] | None = None
         self.client_gone = threading.Event()
         self.listening = False  # a consumer socket opened before the Accept (PROTOCOL §5)
         self.last_quality = float("-inf")  # when this socket's last `quality` frame was relayed
         self.lost_check: threading.Timer | None = None
-
-    def send(self, frame: dict[str, Any]) -> None:
-        with self.lock:
-            self.ws.send(_encode(frame))
 
     def error(self, code: str, message: str, field: str | None = None, gen: str | None = None) -> None:
         frame = {"type": "error", "code": code, "message": message}
@@ -106,13 +63,25 @@ class CallSocket:
             frame["gen"] = gen
         self.send(frame)
 
-    # -- keepalive.Watched: called by the keepalive thread, acted on by the sender ---------------
-    def send_ping(self) -> None:
-        self.outbox.put(_PING)
+    def refuse(self, exc: LPCallError, close_code: int = CLOSE_POLICY) -> None:
+        """An error frame, then the close (its reason: the code); nothing may follow the error frame."""
+        self.error(exc.code, str(exc), exc.field)
+        self.close(close_code, exc.code)
 
-    def ping_timeout(self) -> None:
-        self.outbox.put(_PING_TIMEOUT)
+    def on_bus(self, message: Any) -> None:
+        """A frame for this participant from the store's bus (any thread)."""
+        if type(message) is str:  # a relayed frame's wire text (_wire_text): sent as it is
+            self.send_text(message)
+            return
+        self.send(message)
+        if message.get("type") == "closed":
+            self.closed_frame = message
+            # The client closes on `closed`; closing first from here races Werkzeug's dev server, which
+            # writes an HTTP response after the handler returns and can make the browser drop the frame.
+            # Only a client that stays is closed by us.
+            self.close(1000, "call closed", grace=CLOSE_WAIT, until=self.client_gone)
 
+    # -- keepalive.Watched: called by the keepalive thread ----------------------------------------
     def tick(self) -> None:
         """Refresh the participant's presence (presence.py); a newer socket of it closes this one."""
         if self.closed_frame is not None or not self.sid:
@@ -123,7 +92,8 @@ class CallSocket:
             return
         status = self.manager.beat(self.sid, self.role, self.conn_id)
         if status == BEAT_REPLACED:
-            self.outbox.put(_REPLACED)
+            logger.debug("call %s: %s socket replaced by a newer one", self.sid, self.role)
+            self.close(1000, "replaced")  # the browser must see the reason
         elif status == BEAT_MISSING:
             self.suspect_lost()
 
@@ -133,144 +103,108 @@ class CallSocket:
         with `closed {reason: "state_lost"}` (PROTOCOL §5, issue 14 finding 9)."""
         if self.lost_check is not None:
             return
-
-        def confirm() -> None:
-            self.lost_check = None
-            try:
-                gone = self.closed_frame is None and self.manager.lost(self.sid)
-            except LPCallError:
-                return  # the store is unreachable: not a loss (yet); the next heartbeat looks again
-            if gone:
-                logger.warning("call %s vanished from the store: telling the %s", self.sid, self.role)
-                self.outbox.put(self.manager.lost_frame())
-
-        self.lost_check = threading.Timer(LOST_CONFIRM, confirm)
+        self.lost_check = threading.Timer(LOST_CONFIRM, self._confirm_lost)
         self.lost_check.daemon = True
         self.lost_check.start()
 
-    def _drain(self) -> None:
-        while True:
-            frame = self.outbox.get()
-            if frame is _STOP:
-                return
-            try:
-                if frame is _PING:
-                    with self.lock:
-                        write_ping(self.ws)
-                    continue
-                if frame is _PING_TIMEOUT or frame is _REPLACED:
-                    self._close_for(frame)
-                    return
-                if type(frame) is str:  # a relayed frame's wire text (_wire_text)
-                    with self.lock:
-                        self.ws.send(frame)
-                    continue
-                self.send(frame)
-            except (ConnectionClosed, OSError):  # the socket is gone; the receive loop notices
-                return
-            if frame.get("type") == "closed":
-                self.closed_frame = frame
-                # The client closes on `closed`; closing first from here races Werkzeug's dev
-                # server, which writes an HTTP response after the handler returns and can make
-                # the browser drop the frame. Only a client that stays is closed by us.
-                if not self.client_gone.wait(CLOSE_WAIT):
-                    try:
-                        self.ws.close(1000, "call closed")
-                    except (ConnectionClosed, OSError):
-                        logger.debug("socket already closed")
-                return
-
-    def _close_for(self, action: object) -> None:
-        with self.lock:
-            if action is _PING_TIMEOUT:
-                close_unanswered(self.ws)
-                return
-        logger.debug("call %s: %s socket replaced by a newer one", self.sid, self.role)
-        close_and_wait(self.ws, 1000, "replaced")  # the browser must see the reason
-
-    def run(self, token: Any) -> None:
-        _no_delay(self.ws)
-        state = get_state()
+    def _confirm_lost(self) -> None:
+        self.lost_check = None
         try:
-            data = state.signer.verify("call", token, state.settings["LPCALL_CALL_TOKEN_TTL"])
-            sid, role, uid = data.get("sid"), data.get("role"), data.get("uid")
-            if role not in ("agent", "consumer") or not isinstance(sid, str) or not isinstance(uid, str):
-                raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
-            session = self.manager.get(sid)
-            if session is None or not session.is_open:
-                raise NotAllowedError("the call has ended", code="CALL_ENDED", field="token")
-            if session.uid_of(role) != uid:
-                raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
-        except LPCallError as exc:
-            self.error(exc.code, str(exc), exc.field)
-            self.ws.close(1008, exc.code)
-            return
-        # A consumer whose invitation is still open listens (PROTOCOL §5 "Before the Accept"): it
-        # gets the agent's offer ahead, but sends no media signals until its `accept` frame.
-        self.serve(sid, role, uid, listening=role == "consumer" and session.state == INVITED)
+            gone = self.closed_frame is None and self.manager.lost(self.sid)
+        except LPCallError:
+            return  # the store is unreachable: not a loss (yet); the next heartbeat looks again
+        if gone:
+            logger.warning("call %s vanished from the store: telling the %s", self.sid, self.role)
+            self.on_bus(self.manager.lost_frame())
+
+    # -- the socket's life ----------------------------------------------------------------------------
+    def run(self, token: Any) -> None:
+        try:
+            try:
+                sid, role, uid, session = self._admit(token)
+            except LPCallError as exc:
+                self.refuse(exc)
+                return
+            # A consumer whose invitation is still open listens (PROTOCOL §5 "Before the Accept"): it
+            # gets the agent's offer ahead, but sends no media signals until its `accept` frame.
+            self.serve(sid, role, uid, listening=role == "consumer" and session.state == INVITED)
+        finally:
+            # A close the writer is making (replaced, ping timeout) completes before the handler
+            # returns: Werkzeug writes an HTTP response after it, which can make the browser lose
+            # the close frame and its reason (a replaced tab would then rejoin and fight back).
+            self.finish(SENDER_WAIT)
+
+    def _admit(self, token: Any) -> tuple[str, str, str, CallSession]:
+        """The call, role and user of a valid call token for an open call."""
+        state = get_state()
+        data = state.signer.verify("call", token, state.settings["LPCALL_CALL_TOKEN_TTL"])
+        sid, role, uid = data.get("sid"), data.get("role"), data.get("uid")
+        if role not in ("agent", "consumer") or not isinstance(sid, str) or not isinstance(uid, str):
+            raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+        session = self.manager.get(sid)
+        if session is None or not session.is_open:
+            raise NotAllowedError("the call has ended", code="CALL_ENDED", field="token")
+        if session.uid_of(role) != uid:
+            raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
+        return sid, role, uid, session
 
     def serve(self, sid: str, role: str, uid: str, listening: bool = False) -> None:
         manager = self.manager
         try:
-            sub = manager.store.subscribe(channel(sid, role), self.outbox.put)
+            sub = manager.store.subscribe(channel(sid, role), self.on_bus)
         except LPCallError as exc:  # e.g. STORE_UNAVAILABLE: an error frame, never an HTTP 500 in the socket
-            self.error(exc.code, str(exc), exc.field)
-            close_and_wait(self.ws, 1013, exc.code)
+            self.refuse(exc, CLOSE_TRY_AGAIN)
             return
-        # Started once `joined` is sent: bus frames that arrive meanwhile wait in the outbox,
-        # so a client always sees `joined` first.
-        sender = threading.Thread(target=self._drain, name="lpcall-call-send", daemon=True)
         self.listening = listening
         try:
-            if listening:  # no presence yet: other tabs may listen too, the accepting one joins
-                doc = manager.doc(sid)
-                session = CallSession.from_dict(doc) if doc else None
-                if session is None or not session.is_open:
-                    self.error("CALL_ENDED", "the call has ended")
-                    return
-            else:
-                joined = self._join(sid, role)
-                if joined is None:
-                    return
-                session, doc = joined
-            peer = other(role)
-            peer_present = manager.is_present(sid, peer)
-            self.send(
-                {
-                    "type": "joined",
-                    "serviceId": sid,
-                    "role": role,
-                    "mode": session.mode,
-                    "polite": role == "consumer",
-                    "peerPresent": peer_present,
-                    "peerState": (doc.get("media") or {}).get(peer),
-                    "selfState": (doc.get("media") or {}).get(role),
-                    "sessionState": session.state,
-                    "heartbeat": manager.presence.heartbeat,
-                    "grace": manager.presence.grace,
-                    "iceRestartAttempts": int(manager.settings["LPCALL_ICE_RESTART_ATTEMPTS"]),
-                    **_ice(manager, session, role),
-                }
-            )
-            sender.start()
-            manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
+            joined = self._joined(sid, role, listening)
+            if joined is None:
+                return
+            # the writer starts with `joined` first: bus frames that arrived meanwhile wait behind it
+            self.send_first(joined)
+            self.start()
+            manager.store.publish(channel(sid, other(role)), {"type": "peer-joined", "role": role})
             self.sid, self.role = sid, role
-            if self.keepalive is not None:
-                self.keepalive.watch(self)
+            self.watch()
             self.loop(sid, role, uid)
         finally:
-            if self.keepalive is not None:
-                self.keepalive.unwatch(self)
+            self.unwatch()
             self.client_gone.set()
             sub.close()
-            self.outbox.put(_STOP)
-            # A close the sender is making (replaced, ping timeout) completes before the handler
-            # returns: Werkzeug writes an HTTP response after it, which can make the browser lose
-            # the close frame and its reason (a replaced tab would then rejoin and fight back).
-            if sender.is_alive() and sender is not threading.current_thread():
-                sender.join(SENDER_WAIT)
             if not self.listening:
                 self._leave(sid, role)
+
+    def _joined(self, sid: str, role: str, listening: bool) -> dict[str, Any] | None:
+        """The ``joined`` frame of this socket; None after telling the client why it may not join."""
+        manager = self.manager
+        if listening:  # no presence yet: other tabs may listen too, the accepting one joins
+            doc = manager.doc(sid)
+            session = CallSession.from_dict(doc) if doc else None
+            if doc is None or session is None or not session.is_open:
+                self.error("CALL_ENDED", "the call has ended")
+                return None
+        else:
+            taken = self._join(sid, role)
+            if taken is None:
+                return None
+            session, doc = taken
+        peer = other(role)
+        media = doc.get("media") or {}
+        return {
+            "type": "joined",
+            "serviceId": sid,
+            "role": role,
+            "mode": session.mode,
+            "polite": role == "consumer",
+            "peerPresent": manager.is_present(sid, peer),
+            "peerState": media.get(peer),
+            "selfState": media.get(role),
+            "sessionState": session.state,
+            "heartbeat": manager.presence.heartbeat,
+            "grace": manager.presence.grace,
+            "iceRestartAttempts": int(manager.settings["LPCALL_ICE_RESTART_ATTEMPTS"]),
+            **_ice(manager, session, role),
+        }
 
     def _join(self, sid: str, role: str) -> tuple[CallSession, dict[str, Any]] | None:
         """Take the participant's place (presence); None after telling the client why not."""
@@ -279,8 +213,7 @@ class CallSocket:
         except LPCallError as exc:
             if exc.code == TAB_CONFLICT:  # another tab holds the call: refused, that tab keeps it
                 logger.info("call %s: %s join from a second tab refused", sid, role)
-                self.error(exc.code, str(exc), exc.field)
-                close_and_wait(self.ws, 1008, exc.code)  # no stray HTTP bytes may follow the error frame
+                self.refuse(exc)
                 return None
             self.error("CALL_ENDED", "the call has ended")
             return None
@@ -394,19 +327,6 @@ def _wire_text(raw: str, role: str) -> str | None:
     return f'{text[:-1]},"from":"{role}"}}'
 
 
-def _no_delay(ws: Any) -> None:
-    """Frames go out at once (issue 17): with Nagle's algorithm a second small frame written right
-    after another (``session`` then the relayed answer, after an Accept) waits for the peer's ACK of
-    the first, i.e. one more round trip on a real network. Browsers set TCP_NODELAY on their side."""
-    sock = getattr(ws, "sock", None)
-    if sock is None:
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError, TypeError):
-        logger.debug("TCP_NODELAY not set on the call socket", exc_info=True)
-
-
 def _not_accepted() -> NotAllowedError:
     return NotAllowedError("type: the invitation has not been accepted yet", code="NOT_ACCEPTED", field="type")
 
@@ -417,17 +337,10 @@ def _ice(manager: CallManager, session: Any, role: str) -> dict[str, Any]:
 
 
 def register(bp: Blueprint) -> None:
-    @_sock.route("/ws/call", bp=bp)
-    def call_socket(ws: Any) -> None:
+    @sock.route("/ws/call", bp=bp)
+    def call_socket(ws: WebSocket) -> None:
         state = get_state()
-        if not request_origin_allowed(state.settings["LPCALL_ALLOWED_ORIGINS"]):
-            logger.warning("call socket from foreign origin %r refused", request.headers.get("Origin"))
-            close_and_wait(ws, 1008, "origin not allowed")  # no stray HTTP bytes after the close frame
-            return
         manager: CallManager = state.services["calls"]
-        try:
-            tab = (request.args.get("tab") or "")[:64] or None
-            CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"]), tab,
-                       state.services["keepalive"]).run(request.args.get("token"))
-        except ConnectionClosed:
-            pass
+        tab = (request.args.get("tab") or "")[:64] or None
+        CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"]), tab,
+                   state.services["keepalive"]).run(request.args.get("token"))

@@ -24,25 +24,15 @@ from ..core.schemas import CONSUMER_REQUESTS, validate_init_headers
 from ..errors import BadFrameError, NotAllowedError, NotFoundError
 from ..extension import LPCallState, get_state
 from ..store import Subscription
+from .envelope import FrameSocket, Handler
 from .keepalive import Keepalive
-from .route import Sock
-from .transport import (
-    CLOSE_POLICY,
-    FrameSocket,
-    Handler,
-    TooLargeError,
-    close_and_wait,
-    decline_compression,
-    quietly,
-    request_origin_allowed,
-)
+from .route import sock
+from .transport import TooLargeError, quietly
 
 logger = logging.getLogger(__name__)
 
 #: cqm.SubscribeExConversations subscriptions one consumer socket keeps; a newer one replaces the oldest
 MAX_META_SUBSCRIPTIONS = 4
-
-sock = Sock()
 
 #: Extra room simple-websocket allows above LPCALL_MAX_FRAME_BYTES before it drops the
 #: connection (1009); frames in between get a 413 error frame and the socket stays up.
@@ -80,11 +70,6 @@ def check_message(text: str, limit: int, field: str = "body.event.message") -> s
     if not text.strip():
         raise BadFrameError(f"{field}: must not be empty", field=field)
     return text
-
-
-def check_origin(state: LPCallState) -> bool:
-    """The one Origin check of the three sockets (scheme, host and port; PROTOCOL §1)."""
-    return request_origin_allowed(state.settings["LPCALL_ALLOWED_ORIGINS"])
 
 
 class MessagingSubscription:
@@ -345,17 +330,9 @@ def client_config(state: LPCallState) -> dict[str, Any]:
 
 
 def register(bp: Blueprint) -> None:
-    # every socket of the blueprint (/ws/consumer, /ws/agent, /ws/call) declines permessage-deflate
-    bp.before_request(decline_compression)
-
     @sock.route("/ws/consumer", bp=bp)
     def consumer_socket(ws: Any) -> None:
-        state = get_state()
-        if not check_origin(state):
-            logger.warning("consumer socket from foreign origin %r refused", request.headers.get("Origin"))
-            close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
-            return
-        ConsumerConnection(state, ws).run()
+        ConsumerConnection(get_state(), ws).run()
 
     @bp.post("/api/consumer/session")
     def consumer_session() -> Any:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Protocol
 
-from .transport import shutdown
+from .adapter import WebSocket
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ SLICE = 16
 
 
 class Watched(Protocol):
-    """What a socket offers the keepalive thread (CallSocket, FrameSocket)."""
+    """What a socket offers the keepalive thread (every transport.Transport)."""
 
-    ws: Any
+    ws: WebSocket
 
     def send_ping(self) -> None:
         """Queue a WebSocket ping behind the frames already queued."""
@@ -103,16 +103,15 @@ class Keepalive:
 
     def _visit(self, sock: Watched) -> None:
         ws = sock.ws
-        if not getattr(ws, "connected", False):
+        if not ws.connected:
             return  # its reader noticed; the route ends and unwatches it
-        if not getattr(ws, "ping_interval", None):  # simple-websocket does not ping this one itself
-            if not ws.pong_received:
+        if not ws.self_pinging:  # simple-websocket does not ping this one itself
+            if not ws.answered_ping():
                 if sock in self._condemned:
-                    shutdown(ws)
+                    ws.shutdown()
                 else:
                     self._condemned.add(sock)
                     sock.ping_timeout()
                 return
-            ws.pong_received = False
             sock.send_ping()
         sock.tick()

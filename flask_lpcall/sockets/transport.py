@@ -1,16 +1,24 @@
-"""The JSON request/response envelope shared by the consumer and agent sockets (PROTOCOL §3, §4).
+"""The one socket transport of flask-lpcall's three sockets (consumer, agent, call; issue 15).
 
-``FrameSocket`` wraps a flask-sock (simple-websocket) connection:
+A :class:`Transport` owns one WebSocket (:class:`~.adapter.WebSocket`, the only code that knows
+simple-websocket's internals) and does for every socket the same things the same way:
 
-* every outgoing frame goes through one queue drained by one writer thread, so
-  bus callbacks (which run on other threads, possibly a Redis listener) never
-  block and never write to the socket concurrently (``ws.send`` is not thread-safe);
-  the writer exists only while frames are pending (started by the first frame, ended
-  when the queue is empty), so an idle socket holds no thread (a greenlet's stack
-  under gevent: ~24 KB per connection, issue 7);
-* :meth:`serve` reads frames, enforces ``LPCALL_MAX_FRAME_BYTES``, validates the
-  envelope, dispatches to a handler and answers with a response or an error
-  frame naming the problem — a bad frame never ends the connection.
+* **one writer**: every outgoing frame, ping and close goes through one outbox drained by one writer
+  thread, so bus callbacks (other threads, possibly a Redis listener) never block and never write
+  to the socket concurrently (``send`` is not thread-safe), and a slow client holds up only its own
+  frames; more than :data:`MAX_PENDING_FRAMES` waiting closes it (1013);
+* the writer of a :class:`ResidentTransport` (the call socket: busy while it lives) is started once
+  and waits for frames; a :class:`Transport`'s (consumer and agent sockets: thousands of idle ones
+  per worker) exists only while frames are pending, so an idle socket holds no thread (a greenlet's stack under
+  gevent: ~24 KB per connection, issue 7);
+* pings and missed-pong closes from the keepalive thread (keepalive.py) go through the same writer,
+  behind the frames already queued; TCP_NODELAY is set on every socket;
+* **one decode path** (:func:`decode_json`) for every socket frame and JSON request body: size in
+  UTF-8 bytes (``TOO_LARGE``), UTF-8, nesting depth, integer range (``BAD_FRAME``);
+* **one Origin rule** (:func:`origin_allowed`), applied to every socket by the one route (route.py).
+
+The request/response envelope of the consumer and agent sockets is envelope.py, the call signaling
+loop call.py; both are :class:`Transport` subclasses.
 """
 
 from __future__ import annotations
@@ -18,29 +26,23 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from simple_websocket import ConnectionClosed
-from wsproto.events import Ping
-from wsproto.frame_protocol import CloseReason
-
-from ..core.schemas import validate_envelope, validate_request_body
-from ..errors import (  # noqa: F401 - TooLargeError, NotImplementedYetError re-exported
-    BadFrameError,
-    LPCallError,
-    NotImplementedYetError,
-    StoreUnavailableError,
-    TooLargeError,
-)
-from ..errors import http_status as status_for
+from ..errors import BadFrameError, NotImplementedYetError, TooLargeError
+from .adapter import ConnectionClosed, WebSocket
 
 if TYPE_CHECKING:
     from .keepalive import Keepalive
+
+__all__ = [  # NotImplementedYetError and TooLargeError: re-exported, the sockets import them from here
+    "CLOSE_POLICY", "CLOSE_TRY_AGAIN", "MAX_DEPTH", "MAX_PENDING_FRAMES", "MAX_SAFE_INTEGER", "Action", "BadFrameError",
+    "FrameRefusedError", "Item", "NotImplementedYetError", "ResidentTransport", "TooLargeError", "Transport",
+    "decode_json", "origin_allowed", "quietly", "request_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,236 @@ MAX_PENDING_FRAMES = 2000
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 
-Handler = Callable[[dict[str, Any], dict[str, Any]], "dict[str, Any] | None"]
 
+class Action:
+    """An outbox item that is not a frame's text: done by the writer in its turn."""
+
+    __slots__ = ("code", "grace", "kind", "reason", "until")
+
+    def __init__(self, kind: str, code: int = 1000, reason: str = "", grace: float = 0.0,
+                 until: threading.Event | None = None) -> None:
+        self.kind = kind
+        self.code = code
+        self.reason = reason
+        self.grace = grace  # a close waits this long for ``until`` (the client leaving by itself) first
+        self.until = until
+
+
+PING = Action("ping")
+PING_TIMEOUT = Action("ping-timeout")
+STOP = Action("stop")
+#: What an outbox holds: a frame's wire text, or an action.
+Item = str | Action
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
+
+
+class Transport:
+    """One WebSocket with a single writer: frames, pings and the close, in the order they were queued."""
+
+    # thousands of idle sockets per worker: no instance dict, no queue while nothing is pending
+    __slots__ = ("_items", "_lock", "_writer", "closed", "keepalive", "name", "ws")
+
+    def __init__(self, ws: WebSocket, *, name: str = "socket", keepalive: Keepalive | None = None) -> None:
+        self.ws = ws
+        self.keepalive = keepalive  # pings this socket while it serves (keepalive.py)
+        self.name = name
+        self.closed = threading.Event()  # set once the close is under way: later frames are dropped
+        self._lock = threading.Lock()  # guards _items and _writer; never held while writing
+        self._items: deque[Item] | None = None  # exists only while a writer runs
+        self._writer: threading.Thread | None = None
+        ws.no_delay()
+
+    # -- queueing (any thread) ---------------------------------------------------------------------
+    def send(self, frame: Mapping[str, Any]) -> None:
+        """Queue a frame; safe from any thread, never blocks on the network."""
+        self.send_text(_encode(frame))
+
+    def send_text(self, text: str) -> None:
+        """Queue a frame's wire text as it is (a relayed frame, call.py's fast path)."""
+        if self.closed.is_set():
+            return
+        pending = self.pending()
+        if pending > MAX_PENDING_FRAMES:
+            logger.warning("%s: client too slow (%d frames pending), closing", self.name, pending)
+            self.close(CLOSE_TRY_AGAIN, "too many pending frames")
+            return
+        self.put(text)
+
+    def close(self, code: int = 1000, reason: str = "", *, grace: float = 0.0,
+              until: threading.Event | None = None) -> None:
+        """Close after the frames already queued have been sent; with ``grace``, only if ``until`` is not
+        set within that many seconds (the client closes by itself)."""
+        if not self.closed.is_set():
+            self.put(Action("close", code, reason, grace, until))
+
+    # -- keepalive.Watched ---------------------------------------------------------------------------
+    def send_ping(self) -> None:
+        if not self.closed.is_set():
+            self.put(PING)
+
+    def ping_timeout(self) -> None:
+        if not self.closed.is_set():
+            self.put(PING_TIMEOUT)
+
+    def tick(self) -> None:
+        """Nothing per interval by default (the consumer's and agent's presence follows their frames)."""
+
+    def pending(self) -> int:
+        return len(self._items or ())
+
+    def put(self, item: Item) -> None:
+        """Queue an item and make sure a writer will do it (one is started if none runs)."""
+        with self._lock:
+            if self._items is None:
+                self._items = deque()
+            self._items.append(item)
+            if self._writer is None:
+                # started under the lock: finish() may join a writer it sees, never one not yet started
+                self._start_writer()
+
+    def _start_writer(self) -> None:
+        self._writer = threading.Thread(target=self._write_loop, name=f"lpcall-{self.name}-writer", daemon=True)
+        self._writer.start()
+
+    # -- the writer ----------------------------------------------------------------------------------
+    def _next(self) -> Item | None:
+        """The next item; None when the outbox is empty (this writer ends, the next frame starts one)."""
+        with self._lock:
+            if not self._items:
+                self._writer = None
+                self._items = None
+                return None
+            return self._items.popleft()
+
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                item = self._next()
+                if item is None:
+                    return
+                try:
+                    if type(item) is str:
+                        self.ws.send(item)
+                    elif not self._act(item):  # type: ignore[arg-type]
+                        return
+                except (ConnectionClosed, OSError) as exc:  # the socket is gone; the reader notices
+                    logger.debug("%s: send failed (%s)", self.name, exc)
+                    self.closed.set()
+                    return
+                except Exception:  # pragma: no cover - a bug must not leave the thread dead silently
+                    logger.exception("%s: writer failed", self.name)
+                    self.closed.set()
+                    return
+        finally:
+            self._retire()
+
+    def _act(self, action: Action) -> bool:
+        """Do one action; False when the writer ends."""
+        kind = action.kind
+        if kind == "ping":
+            self.ws.ping()
+            return True
+        if kind == "stop":
+            return False
+        self.closed.set()
+        if kind == "ping-timeout":
+            self.ws.close_unanswered()
+        elif action.until is None or not action.until.wait(action.grace):
+            self.ws.close_and_wait(action.code, action.reason)
+        return False
+
+    def _retire(self) -> None:
+        with self._lock:
+            if self._writer is threading.current_thread():
+                self._writer = None
+            if self.closed.is_set() or (self._writer is None and not self._items):
+                self._items = None
+
+    # -- the end -------------------------------------------------------------------------------------
+    def watch(self) -> None:
+        """Pinged (and ticked) by the worker's keepalive thread from now on."""
+        if self.keepalive is not None:
+            self.keepalive.watch(self)
+
+    def unwatch(self) -> None:
+        if self.keepalive is not None:
+            self.keepalive.unwatch(self)
+
+    def finish(self, timeout: float = 2.0) -> None:
+        """Let the frames already queued go out, then end the writer; the handler is done with the socket."""
+        writer = self._stop_writer()
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout)
+        self.closed.set()
+        if not self.ws.connected:
+            # the client closed: simple-websocket's reader marks the socket closed *before* it sends
+            # the close reply; shutting down now could swallow that reply (the client sees 1006)
+            self.ws.join_reader()
+            self.ws.shutdown()
+
+    def _stop_writer(self) -> threading.Thread | None:
+        with self._lock:
+            writer = self._writer
+            if writer is not None and self._items is not None:
+                self._items.append(STOP)
+        return writer
+
+
+class ResidentTransport(Transport):
+    """A transport whose one writer is started once (:meth:`start`) and waits for frames while the socket
+    lives: the call socket, busy while it lives, pays no thread start per burst and no lock per frame."""
+
+    __slots__ = ("_queue", "_ready")
+
+    def __init__(self, ws: WebSocket, *, name: str = "socket", keepalive: Keepalive | None = None) -> None:
+        super().__init__(ws, name=name, keepalive=keepalive)
+        self._queue: deque[Item] = deque()
+        self._ready = threading.Event()  # under gevent a third of queue.Queue's cost (no condition, no locks)
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def put(self, item: Item) -> None:
+        """Queue an item (the relay's hot path: no lock, the one writer waits on the event)."""
+        self._queue.append(item)
+        self._ready.set()
+
+    def send_first(self, frame: Mapping[str, Any]) -> None:
+        """Queue a frame ahead of every other; only before :meth:`start` (the writer takes from the front)."""
+        self._queue.appendleft(_encode(frame))
+        self._ready.set()
+
+    def start(self) -> None:
+        """Start the writer; what was queued before goes out first."""
+        with self._lock:
+            if self._writer is None:
+                self._start_writer()
+
+    def _next(self) -> Item | None:
+        queue = self._queue
+        while not queue:
+            self._ready.wait()
+            self._ready.clear()  # cleared before the deque is looked at again: no wake-up is lost
+        return queue.popleft()
+
+    def _retire(self) -> None:
+        """A resident writer runs once: nothing to hand over."""
+
+    def _stop_writer(self) -> threading.Thread | None:
+        self.put(STOP)
+        self.start()  # frames queued before a writer ever ran (an error before `joined`) go out too
+        return self._writer
+
+
+def quietly(what: str, fn: Callable[..., Any], *args: Any) -> None:
+    """Run a cleanup step; a failure (store outage) is logged, never raised into the socket route."""
+    try:
+        fn(*args)
+    except Exception as exc:
+        logger.warning("%s failed: %s", what, exc, exc_info=True)
+
+
+# -- the one Origin rule of every socket (PROTOCOL §1) --------------------------------------
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -83,27 +313,6 @@ def origin_allowed(origin: str | None, host: str, allowed: list[str], scheme: st
     if any(key == _origin_key(o) for o in allowed):
         return True
     return bool(host) and key == _origin_key(f"{scheme}://{host}")
-
-
-def request_origin_allowed(allowed: list[str]) -> bool:
-    """:func:`origin_allowed` for the current Flask request: the one Origin check of all three sockets."""
-    from flask import request
-
-    return origin_allowed(request.headers.get("Origin"), request.host, allowed, request.scheme)
-
-
-def decline_compression() -> None:
-    """A blueprint ``before_request`` hook: remove the client's ``Sec-WebSocket-Extensions`` offer.
-
-    simple-websocket accepts permessage-deflate with a 32 KiB window both ways whenever a client
-    offers it (every browser does): its zlib streams cost ~100 KiB per idle socket (issue 14,
-    finding 11). Without the offer in the handshake the server answers with no extension, which
-    every client must accept (RFC 6455 §9.1), and a socket costs what it costs uncompressed.
-    """
-    from flask import request
-
-    if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
 # -- the one decode path of every socket frame and JSON request body ------------------------
@@ -214,7 +423,7 @@ def _first_problem(data: Any) -> tuple[str, str] | None:
         elif kind is dict or kind is list:
             if depth > MAX_DEPTH:
                 return path, f"JSON nested deeper than {MAX_DEPTH} levels"
-            items = value.items() if kind is dict else enumerate(value)
+            items: Iterable[tuple[Any, Any]] = value.items() if kind is dict else enumerate(value)
             for key, item in items:
                 sub = f"{path}.{key}" if path else str(key)
                 if kind is dict and _bad_text(key):
@@ -234,262 +443,3 @@ def request_id(data: Any) -> Any:
         if isinstance(candidate, int) and not isinstance(candidate, bool):
             return candidate
     return None
-
-
-def close_and_wait(ws: Any, code: int, reason: str = "") -> None:
-    """Close from the server side and wait (briefly) for the client's answer.
-
-    Under werkzeug, flask-sock lets the server write an HTTP response after the
-    handler returns; the socket must be closed by then or those bytes reach the
-    client after the close frame and confuse it.
-    """
-    try:
-        ws.close(code, reason)
-    except ConnectionClosed:
-        pass
-    thread = getattr(ws, "thread", None)
-    if thread is not None and thread is not threading.current_thread():
-        thread.join(1.0)
-    shutdown(ws)
-
-
-def no_delay(ws: Any) -> None:
-    """Small frames go out at once: without TCP_NODELAY, two frames in a row on one socket wait for the
-    client's delayed ACK (Nagle), up to 40 ms each."""
-    sock = getattr(ws, "sock", None)
-    try:
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
-
-
-def shutdown(ws: Any) -> None:
-    """Send FIN now: werkzeug keeps the connection's file objects (and the TCP connection) open otherwise."""
-    sock = getattr(ws, "sock", None)
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-def write_ping(ws: Any) -> None:
-    """Send a WebSocket ping now; only from the socket's writer (simple-websocket has no ping API)."""
-    ws.sock.send(ws.ws.send(Ping()))
-
-
-def close_unanswered(ws: Any) -> None:
-    """Close as simple-websocket does on a missed pong (1008 "Ping/Pong timeout"), then end the TCP
-    connection so the reader, blocked in ``recv`` on a client that may never answer, returns."""
-    try:
-        if ws.connected:
-            ws.close(CloseReason.POLICY_VIOLATION, "Ping/Pong timeout")
-    finally:
-        shutdown(ws)
-
-
-def quietly(what: str, fn: Any, *args: Any) -> None:
-    """Run a cleanup step; a failure (store outage) is logged, never raised into the socket route."""
-    try:
-        fn(*args)
-    except Exception as exc:
-        logger.warning("%s failed: %s", what, exc, exc_info=True)
-
-
-class FrameSocket:
-    """One WebSocket with a single writer thread and the request/response envelope."""
-
-    # thousands of idle sockets per worker: no instance dict, no queue while nothing is pending
-    __slots__ = ("_lock", "_pending", "_send_lock", "_writer", "closed", "keepalive", "max_frame_bytes", "name", "ws")
-
-    def __init__(self, ws: Any, *, max_frame_bytes: int, name: str = "socket", keepalive: Keepalive | None = None) -> None:
-        self.ws = ws
-        self.keepalive = keepalive  # pings this socket while it serves (keepalive.py)
-        self.max_frame_bytes = max_frame_bytes
-        self.name = name
-        self._pending: deque[tuple[str, Any]] | None = None  # exists only while a writer runs
-        self._lock = threading.Lock()  # guards _pending and _writer; never held while writing
-        self._send_lock = threading.Lock()
-        self.closed = threading.Event()
-        self._writer: threading.Thread | None = None
-        no_delay(ws)
-
-    # -- sending -------------------------------------------------------------
-    def send(self, frame: Mapping[str, Any]) -> None:
-        """Queue a frame; safe from any thread, never blocks on the network."""
-        if self.closed.is_set():
-            return
-        pending = len(self._pending or ())
-        if pending > MAX_PENDING_FRAMES:
-            logger.warning("%s: client too slow (%d frames pending), closing", self.name, pending)
-            self.close(CLOSE_TRY_AGAIN, "too many pending frames")
-            return
-        self._put("frame", json.dumps(frame, separators=(",", ":")))
-
-    def _put(self, action: str, payload: Any) -> None:
-        """Queue an action and make sure a writer is draining the queue (started on demand)."""
-        with self._lock:
-            if self._pending is None:
-                self._pending = deque()
-            self._pending.append((action, payload))
-            if self._writer is None:
-                # started under the lock: finish() may join a writer it sees, never one not yet started
-                self._writer = threading.Thread(target=self._write_loop, name=f"lpcall-{self.name}-writer", daemon=True)
-                self._writer.start()
-
-    def respond(self, req_id: Any, kind: str, body: Mapping[str, Any] | None = None) -> None:
-        self.send({"kind": "resp", "reqId": req_id, "code": 200, "type": f"{kind}Response", "body": dict(body or {})})
-
-    def error(self, req_id: Any, exc: LPCallError) -> None:
-        self.send(
-            {
-                "kind": "resp",
-                "reqId": req_id,
-                "code": status_for(exc),
-                "type": "GenericResponse",
-                "body": {"error": exc.to_dict()},
-            }
-        )
-
-    def notify(self, kind: str, body: Mapping[str, Any]) -> None:
-        self.send({"kind": "notification", "type": kind, "body": dict(body)})
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close after the frames already queued have been sent."""
-        if not self.closed.is_set():
-            self._put("close", (code, reason))
-
-    # -- keepalive.Watched -------------------------------------------------------
-    def send_ping(self) -> None:
-        if not self.closed.is_set():
-            self._put("ping", None)
-
-    def ping_timeout(self) -> None:
-        if not self.closed.is_set():
-            self._put("ping-timeout", None)
-
-    def tick(self) -> None:
-        """Nothing per interval: these sockets' presence follows the client's own pings."""
-
-    def _write_loop(self) -> None:
-        """Drain the queue, then end: the next frame starts a new writer."""
-        try:
-            self._drain()
-        finally:
-            with self._lock:
-                if self._writer is threading.current_thread():
-                    self._writer = None
-                if self.closed.is_set() or (self._writer is None and not self._pending):
-                    self._pending = None
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                if not self._pending:
-                    self._writer = None
-                    self._pending = None
-                    return
-                action, payload = self._pending.popleft()
-            if action == "stop":
-                return
-            try:
-                with self._send_lock:
-                    if action == "frame":
-                        self.ws.send(payload)
-                    elif action == "ping":
-                        write_ping(self.ws)
-                    elif action == "ping-timeout":
-                        self.closed.set()
-                        close_unanswered(self.ws)
-                        return
-                    else:
-                        self.closed.set()
-                        close_and_wait(self.ws, *payload)
-                        return
-            except (ConnectionClosed, OSError) as exc:
-                logger.debug("%s: send failed (%s)", self.name, exc)
-                self.closed.set()
-                return
-            except Exception:  # pragma: no cover - a bug must not leave the thread dead silently
-                logger.exception("%s: writer failed", self.name)
-                self.closed.set()
-                return
-
-    def finish(self, timeout: float = 2.0) -> None:
-        """Let queued frames go out, then stop the writer."""
-        with self._lock:
-            writer = self._writer
-            if writer is not None and self._pending is not None:
-                self._pending.append(("stop", None))
-        if writer is not None and writer is not threading.current_thread():
-            writer.join(timeout)
-        self.closed.set()
-        if not getattr(self.ws, "connected", False):
-            # the client closed: simple-websocket's reader marks the socket closed *before* it sends
-            # the close reply; shutting down now could swallow that reply (the client sees 1006)
-            reader = getattr(self.ws, "thread", None)
-            if reader is not None and reader is not threading.current_thread():
-                reader.join(1.0)
-            shutdown(self.ws)
-
-    # -- receiving -----------------------------------------------------------
-    def serve(
-        self,
-        handlers: Mapping[str, Handler],
-        registry: Mapping[str, Any],
-        *,
-        on_frame: Callable[[], None] | None = None,
-    ) -> None:
-        """Read and dispatch frames until the client goes away."""
-        if self.keepalive is not None:
-            self.keepalive.watch(self)
-        try:
-            self._serve(handlers, registry, on_frame)
-        finally:
-            if self.keepalive is not None:
-                self.keepalive.unwatch(self)
-
-    def _serve(self, handlers: Mapping[str, Handler], registry: Mapping[str, Any],
-               on_frame: Callable[[], None] | None) -> None:
-        while not self.closed.is_set():
-            try:
-                raw = self.ws.receive(timeout=5)
-            except ConnectionClosed:
-                return
-            if raw is None:
-                if not getattr(self.ws, "connected", True):
-                    return
-                continue
-            if on_frame is not None:
-                try:
-                    on_frame()
-                except Exception as exc:  # e.g. the store is down: the frame still gets its answer
-                    logger.warning("%s: per-frame hook failed: %s", self.name, exc, exc_info=True)
-            self.handle_raw(raw, handlers, registry)
-
-    def handle_raw(self, raw: Any, handlers: Mapping[str, Handler], registry: Mapping[str, Any]) -> None:
-        req_id: Any = None
-        try:
-            try:
-                data = decode_json(raw, self.max_frame_bytes)
-            except FrameRefusedError as exc:
-                req_id = request_id(exc.document)
-                raise
-            req_id = request_id(data)
-            envelope = validate_envelope(data)
-            body = validate_request_body(registry, envelope["type"], envelope["body"])  # type: ignore[arg-type]
-            handler = handlers[envelope["type"]]
-            result = handler(envelope, body)
-            if result is not None:
-                kind = "pong" if envelope["type"] == "ping" else envelope["type"]
-                if kind == "pong":
-                    self.send({"kind": "resp", "reqId": req_id, "code": 200, "type": "pong", "body": {}})
-                else:
-                    self.respond(req_id, kind, result)
-        except LPCallError as exc:
-            self.error(req_id, exc)
-        except Exception:  # a fault of the server, never of the frame (decode_json and the schemas vouch for it)
-            logger.exception("%s: handler failed", self.name)
-            self.error(req_id, LPCallError("internal error; the request was not processed", code="INTERNAL"))

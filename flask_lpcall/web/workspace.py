@@ -254,7 +254,7 @@ class AgentConnection:
 
     def __init__(self, state: Any, ws: Any, agent: Any) -> None:
         from ..sockets.consumer import conversations
-        from ..sockets.transport import FrameSocket
+        from ..sockets.envelope import FrameSocket
 
         self.state = state
         self.settings = state.settings
@@ -470,8 +470,9 @@ class AgentConnection:
 # -- routes -----------------------------------------------------------------------
 def register(bp: Blueprint) -> None:
     from ..extension import get_state
-    from ..sockets.consumer import check_origin, sock
-    from ..sockets.transport import CLOSE_POLICY, FrameSocket, close_and_wait
+    from ..sockets.envelope import FrameSocket
+    from ..sockets.route import sock
+    from ..sockets.transport import CLOSE_POLICY
 
     def workspace_context(agent: Any) -> dict[str, Any]:
         state = get_state()
@@ -543,10 +544,6 @@ def register(bp: Blueprint) -> None:
     @sock.route("/ws/agent", bp=bp)
     def agent_socket(ws: Any) -> None:
         state = get_state()
-        if not check_origin(state):
-            logger.warning("agent socket from foreign origin %r refused", request.headers.get("Origin"))
-            close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
-            return
         try:
             agent = current_agent()
         except Exception:
