@@ -43,7 +43,7 @@ class WebSocket:
         self.receive: Callable[..., str | bytes | None] = server.receive
 
     @property
-    def connected(self) -> bool:
+    def is_open(self) -> bool:
         """False once either side closed (simple-websocket's reader or our close noticed)."""
         return bool(self._server.connected)
 

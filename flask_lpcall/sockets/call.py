@@ -2,11 +2,11 @@
 
 Frames between the two participants travel over the store's bus on
 ``call:<serviceId>:<role>``, never through a process-global socket map: the peer's
-socket may live in another worker. Each socket sends under its own lock, bus
-deliveries are queued and written by a per-socket sender thread, so a slow
-browser never blocks the publisher. The worker's keepalive thread (keepalive.py) pings
-every socket and refreshes its participant's presence once per heartbeat, so the reader
-waits for frames without a timer.
+socket may live in another worker. A :class:`CallSocket` is the package's one transport
+(transport.py) with a resident writer: bus deliveries, answers and closes are queued and
+written by it, so a slow browser never blocks the publisher, and ``joined`` always goes out
+first. The worker's keepalive thread (keepalive.py) pings every socket and refreshes its
+participant's presence once per heartbeat, so the reader waits for frames without a timer.
 """
 
 from __future__ import annotations

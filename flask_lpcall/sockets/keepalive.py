@@ -103,7 +103,7 @@ class Keepalive:
 
     def _visit(self, sock: Watched) -> None:
         ws = sock.ws
-        if not ws.connected:
+        if not ws.is_open:
             return  # its reader noticed; the route ends and unwatches it
         if not ws.self_pinging:  # simple-websocket does not ping this one itself
             if not ws.answered_ping():

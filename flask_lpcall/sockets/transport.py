@@ -213,7 +213,7 @@ class Transport:
         if writer is not None and writer is not threading.current_thread():
             writer.join(timeout)
         self.closed.set()
-        if not self.ws.connected:
+        if not self.ws.is_open:
             # the client closed: simple-websocket's reader marks the socket closed *before* it sends
             # the close reply; shutting down now could swallow that reply (the client sees 1006)
             self.ws.join_reader()
@@ -241,8 +241,17 @@ class ResidentTransport(Transport):
     def pending(self) -> int:
         return len(self._queue)
 
+    def send_text(self, text: str) -> None:
+        """:meth:`Transport.send_text` with the common case (open, not backed up) inline: the relay's hot path."""
+        queue = self._queue
+        if len(queue) <= MAX_PENDING_FRAMES and not self.closed.is_set():
+            queue.append(text)
+            self._ready.set()
+        else:
+            super().send_text(text)
+
     def put(self, item: Item) -> None:
-        """Queue an item (the relay's hot path: no lock, the one writer waits on the event)."""
+        """Queue an item (no lock: the one writer waits on the event)."""
         self._queue.append(item)
         self._ready.set()
 
