@@ -304,7 +304,7 @@ def test_a_frozen_client_that_reads_nothing_is_cut_off_and_counts_as_gone(live_s
     assert calls.get(sid).state == "ACCEPTED"  # the call waits for the visitor to come back
     assert not calls.is_present(sid, "consumer")
     # the worker let go of the frozen connection (its writer was stuck in a send): only the agent's is left
-    keepalive = app.extensions["lpcall"].services["keepalive"]
+    keepalive = app.extensions["lpcall"].keepalive
     wait_for(lambda: len(keepalive) == 1, timeout=10, message="the frozen client's socket released")
     raw.settimeout(10)
     while raw.recv(1 << 20):  # what was in flight, then the end of the connection

@@ -1,6 +1,6 @@
 """The call service: call sessions in the store, their side effects and their timers (no Flask).
 
-One instance per app at ``state.services["calls"]``. Every transition is an atomic
+One instance per app at ``state.calls``. Every transition is an atomic
 ``store.update`` of ``call:<serviceId>`` running the pure state machine of ``calls.py``,
 so with Redis and many workers exactly one worker wins a transition and performs its
 side effects: the COBROWSE dialog (through the conversation service), the transcript
@@ -21,22 +21,20 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import signals
-from ..errors import (
-    SESSION_ERROR_IDS,
-    BadFrameError,
-    InvalidStateError,
-    NotAllowedError,
-    NotFoundError,
-)
+from ..errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError
+from ..protocol import ACCEPTED, CLOSED, INVITED, ROLES, SESSION_ERROR_IDS
 from ..texts import render
-from .calls import ACCEPTED, CLOSED, INVITED, ROLES, CallSession
+from .calls import CallSession
 from .ice import ice_config
 from .presence import UNREAD, Presence, page_key
 from .records import fold_quality
 from .tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +93,7 @@ class CallManager:
     def __init__(
         self,
         store: Any,
-        settings: Mapping[str, Any],
+        settings: Settings,
         texts: Mapping[str, str],
         signer: TokenSigner,
         conversations: Callable[[], Any],
@@ -108,7 +106,7 @@ class CallManager:
         self._conversations = conversations
         self.sender = sender
         # who is connected, from which tab, since when gone (issue 5, presence.py)
-        self.presence = Presence(store, float(settings["LPCALL_HEARTBEAT_INTERVAL"]), float(settings["LPCALL_RECONNECT_GRACE"]))
+        self.presence = Presence(store, float(settings.heartbeat_interval), float(settings.reconnect_grace))
         self._sweeper: threading.Thread | None = None
         self._sweeper_lock = threading.Lock()
         self._stop = threading.Event()
@@ -127,7 +125,7 @@ class CallManager:
     def _lease_name(self) -> str:
         """Workers share the lease only if they judge calls alike (the same timers)."""
         s = self.settings
-        timers = (s["LPCALL_INVITE_TTL"], s["LPCALL_RECONNECT_GRACE"], s["LPCALL_HEARTBEAT_INTERVAL"])
+        timers = (s.invite_ttl, s.reconnect_grace, s.heartbeat_interval)
         return f"{SWEEP_LEASE}:" + ":".join(f"{float(t):g}" for t in timers)
 
     def _release_lease(self) -> None:
@@ -175,7 +173,7 @@ class CallManager:
     def join_info(self, session: CallSession, role: str) -> dict[str, Any]:
         """What a participant needs to join the call's signaling (invite/accept/resume answers)."""
         s = self.settings
-        camera_off = s["LPCALL_AGENT_CAMERA_OFF_AT_START"] if role == "agent" else s["LPCALL_CONSUMER_CAMERA_OFF_AT_START"]
+        camera_off = s.agent_camera_off_at_start if role == "agent" else s.consumer_camera_off_at_start
         return {
             "serviceId": session.service_id,
             "conversationId": session.conversation_id,
@@ -184,7 +182,7 @@ class CallManager:
             "token": self.token_for(session, role),
             **ice_config(s, session.uid_of(role)),
             "cameraOffAtStart": bool(camera_off),
-            "connectTimeout": float(s["LPCALL_CONNECT_TIMEOUT"]),
+            "connectTimeout": float(s.connect_timeout),
             "agentName": session.agent_name,
             "visitorName": session.visitor_name,
             "sessionState": session.state,
@@ -219,10 +217,10 @@ class CallManager:
             agent_name=agent_name,
             visitor_name=visitor_name,
             mode=mode,
-            ttl=float(self.settings["LPCALL_INVITE_TTL"]),
+            ttl=float(self.settings.invite_ttl),
         )
         doc = {**session.to_dict(), "media": {}, "gone": {}}
-        ttl = float(self.settings["LPCALL_INVITE_TTL"]) + 24 * 3600  # a safety net; CLOSED deletes it
+        ttl = float(self.settings.invite_ttl) + 24 * 3600  # a safety net; CLOSED deletes it
         self.store.set(call_key(session.service_id), doc, ttl=ttl)
         self.store.set(f"conv:{conversation_id}:call", {"serviceId": session.service_id}, ttl=ttl)
         self.ensure_sweeper()
@@ -232,8 +230,7 @@ class CallManager:
         """The agent invites the conversation's consumer; returns the agent's join info."""
         if mode not in ("VOICE_CALL", "VIDEO_CALL"):
             raise BadFrameError("mode: must be VOICE_CALL or VIDEO_CALL", field="mode")
-        switch = "LPCALL_VOICE_ENABLED" if mode == "VOICE_CALL" else "LPCALL_VIDEO_ENABLED"
-        if not self.settings[switch]:
+        if not (self.settings.voice_enabled if mode == "VOICE_CALL" else self.settings.video_enabled):
             raise NotAllowedError(f"{mode} is switched off for this site", code="MODE_DISABLED", field="mode")
         service = self._conversations()
         conv = service.get(conv_id) if service is not None else None
@@ -388,7 +385,7 @@ class CallManager:
             self._transition(service_id, left)
         except NotFoundError:
             return None
-        return now + float(self.settings["LPCALL_RECONNECT_GRACE"])
+        return now + float(self.settings.reconnect_grace)
 
     def consumer_page_opened(self, consumer_id: str, conn_id: str) -> None:
         """A messaging socket of the consumer is open (presence.py: the visitor's page)."""
@@ -505,7 +502,7 @@ class CallManager:
         Each chunk costs two store reads whatever its size (issue 20): its call documents, then the
         presence and page documents the judgement needs (MGET on Redis, not one GET each)."""
         fixed = now
-        grace = float(self.settings["LPCALL_RECONNECT_GRACE"])
+        grace = float(self.settings.reconnect_grace)
         closed: list[CallSession] = []
         seen = 0
         keys = self.store.keys("call:")
@@ -562,7 +559,7 @@ class CallManager:
 
     @property
     def sweep_interval(self) -> float:
-        shortest = min(float(self.settings["LPCALL_INVITE_TTL"]), float(self.settings["LPCALL_RECONNECT_GRACE"]))
+        shortest = min(float(self.settings.invite_ttl), float(self.settings.reconnect_grace))
         return max(MIN_SWEEP_INTERVAL, min(SWEEP_INTERVAL, shortest / 8))
 
     def ensure_sweeper(self) -> None:

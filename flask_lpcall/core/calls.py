@@ -13,14 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SESSION_ERROR_IDS, InvalidStateError
-
-INVITED = "INVITED"
-ACCEPTED = "ACCEPTED"
-CLOSED = "CLOSED"
-STATES = (INVITED, ACCEPTED, CLOSED)
-MODES = ("VOICE_CALL", "VIDEO_CALL")
-ROLES = ("agent", "consumer")
+from ..errors import InvalidStateError
+from ..protocol import ACCEPTED, CLOSE_REASONS, CLOSED, INVITED, MODES, ROLES, SESSION_ERROR_IDS
 
 #: close reason -> states it may close from, and who ended the call.
 CLOSE_RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -33,7 +27,7 @@ CLOSE_RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "consumer_disconnected": ((INVITED, ACCEPTED), "system"),  # INVITED: the visitor's page went away
     "error": ((INVITED, ACCEPTED), None),  # ended by whoever reported the error
 }
-CLOSE_REASONS = tuple(CLOSE_RULES)
+assert tuple(CLOSE_RULES) == CLOSE_REASONS, "protocol.CLOSE_REASONS and CLOSE_RULES name the same reasons"
 
 
 def now_ms(now: float | None = None) -> int:

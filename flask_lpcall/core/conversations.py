@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import texts as text_catalog
-from ..errors import InvalidStateError, NotAllowedError, NotFoundError
+from ..errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError, TooLargeError
 from ..store import Store
 from ..store.base import SEQUENCE
 
@@ -656,3 +656,13 @@ class ConversationService:
         self.store.publish(ch_conv(doc["convId"]), message)
         self.store.publish(ch_consumer(doc["consumerId"]), message)
         self.store.publish(CH_AGENTS, message)
+
+
+def check_message(text: str, limit: int, field: str = "body.event.message") -> str:
+    """The limits every chat message obeys, on both sockets."""
+    if len(text) > limit:
+        raise TooLargeError(f"{field}: {len(text)} characters is over the limit of {limit} (LPCALL_MAX_MESSAGE_LENGTH)",
+                            field=field)
+    if not text.strip():
+        raise BadFrameError(f"{field}: must not be empty", field=field)
+    return text

@@ -28,7 +28,7 @@ from ..core.calls import ACCEPTED, INVITED, CallSession
 from ..core.presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
 from ..core.schemas import load_signal_frame, refused_gen
 from ..errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
-from ..extension import get_state
+from ..state import get_state
 from .keepalive import Keepalive
 from .route import Sock
 from .transport import (
@@ -192,7 +192,7 @@ class CallSocket:
         _no_delay(self.ws)
         state = get_state()
         try:
-            data = state.signer.verify("call", token, state.settings["LPCALL_CALL_TOKEN_TTL"])
+            data = state.signer.verify("call", token, state.settings.call_token_ttl)
             sid, role, uid = data.get("sid"), data.get("role"), data.get("uid")
             if role not in ("agent", "consumer") or not isinstance(sid, str) or not isinstance(uid, str):
                 raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
@@ -248,7 +248,7 @@ class CallSocket:
                     "sessionState": session.state,
                     "heartbeat": manager.presence.heartbeat,
                     "grace": manager.presence.grace,
-                    "iceRestartAttempts": int(manager.settings["LPCALL_ICE_RESTART_ATTEMPTS"]),
+                    "iceRestartAttempts": int(manager.settings.ice_restart_attempts),
                     **_ice(manager, session, role),
                 }
             )
@@ -420,14 +420,14 @@ def register(bp: Blueprint) -> None:
     @_sock.route("/ws/call", bp=bp)
     def call_socket(ws: Any) -> None:
         state = get_state()
-        if not request_origin_allowed(state.settings["LPCALL_ALLOWED_ORIGINS"]):
+        if not request_origin_allowed(state.settings.allowed_origins):
             logger.warning("call socket from foreign origin %r refused", request.headers.get("Origin"))
             close_and_wait(ws, 1008, "origin not allowed")  # no stray HTTP bytes after the close frame
             return
-        manager: CallManager = state.services["calls"]
+        manager: CallManager = state.calls
         try:
             tab = (request.args.get("tab") or "")[:64] or None
-            CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"]), tab,
-                       state.services["keepalive"]).run(request.args.get("token"))
+            CallSocket(ws, manager, int(state.settings.max_frame_bytes), tab,
+                       state.keepalive).run(request.args.get("token"))
         except ConnectionClosed:
             pass

@@ -46,3 +46,7 @@ class Sock(flask_sock.Sock):  # type: ignore[misc]
             return f
 
         return decorator
+
+
+#: the one ``Sock`` of the blueprint: /ws/consumer, /ws/agent and /ws/call are its routes
+sock = Sock()

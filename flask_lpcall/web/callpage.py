@@ -24,25 +24,26 @@ a 4xx status, never a stack trace (texts ``callpage.*``).
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import secrets
 import time
 from typing import Any
 
+import segno
 from flask import Blueprint, Response, jsonify, render_template, request, session, url_for
 from markupsafe import Markup
 
 from ..errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
-from ..extension import get_state, json_error
+from ..state import LPCallState, get_state
+from .auth import SESSION_CSRF, current_agent
+from .consumer import client_config
+from .jsonapi import consumer_id_from_request, json_body, json_error, make_page_token
 
 logger = logging.getLogger(__name__)
 
 PURPOSE = "calllink"
-#: the purpose of the call page's own token (bound to its call; :func:`make_page_token`)
-PAGE_PURPOSE = "callpage"
-#: the longest a call page's token lives (it dies with its call before that): the link's session
-PAGE_TOKEN_TTL = 24 * 3600.0
 #: the store key recording a link's first use (and the claim of the browser that used it)
 USED_KEY = "calllink:{jti}"
 #: the cookie holding that claim (path: the page's URL only)
@@ -66,10 +67,10 @@ class LinkProblem(Exception):
         self.status = _STATUS[kind]
 
 
-def make_link_token(state: Any, service_id: str) -> tuple[str, float]:
+def make_link_token(state: LPCallState, service_id: str) -> tuple[str, float]:
     """A new single-use link token for the call ``service_id`` and its expiry (epoch seconds)."""
     token = state.signer.sign(PURPOSE, {"sid": service_id, "jti": secrets.token_urlsafe(12)})
-    return token, time.time() + float(state.settings["LPCALL_CALL_LINK_TTL"])
+    return token, time.time() + float(state.settings.call_link_ttl)
 
 
 def call_link(service_id: str, *, external: bool = True) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def call_link(service_id: str, *, external: bool = True) -> dict[str, Any]:
     For the site's own code (e.g. to send the link by SMS); the agent workspace's API calls it too.
     """
     state = get_state()
-    session_ = state.services["calls"].get(service_id)
+    session_ = state.calls.get(service_id)
     if session_ is None or not session_.is_open:
         raise NotFoundError("no such call", field="serviceId")
     token, expires = make_link_token(state, service_id)
@@ -86,9 +87,9 @@ def call_link(service_id: str, *, external: bool = True) -> dict[str, Any]:
     return {"url": url, "expires": expires, "serviceId": service_id}
 
 
-def _verify(state: Any, link: str) -> dict[str, Any]:
+def _verify(state: LPCallState, link: str) -> dict[str, Any]:
     try:
-        data = state.signer.verify(PURPOSE, link, float(state.settings["LPCALL_CALL_LINK_TTL"]))
+        data = state.signer.verify(PURPOSE, link, float(state.settings.call_link_ttl))
     except NotAllowedError as exc:
         raise LinkProblem("expired" if exc.code == "TOKEN_EXPIRED" else "invalid") from None
     sid, jti = data.get("sid"), data.get("jti")
@@ -97,7 +98,7 @@ def _verify(state: Any, link: str) -> dict[str, Any]:
     return data
 
 
-def _use(state: Any, jti: str, claims: list[str]) -> str:
+def _use(state: LPCallState, jti: str, claims: list[str]) -> str:
     """Record the link's first use and return the claim of the browser that may reopen it.
 
     A second use is allowed only with the first one's claim (a reload of the same page): from its
@@ -122,13 +123,13 @@ def _use(state: Any, jti: str, claims: list[str]) -> str:
     raise LinkProblem("used")
 
 
-def _problem_page(state: Any, problem: LinkProblem) -> Response:
+def _problem_page(state: LPCallState, problem: LinkProblem) -> Response:
     texts = state.texts
     # a used link may be this tab's own, whose claim cookie the browser did not send (cross-site iframe)
     reclaim = url_for("lpcall.lpcall_static", filename="lpcall/callpage_claim.js") if problem.kind == "used" else None
     html = render_template(
         "lpcall/callpage_problem.html",
-        lang=state.settings["LPCALL_LOCALE"],
+        lang=state.settings.locale,
         title=texts["callpage.title"],
         heading=texts[f"callpage.{problem.kind}.title"],
         message=texts[f"callpage.{problem.kind}"],
@@ -140,34 +141,9 @@ def _problem_page(state: Any, problem: LinkProblem) -> Response:
     return resp
 
 
-def make_page_token(state: Any, call: Any) -> str:
-    """The call page's identity: bound to its one call (``{"cid", "sid"}``, purpose ``callpage``).
-
-    Unlike the visitor's consumer token (``LPCALL_CONSUMER_TOKEN_TTL``, every conversation and call of
-    the visitor) it works only on the call API for that call (``api.check_bound``), never on the
-    messaging socket, the conversation, the network check or ``/api/consumer/session``, and only while
-    the call is open and for at most :data:`PAGE_TOKEN_TTL` (a reload of the page gets a fresh one)."""
-    return str(state.signer.sign(PAGE_PURPOSE, {"cid": call.consumer_id, "sid": call.service_id}))
-
-
-def verify_page_token(state: Any, token: str) -> tuple[str, str]:
-    """``(consumerId, serviceId)`` of a call page's token, or NotAllowedError: TOKEN_INVALID, or
-    TOKEN_EXPIRED when it is older than :data:`PAGE_TOKEN_TTL` or its call is over."""
-    data = state.signer.verify(PAGE_PURPOSE, token, PAGE_TOKEN_TTL)
-    cid, sid = data.get("cid"), data.get("sid")
-    if not isinstance(cid, str) or not cid or not isinstance(sid, str) or not sid:
-        raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
-    call = state.services["calls"].get(sid)
-    if call is None or not call.is_open or call.consumer_id != cid:
-        raise NotAllowedError("token: the call of this page is over", code="TOKEN_EXPIRED", field="token")
-    return cid, sid
-
-
-def _page_data(state: Any, call: Any) -> dict[str, Any]:
+def _page_data(state: LPCallState, call: Any) -> dict[str, Any]:
     """What the page's script needs: ids, the page's identity for this call, texts, the call."""
     token = make_page_token(state, call)
-    from ..sockets.consumer import client_config
-
     return {
         "base": state.url_prefix.rstrip("/"),
         "identity": {"consumerId": call.consumer_id, "token": token},
@@ -181,14 +157,12 @@ def _security_headers(resp: Response, state: Any) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Referrer-Policy"] = "no-referrer"  # the link never leaks to another site
     resp.headers["X-Content-Type-Options"] = "nosniff"
-    ancestors = " ".join(state.settings["LPCALL_CALL_PAGE_FRAME_ANCESTORS"]) or "'none'"
+    ancestors = " ".join(state.settings.call_page_frame_ancestors) or "'none'"
     resp.headers["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
     return resp
 
 
 def _agent_call_link() -> Any:
-    from .workspace import SESSION_CSRF, current_agent
-
     agent = current_agent()
     if agent is None:
         return json_error(NotAllowedError("log in as an agent first", code="NOT_AUTHENTICATED"), 401)
@@ -197,13 +171,11 @@ def _agent_call_link() -> Any:
     if not sent or not expected or not hmac.compare_digest(str(sent), str(expected)):
         return json_error(NotAllowedError("X-CSRF-Token: missing or wrong (the workspace's csrf_token)",
                                           field="X-CSRF-Token"), 403)
-    from .api import json_body
-
     body = json_body()
     sid = body.get("serviceId")
     if not isinstance(sid, str) or not sid:
         raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
-    call = get_state().services["calls"].get(sid)
+    call = get_state().calls.get(sid)
     if call is None or not call.is_open or call.agent_id != agent.id:
         raise NotFoundError("no such call", field="serviceId")
     if call.state != "INVITED":
@@ -214,10 +186,6 @@ def _agent_call_link() -> Any:
 # -- "continue on my phone" (issue 18, 2): the visitor's own link for its answered call ---------------
 def qr_svg(url: str) -> str:
     """The QR code of ``url`` as an SVG document (segno, made here: no third-party service)."""
-    import io
-
-    import segno
-
     out = io.BytesIO()
     segno.make(url, error="m").save(out, kind="svg", scale=6, border=2, xmldecl=False, svgns=True,
                                     title="QR code", dark="#000", light="#fff")
@@ -225,18 +193,16 @@ def qr_svg(url: str) -> str:
 
 
 def _consumer_call(sid: Any) -> Any:
-    from .api import consumer_id_from_request
-
     cid = consumer_id_from_request(sid)
     if not isinstance(sid, str) or not sid:
         raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
-    call = get_state().services["calls"].get(sid)
+    call = get_state().calls.get(sid)
     if call is None or not call.is_open or call.consumer_id != cid:
         raise NotFoundError("no such call", field="serviceId")
     return call
 
 
-def _handoff_record(state: Any, jti: str) -> dict[str, Any]:
+def _handoff_record(state: LPCallState, jti: str) -> dict[str, Any]:
     doc = state.store.get(HANDOFF_KEY.format(jti=jti)) if isinstance(jti, str) and 0 < len(jti) <= 64 else None
     if not isinstance(doc, dict):
         raise NotFoundError("no such handoff (expired or unknown)", field="handoffId")
@@ -244,15 +210,13 @@ def _handoff_record(state: Any, jti: str) -> dict[str, Any]:
 
 
 def _handoff_start() -> Any:
-    from .api import json_body
-
     state = get_state()
     call = _consumer_call(json_body().get("serviceId"))
     if call.state not in ("INVITED", "ACCEPTED"):
         raise InvalidStateError("serviceId: the call cannot continue on another device")
     jti = secrets.token_urlsafe(12)
     token = state.signer.sign(PURPOSE, {"sid": call.service_id, "jti": jti, "h": 1})
-    ttl = float(state.settings["LPCALL_CALL_LINK_TTL"])
+    ttl = float(state.settings.call_link_ttl)
     state.store.set(HANDOFF_KEY.format(jti=jti), {"sid": call.service_id, "state": "waiting", "ts": time.time()},
                     ttl=ttl + 60)
     url = url_for("lpcall.call_page", link=token, _external=True)
@@ -270,14 +234,14 @@ def _handoff_status(jti: str, cancel: bool = False) -> Any:
                 return {**old, "state": "cancelled"}
             return old
 
-        state.store.update(HANDOFF_KEY.format(jti=jti), apply, ttl=float(state.settings["LPCALL_CALL_LINK_TTL"]) + 60)
+        state.store.update(HANDOFF_KEY.format(jti=jti), apply, ttl=float(state.settings.call_link_ttl) + 60)
         doc = _handoff_record(state, jti)
-    present = state.services["calls"].is_present(call.service_id, "consumer")
+    present = state.calls.is_present(call.service_id, "consumer")
     return jsonify({"handoffId": jti, "state": doc.get("state"), "serviceId": call.service_id,
                     "consumerPresent": bool(present)})
 
 
-def _open_handoff(state: Any, jti: str) -> None:
+def _open_handoff(state: LPCallState, jti: str) -> None:
     """The phone opened the link: the record says so (the desktop then lets the call go)."""
     def apply(old: Any) -> Any:
         if not isinstance(old, dict):
@@ -313,7 +277,7 @@ def register(bp: Blueprint) -> None:
         state = get_state()
         try:
             data = _verify(state, link)
-            call = state.services["calls"].get(data["sid"])
+            call = state.calls.get(data["sid"])
             if call is None or not call.is_open:
                 raise LinkProblem("ended")
             if data.get("h"):
@@ -328,7 +292,7 @@ def register(bp: Blueprint) -> None:
             if call.state == "INVITED":
                 # the link's page is a page of the visitor: closing the chat tab meanwhile no longer
                 # withdraws the invitation (``consumer_disconnected``); it still expires (LPCALL_INVITE_TTL)
-                state.services["calls"].consumer_page_opened(call.consumer_id, f"callpage:{data['jti']}")
+                state.calls.consumer_page_opened(call.consumer_id, f"callpage:{data['jti']}")
         except LinkProblem as problem:
             logger.info("call page refused: %s link", problem.kind)
             return _problem_page(state, problem)
@@ -342,7 +306,7 @@ def register(bp: Blueprint) -> None:
         page = json.dumps(page_data).replace("<", "\\u003c")
         html = render_template(
             "lpcall/callpage.html",
-            lang=state.settings["LPCALL_LOCALE"],
+            lang=state.settings.locale,
             title=state.texts["callpage.title"],
             loading=state.texts["call.loading"],
             page_json=Markup(page),

@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from .assets import asset_version, static_dir
 
 if TYPE_CHECKING:
-    from ..extension import LPCallState
+    from ..state import LPCallState
 
 #: Attribute that marks a page as tagged; its presence prevents a second tag.
 MARKER = "data-lpcall-tag"
@@ -67,13 +67,13 @@ def client_config(state: LPCallState) -> dict[str, Any]:
     s = state.settings
     return {
         "base": state.url_prefix,
-        "win": bool(s["LPCALL_ENGAGEMENT_WINDOW"]),
-        "dbg": bool(s["LPCALL_DEBUG"]),
+        "win": bool(s.engagement_window),
+        "dbg": bool(s.debug),
     }
 
 
 def _nonce(state: LPCallState, gobj: Any = None, req: Request | None = None) -> str | None:
-    getter = state.settings["LPCALL_CSP_NONCE"]
+    getter = state.settings.csp_nonce
     if getter is not None:
         value = getter()
     else:
@@ -92,7 +92,7 @@ def _build_tag(state: LPCallState, nonce: str | None) -> str:
 def _plain_tag(state: LPCallState) -> bytes:
     """The nonce-less tag as UTF-8, built once per app (again if what it is built from changes)."""
     s = state.settings
-    key = (state.url_prefix, s["LPCALL_ENGAGEMENT_WINDOW"], s["LPCALL_DEBUG"], state.eager_js)
+    key = (state.url_prefix, s.engagement_window, s.debug, state.eager_js)
     tag = state.tag_cache.get(key)
     if tag is None:
         state.tag_cache.clear()
@@ -126,7 +126,7 @@ def path_matches(path: str, prefix: str) -> bool:
 
 def _exempt_paths(state: LPCallState) -> tuple[frozenset[str], tuple[str, ...], bool]:
     """The extension's prefix and ``LPCALL_EXEMPT_PATHS`` as (exact paths, path starts, everything)."""
-    prefixes = [state.url_prefix, *state.settings["LPCALL_EXEMPT_PATHS"]]
+    prefixes = [state.url_prefix, *state.settings.exempt_paths]
     starts = tuple(p if p.endswith("/") else p + "/" for p in prefixes)
     return frozenset(prefixes), starts, "/" in prefixes
 
@@ -139,8 +139,8 @@ def make_injector(state: LPCallState) -> Callable[[Response], Response]:
     headers are each looked up once (one pass over the headers, no list copy).
     """
     settings = state.settings
-    inject_on = bool(settings["LPCALL_INJECT_TAG"])
-    nonce_getter = settings["LPCALL_CSP_NONCE"]
+    inject_on = bool(settings.inject_tag)
+    nonce_getter = settings.csp_nonce
     exact, starts, exempt_all = _exempt_paths(state)
     view_exempt: dict[str | None, bool] = {}  # endpoint -> decorated with @exempt
     head_close, body_open, marker, frames = _HEAD_CLOSE.search, _BODY_OPEN.search, _MARKER_BYTES, _FRAME_DESTINATIONS
