@@ -156,7 +156,7 @@ def _describe(permissions: frozenset[str] | set[str]) -> str:
 
 
 # -- CLI: flask lpcall report ------------------------------------------------------------
-class _Bound(click.ParamType):
+class _Bound(click.ParamType):  # type: ignore[type-arg]
     name = "DATE"
 
     def __init__(self, end: bool) -> None:

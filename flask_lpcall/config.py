@@ -108,7 +108,7 @@ def _whole(lo: int, hi: int | None, what: str) -> fields.Integer:
     return fields.Integer(strict=True, validate=_PERMS(min=lo, max=hi), **_allowed(f"a whole number of {what} {span}"))
 
 
-def _str_list(**kw: Any) -> fields.List:
+def _str_list(**kw: Any) -> fields.List[Any]:
     return fields.List(fields.String(validate=validate.Length(min=1)), **kw)
 
 
@@ -117,7 +117,7 @@ class _IceServer(Schema):
     username = fields.String()
     credential = fields.String()
 
-    def load(self, data: Any, **kw: Any) -> Any:  # type: ignore[override]
+    def load(self, data: Any, **kw: Any) -> Any:
         out = super().load(data, **kw)
         urls = out["urls"]
         if isinstance(urls, str):

@@ -14,8 +14,9 @@ from wsclients import Agent as AgentClient
 from wsclients import FrameClient
 
 from flask_lpcall import LPCall
-from flask_lpcall.core.agents import PERM_VIDEO, PERM_VOICE, SESSION_KEY_PREFIX
+from flask_lpcall.core.agents import PERM_VIDEO, PERM_VOICE
 from flask_lpcall.state import get_state
+from flask_lpcall.store.keys import SESSION_KEY_PREFIX
 
 
 def make_app(tmp_path: Path, **config: Any) -> Flask:

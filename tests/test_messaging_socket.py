@@ -439,8 +439,8 @@ def test_transcript_has_no_gaps_or_duplicates_when_subscribing_during_a_burst(se
 def test_one_socket_cannot_pile_up_conversation_subscriptions(server: Any) -> None:
     """Each cqm.SubscribeExConversations used to add a store subscription with no limit (found by the
     fuzzer's review): 200 on one socket now keep at most MAX_META_SUBSCRIPTIONS, the newest still works."""
-    from flask_lpcall.core.conversations import ch_consumer
     from flask_lpcall.state import get_state
+    from flask_lpcall.store.keys import ch_consumer
 
     consumer = Consumer(server.url)
     consumer.connect()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError
 from ..protocol import MODES
+from ..store.keys import session_key
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -32,9 +33,6 @@ MODE_RULES: dict[str, tuple[str, str]] = {
 #: systemKey of the transcript event that asks the consumer to run the network check (PROTOCOL §3).
 NETCHECK_REQUEST_KEY = "system.netcheck_request"
 
-#: store key prefix of an ended login (PROTOCOL §6): ``agent-logout:<sid>`` -> agent id, written at logout and kept
-#: as long as a session cookie can live (PERMANENT_SESSION_LIFETIME: Flask refuses older cookies by itself)
-SESSION_KEY_PREFIX = "agent-logout:"
 
 
 @dataclass(frozen=True)
@@ -125,10 +123,6 @@ def authenticate(state: LPCallState, username: str, password: str) -> Any | None
 
 
 # -- sessions: each login has an id; logout records it in the store, so a copied cookie dies with it ----
-def session_key(sid: str) -> str:
-    return SESSION_KEY_PREFIX + sid
-
-
 def session_valid(store: Store, agent_id: Any, sid: Any) -> bool:
     """Whether the cookie holds a login (agent and session id) that did not log out.
 

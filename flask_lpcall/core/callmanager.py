@@ -26,12 +26,16 @@ from typing import TYPE_CHECKING, Any
 from .. import signals
 from ..errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError
 from ..protocol import ACCEPTED, CLOSED, INVITED, ROLES, SESSION_ERROR_IDS
+from ..store.keys import SWEEP_LEASE, call_channel, call_key, page_key, presence_key
 from ..texts import render
 from .calls import CallSession
 from .ice import ice_config
-from .presence import UNREAD, Presence, page_key
+from .presence import UNREAD, Presence
 from .records import fold_quality
 from .tokens import TokenSigner
+
+#: the channel of a participant's frames (sockets/call.py imports it from here)
+channel = call_channel
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -52,7 +56,6 @@ IDLE_EXIT = 30.0
 #: The store lease of the sweeper (issue 20): with many workers on one Redis only the holder sweeps
 #: (the sweep reads every call, whoever's it is); another takes over within SWEEP_LEASE_ROUNDS
 #: intervals when the holder stops (its worker died, or has no call left to watch).
-SWEEP_LEASE = "lpcall:sweeper"
 SWEEP_LEASE_ROUNDS = 3
 #: Close reason of a call whose state vanished from the store (restarted empty, flushed, evicted).
 STATE_LOST = "state_lost"
@@ -62,19 +65,6 @@ STATE_LOST_ERROR = "UNABLE_TO_CONNECT"
 #: Seconds a socket waits before it trusts that its call vanished: a normal close deletes the
 #: call's keys a moment before its `closed` frame reaches the sockets.
 LOST_CONFIRM = 0.5
-
-
-def call_key(service_id: str) -> str:
-    return f"call:{service_id}"
-
-
-def presence_key(service_id: str, role: str) -> str:
-    return f"presence:{service_id}:{role}"
-
-
-def channel(service_id: str, role: str) -> str:
-    """Bus channel of the frames for one participant (PROTOCOL §6)."""
-    return f"call:{service_id}:{role}"
 
 
 def other(role: str) -> str:

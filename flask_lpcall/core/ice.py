@@ -28,7 +28,7 @@ def turn_credentials(secret: str, user_id: str, ttl: int, now: float | None = No
 def ice_config(settings: Settings, user_id: str, now: float | None = None) -> dict[str, Any]:
     """``{"iceServers": [...], "iceTransportPolicy": "all"|"relay"}`` for one participant."""
     servers: list[dict[str, Any]] = [dict(s) for s in settings.ice_servers]
-    if settings.turn_urls:
+    if settings.turn_urls and settings.turn_secret:  # init_app refuses TURN URLs without a secret
         username, credential = turn_credentials(settings.turn_secret, user_id, settings.turn_ttl, now)
         servers.append({"urls": list(settings.turn_urls), "username": username, "credential": credential})
     return {"iceServers": servers, "iceTransportPolicy": "relay" if settings.force_relay else "all"}

@@ -52,10 +52,3 @@ def describe(texts: dict[str, str], result: dict[str, Any]) -> str:
     if result["verdict"] != "no_path" and rtt is not None and rtt > HIGH_RTT_MS:
         message += " " + render(texts, "netcheck.high_latency", rtt=round(rtt))
     return message
-
-
-
-
-def check_key(check_id: str) -> str:
-    """Store key of a check's server-side measurements (shared by the workers)."""
-    return f"netcheck:{check_id}"

@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from ..errors import NotAllowedError
+from ..store.keys import page_key, presence_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,6 @@ class TabConflictError(NotAllowedError):
 
     def __init__(self) -> None:
         super().__init__("the call is open in another tab of this browser", code=TAB_CONFLICT, field="tab")
-
-
-def presence_key(service_id: str, role: str) -> str:
-    return f"presence:{service_id}:{role}"
-
-
-def page_key(consumer_id: str) -> str:
-    return f"page:{consumer_id}"
 
 
 #: a page document outlives any invitation; each new socket of the consumer renews it

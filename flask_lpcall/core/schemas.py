@@ -104,7 +104,7 @@ MAX_VISITOR_NAME = 100
 _id_len = validate.Length(min=1, max=200, error="must be a non-empty string of at most 200 characters")
 
 
-class RequestIdField(fields.Field):
+class RequestIdField(fields.Field[Any]):
     """A request ``id``: a non-empty string or an integer (not a boolean)."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
@@ -459,7 +459,6 @@ def load_signal_frame(data: Any) -> tuple[dict[str, Any], bool]:
 
 
 _CANDIDATE_KEYS = frozenset({"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"})
-_SDP_TYPES = SDP_TYPES
 
 
 def _opt_str(value: Any, max_len: int) -> bool:
@@ -478,35 +477,41 @@ def _fast_signal_frame(kind: str, data: dict[str, Any]) -> dict[str, Any] | None
             return None
         tag = {"gen": data["gen"]}
     if kind == "candidate":
-        if len(data) != 2 + len(tag) or "candidate" not in data:
-            return None
-        cand = data["candidate"]
-        if cand is None:
-            return {"type": kind, "candidate": None, **tag}
-        if type(cand) is not dict or not cand.keys() <= _CANDIDATE_KEYS:
-            return None
-        text, index = cand.get("candidate"), cand.get("sdpMLineIndex")
-        if type(text) is not str or len(text) > MAX_CANDIDATE_CHARS:
-            return None
-        if not (index is None or (type(index) is int and 0 <= index <= MAX_MLINE_INDEX)):
-            return None
-        if not (_opt_str(cand.get("sdpMid"), MAX_SDP_MID_CHARS) and _opt_str(cand.get("usernameFragment"), MAX_UFRAG_CHARS)):
-            return None
-        return {"type": kind, "candidate": dict(cand), **tag}
+        return _fast_candidate(data, tag) if len(data) == 2 + len(tag) and "candidate" in data else None
     if kind == "description":
-        desc = data.get("description")
-        if len(data) != 2 + len(tag) or type(desc) is not dict or not desc.keys() <= {"type", "sdp"}:
-            return None
-        sdp = desc.get("sdp", "")
-        sdp_type = desc.get("type")
-        if type(sdp_type) is not str or sdp_type not in _SDP_TYPES or type(sdp) is not str or len(sdp) > MAX_SDP_CHARS:
-            return None
-        if not sdp and sdp_type != "rollback":  # an offer or answer without sdp: the schema names it
-            return None
-        return {"type": kind, "description": {"type": desc["type"], "sdp": sdp}, **tag}
+        return _fast_description(data, tag) if len(data) == 2 + len(tag) else None
     if kind in ("ping", "hangup", "connected") and len(data) == 1:
         return {"type": kind}
     return None
+
+
+def _fast_candidate(data: dict[str, Any], tag: dict[str, str]) -> dict[str, Any] | None:
+    cand = data["candidate"]
+    if cand is None:
+        return {"type": "candidate", "candidate": None, **tag}
+    if type(cand) is not dict or not cand.keys() <= _CANDIDATE_KEYS:
+        return None
+    text, index = cand.get("candidate"), cand.get("sdpMLineIndex")
+    if type(text) is not str or len(text) > MAX_CANDIDATE_CHARS:
+        return None
+    if not (index is None or (type(index) is int and 0 <= index <= MAX_MLINE_INDEX)):
+        return None
+    if not (_opt_str(cand.get("sdpMid"), MAX_SDP_MID_CHARS) and _opt_str(cand.get("usernameFragment"), MAX_UFRAG_CHARS)):
+        return None
+    return {"type": "candidate", "candidate": dict(cand), **tag}
+
+
+def _fast_description(data: dict[str, Any], tag: dict[str, str]) -> dict[str, Any] | None:
+    desc = data.get("description")
+    if type(desc) is not dict or not desc.keys() <= {"type", "sdp"}:
+        return None
+    sdp = desc.get("sdp", "")
+    sdp_type = desc.get("type")
+    if type(sdp_type) is not str or sdp_type not in SDP_TYPES or type(sdp) is not str or len(sdp) > MAX_SDP_CHARS:
+        return None
+    if not sdp and sdp_type != "rollback":  # an offer or answer without sdp: the schema names it
+        return None
+    return {"type": "description", "description": {"type": desc["type"], "sdp": sdp}, **tag}
 
 
 _SIGNAL_SCHEMA_CACHE: dict[str, Schema] = {}

@@ -22,9 +22,10 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from ..config import Settings
 from ..core.ice import ice_config
-from ..core.netcheck import CHECK_LIFETIME, CHUNK, MAX_CONCURRENT, PROBE_CAP_KBPS, PROBE_MS, BusyError, check_key
+from ..core.netcheck import CHECK_LIFETIME, CHUNK, MAX_CONCURRENT, PROBE_CAP_KBPS, PROBE_MS, BusyError
 from ..errors import LPCallError, NotFoundError
 from ..store import Store
+from ..store.keys import check_key
 from .aioloop import BackgroundLoop, LoopTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class NetcheckResponder:
             await check.pc.close()
 
     def _serve(self, check: _Check, channel: Any) -> None:
-        @channel.on("message")
+        @channel.on("message")  # type: ignore[untyped-decorator]  # pyee's decorator is untyped
         def on_message(message: Any) -> None:
             now = time.monotonic()
             if isinstance(message, bytes):

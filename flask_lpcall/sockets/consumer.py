@@ -13,11 +13,12 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from ..core.conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv, check_message
+from ..core.conversations import ROLE_CONSUMER, ConversationService, check_message
 from ..core.schemas import CONSUMER_REQUESTS, validate_init_headers
 from ..errors import NotAllowedError, NotFoundError
 from ..state import LPCallState
 from ..store import Subscription
+from ..store.keys import ch_consumer, ch_conv
 from .transport import (
     FrameSocket,
     Handler,

@@ -14,10 +14,10 @@ from typing import Any
 
 from flask import abort, current_app, request, session, url_for
 
-from ..core.agents import Agent, load_agent, session_key, session_valid
-from ..core.conversations import CH_AGENTS
+from ..core.agents import Agent, load_agent, session_valid
 from ..optional import require
 from ..state import LPCallState, get_state
+from ..store.keys import CH_AGENTS, session_key
 
 logger = logging.getLogger(__name__)
 

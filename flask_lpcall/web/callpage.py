@@ -37,6 +37,7 @@ from markupsafe import Markup
 
 from ..errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
 from ..state import LPCallState, get_state
+from ..store.keys import calllink_key, handoff_key
 from .auth import SESSION_CSRF, current_agent
 from .consumer import client_config
 from .jsonapi import consumer_id_from_request, json_body, json_error, make_page_token
@@ -44,8 +45,6 @@ from .jsonapi import consumer_id_from_request, json_body, json_error, make_page_
 logger = logging.getLogger(__name__)
 
 PURPOSE = "calllink"
-#: the store key recording a link's first use (and the claim of the browser that used it)
-USED_KEY = "calllink:{jti}"
 #: the cookie holding that claim (path: the page's URL only)
 CLAIM_COOKIE = "lpcall_calllink"
 #: how long a use is remembered: longer than any link lives and any call lasts
@@ -54,8 +53,6 @@ USED_TTL = 24 * 3600.0
 
 #: HTTP status of the page for each kind of unusable link
 _STATUS = {"invalid": 404, "expired": 410, "used": 410, "ended": 410, "cancelled": 410}
-#: a "continue on my phone" link's record: ``{"sid", "state": waiting|opened|cancelled}``
-HANDOFF_KEY = "handoff:{jti}"
 
 
 class LinkProblem(Exception):
@@ -114,7 +111,7 @@ def _use(state: LPCallState, jti: str, claims: list[str]) -> str:
         outcome["new"] = "1"
         return {"claim": fresh, "ts": time.time()}
 
-    state.store.update(USED_KEY.format(jti=jti), apply, ttl=USED_TTL)
+    state.store.update(calllink_key(jti), apply, ttl=USED_TTL)
     if outcome.get("new"):
         return fresh
     for claim in claims:
@@ -203,7 +200,7 @@ def _consumer_call(sid: Any) -> Any:
 
 
 def _handoff_record(state: LPCallState, jti: str) -> dict[str, Any]:
-    doc = state.store.get(HANDOFF_KEY.format(jti=jti)) if isinstance(jti, str) and 0 < len(jti) <= 64 else None
+    doc = state.store.get(handoff_key(jti)) if isinstance(jti, str) and 0 < len(jti) <= 64 else None
     if not isinstance(doc, dict):
         raise NotFoundError("no such handoff (expired or unknown)", field="handoffId")
     return doc
@@ -217,7 +214,7 @@ def _handoff_start() -> Any:
     jti = secrets.token_urlsafe(12)
     token = state.signer.sign(PURPOSE, {"sid": call.service_id, "jti": jti, "h": 1})
     ttl = float(state.settings.call_link_ttl)
-    state.store.set(HANDOFF_KEY.format(jti=jti), {"sid": call.service_id, "state": "waiting", "ts": time.time()},
+    state.store.set(handoff_key(jti), {"sid": call.service_id, "state": "waiting", "ts": time.time()},
                     ttl=ttl + 60)
     url = url_for("lpcall.call_page", link=token, _external=True)
     return jsonify({"handoffId": jti, "url": url, "expires": time.time() + ttl, "qrSvg": qr_svg(url),
@@ -234,7 +231,7 @@ def _handoff_status(jti: str, cancel: bool = False) -> Any:
                 return {**old, "state": "cancelled"}
             return old
 
-        state.store.update(HANDOFF_KEY.format(jti=jti), apply, ttl=float(state.settings.call_link_ttl) + 60)
+        state.store.update(handoff_key(jti), apply, ttl=float(state.settings.call_link_ttl) + 60)
         doc = _handoff_record(state, jti)
     present = state.calls.is_present(call.service_id, "consumer")
     return jsonify({"handoffId": jti, "state": doc.get("state"), "serviceId": call.service_id,
@@ -250,72 +247,79 @@ def _open_handoff(state: LPCallState, jti: str) -> None:
             raise LinkProblem("cancelled")
         return {**old, "state": "opened", "openedTs": old.get("openedTs") or time.time()}
 
-    state.store.update(HANDOFF_KEY.format(jti=jti), apply, ttl=USED_TTL)
+    state.store.update(handoff_key(jti), apply, ttl=USED_TTL)
+
+
+def call_handoff() -> Any:
+    """The visitor continues its call (or answers its invitation) on another device: a one-time link and its QR code."""
+    return _handoff_start()
+
+
+def call_handoff_status(jti: str) -> Any:
+    return _handoff_status(jti)
+
+
+def call_handoff_cancel(jti: str) -> Any:
+    return _handoff_status(jti, cancel=True)
+
+
+def agent_call_link() -> Any:
+    """The agent of an invited call gets a link to the standalone call page (``{url, expires}``)."""
+    return _agent_call_link()
+
+
+def call_page(link: str) -> Any:
+    state = get_state()
+    try:
+        data = _verify(state, link)
+        call = state.calls.get(data["sid"])
+        if call is None or not call.is_open:
+            raise LinkProblem("ended")
+        if data.get("h"):
+            if state.store.get(handoff_key(data["jti"])) is None:
+                raise LinkProblem("expired")
+            if (state.store.get(handoff_key(data["jti"])) or {}).get("state") == "cancelled":
+                raise LinkProblem("cancelled")
+        claims = [c for c in (request.cookies.get(CLAIM_COOKIE), request.args.get("claim")) if isinstance(c, str)]
+        claim = _use(state, data["jti"], claims)
+        if data.get("h"):
+            _open_handoff(state, data["jti"])
+        if call.state == "INVITED":
+            # the link's page is a page of the visitor: closing the chat tab meanwhile no longer
+            # withdraws the invitation (``consumer_disconnected``); it still expires (LPCALL_INVITE_TTL)
+            state.calls.consumer_page_opened(call.consumer_id, f"callpage:{data['jti']}")
+    except LinkProblem as problem:
+        logger.info("call page refused: %s link", problem.kind)
+        return _problem_page(state, problem)
+    except LPCallError as exc:  # the store failed: still a page, not JSON
+        logger.warning("call page: %s", exc)
+        return _problem_page(state, LinkProblem("ended"))
+    page_data = _page_data(state, call)
+    page_data["claim"] = claim  # kept in the tab's sessionStorage too (cross-site iframes)
+    if data.get("h"):
+        page_data["handoff"] = {"id": data["jti"]}
+    page = json.dumps(page_data).replace("<", "\\u003c")
+    html = render_template(
+        "lpcall/callpage.html",
+        lang=state.settings.locale,
+        title=state.texts["callpage.title"],
+        loading=state.texts["call.loading"],
+        page_json=Markup(page),
+        css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
+        script=url_for("lpcall.lpcall_static", filename="lpcall/callpage.js"),
+    )
+    resp = _security_headers(Response(html, mimetype="text/html"), state)
+    # SameSite=None (needs Secure) so that a host app's cross-site iframe keeps it; http: Lax
+    resp.set_cookie(CLAIM_COOKIE, claim, max_age=int(USED_TTL), path=request.path, httponly=True,
+                    secure=request.is_secure, samesite="None" if request.is_secure else "Lax")
+    return resp
 
 
 def register(bp: Blueprint) -> None:
-    @bp.post("/api/call/handoff")
-    def call_handoff() -> Any:
-        """The visitor continues its call (or answers its invitation) on another device: a one-time link and its QR code."""
-        return _handoff_start()
+    bp.add_url_rule("/api/call/handoff", view_func=call_handoff, methods=["POST"])
+    bp.add_url_rule("/api/call/handoff/<jti>", view_func=call_handoff_status, methods=["GET"])
+    bp.add_url_rule("/api/call/handoff/<jti>", view_func=call_handoff_cancel, methods=["DELETE"])
+    bp.add_url_rule("/api/agent/call-link", view_func=agent_call_link, methods=["POST"])
+    bp.add_url_rule("/call/<path:link>", view_func=call_page, methods=["GET"])
 
-    @bp.get("/api/call/handoff/<jti>")
-    def call_handoff_status(jti: str) -> Any:
-        return _handoff_status(jti)
-
-    @bp.delete("/api/call/handoff/<jti>")
-    def call_handoff_cancel(jti: str) -> Any:
-        return _handoff_status(jti, cancel=True)
-
-    @bp.post("/api/agent/call-link")
-    def agent_call_link() -> Any:
-        """The agent of an invited call gets a link to the standalone call page (``{url, expires}``)."""
-        return _agent_call_link()
-
-    @bp.get("/call/<path:link>")
-    def call_page(link: str) -> Any:
-        state = get_state()
-        try:
-            data = _verify(state, link)
-            call = state.calls.get(data["sid"])
-            if call is None or not call.is_open:
-                raise LinkProblem("ended")
-            if data.get("h"):
-                if state.store.get(HANDOFF_KEY.format(jti=data["jti"])) is None:
-                    raise LinkProblem("expired")
-                if (state.store.get(HANDOFF_KEY.format(jti=data["jti"])) or {}).get("state") == "cancelled":
-                    raise LinkProblem("cancelled")
-            claims = [c for c in (request.cookies.get(CLAIM_COOKIE), request.args.get("claim")) if isinstance(c, str)]
-            claim = _use(state, data["jti"], claims)
-            if data.get("h"):
-                _open_handoff(state, data["jti"])
-            if call.state == "INVITED":
-                # the link's page is a page of the visitor: closing the chat tab meanwhile no longer
-                # withdraws the invitation (``consumer_disconnected``); it still expires (LPCALL_INVITE_TTL)
-                state.calls.consumer_page_opened(call.consumer_id, f"callpage:{data['jti']}")
-        except LinkProblem as problem:
-            logger.info("call page refused: %s link", problem.kind)
-            return _problem_page(state, problem)
-        except LPCallError as exc:  # the store failed: still a page, not JSON
-            logger.warning("call page: %s", exc)
-            return _problem_page(state, LinkProblem("ended"))
-        page_data = _page_data(state, call)
-        page_data["claim"] = claim  # kept in the tab's sessionStorage too (cross-site iframes)
-        if data.get("h"):
-            page_data["handoff"] = {"id": data["jti"]}
-        page = json.dumps(page_data).replace("<", "\\u003c")
-        html = render_template(
-            "lpcall/callpage.html",
-            lang=state.settings.locale,
-            title=state.texts["callpage.title"],
-            loading=state.texts["call.loading"],
-            page_json=Markup(page),
-            css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
-            script=url_for("lpcall.lpcall_static", filename="lpcall/callpage.js"),
-        )
-        resp = _security_headers(Response(html, mimetype="text/html"), state)
-        # SameSite=None (needs Secure) so that a host app's cross-site iframe keeps it; http: Lax
-        resp.set_cookie(CLAIM_COOKIE, claim, max_age=int(USED_TTL), path=request.path, httponly=True,
-                        secure=request.is_secure, samesite="None" if request.is_secure else "Lax")
-        return resp
 

@@ -50,33 +50,38 @@ def client_config(state: LPCallState) -> dict[str, Any]:
     }
 
 
+def consumer_socket(ws: Any) -> None:
+    state = get_state()
+    if not request_origin_allowed(state.settings.allowed_origins):
+        logger.warning("consumer socket from foreign origin %r refused", request.headers.get("Origin"))
+        close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
+        return
+    ConsumerConnection(state, ws).run()
+
+
+def consumer_session() -> Any:
+    state = get_state()
+    vid = json_body(optional=True).get("vid")
+    if vid is not None and (not isinstance(vid, str) or not 0 < len(vid) <= 200):
+        raise BadFrameError("vid: must be a string of 1 to 200 characters", field="vid")
+    cid = bearer_consumer(state) or str(uuid.uuid4())
+    token = state.signer.sign("consumer", {"cid": cid, "vid": vid})
+    resp = jsonify({"consumerId": cid, "token": token})
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def client_config_view() -> Any:
+    resp = jsonify(client_config(get_state()))
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
 def register(bp: Blueprint) -> None:
     # every socket of the blueprint (/ws/consumer, /ws/agent, /ws/call) declines permessage-deflate
     bp.before_request(decline_compression)
+    sock.route("/ws/consumer", bp=bp)(consumer_socket)
+    bp.add_url_rule("/api/consumer/session", view_func=consumer_session, methods=["POST"])
+    bp.add_url_rule("/api/client-config", view_func=client_config_view, methods=["GET"])
 
-    @sock.route("/ws/consumer", bp=bp)
-    def consumer_socket(ws: Any) -> None:
-        state = get_state()
-        if not request_origin_allowed(state.settings.allowed_origins):
-            logger.warning("consumer socket from foreign origin %r refused", request.headers.get("Origin"))
-            close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
-            return
-        ConsumerConnection(state, ws).run()
 
-    @bp.post("/api/consumer/session")
-    def consumer_session() -> Any:
-        state = get_state()
-        vid = json_body(optional=True).get("vid")
-        if vid is not None and (not isinstance(vid, str) or not 0 < len(vid) <= 200):
-            raise BadFrameError("vid: must be a string of 1 to 200 characters", field="vid")
-        cid = bearer_consumer(state) or str(uuid.uuid4())
-        token = state.signer.sign("consumer", {"cid": cid, "vid": vid})
-        resp = jsonify({"consumerId": cid, "token": token})
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
-
-    @bp.get("/api/client-config")
-    def client_config_view() -> Any:
-        resp = jsonify(client_config(get_state()))
-        resp.headers["Cache-Control"] = "no-cache"
-        return resp

@@ -109,19 +109,20 @@ def _methods_of(path: str) -> list[str]:
     return allowed
 
 
-def register(bp: Blueprint) -> None:
-    @bp.route("/api/<path:rest>", methods=_ALL_METHODS)
-    def api_fallback(rest: str) -> Any:
-        """A JSON endpoint called with a method it does not take, or an unknown one: a JSON error, not
-        Flask's HTML page (werkzeug tries this rule after the endpoints, whose rules are more specific)."""
-        allowed = _methods_of(request.path)
-        if allowed:
-            resp, status = json_error(LPCallError(f"{request.method} is not allowed here; use {', '.join(allowed)}",
-                                                  code="METHOD_NOT_ALLOWED"))
-            resp.headers["Allow"] = ", ".join(allowed)
-            return resp, status
-        return json_error(NotFoundError(f"no JSON endpoint {request.path}"))
+def api_fallback(rest: str) -> Any:
+    """A JSON endpoint called with a method it does not take, or an unknown one: a JSON error, not
+    Flask's HTML page (werkzeug tries this rule after the endpoints, whose rules are more specific)."""
+    allowed = _methods_of(request.path)
+    if allowed:
+        resp, status = json_error(LPCallError(f"{request.method} is not allowed here; use {', '.join(allowed)}",
+                                              code="METHOD_NOT_ALLOWED"))
+        resp.headers["Allow"] = ", ".join(allowed)
+        return resp, status
+    return json_error(NotFoundError(f"no JSON endpoint {request.path}"))
 
+
+def register(bp: Blueprint) -> None:
+    bp.add_url_rule("/api/<path:rest>", methods=_ALL_METHODS, view_func=api_fallback)
 
 
 # -- who is calling ----------------------------------------------------------------------------------

@@ -119,62 +119,69 @@ def _post_to_conversation(state: LPCallState, result: dict[str, Any]) -> bool:
     return True
 
 
+def netcheck_page() -> str:
+    state = get_state()
+    return render_template(
+        "lpcall/netcheck.html", settings=client_settings(state), texts=state.texts, lang=state.settings.locale
+    )
+
+
+def netcheck_config() -> Response:
+    return jsonify(client_settings(get_state()))
+
+
+def netcheck_offer() -> Any:
+    try:
+        body = load_or_raise(NetcheckOfferSchema(), json_body())
+        if body["offer"]["type"] != "offer":
+            raise LPCallError("offer.type: must be 'offer'", code="BAD_FRAME", field="offer.type")
+        state = get_state()
+        state.netcheck.check_sdp(body["offer"]["sdp"])
+        check_id, answer = state.netcheck.responder().answer(body["offer"])
+    except BusyError as exc:
+        return json_error(exc, 503)
+    except LPCallError as exc:
+        return json_error(exc)
+    except ValueError as exc:  # aiortc: unparsable SDP
+        return json_error(LPCallError(f"offer.sdp: {exc}", code="BAD_FRAME", field="offer.sdp"), 400)
+    return jsonify({"checkId": check_id, "answer": answer})
+
+
+def netcheck_result() -> Any:
+    state = get_state()
+    try:
+        body = load_or_raise(NetcheckResultSchema(), json_body())
+        check = state.netcheck.responder().finish(body["checkId"])
+    except LPCallError as exc:  # NOT_FOUND 404, BAD_FRAME 400, TOO_LARGE 413 (errors.ERROR_CODES)
+        return json_error(exc)
+    connected = bool(body["connected"] and check.connected)
+    up = check.up_kbps if check.up_kbps is not None else body["upKbps"]
+    rates = [r for r in (up, body["downKbps"]) if r is not None]
+    bitrate = min(rates) if connected and rates else None
+    ctype = body["candidateType"] or check.remote_type
+    if ctype == "prflx":
+        ctype = "srflx"
+    result: dict[str, Any] = {
+        "checkId": check.id,
+        "connected": connected,
+        "path": ctype if connected and ctype else "none",
+        "rttMs": body["rttMs"] if connected else None,
+        "upKbps": up if connected else None,
+        "downKbps": body["downKbps"] if connected else None,
+        "bitrateKbps": bitrate,
+        "needs": NEEDS_KBPS,
+    }
+    result["verdict"] = verdict(connected, bitrate)
+    result["message"] = describe(state.texts, result)
+    result["sharedWithAgent"] = _post_to_conversation(state, result)
+    logger.info("network check %s: %s", check.id, {k: result[k] for k in ("verdict", "path", "rttMs", "bitrateKbps")})
+    return jsonify(result)
+
+
 def register(bp: Blueprint) -> None:
-    @bp.get("/netcheck")
-    def netcheck_page() -> str:
-        state = get_state()
-        return render_template(
-            "lpcall/netcheck.html", settings=client_settings(state), texts=state.texts, lang=state.settings.locale
-        )
+    bp.add_url_rule("/netcheck", view_func=netcheck_page, methods=["GET"])
+    bp.add_url_rule("/api/netcheck/config", view_func=netcheck_config, methods=["GET"])
+    bp.add_url_rule("/api/netcheck/offer", view_func=netcheck_offer, methods=["POST"])
+    bp.add_url_rule("/api/netcheck/result", view_func=netcheck_result, methods=["POST"])
 
-    @bp.get("/api/netcheck/config")
-    def netcheck_config() -> Response:
-        return jsonify(client_settings(get_state()))
 
-    @bp.post("/api/netcheck/offer")
-    def netcheck_offer() -> Any:
-        try:
-            body = load_or_raise(NetcheckOfferSchema(), json_body())
-            if body["offer"]["type"] != "offer":
-                raise LPCallError("offer.type: must be 'offer'", code="BAD_FRAME", field="offer.type")
-            state = get_state()
-            state.netcheck.check_sdp(body["offer"]["sdp"])
-            check_id, answer = state.netcheck.responder().answer(body["offer"])
-        except BusyError as exc:
-            return json_error(exc, 503)
-        except LPCallError as exc:
-            return json_error(exc)
-        except ValueError as exc:  # aiortc: unparsable SDP
-            return json_error(LPCallError(f"offer.sdp: {exc}", code="BAD_FRAME", field="offer.sdp"), 400)
-        return jsonify({"checkId": check_id, "answer": answer})
-
-    @bp.post("/api/netcheck/result")
-    def netcheck_result() -> Any:
-        state = get_state()
-        try:
-            body = load_or_raise(NetcheckResultSchema(), json_body())
-            check = state.netcheck.responder().finish(body["checkId"])
-        except LPCallError as exc:  # NOT_FOUND 404, BAD_FRAME 400, TOO_LARGE 413 (errors.ERROR_CODES)
-            return json_error(exc)
-        connected = bool(body["connected"] and check.connected)
-        up = check.up_kbps if check.up_kbps is not None else body["upKbps"]
-        rates = [r for r in (up, body["downKbps"]) if r is not None]
-        bitrate = min(rates) if connected and rates else None
-        ctype = body["candidateType"] or check.remote_type
-        if ctype == "prflx":
-            ctype = "srflx"
-        result: dict[str, Any] = {
-            "checkId": check.id,
-            "connected": connected,
-            "path": ctype if connected and ctype else "none",
-            "rttMs": body["rttMs"] if connected else None,
-            "upKbps": up if connected else None,
-            "downKbps": body["downKbps"] if connected else None,
-            "bitrateKbps": bitrate,
-            "needs": NEEDS_KBPS,
-        }
-        result["verdict"] = verdict(connected, bitrate)
-        result["message"] = describe(state.texts, result)
-        result["sharedWithAgent"] = _post_to_conversation(state, result)
-        logger.info("network check %s: %s", check.id, {k: result[k] for k in ("verdict", "path", "rttMs", "bitrateKbps")})
-        return jsonify(result)

@@ -42,82 +42,86 @@ def _authorised() -> Any:
     return agent
 
 
+def agent_reports() -> Any:
+    agent = _authorised()
+    if agent is None:
+        return _login_redirect()
+    state = get_state()
+    texts = state.texts
+    error = None
+    try:
+        filters = parse_filters(request.args.to_dict())
+    except BadFrameError as exc:
+        error = render(texts, "report.bad_filter", field=exc.field or "", problem=str(exc))
+        filters = parse_filters({})
+    since, until = bounds(filters)
+    service = state.reports
+    records = service.query(since, until, filters["agent"], filters["mode"])
+    summary = summarize(records, filters["since"], filters["until"])
+    chart = bar_chart(
+        summary["per_day"],
+        title=render(texts, "report.chart_title"),
+        bar_label=texts["report.chart_bar"],
+    )
+    agents = service.store.agents()
+    recent = [for_export(r) for r in reversed(records[-50:])]
+    query = {k: v for k, v in (("since", filters["since"].isoformat()), ("until", filters["until"].isoformat()),
+                               ("agent", filters["agent"]), ("mode", filters["mode"])) if v}
+    html = render_template(
+        "lpcall/reports.html",
+        t=texts,
+        lang=state.settings.locale,
+        agent=agent,
+        filters=filters,
+        error=error,
+        summary=summary,
+        chart=Markup(chart),
+        agents=agents,
+        modes=MODES,
+        recent=recent,
+        fmt_duration=format_duration,
+        export_csv=url_for("lpcall.agent_reports_export", fmt="csv", **query),
+        export_json=url_for("lpcall.agent_reports_export", fmt="json", **query),
+        css_url=url_for("lpcall.lpcall_static", filename="lpcall/lpcall.css"),
+        workspace_url=_workspace_url(),
+    )
+    resp = Response(html, status=400 if error else 200)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Frame-Options"] = "DENY"
+    return resp
+
+
+def reports_alias() -> Any:
+    query = request.query_string.decode("latin-1")
+    return redirect(url_for("lpcall.agent_reports") + (f"?{query}" if query else ""))
+
+
+def agent_reports_export(fmt: str) -> Any:
+    if fmt not in ("csv", "json"):
+        abort(404)
+    if _authorised() is None:
+        abort(401)
+    try:
+        filters = parse_filters(request.args.to_dict())
+    except BadFrameError as exc:
+        return {"error": exc.to_dict()}, 400
+    since, until = bounds(filters)
+    records = get_state().reports.query(since, until, filters["agent"], filters["mode"])
+    name = f"lpcall-report-{filters['since']}-{filters['until']}.{fmt}"
+    if fmt == "csv":
+        body, mimetype = to_csv(records), "text/csv"
+    else:
+        body, mimetype = to_json(records, since=filters["since"].isoformat(), until=filters["until"].isoformat()), "application/json"
+    resp = Response(body, mimetype=mimetype)
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 def register(bp: Blueprint) -> None:
-    @bp.get("/agent/reports")
-    def agent_reports() -> Any:
-        agent = _authorised()
-        if agent is None:
-            return _login_redirect()
-        state = get_state()
-        texts = state.texts
-        error = None
-        try:
-            filters = parse_filters(request.args.to_dict())
-        except BadFrameError as exc:
-            error = render(texts, "report.bad_filter", field=exc.field or "", problem=str(exc))
-            filters = parse_filters({})
-        since, until = bounds(filters)
-        service = state.reports
-        records = service.query(since, until, filters["agent"], filters["mode"])
-        summary = summarize(records, filters["since"], filters["until"])
-        chart = bar_chart(
-            summary["per_day"],
-            title=render(texts, "report.chart_title"),
-            bar_label=texts["report.chart_bar"],
-        )
-        agents = service.store.agents()
-        recent = [for_export(r) for r in reversed(records[-50:])]
-        query = {k: v for k, v in (("since", filters["since"].isoformat()), ("until", filters["until"].isoformat()),
-                                   ("agent", filters["agent"]), ("mode", filters["mode"])) if v}
-        html = render_template(
-            "lpcall/reports.html",
-            t=texts,
-            lang=state.settings.locale,
-            agent=agent,
-            filters=filters,
-            error=error,
-            summary=summary,
-            chart=Markup(chart),
-            agents=agents,
-            modes=MODES,
-            recent=recent,
-            fmt_duration=format_duration,
-            export_csv=url_for("lpcall.agent_reports_export", fmt="csv", **query),
-            export_json=url_for("lpcall.agent_reports_export", fmt="json", **query),
-            css_url=url_for("lpcall.lpcall_static", filename="lpcall/lpcall.css"),
-            workspace_url=_workspace_url(),
-        )
-        resp = Response(html, status=400 if error else 200)
-        resp.headers["Cache-Control"] = "no-store"
-        resp.headers["X-Frame-Options"] = "DENY"
-        return resp
-
-    @bp.get("/reports/")
-    def reports_alias() -> Any:
-        query = request.query_string.decode("latin-1")
-        return redirect(url_for("lpcall.agent_reports") + (f"?{query}" if query else ""))
-
-    @bp.get("/agent/reports/export.<fmt>")
-    def agent_reports_export(fmt: str) -> Any:
-        if fmt not in ("csv", "json"):
-            abort(404)
-        if _authorised() is None:
-            abort(401)
-        try:
-            filters = parse_filters(request.args.to_dict())
-        except BadFrameError as exc:
-            return {"error": exc.to_dict()}, 400
-        since, until = bounds(filters)
-        records = get_state().reports.query(since, until, filters["agent"], filters["mode"])
-        name = f"lpcall-report-{filters['since']}-{filters['until']}.{fmt}"
-        if fmt == "csv":
-            body, mimetype = to_csv(records), "text/csv"
-        else:
-            body, mimetype = to_json(records, since=filters["since"].isoformat(), until=filters["until"].isoformat()), "application/json"
-        resp = Response(body, mimetype=mimetype)
-        resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+    bp.add_url_rule("/agent/reports", view_func=agent_reports, methods=["GET"])
+    bp.add_url_rule("/reports/", view_func=reports_alias, methods=["GET"])
+    bp.add_url_rule("/agent/reports/export.<fmt>", view_func=agent_reports_export, methods=["GET"])
 
 
 def _workspace_url() -> str | None:

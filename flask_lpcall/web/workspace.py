@@ -25,93 +25,99 @@ from .auth import SESSION_AGENT, SESSION_SID, check_csrf, csrf_token, current_ag
 logger = logging.getLogger(__name__)
 
 
-def register(bp: Blueprint) -> None:
-    def workspace_context(agent: Any) -> dict[str, Any]:
-        state = get_state()
-        return {
-            "agent": agent,
-            "texts": state.texts,
-            "csrf_token": csrf_token(),
-            "buttons": call_buttons(agent, state.settings),
-            "base": state.url_prefix,
-            "lang": state.settings.locale,
-            "can_view_reports": PERM_REPORTS in agent_permissions(agent),
-        }
+def workspace_context(agent: Any) -> dict[str, Any]:
+    state = get_state()
+    return {
+        "agent": agent,
+        "texts": state.texts,
+        "csrf_token": csrf_token(),
+        "buttons": call_buttons(agent, state.settings),
+        "base": state.url_prefix,
+        "lang": state.settings.locale,
+        "can_view_reports": PERM_REPORTS in agent_permissions(agent),
+    }
 
-    @bp.get("/agent/")
-    def agent_workspace() -> Any:
-        agent = current_agent()
-        if agent is None:
-            return redirect(url_for("lpcall.agent_login"))
-        resp = Response(render_template("lpcall/agent_workspace.html", **workspace_context(agent)))
-        resp.headers["Cache-Control"] = "no-store"
-        resp.headers["X-Frame-Options"] = "DENY"
-        return resp
 
-    @bp.route("/agent/login", methods=["GET", "POST"])
-    def agent_login() -> Any:
-        state = get_state()
-        error = None
-        status = 200
-        bridge = state.extension.login_bridge
-        if bridge is not None:  # agents log in through the site (Flask-Login)
-            if current_agent() is not None:
-                return redirect(url_for("lpcall.agent_workspace"))
-            target = bridge.login_url()
-            if target:
-                return redirect(target)
-            abort(401, description=state.texts["agent.site_login"])
-        if request.method == "POST":
-            check_csrf()
-            username = request.form.get("username", "")[:200]
-            password = request.form.get("password", "")[:500]
-            agent = authenticate(state, username, password) if username and password else None
-            if agent is not None:
-                start_session(agent.id)
-                logger.info("agent %s logged in", agent.id)
-                return redirect(url_for("lpcall.agent_workspace"))
-            error = state.texts["agent.bad_login"]
-            status = 401
-        elif current_agent() is not None:
-            return redirect(url_for("lpcall.agent_workspace"))
-        html = render_template("lpcall/agent_login.html", texts=state.texts, csrf_token=csrf_token(), error=error,
-                               base=state.url_prefix, lang=state.settings.locale)
-        resp = Response(html, status=status)
-        resp.headers["X-Frame-Options"] = "DENY"
-        return resp
-
-    @bp.post("/agent/logout")
-    def agent_logout() -> Any:
-        check_csrf()
-        state = get_state()
-        if state.extension.login_bridge is not None:
-            state.extension.login_bridge.logout()
-        agent_id = session.get(SESSION_AGENT)
-        # the server remembers this login as ended: a copy of the cookie opens nothing any more
-        end_session(state, current_app.permanent_session_lifetime.total_seconds())
-        if agent_id:
-            logger.info("agent %s logged out", agent_id)
+def agent_workspace() -> Any:
+    agent = current_agent()
+    if agent is None:
         return redirect(url_for("lpcall.agent_login"))
+    resp = Response(render_template("lpcall/agent_workspace.html", **workspace_context(agent)))
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Frame-Options"] = "DENY"
+    return resp
 
-    @sock.route("/ws/agent", bp=bp)
-    def agent_socket(ws: Any) -> None:
-        state = get_state()
-        if not request_origin_allowed(state.settings.allowed_origins):
-            logger.warning("agent socket from foreign origin %r refused", request.headers.get("Origin"))
-            close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
-            return
-        try:
-            agent = current_agent()
-        except Exception:
-            logger.exception("agent_loader failed")
-            agent = None
-        if agent is None:
-            conn = FrameSocket(ws, max_frame_bytes=state.settings.max_frame_bytes, name="agent")
-            conn.error(None, NotAllowedError("log in to the agent workspace first", code="NOT_AUTHENTICATED"))
-            conn.close(CLOSE_POLICY, "not logged in")
-            conn.finish()
-            return
-        AgentConnection(state, ws, agent, session.get(SESSION_SID)).run()
+
+def agent_login() -> Any:
+    state = get_state()
+    error = None
+    status = 200
+    bridge = state.extension.login_bridge
+    if bridge is not None:  # agents log in through the site (Flask-Login)
+        if current_agent() is not None:
+            return redirect(url_for("lpcall.agent_workspace"))
+        target = bridge.login_url()
+        if target:
+            return redirect(target)
+        abort(401, description=state.texts["agent.site_login"])
+    if request.method == "POST":
+        check_csrf()
+        username = request.form.get("username", "")[:200]
+        password = request.form.get("password", "")[:500]
+        agent = authenticate(state, username, password) if username and password else None
+        if agent is not None:
+            start_session(agent.id)
+            logger.info("agent %s logged in", agent.id)
+            return redirect(url_for("lpcall.agent_workspace"))
+        error = state.texts["agent.bad_login"]
+        status = 401
+    elif current_agent() is not None:
+        return redirect(url_for("lpcall.agent_workspace"))
+    html = render_template("lpcall/agent_login.html", texts=state.texts, csrf_token=csrf_token(), error=error,
+                           base=state.url_prefix, lang=state.settings.locale)
+    resp = Response(html, status=status)
+    resp.headers["X-Frame-Options"] = "DENY"
+    return resp
+
+
+def agent_logout() -> Any:
+    check_csrf()
+    state = get_state()
+    if state.extension.login_bridge is not None:
+        state.extension.login_bridge.logout()
+    agent_id = session.get(SESSION_AGENT)
+    # the server remembers this login as ended: a copy of the cookie opens nothing any more
+    end_session(state, current_app.permanent_session_lifetime.total_seconds())
+    if agent_id:
+        logger.info("agent %s logged out", agent_id)
+    return redirect(url_for("lpcall.agent_login"))
+
+
+def agent_socket(ws: Any) -> None:
+    state = get_state()
+    if not request_origin_allowed(state.settings.allowed_origins):
+        logger.warning("agent socket from foreign origin %r refused", request.headers.get("Origin"))
+        close_and_wait(ws, CLOSE_POLICY, "origin not allowed")
+        return
+    try:
+        agent = current_agent()
+    except Exception:
+        logger.exception("agent_loader failed")
+        agent = None
+    if agent is None:
+        conn = FrameSocket(ws, max_frame_bytes=state.settings.max_frame_bytes, name="agent")
+        conn.error(None, NotAllowedError("log in to the agent workspace first", code="NOT_AUTHENTICATED"))
+        conn.close(CLOSE_POLICY, "not logged in")
+        conn.finish()
+        return
+    AgentConnection(state, ws, agent, session.get(SESSION_SID)).run()
+
+
+def register(bp: Blueprint) -> None:
+    bp.add_url_rule("/agent/", view_func=agent_workspace, methods=["GET"])
+    bp.add_url_rule("/agent/login", methods=["GET", "POST"], view_func=agent_login)
+    bp.add_url_rule("/agent/logout", view_func=agent_logout, methods=["POST"])
+    sock.route("/ws/agent", bp=bp)(agent_socket)
 
 
 # -- start-up -------------------------------------------------------------------------
