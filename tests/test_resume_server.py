@@ -99,7 +99,7 @@ def test_presence_claim_beat_release_and_staleness() -> None:
     assert p.release("s", "consumer", "c4")
     assert store.get("presence:s:consumer") is None
     assert p.beat("s", "consumer", "c4") and store.get("presence:s:consumer") is None  # never brought back
-    assert p.gone_since("s", "consumer", {"gone": {"consumer": 108.0}}, fallback=0.0, now=111.0) == 108.0
+    assert p.gone_since("s", "consumer", {"consumer": 108.0}, fallback=0.0, now=111.0) == 108.0
 
 
 # -- grace and heartbeats over real sockets ---------------------------------------------------------

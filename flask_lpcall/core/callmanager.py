@@ -181,7 +181,7 @@ class CallManager:
         }
 
     # -- transitions ------------------------------------------------------------------
-    def _transition(self, service_id: str, fn: Callable[[CallSession, dict[str, Any]], None]) -> tuple[CallSession, dict[str, Any]]:
+    def _transition(self, service_id: str, fn: Callable[[CallSession], None]) -> tuple[CallSession, dict[str, Any]]:
         """Atomically apply ``fn`` to the stored session; NotFoundError when there is none."""
         result: dict[str, Any] = {}
 
@@ -189,8 +189,8 @@ class CallManager:
             if not isinstance(doc, dict):
                 raise NotFoundError("no such call", field="serviceId")
             session = CallSession.from_dict(doc)
-            fn(session, doc)
-            new = {**doc, **session.to_dict()}
+            fn(session)
+            new = {**doc, **session.to_doc()}
             result["doc"] = new
             return new
 
@@ -209,7 +209,7 @@ class CallManager:
             mode=mode,
             ttl=float(self.settings.invite_ttl),
         )
-        doc = {**session.to_dict(), "media": {}, "gone": {}}
+        doc = session.to_doc()
         ttl = float(self.settings.invite_ttl) + 24 * 3600  # a safety net; CLOSED deletes it
         self.store.set(call_key(session.service_id), doc, ttl=ttl)
         self.store.set(f"conv:{conversation_id}:call", {"serviceId": session.service_id}, ttl=ttl)
@@ -272,9 +272,8 @@ class CallManager:
             self._close_quietly(service_id, "expired")
             raise InvalidStateError("the invitation has expired")
 
-        def accept(s: CallSession, doc: dict[str, Any]) -> None:
+        def accept(s: CallSession) -> None:
             s.accept()
-            doc.setdefault("gone", {})
 
         session, _ = self._transition(service_id, accept)
         self._publish_dialog(session)
@@ -313,7 +312,7 @@ class CallManager:
     def mark_connected(self, role: str, uid: str, service_id: str) -> None:
         first = {"value": False}
 
-        def connect(s: CallSession, doc: dict[str, Any]) -> None:
+        def connect(s: CallSession) -> None:
             if s.uid_of(role) != uid:
                 raise NotFoundError("no such call", field="serviceId")
             if s.state == ACCEPTED:
@@ -328,11 +327,10 @@ class CallManager:
         """The socket ``conn_id`` (of browser tab ``tab``) joins; TabConflictError if another tab holds the role."""
         self.presence.claim(service_id, role, conn_id, tab)
 
-        def joined(s: CallSession, doc: dict[str, Any]) -> None:
+        def joined(s: CallSession) -> None:
             if not s.is_open:
                 raise NotFoundError("no such call", field="serviceId")
             s.mark_joined(role)
-            doc.setdefault("gone", {}).pop(role, None)
 
         try:
             result = self._transition(service_id, joined)
@@ -368,8 +366,8 @@ class CallManager:
             return None  # a newer socket of the same participant is already there
         now = time.time()
 
-        def left(s: CallSession, doc: dict[str, Any]) -> None:
-            doc.setdefault("gone", {})[role] = now
+        def left(s: CallSession) -> None:
+            s.mark_gone(role, now)
 
         try:
             self._transition(service_id, left)
@@ -388,8 +386,8 @@ class CallManager:
         return self.presence.is_present(service_id, role)
 
     def set_media_state(self, service_id: str, role: str, muted: bool, camera_off: bool) -> None:
-        def media(s: CallSession, doc: dict[str, Any]) -> None:
-            doc.setdefault("media", {})[role] = {"muted": muted, "cameraOff": camera_off}
+        def media(s: CallSession) -> None:
+            s.set_media(role, muted=muted, camera_off=camera_off)
 
         self._transition(service_id, media)
 
@@ -397,14 +395,14 @@ class CallManager:
         """One side's relayed `quality` frame, folded into the call for its record (issue 17)."""
         now = time.time()
 
-        def fold(s: CallSession, doc: dict[str, Any]) -> None:
+        def fold(s: CallSession) -> None:
             s.quality = fold_quality(s.quality, role, frame, now)
 
         self._transition(service_id, fold)
 
     # -- closing ------------------------------------------------------------------------
     def _close(self, service_id: str, reason: str, *, error_id: str | None = None, by: str | None = None) -> CallSession:
-        def close(s: CallSession, doc: dict[str, Any]) -> None:
+        def close(s: CallSession) -> None:
             s.close(reason, error_id=error_id, by=by)
 
         session, _ = self._transition(service_id, close)
@@ -506,7 +504,7 @@ class CallManager:
             known = self._presence_docs([CallSession.from_dict(d) for _, d in live])
             for _, doc in live:
                 t = time.time() if fixed is None else fixed
-                reason = self._due(CallSession.from_dict(doc), doc, t, grace, known)
+                reason = self._due(CallSession.from_dict(doc), t, grace, known)
                 if reason:
                     done = self._close_quietly(doc["serviceId"], reason)
                     if done is not None:
@@ -523,12 +521,12 @@ class CallManager:
                 wanted += [presence_key(session.service_id, role) for role in ("agent", "consumer")]
         return dict(zip(wanted, self.store.get_many(wanted))) if wanted else {}
 
-    def _due(self, session: CallSession, doc: dict[str, Any], t: float, grace: float,
+    def _due(self, session: CallSession, t: float, grace: float,
              known: Mapping[str, Any] | None = None) -> str | None:
         """Why the sweeper must close ``session`` now, or None (``known``: documents already read)."""
         known = known or {}
         sid = session.service_id
-        gone = doc.get("gone") or {}
+        gone = session.gone
         if session.state == INVITED:
             if session.is_expired(t):
                 return "expired"
@@ -541,7 +539,7 @@ class CallManager:
                 return "consumer_disconnected"  # the visitor's page is gone: nobody can accept
         elif session.state == ACCEPTED:
             for role in ("agent", "consumer"):
-                since = self.presence.gone_since(sid, role, doc, (session.accepted_ts or 0) / 1000, t,
+                since = self.presence.gone_since(sid, role, gone, (session.accepted_ts or 0) / 1000, t,
                                                  known=known.get(presence_key(sid, role), UNREAD))
                 if since is not None and t - since >= grace:
                     return f"{role}_disconnected"
