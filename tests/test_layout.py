@@ -11,6 +11,8 @@ import ast
 from functools import cache
 from pathlib import Path
 
+from flask_lpcall.protocol import browser_module
+
 PACKAGE = Path(__file__).resolve().parent.parent / "flask_lpcall"
 MAX_PY_LINES = 60
 
@@ -151,3 +153,8 @@ def python_functions_over(limit: int) -> list[str]:
 
 def test_no_python_function_over_60_lines() -> None:
     assert not python_functions_over(MAX_PY_LINES)
+
+
+def test_the_browser_reads_the_protocols_words_from_the_generated_module() -> None:
+    generated = PACKAGE.parent / "static" / "lpcall" / "protocol.js"
+    assert generated.read_text(encoding="utf-8") == browser_module(), "run ./dev.sh protocol"
