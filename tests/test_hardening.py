@@ -349,3 +349,18 @@ def test_every_code_the_server_answers_with_is_registered() -> None:
     used |= {"CALL_IN_OTHER_TAB", "TIMEOUT"}
     assert used <= set(protocol.ERROR_CODES), used - set(protocol.ERROR_CODES)
     assert not set(protocol.SESSION_ERROR_IDS) & set(protocol.ERROR_CODES)  # the seed's own vocabulary
+
+
+def test_protocol_md_carries_the_client_side_codes_and_every_code_in_use_is_registered() -> None:
+    text = PROTOCOL.read_text(encoding="utf-8")
+    match = re.search(r"<!-- client-error-codes:begin -->\n(.*?)\n<!-- client-error-codes:end -->", text, re.DOTALL)
+    assert match and match.group(1) == protocol.client_error_table(), "paste protocol.client_error_table() there"
+    known = set(protocol.ERROR_CODES) | set(protocol.CLIENT_ERROR_CODES) | set(protocol.SESSION_ERROR_IDS)
+    used: set[str] = set()
+    for path in (ROOT / "flask_lpcall").rglob("*.py"):
+        used |= set(re.findall(r'code\s*=\s*"([A-Z_]+)"', path.read_text(encoding="utf-8")))
+    for path in (ROOT / "static").rglob("*.js"):
+        js = path.read_text(encoding="utf-8")
+        used |= set(re.findall(r"CallError\('([A-Z_]+)'", js)) | set(re.findall(r"\|\| '([A-Z_]+)'", js))
+    assert {"PEER_ERROR", "SIGNALING_FAILED"} <= used, "the search finds the codes in use"
+    assert used <= known, sorted(used - known)
