@@ -107,7 +107,12 @@ def error_table() -> str:
 CLIENT_ERROR_CODES: dict[str, str] = {
     "SIGNALING_FAILED": "browser: the call socket refused the join or closed before it (the server's code when it sent one)",
     "CALL_ENDED": "browser: the call ended while the engine was still starting it (also a server code)",
+    "ERROR": "browser: a socket request failed without a code of the server's (static/lpcall/socket.js)",
+    "HTTP_ERROR": "browser: a network-check request failed without a code of the server's",
     "PEER_ERROR": "Python peer: the base code of its errors",
+    "SIGNALING_UNREACHABLE": "Python peer: the signaling socket cannot be opened",
+    "SIGNALING_REFUSED": "Python peer: the signaling handshake was refused",
+    "BAD_SERVER_FRAME": "Python peer: the server sent a frame that fails its schema",
     "SIGNALING_ERROR": "Python peer: the signaling socket failed or refused a frame",
     "NOT_JOINED": "Python peer: a frame sent before the socket joined",
     "NEGOTIATION_FAILED": "Python peer: applying a description or a candidate failed",

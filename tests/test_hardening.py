@@ -361,6 +361,6 @@ def test_protocol_md_carries_the_client_side_codes_and_every_code_in_use_is_regi
         used |= set(re.findall(r'code\s*=\s*"([A-Z_]+)"', path.read_text(encoding="utf-8")))
     for path in (ROOT / "static").rglob("*.js"):
         js = path.read_text(encoding="utf-8")
-        used |= set(re.findall(r"CallError\('([A-Z_]+)'", js)) | set(re.findall(r"\|\| '([A-Z_]+)'", js))
+        used |= set(re.findall(r"CallError\('([A-Z_]+)'", js)) | set(re.findall(r"\.code = [^;]*'([A-Z_]+)'", js))
     assert {"PEER_ERROR", "SIGNALING_FAILED"} <= used, "the search finds the codes in use"
     assert used <= known, sorted(used - known)
