@@ -122,6 +122,7 @@ CLIENT_ERROR_CODES: dict[str, str] = {
     "BAD_LOGIN": "demo agent: the site refused its user name or password",
     "LOGIN_FAILED": "demo agent: the login request failed (HTTP error)",
     "SOCKET_CLOSED": "demo agent: its agent socket closed",
+    "UNREACHABLE": "demo agent: the site cannot be reached (it retries until its --wait is over)",
     "CONFIG_ERROR": "`init_app`: an `LPCALL_*` key (or `SECRET_KEY`) is wrong; names the key",
     "LPCALL_ERROR": "the base class's code; never raised as such",
 }
