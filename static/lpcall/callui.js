@@ -12,17 +12,13 @@
 // `onClose` when it is pressed or, with `closeAfter` > 0, after that many seconds: the page
 // then gives the call's room back (callapp.js, agentcall.js).
 
+import {el, stylesheet} from './dom.js';
 import {mountQualityIndicator} from './quality.js';
 
 const CSS_ID = 'lpcall-call-css';
 
 export function ensureCss() {
-  if (document.getElementById(CSS_ID)) return;
-  const link = document.createElement('link');
-  link.id = CSS_ID;
-  link.rel = 'stylesheet';
-  link.href = new URL('./call.css', import.meta.url).href;
-  document.head.append(link);
+  stylesheet(CSS_ID, new URL('./call.css', import.meta.url).href);
 }
 
 export function makeT(texts) {
@@ -31,17 +27,6 @@ export function makeT(texts) {
     for (const [name, value] of Object.entries(params)) text = text.split(`{${name}}`).join(String(value));
     return text;
   };
-}
-
-function el(tag, attrs = {}, text) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v === null || v === undefined) continue;
-    if (v === true) node.setAttribute(k, '');
-    else node.setAttribute(k, v);
-  }
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 export function formatDuration(seconds) {

@@ -5,7 +5,7 @@
 // visitor, shared by all tabs; the token is the Messaging-Window ConsumerAuthentication jwt
 // and the Bearer token of the consumer HTTP API.
 
-import {loadConfig} from './texts.js';
+import {loadConfig} from './dom.js';
 import {prefetchResume} from './resume.js';
 
 const lp = window.lpTag || {};

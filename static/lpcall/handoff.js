@@ -11,19 +11,12 @@
 // From an invitation the phone's page shows the invitation and the visitor answers there; this tab
 // drops its invitation once the phone opened the link.
 
+import {el, stylesheet} from './dom.js';
+
 const POLL_MS = 700;
 
-function el(tag, attrs = {}, text) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? '' : v);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function ensureCss() {
-  if (document.getElementById('lpcall-handoff-css')) return;
-  const link = el('link', {id: 'lpcall-handoff-css', rel: 'stylesheet', href: new URL('./handoff.css', import.meta.url).href});
-  document.head.append(link);
+  stylesheet('lpcall-handoff-css', new URL('./handoff.css', import.meta.url).href);
 }
 
 // `ui`: a call UI (the button goes into its controls, the panel into it); or `bar` and `host`:

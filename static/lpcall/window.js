@@ -7,24 +7,12 @@
 // All user text is rendered with textContent.
 
 import {LPSocket, socketUrl} from './socket.js';
-import {consumerFeatures} from './support.js';
-import {t} from './texts.js';
+import {consumerFeatures, el, t} from './dom.js';
 import {mountHandoff} from './handoff.js';
 
 const OPEN_KEY = 'lpcall.window.open';
 // systemKey of the agent's request to run the pre-call network check (PROTOCOL §3).
 const NETCHECK_REQUEST = 'system.netcheck_request';
-
-function el(tagName, attrs = {}, text) {
-  const node = document.createElement(tagName);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v === null || v === undefined) continue;
-    if (k === 'class') node.className = v;
-    else node.setAttribute(k, v === true ? '' : v);
-  }
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function monitoring() {
   const sdk = window.lpTag && window.lpTag.taglets && window.lpTag.taglets.lp_monitoringSDK;
