@@ -33,6 +33,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, render_template, request, session, url_for
 from markupsafe import Markup
 
+from .assets import asset_url
 from .errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
 from .extension import get_state, json_error
 
@@ -125,14 +126,14 @@ def _use(state: Any, jti: str, claims: list[str]) -> str:
 def _problem_page(state: Any, problem: LinkProblem) -> Response:
     texts = state.texts
     # a used link may be this tab's own, whose claim cookie the browser did not send (cross-site iframe)
-    reclaim = url_for("lpcall.lpcall_static", filename="lpcall/callpage_claim.js") if problem.kind == "used" else None
+    reclaim = asset_url("lpcall/callpage_claim.js") if problem.kind == "used" else None
     html = render_template(
         "lpcall/callpage_problem.html",
         lang=state.settings["LPCALL_LOCALE"],
         title=texts["callpage.title"],
         heading=texts[f"callpage.{problem.kind}.title"],
         message=texts[f"callpage.{problem.kind}"],
-        css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
+        css=asset_url("lpcall/callpage.css"),
         reclaim=reclaim,
     )
     resp = Response(html, status=problem.status, mimetype="text/html")
@@ -346,8 +347,8 @@ def register(bp: Blueprint) -> None:
             title=state.texts["callpage.title"],
             loading=state.texts["call.loading"],
             page_json=Markup(page),
-            css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
-            script=url_for("lpcall.lpcall_static", filename="lpcall/callpage.js"),
+            css=asset_url("lpcall/callpage.css"),
+            script=asset_url("lpcall/callpage.js"),
         )
         resp = _security_headers(Response(html, mimetype="text/html"), state)
         # SameSite=None (needs Secure) so that a host app's cross-site iframe keeps it; http: Lax

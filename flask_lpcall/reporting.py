@@ -35,6 +35,7 @@ from markupsafe import Markup
 
 from . import signals
 from .agent import PERM_REPORTS
+from .assets import asset_url
 from .errors import BadFrameError
 from .records import (
     COLUMNS,
@@ -224,7 +225,7 @@ def register(bp: Blueprint) -> None:
             fmt_duration=format_duration,
             export_csv=url_for("lpcall.agent_reports_export", fmt="csv", **query),
             export_json=url_for("lpcall.agent_reports_export", fmt="json", **query),
-            css_url=url_for("lpcall.lpcall_static", filename="lpcall/lpcall.css"),
+            css_url=asset_url("lpcall/lpcall.css"),
             workspace_url=_workspace_url(),
         )
         resp = Response(html, status=400 if error else 200)
