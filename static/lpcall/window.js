@@ -8,7 +8,6 @@
 
 import {LPSocket, socketUrl} from './socket.js';
 import {consumerFeatures, el, t} from './dom.js';
-import {mountHandoff} from './handoff.js';
 
 const OPEN_KEY = 'lpcall.window.open';
 // systemKey of the agent's request to run the pre-call network check (PROTOCOL §3).
@@ -26,9 +25,9 @@ function publish(event, data) {
 }
 
 // The window's stylesheet, once per page; the window stays invisible until it has loaded.
-function ensureStyles(base, root) {
+function ensureStyles(root) {
   if (document.querySelector('link[data-lpcall-css]')) return;
-  const link = el('link', {rel: 'stylesheet', href: `${base}/static/lpcall/lpcall.css`, 'data-lpcall-css': ''});
+  const link = el('link', {rel: 'stylesheet', href: new URL('./lpcall.css', import.meta.url).href, 'data-lpcall-css': ''});
   root.style.visibility = 'hidden';
   const show = () => { root.style.visibility = ''; };
   link.addEventListener('load', show);
@@ -36,7 +35,7 @@ function ensureStyles(base, root) {
   document.head.appendChild(link);
 }
 
-export function mountWindow({base, config, identity}) {
+export function mountWindow({base, config, identity, prefetchCall = () => {}}) {
   const state = {
     me: null,
     conv: null, // conversationDetails of the open (or just closed) conversation
@@ -77,7 +76,7 @@ export function mountWindow({base, config, identity}) {
 
   panel.append(head, status, invites, netcheckArea, callArea, transcript, startForm, ended, composer);
   root.append(panel, launcher);
-  ensureStyles(base, root);
+  ensureStyles(root);
   document.body.appendChild(root);
 
   // The focus moves into the panel only when it opens, never when it is open already (a
@@ -134,7 +133,7 @@ export function mountWindow({base, config, identity}) {
   let netcheck = null; // the mounted widget's promise
   function netcheckStyles() {
     if (document.querySelector('link[data-lpcall-netcheck-css]')) return;
-    document.head.appendChild(el('link', {rel: 'stylesheet', href: `${base}/static/lpcall/netcheck.css`, 'data-lpcall-netcheck-css': ''}));
+    document.head.appendChild(el('link', {rel: 'stylesheet', href: new URL('./netcheck.css', import.meta.url).href, 'data-lpcall-netcheck-css': ''}));
   }
   async function runNetcheck() {
     if (!netcheck) {
@@ -267,19 +266,25 @@ export function mountWindow({base, config, identity}) {
       if (!composer.hidden) input.focus();
       publish('cobrowseDeclined', payload);
     });
-    // "Continue on my phone" from the invitation (handoff.js, issue 18): the phone answers it
-    const handoff = config.handoff === false ? null : mountHandoff({
-      base, serviceId: meta.serviceId, t,
-      bar: node.querySelector('.lpcall-invitation-buttons') || accept.parentElement || node, host: node,
-      token: () => identity({create: false}).then((id) => id && id.token),
-      release: () => {
-        state.handled.add(dialog.dialogId);
-        removeInvitation();
-        showStatus(t('handoff.moved_invitation'));
-      },
-    });
     invites.append(node);
-    state.invitation = {dialogId: dialog.dialogId, serviceId: meta.serviceId, node, payload, handoff};
+    const shown = state.invitation = {dialogId: dialog.dialogId, serviceId: meta.serviceId, node, payload, handoff: null};
+    // "Continue on my phone" from the invitation (handoff.js, issue 18): the phone answers it. The
+    // module comes with the call app (loaded by now while the page was idle, or with this invitation).
+    if (config.handoff !== false) {
+      import('./handoff.js').then(({mountHandoff}) => {
+        if (state.invitation !== shown) return;  // answered or withdrawn meanwhile
+        shown.handoff = mountHandoff({
+          base, serviceId: meta.serviceId, t,
+          bar: node.querySelector('.lpcall-invitation-buttons') || accept.parentElement || node, host: node,
+          token: () => identity({create: false}).then((id) => id && id.token),
+          release: () => {
+            state.handled.add(dialog.dialogId);
+            removeInvitation();
+            showStatus(t('handoff.moved_invitation'));
+          },
+        });
+      }).catch(() => {});
+    }
     setOpen(true);
     accept.focus();
     publish('cobrowseOffered', payload);
@@ -333,6 +338,7 @@ export function mountWindow({base, config, identity}) {
       if (!details.agent) showStatus(t('window.waiting'));
       subscribeMessages(details.convId);
       handleDialogs(details);
+      prefetchCall();  // an invitation can only come in a chat: the call app loads while the page is idle
       if (wasOpen === null) setOpen(true);
     } else if (details.convId === current) {
       state.conv = details;
