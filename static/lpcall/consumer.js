@@ -5,12 +5,8 @@
 // visitor, shared by all tabs; the token is the Messaging-Window ConsumerAuthentication jwt
 // and the Bearer token of the consumer HTTP API.
 //
-// What a page loads before a call invitation is only what the chat needs (this module, dom.js,
-// window.js, socket.js, lpcall.css: benchmarks/bench_pageweight.py). The call app (callapp.js with
-// the engine, call UI, recovery...) is imported when it is needed: at once for a call this tab holds
-// (a resume), on the first lpCoBrowse event (an invitation; the call app replays it), and ahead of
-// that while the page is idle once a chat is open (window.js) or, without the built-in window, after
-// the page has loaded, so the Accept does not wait for it.
+// Before an invitation a page loads only the chat (PROTOCOL §8); the call app comes for a stored
+// call, on the first lpCoBrowse event, or ahead of that while the page is idle.
 
 import {loadConfig} from './dom.js';
 
