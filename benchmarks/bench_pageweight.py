@@ -14,7 +14,8 @@
   and the visitor accepts (t0: the ``cobrowseAccepted`` publish) once the window listens on the call
   (as in bench_call_setup); t1: the later of the two pages' first decoded remote video frame. Beside
   it, interleaved in the same consumer pages, the in-page floor of bench_call_setup (getUserMedia, two
-  RTCPeerConnections handed over directly).
+  RTCPeerConnections handed over directly), and every other visit the eager baseline: the same page
+  with an init script that imports and starts the call app at page load, as every page did before.
 
     python -m benchmarks pageweight [-- --runs 8 --no-write]
 """
@@ -49,6 +50,20 @@ window.lpTag.events = {publish: function (app, ev) {
   if (app === 'lpCoBrowse' && ev === 'cobrowseAccepted') window.__acceptedAt.push(performance.timeOrigin + performance.now());
 }};
 """ + FIRST_FRAME_POLLER_JS
+
+#: the eager baseline (how every page loaded before issue 15): the call app imported and started the
+#: moment consumer.js has started, at page load, not when a chat opens and the page is idle
+EAGER_INIT = """
+(function () {
+  const t = setInterval(async () => {
+    if (!window.__lpcallConsumer) return;
+    clearInterval(t);
+    const {config} = await window.__lpcallConsumer;
+    const m = await import(window.lpTag.lpcall.assets + 'lpcall/consumer.js');
+    m.loadCallApp(config);
+  }, 1);
+})();
+"""
 
 OFFER_KEPT_JS = """() => (window.__lpcallEngines || []).some((e) => e._waiting && e.pc && e.pc.signalingState === 'have-remote-offer')"""
 
@@ -100,12 +115,12 @@ def _agent(browser: Any, url: str) -> Any:
     return page
 
 
-def _visit(browser: Any, url: str, agent: Any, n: int) -> tuple[Any, list[Fetch], list[Fetch]]:
+def _visit(browser: Any, url: str, agent: Any, n: int, eager: bool = False) -> tuple[Any, list[Fetch], list[Fetch]]:
     """A fresh visitor: the home page, then a chat the agent takes; the requests of both stages."""
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(20_000)
-    page.add_init_script(INIT)
+    page.add_init_script(INIT + (EAGER_INIT if eager else ""))
     rec = Recorder(url)
     page.on("requestfinished", rec)
     page.goto(url + "/")
@@ -153,29 +168,36 @@ def measure(runs: int) -> dict[str, Any]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = create_app(LPCALL_REPORT_DB=":memory:")
     server = start_live_server(app)
-    out: dict[str, Any] = {"before": [], "chat": [], "call": [], "floor": []}
+    out: dict[str, Any] = {"before": [], "chat": [], "call": [], "eager": [], "eager_before": [], "floor": []}
     try:
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             agent = _agent(browser, server.url)
             floor = floor_js()
-            for i in range(runs + 1):  # run 0 warms the browser (codecs, devices) and is left out
-                page, before, chat = _visit(browser, server.url, agent, i)
-                if i % 2:
+            for i in range(2 * runs + 2):  # visits 0 and 1 warm the browser (codecs, devices) and are left out
+                eager = i % 2 == 1  # interleaved: a page as shipped, a page with the eager baseline
+                page, before, chat = _visit(browser, server.url, agent, i, eager)
+                if i % 4 < 2:
                     f = page.evaluate(floor)
                     c = _first_call(agent, page)
                 else:
                     c = _first_call(agent, page)
                     f = page.evaluate(floor)
+                agent.click(".lpcall-close-conv")  # the agent's capacity: one open conversation at a time here
+                agent.wait_for_selector(f".lpcall-mine .lpcall-conv-open:has-text('Visitor {i}')", state="detached")
                 page.context.close()
-                if i == 0:
+                if i < 2:
                     continue
-                out["before"].append(before)
-                out["chat"].append(chat)
-                out["call"].append(c)
                 out["floor"].append(f)
-                print(f"run {i}: {len(before)} requests before a chat, {len(chat)} with a chat; "
-                      f"first call {c:.0f} ms, floor {f:.0f} ms", flush=True)
+                if eager:
+                    out["eager"].append(c)
+                    out["eager_before"].append(before)
+                else:
+                    out["before"].append(before)
+                    out["chat"].append(chat)
+                    out["call"].append(c)
+                print(f"visit {i} ({'eager baseline' if eager else 'as shipped'}): {len(before)} requests before a chat, "
+                      f"{len(chat)} with a chat; first call {c:.0f} ms, floor {f:.0f} ms", flush=True)
             browser.close()
     finally:
         server.stop()
@@ -201,6 +223,8 @@ def render(results: dict[str, Any], runs: int, load: float) -> str:
     stable = all(len(b) == len(before) for b in results["before"])
     c50, c95 = statistics.median(results["call"]), percentile(results["call"], 0.95)
     f50, f95 = statistics.median(results["floor"]), percentile(results["floor"], 0.95)
+    e_mod, e_gz, _ = _sum(results["eager_before"][0], lambda f: is_static(f) and not is_bus(f))
+    e50, e95 = statistics.median(results["eager"]), percentile(results["eager"], 0.95)
     ok_n = "✅" if n_mod <= 5 else "❌"
     ok_b = "✅" if gz_mod <= 15 * 1024 else "❌"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -220,6 +244,7 @@ the app itself serves them uncompressed: "served bytes").
 |---|---|---|---|
 | the extension's static files after the tag's bus | {n_mod} | {gz_mod / 1024:.1f} KB ({raw_mod / 1024:.1f} KB served) | ≤ 5 {ok_n}, ≤ 15 KB {ok_b} |
 | the tag's bus `lptag.js` (every tagged page, cached a year) | {n_bus} | {gz_bus / 1024:.1f} KB | |
+| baseline, same run: the call app imported at page load (the old eager loading) | {e_mod} | {e_gz / 1024:.1f} KB | |
 | API (client config, visitor identity) | {n_api} | {gz_api / 1024:.1f} KB | |
 
 {_table(before)}
@@ -228,19 +253,24 @@ the app itself serves them uncompressed: "served bytes").
 
 {_table(chat)}
 
-Before this change (commit 8a41f7e, the same benchmark, 4 visits): **13** static files after the bus,
-**50.9 KB** gzip (the whole call app: callapp, engine, call UI, recovery, quality, handoff, resume, texts,
-support, besides the chat's), first call p50 357 ms against a floor of 224 ms (1.59×).
+Before this change (commit 8a41f7e, this benchmark without the baseline rows, 4 visits): **13** static
+files after the bus, **50.9 KB** gzip (the whole call app: callapp, engine, call UI, recovery, quality,
+handoff, resume, texts, support, besides the chat's), first call p50 357 ms against a floor of 224 ms (1.59×).
 
 **First call of a fresh page: Accept → first remote video frame decoded on both sides** (the agent's
-invitation comes after the chat opened and the page was idle; Accept once the window listens on the call):
+invitation comes after the chat opened and the page was idle; Accept once the window listens on the call).
+Visits alternate between the page as shipped and the same page with the eager baseline (an init script
+imports and starts the call app at page load, as before this change); the floor runs in every visit:
 
 | | p50 | p95 | ratio p50 |
 |---|---|---|---|
-| first call of the page | {c50:.0f} ms | {c95:.0f} ms | **{c50 / f50:.2f}×** |
+| first call of the page as shipped (call app prefetched while idle once the chat opened) | {c50:.0f} ms | {c95:.0f} ms | **{c50 / f50:.2f}×** |
+| baseline: first call with the call app loaded at page load | {e50:.0f} ms | {e95:.0f} ms | {e50 / f50:.2f}× |
 | floor: in-page RTCPeerConnection loopback (same pages, interleaved) | {f50:.0f} ms | {f95:.0f} ms | 1.00× |
 
-All runs (ms) — first call: {listing("call")}; floor: {listing("floor")}.
+As shipped / baseline, p50: **{c50 / e50:.2f}×**.
+
+All runs (ms) — first call as shipped: {listing("call")}; baseline: {listing("eager")}; floor: {listing("floor")}.
 """
 
 
