@@ -101,13 +101,15 @@ function loadOnCallEvents(config) {
 }
 
 async function main() {
+  const windowModule = cfg.win ? import('./window.js') : null;  // fetched while the config loads
+  if (windowModule) windowModule.catch(() => {});  // a failure surfaces where it is awaited
   const config = await loadConfig(base);
   if (config.analytics && config.analytics !== 'none') {  // tracking adapters (issue 8, PROTOCOL §10)
     import('./analytics.js').then((m) => m.installAnalytics(config.analytics)).catch(() => {});
   }
   let win = null;
   if (config.engagementWindow) {
-    const mod = await import('./window.js');
+    const mod = await (windowModule || import('./window.js'));
     win = mod.mountWindow({base, config, identity, prefetchCall: () => prefetchCallApp(config)});
   } else {
     prefetchCallApp(config);  // a custom messaging client: an invitation may come at any time
