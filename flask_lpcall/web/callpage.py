@@ -38,6 +38,7 @@ from markupsafe import Markup
 from ..errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
 from ..state import LPCallState, get_state
 from ..store.keys import calllink_key, handoff_key
+from .assets import asset_url
 from .auth import SESSION_CSRF, current_agent
 from .consumer import client_config
 from .jsonapi import consumer_id_from_request, json_body, json_error, make_page_token
@@ -123,14 +124,14 @@ def _use(state: LPCallState, jti: str, claims: list[str]) -> str:
 def _problem_page(state: LPCallState, problem: LinkProblem) -> Response:
     texts = state.texts
     # a used link may be this tab's own, whose claim cookie the browser did not send (cross-site iframe)
-    reclaim = url_for("lpcall.lpcall_static", filename="lpcall/callpage_claim.js") if problem.kind == "used" else None
+    reclaim = asset_url("lpcall/callpage_claim.js") if problem.kind == "used" else None
     html = render_template(
         "lpcall/callpage_problem.html",
         lang=state.settings.locale,
         title=texts["callpage.title"],
         heading=texts[f"callpage.{problem.kind}.title"],
         message=texts[f"callpage.{problem.kind}"],
-        css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
+        css=asset_url("lpcall/callpage.css"),
         reclaim=reclaim,
     )
     resp = Response(html, status=problem.status, mimetype="text/html")
@@ -305,8 +306,8 @@ def call_page(link: str) -> Any:
         title=state.texts["callpage.title"],
         loading=state.texts["call.loading"],
         page_json=Markup(page),
-        css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
-        script=url_for("lpcall.lpcall_static", filename="lpcall/callpage.js"),
+        css=asset_url("lpcall/callpage.css"),
+        script=asset_url("lpcall/callpage.js"),
     )
     resp = _security_headers(Response(html, mimetype="text/html"), state)
     # SameSite=None (needs Secure) so that a host app's cross-site iframe keeps it; http: Lax

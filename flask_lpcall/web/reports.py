@@ -16,6 +16,7 @@ from ..errors import BadFrameError
 from ..protocol import MODES
 from ..state import get_state
 from ..texts import render
+from .assets import asset_url
 from .auth import current_agent
 from .svgchart import bar_chart
 
@@ -82,7 +83,7 @@ def agent_reports() -> Any:
         fmt_duration=format_duration,
         export_csv=url_for("lpcall.agent_reports_export", fmt="csv", **query),
         export_json=url_for("lpcall.agent_reports_export", fmt="json", **query),
-        css_url=url_for("lpcall.lpcall_static", filename="lpcall/lpcall.css"),
+        css_url=asset_url("lpcall/lpcall.css"),
         workspace_url=_workspace_url(),
     )
     resp = Response(html, status=400 if error else 200)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Request, Response, current_app, g, request
 from markupsafe import Markup, escape
 
-from .assets import asset_version, static_dir
+from .assets import asset_version, static_dir, tree_version
 
 if TYPE_CHECKING:
     from ..state import LPCallState
@@ -63,12 +63,17 @@ def eager_script_source() -> str:
 
 
 def client_config(state: LPCallState) -> dict[str, Any]:
-    """The few settings the eager part needs; everything else is fetched lazily."""
+    """The few settings the eager part needs; everything else is fetched lazily.
+
+    ``v``: the version segment of the browser code's URLs (assets.tree_version): the bus imports
+    ``<base>/static/<v>/lpcall/consumer.js``, whose relative imports inherit it.
+    """
     s = state.settings
     return {
         "base": state.url_prefix,
         "win": bool(s.engagement_window),
         "dbg": bool(s.debug),
+        "v": tree_version(),
     }
 
 
@@ -92,7 +97,7 @@ def _build_tag(state: LPCallState, nonce: str | None) -> str:
 def _plain_tag(state: LPCallState) -> bytes:
     """The nonce-less tag as UTF-8, built once per app (again if what it is built from changes)."""
     s = state.settings
-    key = (state.url_prefix, s.engagement_window, s.debug, state.eager_js)
+    key = (state.url_prefix, s.engagement_window, s.debug, state.eager_js, tree_version())
     tag = state.tag_cache.get(key)
     if tag is None:
         state.tag_cache.clear()
