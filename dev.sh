@@ -105,6 +105,11 @@ text = re.sub(re.escape(start) + r".*?<!-- /config-table -->",
 readme.write_text(text)
 PY
     ;;
+  protocol)
+    # Regenerate static/lpcall/protocol.js (the browser's copy of flask_lpcall/protocol.py's words).
+    venv "dev"
+    "$VENV/bin/python" -c 'from pathlib import Path; from flask_lpcall.protocol import browser_module; Path("static/lpcall/protocol.js").write_text(browser_module())'
+    ;;
   bench)
     shift
     system_packages
@@ -112,7 +117,7 @@ PY
     exec "$VENV/bin/python" -m benchmarks "$@"
     ;;
   *)
-    echo "usage: ./dev.sh run [--port N] | install | test [pytest args] | lint | bench | readme" >&2
+    echo "usage: ./dev.sh run [--port N] | install | test [pytest args] | lint | bench | readme | protocol" >&2
     exit 2
     ;;
 esac

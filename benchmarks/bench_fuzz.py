@@ -50,7 +50,8 @@ from websockets.sync.client import ClientConnection, connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from flask_lpcall.core.schemas import load_signal_frame
-from flask_lpcall.errors import ERROR_CODES, LPCallError
+from flask_lpcall.errors import LPCallError
+from flask_lpcall.protocol import ERROR_CODES
 from flask_lpcall.sockets.transport import decode_json
 
 ISSUE = 14

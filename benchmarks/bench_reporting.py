@@ -30,7 +30,7 @@ from flask import Flask
 from flask_lpcall import LPCall, signals
 from flask_lpcall.core.calls import CallSession
 from flask_lpcall.core.records import ReportStore, record_from_call, summarize
-from flask_lpcall.web.reports import get_service
+from flask_lpcall.state import get_state
 from flask_lpcall.web.svgchart import bar_chart
 
 ISSUE = 8
@@ -64,7 +64,7 @@ def close_cost(calls: int, tmp: Path) -> dict[str, Any]:
     app = Flask("bench", instance_path=str(tmp / "inst"))
     app.config.update(SECRET_KEY="bench", LPCALL_REPORT_DB=str(tmp / "ours.sqlite3"))
     LPCall(app)
-    service = get_service(app)
+    service = get_state(app).reports
     service.store.ensure()
     ours: list[float] = []
     t_all = time.perf_counter()

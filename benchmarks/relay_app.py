@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 from flask import Flask
 
 from flask_lpcall import LPCall
-from flask_lpcall.extension import get_state
-from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, Agent
+from flask_lpcall.core.agents import PERM_VIDEO, PERM_VOICE, Agent
+from flask_lpcall.state import get_state
 
 AGENT = Agent(id="bench-agent", name="Bench", permissions=frozenset({PERM_VOICE, PERM_VIDEO}))
 
@@ -76,7 +76,7 @@ def _prepare_calls(app: Flask, count: int, path: str | None) -> None:
     except FileExistsError:
         return
     state = get_state(app)
-    convs, calls = state.services["conversations"], state.services["calls"]
+    convs, calls = state.conversations, state.calls
     tokens: list[list[str]] = []
     for _ in range(count):
         cid = str(uuid.uuid4())

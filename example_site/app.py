@@ -7,8 +7,7 @@ from typing import Any
 
 from flask import Flask, abort, render_template
 
-from flask_lpcall import LPCall
-from flask_lpcall.web.workspace import Agent
+from flask_lpcall import Agent, LPCall
 
 DEMO_AGENTS = {
     # user name: (password, Agent)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 import click
-from flask.cli import AppGroup
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
 
-from .web.reports import report_command
+from .core.agents import PERM_REPORTS, PERM_VIDEO, PERM_VOICE, uses_directory
+from .core.directory import DirectoryError, check_username
+from .core.records import parse_bound
+from .core.reports import to_csv, to_json
+from .protocol import MODES
+from .state import get_state
 
 lpcall_cli = AppGroup("lpcall", help="flask-lpcall: voice and video calls inside web messaging.")
-
-lpcall_cli.add_command(report_command)
 
 
 @lpcall_cli.command("demo-agent")
@@ -24,7 +29,7 @@ lpcall_cli.add_command(report_command)
 @click.option("--watch-pid", type=int, default=None, help="Stop when this process exits (./dev.sh run passes the site's).")
 def demo_agent_command(url: str, username: str, password: str, wait: float, watch_pid: int | None) -> None:
     """Run the demo agent: greets visitors and, on "call me", starts a video call with a test pattern and an echo."""
-    from .extension import get_state
+    # the only import inside a function: aiortc costs every `flask` process ~37 MB, and only this command needs it
     from .peer.demo import DemoAgentError, DemoSettings, serve_forever
 
     state = get_state()
@@ -46,19 +51,14 @@ PROMPT = "\0prompt"  # --password given without a value: ask for it
 
 
 def _directory() -> Any:
-    from .extension import get_state
-    from .web.workspace import uses_directory
-
     state = get_state()
     if not uses_directory(state.extension):
         click.echo("note: this app registers its own agent hooks (or Flask-Login); they decide who logs in, "
                    "not this directory", err=True)
-    return state.services["agent_directory"]
+    return state.agent_directory
 
 
 def _permissions(voice: bool, video: bool, reports: bool) -> set[str]:
-    from .web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
-
     return {p for p, on in ((PERM_VOICE, voice), (PERM_VIDEO, video), (PERM_REPORTS, reports)) if on}
 
 
@@ -86,8 +86,6 @@ def agent_cli() -> None:
 @click.option("--reports", is_flag=True, help='May open the reports dashboard ("View reports").')
 def agent_add(name: str, password: str | None, display_name: str | None, voice: bool, video: bool, reports: bool) -> None:
     """Add agent NAME (the user name of the workspace login)."""
-    from .core.directory import DirectoryError, check_username
-
     directory = _directory()
     try:
         check_username(name)
@@ -124,9 +122,6 @@ def agent_list() -> None:
 def agent_set(name: str, password: str | None, display_name: str | None, voice: bool | None, video: bool | None,
               reports: bool | None) -> None:
     """Change agent NAME: password, display name, permissions (the others stay)."""
-    from .core.directory import DirectoryError
-    from .web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
-
     directory = _directory()
     current = directory.get(name)
     if current is None:
@@ -148,8 +143,6 @@ def agent_set(name: str, password: str | None, display_name: str | None, voice: 
 @click.argument("name")
 def agent_remove(name: str) -> None:
     """Remove agent NAME (its open workspace sessions end at their next request)."""
-    from .core.directory import DirectoryError
-
     try:
         _directory().remove(name)
     except DirectoryError as exc:
@@ -158,7 +151,45 @@ def agent_remove(name: str) -> None:
 
 
 def _describe(permissions: frozenset[str] | set[str]) -> str:
-    from .web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE
-
     words = [w for p, w in ((PERM_VOICE, "voice"), (PERM_VIDEO, "video"), (PERM_REPORTS, "reports")) if p in permissions]
     return ", ".join(words) or "chat only"
+
+
+# -- CLI: flask lpcall report ------------------------------------------------------------
+class _Bound(click.ParamType):  # type: ignore[type-arg]
+    name = "DATE"
+
+    def __init__(self, end: bool) -> None:
+        self.end = end
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_bound(str(value), end=self.end)
+        except ValueError:
+            self.fail(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time", param, ctx)
+
+
+@lpcall_cli.command("report")
+@click.option("--since", type=_Bound(end=False), help="First day (YYYY-MM-DD, UTC) or ISO 8601 time; default: all.")
+@click.option("--until", type=_Bound(end=True), help="Last day, inclusive (YYYY-MM-DD, UTC) or ISO 8601 time; default: now.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--agent", default=None, help="Only this agent id.")
+@click.option("--mode", type=click.Choice(list(MODES)), default=None, help="Only this call mode.")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default: stdout).")
+@with_appcontext
+def report_command(
+    since: datetime | None, until: datetime | None, fmt: str, agent: str | None, mode: str | None, output: Any
+) -> None:
+    """Collaboration-session records (one per call) as CSV or JSON."""
+    if since is not None and until is not None and since >= until:
+        raise click.BadParameter("--since must be before --until", param_hint="--since")
+    service = get_state(current_app._get_current_object()).reports  # type: ignore[attr-defined]
+    service.flush(5.0)
+    records = service.query(since, until, agent, mode)
+    if fmt == "csv":
+        output.write(to_csv(records))
+    else:
+        meta = {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+        output.write(to_json(records, **meta) + "\n")

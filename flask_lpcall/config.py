@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -18,6 +19,7 @@ from .texts import CATALOG
 
 ANALYTICS = ("none", "google", "piwik", "webtrekk", "tealium")
 SAMESITE = ("Lax", "Strict", "None")
+NonceGetter = Callable[[], "str | None"]
 
 #: key -> (default, meaning). The README's table is generated from this mapping.
 DEFAULTS: dict[str, tuple[Any, str]] = {
@@ -106,7 +108,7 @@ def _whole(lo: int, hi: int | None, what: str) -> fields.Integer:
     return fields.Integer(strict=True, validate=_PERMS(min=lo, max=hi), **_allowed(f"a whole number of {what} {span}"))
 
 
-def _str_list(**kw: Any) -> fields.List:
+def _str_list(**kw: Any) -> fields.List[Any]:
     return fields.List(fields.String(validate=validate.Length(min=1)), **kw)
 
 
@@ -115,7 +117,7 @@ class _IceServer(Schema):
     username = fields.String()
     credential = fields.String()
 
-    def load(self, data: Any, **kw: Any) -> Any:  # type: ignore[override]
+    def load(self, data: Any, **kw: Any) -> Any:
         out = super().load(data, **kw)
         urls = out["urls"]
         if isinstance(urls, str):
@@ -250,7 +252,64 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return loaded
 
 
-NonceGetter = Callable[[], "str | None"]
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective ``LPCALL_*`` settings of one app, read once at ``init_app``: ``LPCALL_INVITE_TTL`` is
+    ``settings.invite_ttl``. One field per key of :data:`DEFAULTS` (a test keeps the two in step)."""
+
+    url_prefix: str
+    inject_tag: bool
+    exempt_paths: list[str]
+    csp_nonce: NonceGetter | None
+    debug: bool
+    allowed_origins: list[str]
+    engagement_window: bool
+    max_message_length: int
+    max_frame_bytes: int
+    consumer_token_ttl: int
+    conversation_ttl: int
+    voice_enabled: bool
+    video_enabled: bool
+    invite_ttl: float
+    call_token_ttl: float
+    agent_camera_off_at_start: bool
+    consumer_camera_off_at_start: bool
+    ice_servers: list[dict[str, Any]]
+    force_relay: bool
+    connect_timeout: float
+    call_ended_seconds: float
+    call_link_ttl: float
+    call_page_frame_ancestors: list[str]
+    reconnect_grace: float
+    heartbeat_interval: float
+    ice_restart_attempts: int
+    store: str
+    turn_urls: list[str]
+    turn_secret: str | None
+    turn_ttl: int
+    locale: str
+    texts: dict[str, Any]
+    analytics: str
+    report_db: str
+    agent_db: str
+    session_cookie_samesite: str | None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Validate ``config`` (an app's ``config`` or any mapping of ``LPCALL_*`` keys; missing keys
+        take their defaults) and return the settings; raises :class:`ConfigError` naming the key."""
+        loaded = validate_config(config)
+        return cls(**{field_name(key): value for key, value in loaded.items()})
+
+    def switch(self, key: str) -> bool:
+        """A global switch by its key (``LPCALL_VOICE_ENABLED``): the permission rules name their switch."""
+        return bool(getattr(self, field_name(key)))
+
+
+def field_name(key: str) -> str:
+    """``LPCALL_INVITE_TTL`` -> ``invite_ttl``."""
+    return key.removeprefix("LPCALL_").lower()
 
 
 def defaults_table() -> str:

@@ -1,54 +1,33 @@
-"""``LPCall``: the Flask extension object (init_app, tag injection, loaders)."""
+"""``LPCall``: the Flask extension object. ``init_app`` builds the app's :class:`LPCallState` (state.py)
+in the order written below, registers the one blueprint and the tag injection."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
+from flask import Blueprint, Flask, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from .config import validate_config
+from . import signals
+from .config import Settings
+from .core.callmanager import CallManager
+from .core.conversations import ConversationService
+from .core.directory import AgentDirectory, directory_path
+from .core.reports import ReportService, report_db_path
 from .core.tokens import TokenSigner
-from .errors import ConfigError, LPCallError, http_status
-from .store import Store, store_from_url
+from .errors import ConfigError
+from .sockets import call as call_socket
+from .sockets.keepalive import Keepalive
+from .state import LPCallState, get_state
+from .store import store_from_url
 from .texts import build_texts
+from .web import api, assets, callpage, consumer, jsonapi, netcheck, reports, workspace
 from .web import tag as tagging
+from .web.auth import FlaskLoginBridge
 
 logger = logging.getLogger(__name__)
-
-#: Modules that add routes to the blueprint; each has ``register(bp)``.
-_ROUTE_MODULES = ("web.assets", "web.api", "sockets.consumer", "web.workspace", "sockets.call", "web.reports", "web.netcheck", "web.callpage")
-
-
-@dataclass
-class LPCallState:
-    """Everything the extension keeps for one app, at ``app.extensions["lpcall"]``."""
-
-    extension: LPCall
-    settings: dict[str, Any]
-    texts: dict[str, str]
-    store: Store
-    signer: TokenSigner
-    eager_js: str
-    url_prefix: str
-    services: dict[str, Any] = field(default_factory=dict)
-    #: the nonce-less tag as bytes, keyed by what it is built from (tag.py)
-    tag_cache: dict[Any, bytes] = field(default_factory=dict)
-    #: the after_request hook that injects the tag (tag.make_injector: settings read once, at init_app)
-    injector: Callable[[Response], Response] | None = None
-
-
-def get_state(app: Flask | None = None) -> LPCallState:
-    """The extension state of ``app`` (default: the current app)."""
-    target = app if app is not None else current_app
-    try:
-        return target.extensions["lpcall"]  # type: ignore[no-any-return]
-    except KeyError:
-        raise RuntimeError("LPCall(app) / init_app(app) has not been called for this app") from None
 
 
 class LPCall:
@@ -87,38 +66,63 @@ class LPCall:
         login page sends agents to ``login_manager.login_view``; its logout calls ``logout_user()``.
         Needs ``pip install 'flask-lpcall[login]'``.
         """
-        from .web.workspace import FlaskLoginBridge
-
         self.login_bridge = FlaskLoginBridge(permissions, name)
 
     exempt = staticmethod(tagging.exempt)
 
     # -- Flask extension protocol ------------------------------------------------
     def init_app(self, app: Flask) -> None:
-        settings = validate_config(app.config)
-        texts = build_texts(settings["LPCALL_LOCALE"], settings["LPCALL_TEXTS"])
+        settings = Settings.from_config(app.config)
         secret = app.config.get("SECRET_KEY")
         if not secret:
             raise ConfigError("SECRET_KEY", "must be set: flask-lpcall signs consumer, agent and call tokens with it")
-        state = LPCallState(
-            extension=self,
-            settings=settings,
-            texts=texts,
-            store=store_from_url(settings["LPCALL_STORE"]),
-            signer=TokenSigner(secret),
-            eager_js=tagging.eager_script_source(),
-            url_prefix=settings["LPCALL_URL_PREFIX"],
-        )
+        state = build_state(self, app, settings, secret)
         app.extensions["lpcall"] = state
-        _session_cookie(app, settings["LPCALL_SESSION_COOKIE_SAMESITE"])
-        app.register_blueprint(_blueprint(app), url_prefix=state.url_prefix)
+        _session_cookie(app, settings.session_cookie_samesite)
+        consumer.configure_sockets(app, state)
+        app.register_blueprint(_blueprint(), url_prefix=state.url_prefix)
         app.jinja_env.globals["lpcall_tag"] = lambda: tagging.manual_tag(get_state())
-
         # this app's state and settings bound in: no lookup per response
         state.injector = tagging.make_injector(state)
         app.after_request(state.injector)
-
+        workspace.warn_at_first_request(app, state)
         logger.debug("flask-lpcall ready under %s", state.url_prefix)
+
+
+def build_state(extension: LPCall, app: Flask, settings: Settings, secret: str) -> LPCallState:
+    """The app's services, each built from the ones above it."""
+    texts = build_texts(settings.locale, settings.texts)
+    store = store_from_url(settings.store)
+    conversations = ConversationService(
+        store,
+        texts,
+        ttl=settings.conversation_ttl,
+        presence_ttl=max(3 * settings.heartbeat_interval, 5.0),
+        on_opened=lambda doc: signals.conversation_opened.send(app, conversation=doc),
+        on_message=lambda doc, event: signals.message_sent.send(app, conversation=doc, event=event),
+    )
+    signer = TokenSigner(secret)
+    calls = CallManager(store, settings, texts, signer, conversations=lambda: conversations, sender=app)
+    reports_service = ReportService(report_db_path(app.instance_path, settings.report_db))
+    # weak=False: the receiver is a bound method of a service only the state holds;
+    # blinker drops the connection when the app (the sender) goes away.
+    signals.call_ended.connect(reports_service.on_call_ended, sender=app, weak=False)
+    return LPCallState(
+        extension=extension,
+        settings=settings,
+        texts=texts,
+        store=store,
+        signer=signer,
+        # every socket is pinged each heartbeat and dropped when it misses a pong, by one thread (keepalive.py)
+        keepalive=Keepalive(settings.heartbeat_interval),
+        conversations=conversations,
+        calls=calls,
+        agent_directory=AgentDirectory(directory_path(app.instance_path, settings.agent_db)),
+        reports=reports_service,
+        netcheck=netcheck.NetcheckService(settings, store),
+        eager_js=tagging.eager_script_source(),
+        url_prefix=settings.url_prefix,
+    )
 
 
 class _SecureOnHttpsSessionInterface(SecureCookieSessionInterface):
@@ -137,61 +141,11 @@ def _session_cookie(app: Flask, samesite: str | None) -> None:
         app.session_interface = _SecureOnHttpsSessionInterface()
 
 
-def json_error(exc: LPCallError, status: int | None = None) -> tuple[Response, int]:
-    """``{"error": {"code", "message", "field"?}}`` with the status that fits ``exc``."""
-    return jsonify({"error": exc.to_dict()}), status if status is not None else http_status(exc)
-
-
-#: HTTP errors of the JSON APIs (werkzeug's) -> the registry's code (errors.ERROR_CODES).
-_HTTP_CODES = {400: "BAD_FRAME", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "TOO_LARGE"}
-
-
-def _is_json_api() -> bool:
-    """The request is for one of the blueprint's JSON endpoints (``<prefix>/api/…``)."""
-    state = current_app.extensions.get("lpcall")
-    prefix = state.url_prefix.rstrip("/") if state is not None else ""
-    return request.path.startswith(f"{prefix}/api/")
-
-
-def _http_error(exc: HTTPException) -> Any:
-    """A werkzeug HTTP error on a JSON endpoint is a JSON error; pages keep Flask's own answer."""
-    if not _is_json_api():
-        return exc
-    status = exc.code or 500
-    code = _HTTP_CODES.get(status, "INTERNAL" if status >= 500 else "BAD_FRAME")
-    field = "(body)" if status in (400, 413) else None
-    err = LPCallError(exc.description or exc.name, code=code, field=field)
-    resp, _ = json_error(err, status)
-    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-        resp.headers["Allow"] = ", ".join(exc.valid_methods)
-    return resp, status
-
-
-def _server_fault(exc: Exception) -> Any:
-    """Anything else escaping a route is a fault of the server: logged, then a JSON 500 on a JSON
-    endpoint (``INTERNAL``); elsewhere it goes on to Flask's own handling, as if not caught. Client input never gets here: every
-    body is read by ``api.json_body`` and validated by a schema (issue 14)."""
-    if isinstance(exc, HTTPException):
-        return _http_error(exc)
-    if not _is_json_api():
-        raise exc
-    logger.exception("flask-lpcall: %s %s failed", request.method, request.path)
-    return json_error(LPCallError("internal error; the request was not processed", code="INTERNAL"), 500)
-
-
-def _blueprint(app: Flask) -> Blueprint:
-    import importlib
-
+def _blueprint() -> Blueprint:
+    """The one blueprint: every route of the extension, in this order."""
     bp = Blueprint("lpcall", __name__, template_folder="templates")
-    # Any LPCallError escaping a route (a store outage included) is a JSON error, never a bare 500.
-    bp.register_error_handler(LPCallError, json_error)
-    bp.register_error_handler(HTTPException, _http_error)
-    bp.register_error_handler(Exception, _server_fault)
-    modules = [importlib.import_module(f".{name}", __package__) for name in _ROUTE_MODULES]
-    for module in modules:
-        module.register(bp)
-    for module in modules:
-        hook = getattr(module, "init_state", None)
-        if hook is not None:
-            hook(app, get_state(app))
+    jsonapi.register_error_handlers(bp)
+    for register in (assets.register, jsonapi.register, api.register, consumer.register, workspace.register,
+                     call_socket.register, reports.register, netcheck.register, callpage.register):
+        register(bp)
     return bp

@@ -1,4 +1,4 @@
-/* flask-lpcall tag stub, inlined into every page after window.lpCallConfig={base,win,dbg} (flask_lpcall/tag.py
+/* flask-lpcall tag stub, inlined into every page after window.lpCallConfig={base,win,dbg,v} (flask_lpcall/tag.py
    replaces @V@ by the content hash of static/lptag.js). Like LivePerson's own tag it is small: it creates
    window.lpTag (merging into an existing one), queues lpTag.events calls and loads the full bus
    (static/lptag.js) asynchronously from a versioned, long-cached URL, carrying this script's CSP nonce.

@@ -1,6 +1,7 @@
 /* flask-lpcall lpTag bus, loaded asynchronously by the stub every page inlines (static/lptag-stub.js, after
-   window.lpCallConfig={base,win,dbg}): lpTag.events bus, lpCoBrowse payload checks, lp_monitoringSDK ids,
-   lazy loader of static/lpcall/consumer.js. It replays the calls the stub queued, in call order. */
+   window.lpCallConfig={base,win,dbg,v}): lpTag.events bus, lpCoBrowse payload checks, lp_monitoringSDK ids,
+   lazy loader of static/lpcall/consumer.js (from <base>/static/<v>/: the versioned, immutable URL of the
+   browser code, flask_lpcall/assets.py). It replays the calls the stub queued, in call order. */
 (function (w) {
   "use strict";
   try { if (w.top !== w.self) return; } catch (e) { return; } // topmost frame only
@@ -150,9 +151,11 @@
 
   // -- lazy loader: the consumer app is imported only when needed ---------------------------
   var loading = null;
+  // the browser code's folder at its version (relative imports inherit it)
+  var assets = (cfg.base || "/lpcall") + "/static/" + (cfg.v ? cfg.v + "/" : "");
   function load() {
     if (!loading) {
-      var url = (cfg.base || "/lpcall") + "/static/lpcall/consumer.js";
+      var url = assets + "lpcall/consumer.js";
       loading = import(url).then(null, function (e) {
         log("DEBUG", "lpCall", "could not load " + url + ": " + e);
         return null;
@@ -161,7 +164,7 @@
     return loading;
   }
   // for the lazy modules: config, untouched addEventListener, debug log, loader
-  lp.lpcall = { config: cfg, on: on, log: log, debug: dbg, load: load, version: "0.1.0" };
+  lp.lpcall = { config: cfg, on: on, log: log, debug: dbg, load: load, assets: assets, version: "0.1.0" };
 
   if (cfg.win || get("sessionStorage", "lpcall.call")) load();
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_lpcall.web.workspace import SESSION_AGENT, SESSION_SID
+from flask_lpcall.web.auth import SESSION_AGENT, SESSION_SID
 
 
 def logged_in_client(app: Flask, agent_id: str) -> Any:

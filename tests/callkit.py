@@ -10,8 +10,8 @@ from typing import Any
 from flask import Flask
 
 from flask_lpcall import LPCall
-from flask_lpcall.extension import get_state
-from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, Agent
+from flask_lpcall.core.agents import PERM_VIDEO, PERM_VOICE, Agent
+from flask_lpcall.state import get_state
 
 BOB = Agent(id="bob", name="Bob", permissions=frozenset({PERM_VOICE, PERM_VIDEO}))
 
@@ -24,17 +24,12 @@ def make_app(**config: Any) -> Flask:
     ext.agent_loader(lambda agent_id: BOB if agent_id == BOB.id else None)
     ext.agent_authenticator(lambda u, p: BOB if (u, p) == ("bob", "bob") else None)
     ext.init_app(app)
-    state = get_state(app)
-    if "conversations" not in state.services:  # before the messaging area registers it
-        from flask_lpcall.core.conversations import ConversationService
-
-        state.services["conversations"] = ConversationService(state.store, state.texts)
     return app
 
 
 def services(app: Flask) -> tuple[Any, Any]:
     state = get_state(app)
-    return state.services["calls"], state.services["conversations"]
+    return state.calls, state.conversations
 
 
 def consumer_token(app: Flask, consumer_id: str) -> str:

@@ -107,9 +107,9 @@ def _hangup(r: Rig, side: str) -> None:
 
 def _cleanup(r: Rig) -> None:
     """After a failed call: end it from the server side so the next one can start."""
-    from flask_lpcall.extension import get_state
+    from flask_lpcall.state import get_state
 
-    calls = get_state(r.app).services["calls"]
+    calls = get_state(r.app).calls
     for key in call_keys(r.app):
         if key.startswith("call:"):
             sid = key.split(":", 1)[1]

@@ -12,7 +12,7 @@ from typing import Any
 from support import INBOUND_STATS_JS, wait_for
 
 from example_site.app import create_app
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 # Runs before the page's scripts: the engine's test hook and a recorder of every lpTag publish
 # (lptag.js keeps a pre-existing lpTag.events and forwards publishes to it).

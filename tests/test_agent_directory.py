@@ -20,9 +20,9 @@ from wsclients import FrameClient
 
 from flask_lpcall import LPCall
 from flask_lpcall.cli import lpcall_cli
+from flask_lpcall.core.agents import PERM_REPORTS, PERM_VIDEO, PERM_VOICE, Agent
 from flask_lpcall.core.directory import AgentDirectory
-from flask_lpcall.extension import get_state
-from flask_lpcall.web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE, Agent
+from flask_lpcall.state import get_state
 
 
 def quickstart_app(tmp_path: Path, **config: Any) -> Flask:
@@ -63,7 +63,7 @@ def test_cli_adds_an_agent_who_logs_in_with_the_permissions_given(tmp_path: Path
     html = client.get("/lpcall/agent/").get_data(as_text=True)
     assert 'data-mode="VIDEO_CALL"' not in html and 'data-mode="VOICE_CALL"' in html
     assert client.get("/lpcall/agent/reports").status_code == 200
-    entry = get_state(app).services["agent_directory"].get("bob")
+    entry = get_state(app).agent_directory.get("bob")
     assert entry.permissions == frozenset({PERM_VOICE, PERM_REPORTS})
 
     # a new password: the old one is refused
@@ -89,7 +89,7 @@ def test_cli_refuses_bad_names_duplicates_and_unknown_agents(tmp_path: Path) -> 
         assert unknown.exit_code == 1 and "no agent named 'carol'" in unknown.output
     mismatch = cli(app, "agent", "add", "dave", input="one\ntwo\none\none\n")  # the prompt asks twice
     assert mismatch.exit_code == 0 and "do not match" in mismatch.output.lower()
-    entry = get_state(app).services["agent_directory"].get("bob")
+    entry = get_state(app).agent_directory.get("bob")
     assert entry.permissions == frozenset()  # no flag: chat only, no call button
 
 
@@ -99,7 +99,7 @@ def test_agent_db_key_moves_the_directory(tmp_path: Path) -> None:
     assert (tmp_path / "elsewhere" / "agents.db").is_file()
     assert not (tmp_path / "instance").exists()
     memory = quickstart_app(tmp_path / "m", LPCALL_AGENT_DB=":memory:")
-    get_state(memory).services["agent_directory"].add("eve", "pw", {PERM_VOICE})
+    get_state(memory).agent_directory.add("eve", "pw", {PERM_VOICE})
     assert form_login(memory.test_client(), "eve", "pw").status_code == 302
 
 
@@ -121,7 +121,7 @@ def test_nobody_can_log_in_is_logged_once_at_start(tmp_path: Path, caplog: pytes
 
     caplog.clear()
     with_agent = quickstart_app(tmp_path / "2")
-    get_state(with_agent).services["agent_directory"].add("bob", "pw", {PERM_VOICE})
+    get_state(with_agent).agent_directory.add("bob", "pw", {PERM_VOICE})
     with_agent.test_client().get("/")
     hooks = Flask("hooks", instance_path=str(tmp_path / "3"))
     hooks.config.update(SECRET_KEY="x", LPCALL_REPORT_DB=":memory:")
@@ -140,7 +140,7 @@ def test_hooks_still_decide_when_registered(tmp_path: Path) -> None:
     bob = Agent("bob", "Bob", frozenset({PERM_VOICE}))
     ext.agent_loader(lambda agent_id: bob if agent_id == "bob" else None)
     ext.agent_authenticator(lambda u, p: bob if (u, p) == ("bob", "hook-pw") else None)
-    get_state(app).services["agent_directory"].add("mallory", "pw", {PERM_VOICE, PERM_VIDEO})
+    get_state(app).agent_directory.add("mallory", "pw", {PERM_VOICE, PERM_VIDEO})
     assert form_login(app.test_client(), "mallory", "pw").status_code == 401  # the directory is not asked
     client = app.test_client()
     assert form_login(client, "bob", "hook-pw").status_code == 302

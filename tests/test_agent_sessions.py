@@ -14,15 +14,16 @@ from wsclients import Agent as AgentClient
 from wsclients import FrameClient
 
 from flask_lpcall import LPCall
-from flask_lpcall.extension import get_state
-from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, SESSION_KEY_PREFIX
+from flask_lpcall.core.agents import PERM_VIDEO, PERM_VOICE
+from flask_lpcall.state import get_state
+from flask_lpcall.store.keys import SESSION_KEY_PREFIX
 
 
 def make_app(tmp_path: Path, **config: Any) -> Flask:
     app = Flask("sessions", instance_path=str(tmp_path / "instance"))
     app.config.update(SECRET_KEY="sessions-test", LPCALL_REPORT_DB=":memory:", LPCALL_AGENT_DB=":memory:", **config)
     LPCall(app)
-    get_state(app).services["agent_directory"].add("bob", "pw", {PERM_VOICE, PERM_VIDEO})
+    get_state(app).agent_directory.add("bob", "pw", {PERM_VOICE, PERM_VIDEO})
     return app
 
 

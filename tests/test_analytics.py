@@ -85,8 +85,9 @@ def open_page(browser: Any, server: Any, init: str | None) -> tuple[Any, Any, li
 def install(page: Any) -> str | None:
     """Load the consumer app like the tag does and wait until consumer.js installed analytics."""
     page.evaluate("() => window.lpTag.lpcall.load()")
-    base = page.evaluate("() => window.lpTag.lpcall.config.base")
-    page.evaluate(f"async () => {{ window.__an = await import('{base}/static/lpcall/analytics.js'); }}")
+    # the module instance consumer.js imported: the same versioned URL (flask_lpcall/assets.py)
+    assets = page.evaluate("() => window.lpTag.lpcall.assets")
+    page.evaluate(f"async () => {{ window.__an = await import('{assets}lpcall/analytics.js'); }}")
     page.evaluate("() => window.__lpcallConsumer")  # the consumer entry finished its start-up
     return page.evaluate("() => window.__an.installed()")
 
@@ -196,8 +197,8 @@ def test_no_global_and_provider_none_break_nothing(browser: Any, servers: dict[s
         page.evaluate("() => window.lpTag.lpcall.load()")
         page.evaluate("() => window.__lpcallConsumer")
         publish_lifecycle(page)
-        base = page.evaluate("() => window.lpTag.lpcall.config.base")
-        assert page.evaluate(f"async () => (await import('{base}/static/lpcall/analytics.js')).installed()") is None
+        assets = page.evaluate("() => window.lpTag.lpcall.assets")
+        assert page.evaluate(f"async () => (await import('{assets}lpcall/analytics.js')).installed()") is None
         assert tracked(page) == [] and errors == []
     finally:
         context.close()

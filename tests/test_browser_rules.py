@@ -19,7 +19,7 @@ import pytest
 from resumekit import Rig
 from support import CHROMIUM, CHROMIUM_ARGS, wait_for
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.media]
 

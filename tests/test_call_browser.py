@@ -19,7 +19,7 @@ from playwright.sync_api import Error as PlaywrightError
 from support import CHROMIUM, CHROMIUM_ARGS, INBOUND_STATS_JS, wait_for
 
 from example_site.app import create_app
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 MEDIA = ["camera", "microphone"]
 
@@ -131,7 +131,7 @@ class Rig:
 
     def transcript(self) -> list[str]:
         state = get_state(self.app)
-        convs = state.services["conversations"]
+        convs = state.conversations
         out: list[str] = []
         for conv_id in state.store.members("convs:open") | {k.split(":")[1] for k in state.store.keys("conv:") if k.count(":") == 1}:
             out += [e.get("systemKey") for e in convs.events(conv_id) if e.get("role") == "SYSTEM"]
@@ -235,7 +235,7 @@ def test_the_window_listens_while_the_invitation_is_shown_and_sends_nothing(rig:
     assert consumer.evaluate(f"{listener}.pc.localDescription") is None  # nothing answered
     agent_pc = "window.__lpcallEngines.at(-1).pc.signalingState"
     assert r.agent.evaluate(agent_pc) == "have-local-offer"  # the agent still waits for an answer
-    calls = get_state(r.app).services["calls"]
+    calls = get_state(r.app).calls
     assert calls.get(consumer.evaluate(f"{listener}.serviceId")).state == "INVITED"
     consumer.click(".lpcall-invitation .lpcall-accept")
     r.wait_media(video=True)
@@ -247,7 +247,7 @@ def test_the_window_listens_while_the_invitation_is_shown_and_sends_nothing(rig:
 
 def cobrowse_dialog(r: Rig) -> dict[str, Any] | None:
     state = get_state(r.app)
-    convs = state.services["conversations"]
+    convs = state.conversations
     docs = [convs.get(k.split(":")[1]) for k in state.store.keys("conv:") if k.count(":") == 1]
     dialogs = [d["cobrowse"] for d in docs if d and d.get("cobrowse")]
     return dialogs[-1] if dialogs else None

@@ -12,7 +12,7 @@ from agentkit import csrf_of, logged_in_client
 from callkit import BOB, cobrowse_payload, consumer_token, conversation, make_app, services
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from flask_lpcall.web.workspace import SESSION_CSRF
+from flask_lpcall.web.auth import SESSION_CSRF
 
 
 def _agent(app: Any) -> tuple[Any, str]:

@@ -16,8 +16,9 @@ from callkit import BOB, cobrowse_payload, conversation, make_app, services
 from support import start_live_server
 from wsclients import Consumer
 
-from flask_lpcall.extension import get_state
-from flask_lpcall.web.callpage import PAGE_TOKEN_TTL, call_link, make_page_token
+from flask_lpcall.state import get_state
+from flask_lpcall.web.callpage import call_link
+from flask_lpcall.web.jsonapi import PAGE_TOKEN_TTL, make_page_token
 
 
 def _page_token(app: Any) -> tuple[Any, str, str]:
@@ -41,7 +42,7 @@ def _bearer(token: str) -> dict[str, str]:
 def app() -> Iterator[Any]:
     a = make_app()
     yield a
-    get_state(a).services["calls"].stop()
+    get_state(a).calls.stop()
 
 
 def test_the_page_token_works_for_its_call_only(app: Any) -> None:
@@ -97,7 +98,7 @@ def test_the_page_token_dies_with_its_call_and_after_its_ttl(app: Any) -> None:
         old = make_page_token(get_state(app), services(app)[0].get(sid))
     resp = client.post("/lpcall/api/call/resume", json={"serviceId": sid}, headers=_bearer(old))
     assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "TOKEN_EXPIRED"
-    assert PAGE_TOKEN_TTL <= 24 * 3600 < get_state(app).settings["LPCALL_CONSUMER_TOKEN_TTL"]
+    assert PAGE_TOKEN_TTL <= 24 * 3600 < get_state(app).settings.consumer_token_ttl
 
     # the call ends: the token goes with it, also for a new call of the same conversation
     calls, _ = services(app)

@@ -203,3 +203,20 @@ def test_bad_mode_and_role_are_refused() -> None:
         _session().mark_joined("stranger")
     with pytest.raises(ValueError):
         _session().close("bored")
+
+
+def test_media_and_gone_are_typed_fields_kept_in_the_stored_document_not_in_the_record() -> None:
+    s = _session()
+    s.accept(now=T0 + 1)
+    s.mark_joined("consumer")
+    s.set_media("consumer", muted=True, camera_off=False)
+    s.mark_gone("consumer", now=T0 + 5)
+    doc = s.to_doc()
+    assert doc["media"] == {"consumer": {"muted": True, "cameraOff": False}} and doc["gone"] == {"consumer": T0 + 5}
+    assert "media" not in s.to_dict() and "gone" not in s.to_dict()  # the call record (PROTOCOL §10) is unchanged
+    back = CallSession.from_dict(doc)
+    assert (back.media, back.gone) == (s.media, s.gone)
+    back.mark_joined("consumer")  # the role is back: no longer gone
+    assert back.gone == {}
+    with pytest.raises(ValueError):
+        back.mark_gone("stranger")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from flask_lpcall import ConfigError, LPCall, get_state
-from flask_lpcall.config import DEFAULTS, ConfigSchema, validate_config
+from flask_lpcall.config import DEFAULTS, ConfigSchema, Settings, field_name, validate_config
 
 # (key, wrong value, words the error must contain besides the key)
 BAD: list[tuple[str, Any, str]] = [
@@ -122,7 +123,9 @@ def test_defaults_are_valid_and_documented() -> None:
     assert settings == {key: default for key, (default, _) in DEFAULTS.items()}
     app = _app()
     LPCall().init_app(app)
-    assert get_state(app).settings == settings
+    assert get_state(app).settings == Settings.from_config({})
+    assert {f.name for f in dataclasses.fields(Settings)} == {field_name(key) for key in DEFAULTS}  # one field per key
+    assert get_state(app).settings.invite_ttl == settings["LPCALL_INVITE_TTL"]
     assert get_state(app).url_prefix == "/lpcall"
 
 

@@ -70,7 +70,7 @@ def test_js_bus_agrees_with_vectors(browser: Any, live_server: Any) -> None:
     server = live_server(app)
     context = browser.new_context()
     # The bus alone is under test here: the lazily loaded consumer app is kept out.
-    context.route("**/static/lpcall/consumer.js", lambda route: route.abort())
+    context.route("**/lpcall/consumer.js", lambda route: route.abort())
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)

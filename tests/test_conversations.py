@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from flask_lpcall.config import validate_config
+from flask_lpcall.config import Settings
+from flask_lpcall.core.agents import PERM_VIDEO, PERM_VOICE, Agent, call_buttons, check_can_invite
 from flask_lpcall.core.conversations import ConversationService
 from flask_lpcall.errors import InvalidStateError, NotAllowedError, NotFoundError
 from flask_lpcall.store import MemoryStore
 from flask_lpcall.texts import EN
-from flask_lpcall.web.workspace import PERM_VIDEO, PERM_VOICE, Agent, call_buttons, check_can_invite
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ BOB = Agent(id="bob", name="Bob", permissions=frozenset({PERM_VOICE, PERM_VIDEO}
 @pytest.mark.parametrize("mode", ["VOICE_CALL", "VIDEO_CALL"])
 def test_permission_matrix_pure(agent: Agent, switch: bool, mode: str) -> None:
     key = "LPCALL_VOICE_ENABLED" if mode == "VOICE_CALL" else "LPCALL_VIDEO_ENABLED"
-    settings = validate_config({key: switch})
+    settings = Settings.from_config({key: switch})
     conv = {"convId": "x", "state": "OPEN", "agentId": agent.id, "features": ["CO_BROWSE"], "consumerId": "c"}
     has_perm = (PERM_VOICE if mode == "VOICE_CALL" else PERM_VIDEO) in agent.permissions
     assert call_buttons(agent, settings)[mode] is (switch and has_perm)
@@ -136,7 +136,7 @@ def test_permission_matrix_pure(agent: Agent, switch: bool, mode: str) -> None:
 
 
 def test_check_can_invite_assignment_and_cobrowse() -> None:
-    settings = validate_config({})
+    settings = Settings.from_config({})
     conv = {"convId": "x", "state": "OPEN", "agentId": "alice", "features": ["CO_BROWSE"], "consumerId": "c"}
     with pytest.raises(NotAllowedError) as exc:
         check_can_invite(BOB, conv, "VOICE_CALL", settings)

@@ -19,9 +19,9 @@ from support import INBOUND_STATS_JS, wait_for
 from test_peer import SAMPLE_BARS_JS, bars_match
 
 from example_site.app import create_app
-from flask_lpcall.extension import get_state
 from flask_lpcall.peer.aioloop import BackgroundLoop
 from flask_lpcall.peer.demo import DemoAgent, DemoAgentError, DemoSettings, login, wants_call
+from flask_lpcall.state import get_state
 from flask_lpcall.texts import build_texts
 
 
@@ -81,7 +81,7 @@ def test_cli_demo_agent_serves_until_the_watched_site_process_exits(live_server)
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        conversations = get_state(app).services["conversations"]
+        conversations = get_state(app).conversations
         wait_for(lambda: "demo" in conversations.available_agents(), timeout=30, message="the CLI demo agent is available")
         site.kill()
         site.wait(timeout=10)
@@ -102,7 +102,7 @@ def demo_site(live_server) -> Iterator[tuple[Any, DemoAgent, BackgroundLoop]]:
     agent = DemoAgent(DemoSettings(url=server.url, texts=get_state(app).texts, video_size=(320, 240)))
     loop.run(agent.connect(), timeout=15)
     runner = loop.submit(agent.run())
-    conversations = get_state(app).services["conversations"]
+    conversations = get_state(app).conversations
     wait_for(lambda: "demo" in conversations.available_agents(), timeout=10, message="the demo agent is available")
     yield server, agent, loop
     runner.cancel()

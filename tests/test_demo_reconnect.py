@@ -10,9 +10,9 @@ from support import wait_for
 from wsclients import Consumer, message_from
 
 from example_site.app import create_app
-from flask_lpcall.extension import get_state
 from flask_lpcall.peer.aioloop import BackgroundLoop
 from flask_lpcall.peer.demo import DemoAgent, DemoSettings
+from flask_lpcall.state import get_state
 from flask_lpcall.texts import render
 
 
@@ -27,7 +27,7 @@ def _start(server: Any, app: Any) -> tuple[DemoAgent, BackgroundLoop, Any]:
     agent = DemoAgent(DemoSettings(url=server.url, texts=get_state(app).texts, video_size=(160, 120)))
     loop.run(agent.connect(), timeout=15)
     runner = loop.submit(agent.run())
-    conversations = get_state(app).services["conversations"]
+    conversations = get_state(app).conversations
     wait_for(lambda: "demo" in conversations.available_agents(), timeout=10, message="the demo agent is available")
     return agent, loop, runner
 
@@ -36,7 +36,7 @@ def test_a_reconnected_demo_agent_answers_its_conversations(live_server: Any) ->
     app = create_app(LPCALL_REPORT_DB=":memory:")
     server = live_server(app)
     texts = get_state(app).texts
-    conversations = get_state(app).services["conversations"]
+    conversations = get_state(app).conversations
     first, loop, runner = _start(server, app)
     second = first
     consumer = Consumer(server.url)

@@ -20,7 +20,7 @@ def test_example_site_apps_use_a_temporary_instance_folder() -> None:
     for app in (example.app, example.create_app()):
         instance = Path(app.instance_path).resolve()
         assert not instance.is_relative_to(ROOT), instance
-        reports = app.extensions["lpcall"].services["reports"]
+        reports = app.extensions["lpcall"].reports
         assert not Path(reports.store.path).resolve().is_relative_to(ROOT / "example_site"), reports.store.path
 
 
@@ -34,7 +34,7 @@ def test_a_tests_own_app_gets_a_temporary_instance_folder_too() -> None:
     LPCall(app)
     instance = Path(app.instance_path)
     assert instance.is_relative_to(os.environ["EXAMPLE_SITE_INSTANCE"]) and not instance.is_relative_to(ROOT)
-    reports = app.extensions["lpcall"].services["reports"].store.path
+    reports = app.extensions["lpcall"].reports.store.path
     assert not Path(reports).is_relative_to(ROOT), reports
 
 

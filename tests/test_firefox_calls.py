@@ -21,7 +21,7 @@ from firefoxkit import FIREFOX, FirefoxBrowser
 from resumekit import INIT, Rig, call_keys
 from support import CHROMIUM, CHROMIUM_ARGS, require, wait_for
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.media, pytest.mark.firefox]
 

@@ -17,7 +17,7 @@ from callkit import call_keys
 from support import wait_for
 from test_call_browser import Rig, cobrowse_dialog
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 # the call tests' fixtures: one Chromium for the module (real permissions, two fake cameras), Rig factory
 chromium = test_call_browser.chromium
@@ -173,7 +173,7 @@ def test_an_invitation_closes_early_when_the_visitors_page_is_gone(rig: Any) -> 
     # a reload within the grace period is no departure
     r.consumer.reload()
     r.consumer.wait_for_selector(".lpcall-invitation")
-    calls = get_state(r.app).services["calls"]
+    calls = get_state(r.app).calls
     sid = agent.evaluate("window.__lpcallEngines.at(-1).serviceId")
     r.consumer.close()  # the visitor closes the tab
     gone_at = time.monotonic()

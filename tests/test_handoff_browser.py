@@ -11,7 +11,7 @@ from typing import Any
 from resumekit import INIT, Rig, diagnose
 from support import wait_for
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 

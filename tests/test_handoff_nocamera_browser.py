@@ -16,7 +16,7 @@ from callkit import call_keys
 from resumekit import INIT, Rig, diagnose
 from support import CHROMIUM, CHROMIUM_ARGS, wait_for
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 MEDIA = ["camera", "microphone"]
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}

@@ -3,7 +3,7 @@
 The three sockets (consumer ``/ws/consumer``, agent ``/ws/agent``, call ``/ws/call``) share one decode
 path (``framesocket.decode_json``) and one Origin check; the JSON APIs read bodies through the same
 decode path and answer every malformed request with a JSON 4xx naming the field; the error codes come
-from one registry (``errors.ERROR_CODES``) that docs/PROTOCOL.md carries; the sockets decline
+from one registry (``protocol.ERROR_CODES``) that docs/PROTOCOL.md carries; the sockets decline
 permessage-deflate.
 """
 
@@ -22,9 +22,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from wsclients import Agent
 
-from flask_lpcall import errors
-from flask_lpcall.extension import get_state
+from flask_lpcall import protocol
 from flask_lpcall.sockets.transport import origin_allowed
+from flask_lpcall.state import get_state
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "docs" / "PROTOCOL.md"
@@ -147,7 +147,7 @@ def test_one_decode_path_answers_each_rule_with_one_code_naming_the_field(live: 
         assert (got.get("code"), got.get("field")) == (code, field), (name, got)
         assert words in got["message"], (name, got)
         if kind != "call":
-            assert got["status"] == errors.ERROR_CODES[code].status
+            assert got["status"] == protocol.ERROR_CODES[code].status
             assert got["reqId"] == ("b" if name not in ("deep", "multibyte", "not-json", "binary") else None), got
     ping(ws, kind)  # the connection stays up
     ws.close()
@@ -163,7 +163,7 @@ def test_the_frame_limit_counts_utf8_bytes_and_has_one_code(live: Live) -> None:
     got = answer(agent)
     assert (got["code"], got["field"]) == ("TOO_LARGE", "(frame)"), got
     no_frame(consumer)  # not relayed
-    assert "FRAME_TOO_LARGE" not in {e.code for e in errors.ERROR_CODES.values()}
+    assert "FRAME_TOO_LARGE" not in {e.code for e in protocol.ERROR_CODES.values()}
 
 
 # -- finding 8: loose frames ------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_json_apis_answer_malformed_bodies_with_a_json_4xx_naming_the_field(endp
         assert 400 <= resp.status_code < 500, (name, resp.status_code, resp.data[:200])
         assert resp.is_json, (name, resp.data[:200])
         err = resp.get_json()["error"]
-        assert err["code"] in errors.ERROR_CODES and errors.ERROR_CODES[err["code"]].status == resp.status_code
+        assert err["code"] in protocol.ERROR_CODES and protocol.ERROR_CODES[err["code"]].status == resp.status_code
         assert err.get("field"), (name, err)
         if field != "*":
             assert err["field"] == field, (name, err)
@@ -332,8 +332,8 @@ def test_protocol_md_carries_the_error_registry() -> None:
     text = PROTOCOL.read_text(encoding="utf-8")
     match = re.search(r"<!-- error-codes:begin -->\n(.*?)\n<!-- error-codes:end -->", text, re.DOTALL)
     assert match, "docs/PROTOCOL.md lacks the error-codes block"
-    assert match.group(1) == errors.error_table(), (
-        "docs/PROTOCOL.md's error table differs from errors.ERROR_CODES; paste errors.error_table() there")
+    assert match.group(1) == protocol.error_table(), (
+        "docs/PROTOCOL.md's error table differs from protocol.ERROR_CODES; paste protocol.error_table() there")
 
 
 def test_every_code_the_server_answers_with_is_registered() -> None:
@@ -347,5 +347,20 @@ def test_every_code_the_server_answers_with_is_registered() -> None:
         used |= set(re.findall(r'self\.error\("([A-Z_]+)"', text))
     used -= {"CONFIG_ERROR", "LPCALL_ERROR"}  # init_app's and the base class's, never on the wire
     used |= {"CALL_IN_OTHER_TAB", "TIMEOUT"}
-    assert used <= set(errors.ERROR_CODES), used - set(errors.ERROR_CODES)
-    assert not set(errors.SESSION_ERROR_IDS) & set(errors.ERROR_CODES)  # the seed's own vocabulary
+    assert used <= set(protocol.ERROR_CODES), used - set(protocol.ERROR_CODES)
+    assert not set(protocol.SESSION_ERROR_IDS) & set(protocol.ERROR_CODES)  # the seed's own vocabulary
+
+
+def test_protocol_md_carries_the_client_side_codes_and_every_code_in_use_is_registered() -> None:
+    text = PROTOCOL.read_text(encoding="utf-8")
+    match = re.search(r"<!-- client-error-codes:begin -->\n(.*?)\n<!-- client-error-codes:end -->", text, re.DOTALL)
+    assert match and match.group(1) == protocol.client_error_table(), "paste protocol.client_error_table() there"
+    known = set(protocol.ERROR_CODES) | set(protocol.CLIENT_ERROR_CODES) | set(protocol.SESSION_ERROR_IDS)
+    used: set[str] = set()
+    for path in (ROOT / "flask_lpcall").rglob("*.py"):
+        used |= set(re.findall(r'code\s*=\s*"([A-Z_]+)"', path.read_text(encoding="utf-8")))
+    for path in (ROOT / "static").rglob("*.js"):
+        js = path.read_text(encoding="utf-8")
+        used |= set(re.findall(r"CallError\('([A-Z_]+)'", js)) | set(re.findall(r"\.code = [^;]*'([A-Z_]+)'", js))
+    assert {"PEER_ERROR", "SIGNALING_FAILED"} <= used, "the search finds the codes in use"
+    assert used <= known, sorted(used - known)

@@ -18,7 +18,7 @@ from callkit import BOB, call_keys, conversation, make_app, services, system_key
 from support import start_live_server, wait_for
 from wsclients import Consumer
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 GRACE = 2.0
 

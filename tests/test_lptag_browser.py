@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, g, render_template_string
+from flask_lpcall.web.assets import tree_version
 from support import LiveServer, start_live_server, wait_for
 
 from example_site.app import create_app
@@ -147,9 +148,9 @@ class Watch:
         self.page_errors: list[str] = []
         self.consumer_requests: list[str] = []
         if stub is True:
-            context.route("**/static/lpcall/consumer.js", self._stub)
+            context.route("**/lpcall/consumer.js", self._stub)
         elif stub:
-            context.route("**/static/lpcall/consumer.js", lambda route: route.fulfill(status=int(stub), body="missing"))
+            context.route("**/lpcall/consumer.js", lambda route: route.fulfill(status=int(stub), body="missing"))
         context.on("request", lambda r: self.consumer_requests.append(r.url) if "consumer.js" in r.url else None)
         context.on("page", self.attach)
 
@@ -200,7 +201,7 @@ def test_each_example_page_is_tagged_and_lptag_works(context: Any, shop: LiveSer
     )
     assert info["bus"] and info["sid"] and info["vid"]
     # default config except the engagement window, which the example site turns on: consumer app loads eagerly
-    assert info["config"] == {"base": "/lpcall", "win": True, "dbg": False}
+    assert info["config"] == {"base": "/lpcall", "win": True, "dbg": False, "v": tree_version()}
     wait_for(lambda: page.evaluate("window.__consumerLoads") == 1, message="consumer.js imported at load")
     assert watch.page_errors == []
 

@@ -13,7 +13,7 @@ from support import start_live_server, wait_for
 from wsclients import Consumer
 
 from example_site.app import create_app
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 pytestmark = pytest.mark.browser
 
@@ -184,7 +184,7 @@ def test_call_buttons_disabled_with_reason_without_cobrowse_and_by_profile(brows
     page.get_by_label("Available for new conversations").uncheck()
     queued = Consumer(server.url)
     queued.connect()
-    wait_for(lambda: not get_state(server.app).services["conversations"].available_agents(), timeout=10)
+    wait_for(lambda: not get_state(server.app).conversations.available_agents(), timeout=10)
     queued.open_conversation("Queued Quentin")
     waiting = page.locator(".lpcall-queue .lpcall-conv-item")
     expect(waiting).to_contain_text("Queued Quentin", timeout=TIMEOUT)

@@ -166,7 +166,7 @@ def test_permission_matrix_enforced_by_the_server(server: Any) -> None:
     """2 profiles (alice: voice only; bob: voice + video) x 2 switch states x 2 modes."""
     settings = server.app.extensions["lpcall"].settings
     perms = {"alice": {"VOICE_CALL"}, "bob": {"VOICE_CALL", "VIDEO_CALL"}}
-    switch = {"VOICE_CALL": settings["LPCALL_VOICE_ENABLED"], "VIDEO_CALL": settings["LPCALL_VIDEO_ENABLED"]}
+    switch = {"VOICE_CALL": settings.voice_enabled, "VIDEO_CALL": settings.video_enabled}
     outcomes = {}
     for name in ("alice", "bob"):
         agent = Agent(server.url, name, name)
@@ -202,7 +202,7 @@ def test_agent_cannot_invite_or_open_another_agents_conversation(server: Any) ->
     consumer = Consumer(server.url)
     consumer.connect()
     conv_id = consumer.open_conversation()
-    wait_for(lambda: server.app.extensions["lpcall"].services["conversations"].get(conv_id)["agentId"] == "bob")
+    wait_for(lambda: server.app.extensions["lpcall"].conversations.get(conv_id)["agentId"] == "bob")
     alice = Agent(server.url, "alice", "alice")
     alice.connect()
     listing = alice.client.wait_notification(lambda m: m.get("type") == "agent.ConversationList")
@@ -387,7 +387,7 @@ def test_dead_socket_is_noticed(server: Any) -> None:
     sub = json.dumps({"id": "1", "type": "agent.Subscribe", "body": {"available": True}}).encode()
     mask = b"\x01\x02\x03\x04"
     sock.sendall(bytes([0x81, 0x80 | len(sub)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(sub)))
-    service = server.app.extensions["lpcall"].services["conversations"]
+    service = server.app.extensions["lpcall"].conversations
     wait_for(lambda: "bob" in service.available_agents(), timeout=10, message="agent available")
     received = handshake
     while True:  # we never answer the server's pings
@@ -439,8 +439,8 @@ def test_transcript_has_no_gaps_or_duplicates_when_subscribing_during_a_burst(se
 def test_one_socket_cannot_pile_up_conversation_subscriptions(server: Any) -> None:
     """Each cqm.SubscribeExConversations used to add a store subscription with no limit (found by the
     fuzzer's review): 200 on one socket now keep at most MAX_META_SUBSCRIPTIONS, the newest still works."""
-    from flask_lpcall.core.conversations import ch_consumer
-    from flask_lpcall.extension import get_state
+    from flask_lpcall.state import get_state
+    from flask_lpcall.store.keys import ch_consumer
 
     consumer = Consumer(server.url)
     consumer.connect()

@@ -16,8 +16,8 @@ import pytest
 from support import require, wait_for
 
 from example_site.app import create_app
+from flask_lpcall.core.netcheck import NEEDS_KBPS, describe, verdict
 from flask_lpcall.texts import build_texts
-from flask_lpcall.web.netcheck import NEEDS_KBPS, describe, verdict
 
 
 # -- pure rules -----------------------------------------------------------------------
@@ -127,7 +127,7 @@ def test_network_check_reports_host_path_rtt_and_bitrate(browser, live_server) -
     texts = build_texts("en", {})
     assert shown["message"].startswith(texts[f"netcheck.verdict.{shown['verdict']}"])
     # the server's own view: its aiortc peer was closed after the result
-    assert wait_for(lambda: server.app.extensions["lpcall"].services["netcheck"].active() == 0, timeout=10)
+    assert wait_for(lambda: server.app.extensions["lpcall"].netcheck.active() == 0, timeout=10)
     page.close()
 
 
@@ -191,7 +191,7 @@ def test_result_reaches_the_visitors_conversation_for_the_agent(browser, live_se
         page.click(".lpcall-launcher")
         page.fill("#lpcall-visitor-name", "Vera")
         page.click(".lpcall-start [type=submit]")
-        conversations = app.extensions["lpcall"].services["conversations"]
+        conversations = app.extensions["lpcall"].conversations
         conv = wait_for(lambda: conversations.open_conversations(), timeout=10, message="the visitor's conversation")[0]
 
         page.goto(server.url + "/lpcall/netcheck")  # e.g. a link the agent sent in the chat
@@ -211,7 +211,7 @@ def test_result_reaches_the_visitors_conversation_for_the_agent(browser, live_se
 def test_too_many_checks_at_once_get_busy_and_finished_checks_free_their_peer(client) -> None:
     from aiortc import RTCPeerConnection
 
-    from flask_lpcall.web.netcheck import MAX_CONCURRENT
+    from flask_lpcall.core.netcheck import MAX_CONCURRENT
 
     async def offer() -> str:
         pc = RTCPeerConnection()
@@ -237,7 +237,7 @@ def test_too_many_checks_at_once_get_busy_and_finished_checks_free_their_peer(cl
     for check_id in ids:
         result = client.post("/lpcall/api/netcheck/result", json={"checkId": check_id, "connected": False}).get_json()
         assert result["verdict"] == "no_path" and result["path"] == "none"
-    assert client.application.extensions["lpcall"].services["netcheck"].active() == 0
+    assert client.application.extensions["lpcall"].netcheck.active() == 0
     again = client.post("/lpcall/api/netcheck/offer", json={"offer": {"type": "offer", "sdp": sdp}})
     assert again.status_code == 200
 

@@ -20,8 +20,8 @@ from support import start_live_server, wait_for
 from wsclients import Agent, Consumer
 
 from example_site.app import create_app
+from flask_lpcall.core.agents import NETCHECK_REQUEST_KEY
 from flask_lpcall.texts import build_texts
-from flask_lpcall.web.workspace import NETCHECK_REQUEST_KEY
 
 TIMEOUT = 20_000
 
@@ -34,7 +34,7 @@ def server() -> Iterator[Any]:
 
 
 def _conversations(server: Any) -> Any:
-    return server.app.extensions["lpcall"].services["conversations"]
+    return server.app.extensions["lpcall"].conversations
 
 
 def _system_event(msg: dict[str, Any]) -> bool:

@@ -20,9 +20,9 @@ import pytest
 from servers import REDIS_SERVER, RedisServer, start_gunicorn, start_redis
 from support import require
 
-from flask_lpcall.config import validate_config
+from flask_lpcall.config import Settings
 from flask_lpcall.peer.aioloop import BackgroundLoop
-from flask_lpcall.web.netcheck import NetcheckResponder
+from flask_lpcall.peer.responder import NetcheckResponder
 
 
 def test_network_check_under_the_gevent_worker(browser) -> None:
@@ -51,7 +51,7 @@ def redis_server() -> Iterator[RedisServer]:
 def test_another_worker_finishes_the_check_from_the_shared_store(redis_server) -> None:
     from flask_lpcall.store.redis import RedisStore
 
-    settings = validate_config({})
+    settings = Settings.from_config({})
     worker_a = NetcheckResponder(settings, RedisStore(redis_server.url))
     worker_b = NetcheckResponder(settings, RedisStore(redis_server.url))
     client_loop = BackgroundLoop("netcheck-client")

@@ -18,9 +18,9 @@ from support import INBOUND_STATS_JS, wait_for
 from test_peer import SAMPLE_BARS_JS, SMALL, bars_match
 
 from example_site.app import create_app
-from flask_lpcall.extension import get_state
 from flask_lpcall.peer import Peer
 from flask_lpcall.peer.aioloop import BackgroundLoop
+from flask_lpcall.state import get_state
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_python_consumer_accepts_a_video_call_from_the_agent_workspace(browser, 
     server = live_server(app)
     api = f"{server.url}/lpcall/api"
     me = http("POST", f"{api}/consumer/session", {"vid": "python-visitor"})
-    conversations = get_state(app).services["conversations"]
+    conversations = get_state(app).conversations
     doc, _ = conversations.open(me["consumerId"], visitor_name="Py", features=["CO_BROWSE"])
     conversations.take(doc["convId"], "bob", "Bob")
 

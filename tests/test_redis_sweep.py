@@ -13,7 +13,7 @@ from typing import Any
 from servers import RedisServer
 from support import wait_for
 
-from flask_lpcall.config import validate_config
+from flask_lpcall.config import Settings
 from flask_lpcall.core.callmanager import SWEEP_CHUNK, CallManager
 from flask_lpcall.core.tokens import TokenSigner
 from flask_lpcall.store import store_from_url
@@ -22,7 +22,7 @@ CALLS = 60
 
 
 def _manager(url: str, **settings: Any) -> CallManager:
-    config = validate_config({"LPCALL_RECONNECT_GRACE": 1, "LPCALL_HEARTBEAT_INTERVAL": 5, **settings})
+    config = Settings.from_config({"LPCALL_RECONNECT_GRACE": 1, "LPCALL_HEARTBEAT_INTERVAL": 5, **settings})
     return CallManager(store_from_url(url), config, {}, TokenSigner("sweep-test"), lambda: None)
 
 

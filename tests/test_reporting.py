@@ -22,7 +22,7 @@ from flask_lpcall import LPCall, signals
 from flask_lpcall.cli import lpcall_cli
 from flask_lpcall.core.calls import CallSession
 from flask_lpcall.core.records import COLUMNS, percentile, record_from_call, summarize
-from flask_lpcall.web.reports import get_service
+from flask_lpcall.state import get_state
 
 T0 = datetime(2026, 11, 3, 9, 30, tzinfo=UTC).timestamp()  # a Tuesday, 09:30 UTC
 
@@ -80,7 +80,7 @@ def errored(t: float = T0, **kw: Any) -> dict[str, Any]:
 def send_and_flush(app: Flask, *calls: dict[str, Any]) -> None:
     for call in calls:
         signals.call_ended.send(app, call=call)
-    assert get_service(app).flush(10), "the record writer did not drain its queue"
+    assert get_state(app).reports.flush(10), "the record writer did not drain its queue"
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
@@ -173,19 +173,19 @@ def test_a_failing_write_is_logged_and_never_raised(tmp_path: Path, caplog: pyte
         signals.call_ended.send(app, call=completed())  # must not raise
         signals.call_ended.send(app, call={"serviceId": "x"})  # a broken record: logged, not raised
         signals.call_ended.send(app)  # no record at all
-        assert get_service(app).flush(10)
+        assert get_state(app).reports.flush(10)
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "writing the record of call" in messages
     assert "cannot build a collaboration-session record" in messages
     assert "was not written" in messages
-    assert get_service(app).writer.failures >= 2
+    assert get_state(app).reports.writer.failures >= 2
 
 
 def test_records_of_another_app_are_not_mixed_in(tmp_path: Path) -> None:
     app_a = make_app(tmp_path / "a")
     app_b = make_app(tmp_path / "b")
     send_and_flush(app_a, completed())
-    get_service(app_b).flush(5)
+    get_state(app_b).reports.flush(5)
     assert len(rows(tmp_path / "a" / "reports.sqlite3")) == 1
     assert not (tmp_path / "b" / "reports.sqlite3").exists()
 
@@ -280,8 +280,8 @@ def test_memory_db_keeps_records_for_the_process_without_files(tmp_path: Path) -
     app.config.update(SECRET_KEY="x", LPCALL_REPORT_DB=":memory:")
     LPCall(app)
     send_and_flush(app, completed(), declined(T0 + 1))
-    assert [r["outcome"] for r in get_service(app).query()] == ["completed", "declined"]
-    assert get_service(app).store.agents() == [("bob", "Bob")]
+    assert [r["outcome"] for r in get_state(app).reports.query()] == ["completed", "declined"]
+    assert get_state(app).reports.store.agents() == [("bob", "Bob")]
     assert not (tmp_path / "inst").exists()
     out = app.test_cli_runner().invoke(lpcall_cli, ["report", "--format", "csv"])
     assert out.exit_code == 0 and out.output.count("\n") == 3

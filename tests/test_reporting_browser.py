@@ -12,7 +12,7 @@ from callkit import BOB, make_app, services
 from support import INBOUND_STATS_JS, wait_for
 
 from flask_lpcall import exempt, signals
-from flask_lpcall.web.reports import get_service
+from flask_lpcall.state import get_state
 
 PAGE = "<!doctype html><html><head><title>Shop</title></head><body><main><h1>Shop</h1></main></body></html>"
 AGENT_PAGE = "<!doctype html><html><head><title>Agent</title></head><body><div id='call'></div></body></html>"
@@ -67,7 +67,7 @@ def test_completed_browser_call_record_signals_and_matomo(browser: Any, live_ser
                      message="video frames decoded")
         page.get_by_role("button", name="Hang up").click()
 
-        service = get_service(app)
+        service = get_state(app).reports
         (record,) = wait_for(lambda: service.flush(5) and service.query(), timeout=15, message="the call's record")
         assert record["service_id"] == info["serviceId"] and record["outcome"] == "completed"
         assert (record["ended_by"], record["close_reason"], record["participants"]) == ("consumer", "hangup_consumer", 2)

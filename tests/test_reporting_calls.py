@@ -13,7 +13,7 @@ from support import wait_for
 from test_signaling import Peer
 
 from flask_lpcall.cli import lpcall_cli
-from flask_lpcall.web.reports import get_service
+from flask_lpcall.state import get_state
 
 
 @pytest.fixture
@@ -23,8 +23,8 @@ def app(tmp_path: Path) -> Any:
 
 def records(app: Any, n: int) -> list[dict[str, Any]]:
     def ready() -> list[dict[str, Any]]:
-        get_service(app).flush(5)
-        got = get_service(app).query()
+        get_state(app).reports.flush(5)
+        got = get_state(app).reports.query()
         return got if len(got) >= n else []
 
     return wait_for(ready, timeout=10, message=f"{n} collaboration-session record(s)")
@@ -118,4 +118,4 @@ def test_a_slow_or_broken_report_db_never_breaks_the_call(tmp_path: Path) -> Non
     calls.accept(setup.consumer_id, cobrowse_payload(info))
     closed = calls.hangup("agent", BOB.id, info["serviceId"])
     assert closed.state == "CLOSED" and calls.get(info["serviceId"]) is None
-    assert get_service(app).flush(10) and get_service(app).writer.failures == 1
+    assert get_state(app).reports.flush(10) and get_state(app).reports.writer.failures == 1

@@ -15,7 +15,7 @@ from flask import Flask
 from test_reporting import cancelled, completed, declined, errored, expired, send_and_flush
 
 from flask_lpcall import LPCall
-from flask_lpcall.web.workspace import PERM_REPORTS, PERM_VIDEO, PERM_VOICE, Agent
+from flask_lpcall.core.agents import PERM_REPORTS, PERM_VIDEO, PERM_VOICE, Agent
 
 AGENTS = {
     "bob": Agent(id="bob", name="Bob", permissions=frozenset({PERM_VOICE, PERM_VIDEO, PERM_REPORTS})),

@@ -17,7 +17,7 @@ from test_reporting_dashboard import make_app as dashboard_app
 from test_signaling import Peer
 
 from flask_lpcall.core.records import COLUMNS, ReportStore, fold_quality, quality_summary, record_from_call
-from flask_lpcall.web.reports import get_service
+from flask_lpcall.state import get_state
 
 
 def test_fold_and_summary() -> None:
@@ -113,7 +113,7 @@ def test_quality_frames_of_a_real_call_reach_the_record_and_the_dashboard(tmp_pa
     assert rec["poor_seconds"] > 0
     assert rec["ice_restarts"] == 1 and rec["network_switches"] == 2
     dash = dashboard_app(tmp_path / "dash")  # an app whose agent may view reports, with the record
-    get_service(dash).store.add(rec)
+    get_state(dash).reports.store.add(rec)
     html = login(dash, "bob").get("/lpcall/agent/reports").get_data(as_text=True)
     row = html[html.index(f'data-service-id="{sid}"'):]
     row = row[:row.index("</tr>")]

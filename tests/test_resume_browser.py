@@ -14,7 +14,7 @@ from resumekit import Rig, call_keys
 from support import wait_for
 
 from flask_lpcall import signals
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 STATUS_RECORDER = """() => {
   window.__statusTexts = [];
@@ -70,7 +70,7 @@ def test_ten_reloads_resume_the_same_call_with_media_and_the_visitors_mute_state
     assert texts["call.peer_reconnecting"].format(name="Vera") in r.agent.evaluate("window.__statusTexts")
     assert r.agent.locator(".lpcall-agent-call .lpcall-call").count() == 1
     assert r.engine(r.agent)["serviceId"] == sid and r.engine(r.agent)["closed"] is None
-    assert get_state(r.app).services["calls"].get(sid).state == "ACCEPTED"
+    assert get_state(r.app).calls.get(sid).state == "ACCEPTED"
     # camera off survives a reload too
     r.consumer.click(".lpcall-call .lpcall-camera")
     r.agent.wait_for_selector(".lpcall-call .lpcall-remote-camera-off:not([hidden])")
@@ -221,7 +221,7 @@ def test_lost_and_silent_signaling_sockets_are_replaced_and_the_call_goes_on(rig
     with a fresh token; the other side waits, a fresh negotiation brings media back, the call is the same."""
     r = rig(LPCALL_HEARTBEAT_INTERVAL=0.5, LPCALL_CALL_TOKEN_TTL=5)
     sid = r.start("VIDEO_CALL")
-    calls = get_state(r.app).services["calls"]
+    calls = get_state(r.app).calls
     for how in ("close", "silence"):
         before = r.peer_count(r.agent)
         if how == "close":  # long after the first call token expired: the fresh one from /api/call/resume joins
@@ -249,13 +249,13 @@ def test_visitor_gone_for_good_ends_the_call_for_the_agent_after_the_grace_perio
     texts = get_state(r.app).texts
     assert texts["call.peer_reconnecting"].format(name="Vera") in r.agent.evaluate("window.__statusTexts")
     wait_for(lambda: call_keys(r.app) == [], timeout=5, message="no call:/presence: keys")
-    assert get_state(r.app).services["calls"].get(sid) is None
+    assert get_state(r.app).calls.get(sid) is None
     assert "system.ended" in [e.get("systemKey") for e in _transcript(r)]
 
 
 def _transcript(r: Rig) -> list[dict[str, Any]]:
     state = get_state(r.app)
-    convs = state.services["conversations"]
+    convs = state.conversations
     out: list[dict[str, Any]] = []
     for key in state.store.keys("conv:"):
         if key.count(":") == 1:

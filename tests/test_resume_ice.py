@@ -19,7 +19,7 @@ import pytest
 from resumekit import call_keys, diagnose
 from support import require, wait_for
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 COMMENT = "lpcall-resume-ice-test"
 
@@ -89,7 +89,7 @@ def test_blocked_media_path_recovers_by_ice_restart_in_the_same_call(rig: Any, m
         assert state["serviceId"] == sid and state["closed"] is None
         assert r.peer_count(page) in (peers[name], peers[name] + 1)
     assert not r.events(r.consumer, "cobrowse", "sessionError")
-    assert get_state(r.app).services["calls"].get(sid).state == "ACCEPTED"
+    assert get_state(r.app).calls.get(sid).state == "ACCEPTED"
     r.consumer.click(".lpcall-call .lpcall-hangup")
     wait_for(lambda: call_keys(r.app) == [], timeout=10, message="empty store")
 

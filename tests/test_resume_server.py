@@ -99,7 +99,7 @@ def test_presence_claim_beat_release_and_staleness() -> None:
     assert p.release("s", "consumer", "c4")
     assert store.get("presence:s:consumer") is None
     assert p.beat("s", "consumer", "c4") and store.get("presence:s:consumer") is None  # never brought back
-    assert p.gone_since("s", "consumer", {"gone": {"consumer": 108.0}}, fallback=0.0, now=111.0) == 108.0
+    assert p.gone_since("s", "consumer", {"consumer": 108.0}, fallback=0.0, now=111.0) == 108.0
 
 
 # -- grace and heartbeats over real sockets ---------------------------------------------------------
@@ -304,7 +304,7 @@ def test_a_frozen_client_that_reads_nothing_is_cut_off_and_counts_as_gone(live_s
     assert calls.get(sid).state == "ACCEPTED"  # the call waits for the visitor to come back
     assert not calls.is_present(sid, "consumer")
     # the worker let go of the frozen connection (its writer was stuck in a send): only the agent's is left
-    keepalive = app.extensions["lpcall"].services["keepalive"]
+    keepalive = app.extensions["lpcall"].keepalive
     wait_for(lambda: len(keepalive) == 1, timeout=10, message="the frozen client's socket released")
     raw.settimeout(10)
     while raw.recv(1 << 20):  # what was in flight, then the end of the connection

@@ -17,7 +17,7 @@ import pytest
 from resumekit import Rig
 from support import wait_for
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 
 @pytest.fixture

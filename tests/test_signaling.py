@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from flask_lpcall import signals
 from flask_lpcall.errors import InvalidStateError, NotAllowedError, NotFoundError
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 
 class Peer:

@@ -11,7 +11,7 @@ from support import wait_for
 from test_signaling import Peer
 
 from flask_lpcall import signals
-from flask_lpcall.web.reports import get_service
+from flask_lpcall.state import get_state
 
 CALL_SIGNALS = [
     ("invited", signals.call_invited),
@@ -91,8 +91,8 @@ def test_a_failing_crm_receiver_breaks_neither_the_call_nor_the_record(app: Any,
     got, _keep = record_signals(app)
     service_id = completed_call(app, live_server(app))
     wait_for(lambda: len(got) >= 4, message="the other receivers still get every signal")
-    get_service(app).flush(5)
-    (record,) = get_service(app).query()
+    get_state(app).reports.flush(5)
+    (record,) = get_state(app).reports.query()
     assert record["service_id"] == service_id and record["outcome"] == "completed"
 
 

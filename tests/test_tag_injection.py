@@ -13,7 +13,7 @@ import pytest
 from flask import Flask, Response, g, make_response, render_template_string, request, stream_with_context
 
 from flask_lpcall import LPCall, exempt
-from flask_lpcall.web.assets import asset_version
+from flask_lpcall.web.assets import asset_version, tree_version
 from flask_lpcall.web.tag import MARKER, eager_script_source, path_matches
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,7 +161,7 @@ def test_tag_goes_once_right_before_head_close(client: Any) -> None:
     assert body.startswith("<!doctype html><html><head><title>t</title><script data-lpcall-tag>")
     assert int(resp.headers["Content-Length"]) == len(resp.get_data())
     (m,) = tags_in(resp.get_data())
-    assert json.loads(m[2]) == {"base": "/lpcall", "win": False, "dbg": False}
+    assert json.loads(m[2]) == {"base": "/lpcall", "win": False, "dbg": False, "v": tree_version()}
     assert eager_script_source() in body
     assert client.post("/page").get_data(as_text=True).count(MARKER) == 1  # any method's HTML page
 
@@ -310,7 +310,7 @@ def test_manual_tag_carries_the_nonce_too() -> None:
 def test_debug_and_engagement_window_reach_the_page_config() -> None:
     client = make_app(LPCALL_DEBUG=True, LPCALL_ENGAGEMENT_WINDOW=True).test_client()
     (m,) = tags_in(client.get("/page").get_data())
-    assert json.loads(m[2]) == {"base": "/lpcall", "win": True, "dbg": True}
+    assert json.loads(m[2]) == {"base": "/lpcall", "win": True, "dbg": True, "v": tree_version()}
 
 
 def test_eager_source_is_safe_to_inline_in_any_page(client: Any) -> None:

@@ -96,7 +96,7 @@ def test_render_fills_placeholders_and_leaves_unknown_ones() -> None:
 
 
 def test_dashboard_texts_follow_overrides_and_locale(tmp_path: Path) -> None:
-    from flask_lpcall.web.workspace import PERM_REPORTS, Agent
+    from flask_lpcall.core.agents import PERM_REPORTS, Agent
 
     boss = Agent(id="boss", name="Boss", permissions=frozenset({PERM_REPORTS}))
     for config, want in (({"LPCALL_TEXTS": {"report.total": "Sessions"}}, "Sessions"), ({"LPCALL_LOCALE": "de"}, "Anrufe pro Tag")):

@@ -21,7 +21,7 @@ from callkit import BOB, make_app, services
 from support import INBOUND_STATS_JS, wait_for
 
 from flask_lpcall import exempt
-from flask_lpcall.web.reports import get_service
+from flask_lpcall.state import get_state
 
 PAGE = "<!doctype html><html><head><title>Shop</title></head><body><main><h1>Shop</h1></main></body></html>"
 AGENT_PAGE = "<!doctype html><html><head><title>Agent</title></head><body><div id='call'></div></body></html>"
@@ -140,7 +140,7 @@ def test_texts_in_invitation_call_ui_error_and_transcript(
             ended = next(c[2] for c in page.evaluate("() => window.__got") if c[1] == "lpcall_call_ended")
             assert ended["close_reason"] == "agent_disconnected" and ended["error_id"] == "AGENT_DISCONNECTED"
         # and the real call left its collaboration-session record
-        service = get_service(app)
+        service = get_state(app).reports
         service.flush(10)
         (record,) = wait_for(lambda: service.query(), timeout=10, message="the call's record")
         assert record["service_id"] == agent_info["serviceId"] and record["mode"] == "VOICE_CALL"

@@ -15,7 +15,7 @@ import pytest
 from servers import TURNSERVER, TurnServer, start_turn
 from support import require
 
-from flask_lpcall.config import validate_config
+from flask_lpcall.config import Settings
 from flask_lpcall.core.ice import ice_config, turn_credentials
 from flask_lpcall.errors import ConfigError
 
@@ -47,9 +47,9 @@ def test_expiry_follows_the_clock_and_ttl() -> None:
     assert before + 120 <= int(username.split(":")[0]) <= int(time.time()) + 120
 
 
-def _settings(**overrides: Any) -> dict[str, Any]:
+def _settings(**overrides: Any) -> Settings:
     config: dict[str, Any] = {"SECRET_KEY": "k", **overrides}
-    return validate_config(config)
+    return Settings.from_config(config)
 
 
 def test_ice_config_adds_turn_with_credentials_and_relay_policy() -> None:

@@ -18,7 +18,7 @@ from callkit import call_keys
 from support import wait_for
 from webkitkit import MINIBROWSER, WEBKIT_DRIVER, XVFB_RUN, WebKitPage
 
-from flask_lpcall.extension import get_state
+from flask_lpcall.state import get_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.webkit]
 

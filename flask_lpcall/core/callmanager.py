@@ -1,6 +1,6 @@
 """The call service: call sessions in the store, their side effects and their timers (no Flask).
 
-One instance per app at ``state.services["calls"]``. Every transition is an atomic
+One instance per app at ``state.calls``. Every transition is an atomic
 ``store.update`` of ``call:<serviceId>`` running the pure state machine of ``calls.py``,
 so with Redis and many workers exactly one worker wins a transition and performs its
 side effects: the COBROWSE dialog (through the conversation service), the transcript
@@ -21,22 +21,24 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import signals
-from ..errors import (
-    SESSION_ERROR_IDS,
-    BadFrameError,
-    InvalidStateError,
-    NotAllowedError,
-    NotFoundError,
-)
+from ..errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError
+from ..protocol import ACCEPTED, CLOSED, INVITED, ROLES, SESSION_ERROR_IDS
+from ..store.keys import SWEEP_LEASE, call_channel, call_key, page_key, presence_key
 from ..texts import render
-from .calls import ACCEPTED, CLOSED, INVITED, ROLES, CallSession
+from .calls import CallSession
 from .ice import ice_config
-from .presence import UNREAD, Presence, page_key
+from .presence import UNREAD, Presence
 from .records import fold_quality
 from .tokens import TokenSigner
+
+#: the channel of a participant's frames (sockets/call.py imports it from here)
+channel = call_channel
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ IDLE_EXIT = 30.0
 #: The store lease of the sweeper (issue 20): with many workers on one Redis only the holder sweeps
 #: (the sweep reads every call, whoever's it is); another takes over within SWEEP_LEASE_ROUNDS
 #: intervals when the holder stops (its worker died, or has no call left to watch).
-SWEEP_LEASE = "lpcall:sweeper"
 SWEEP_LEASE_ROUNDS = 3
 #: Close reason of a call whose state vanished from the store (restarted empty, flushed, evicted).
 STATE_LOST = "state_lost"
@@ -64,19 +65,6 @@ STATE_LOST_ERROR = "UNABLE_TO_CONNECT"
 #: Seconds a socket waits before it trusts that its call vanished: a normal close deletes the
 #: call's keys a moment before its `closed` frame reaches the sockets.
 LOST_CONFIRM = 0.5
-
-
-def call_key(service_id: str) -> str:
-    return f"call:{service_id}"
-
-
-def presence_key(service_id: str, role: str) -> str:
-    return f"presence:{service_id}:{role}"
-
-
-def channel(service_id: str, role: str) -> str:
-    """Bus channel of the frames for one participant (PROTOCOL §6)."""
-    return f"call:{service_id}:{role}"
 
 
 def other(role: str) -> str:
@@ -95,7 +83,7 @@ class CallManager:
     def __init__(
         self,
         store: Any,
-        settings: Mapping[str, Any],
+        settings: Settings,
         texts: Mapping[str, str],
         signer: TokenSigner,
         conversations: Callable[[], Any],
@@ -108,7 +96,7 @@ class CallManager:
         self._conversations = conversations
         self.sender = sender
         # who is connected, from which tab, since when gone (issue 5, presence.py)
-        self.presence = Presence(store, float(settings["LPCALL_HEARTBEAT_INTERVAL"]), float(settings["LPCALL_RECONNECT_GRACE"]))
+        self.presence = Presence(store, float(settings.heartbeat_interval), float(settings.reconnect_grace))
         self._sweeper: threading.Thread | None = None
         self._sweeper_lock = threading.Lock()
         self._stop = threading.Event()
@@ -127,7 +115,7 @@ class CallManager:
     def _lease_name(self) -> str:
         """Workers share the lease only if they judge calls alike (the same timers)."""
         s = self.settings
-        timers = (s["LPCALL_INVITE_TTL"], s["LPCALL_RECONNECT_GRACE"], s["LPCALL_HEARTBEAT_INTERVAL"])
+        timers = (s.invite_ttl, s.reconnect_grace, s.heartbeat_interval)
         return f"{SWEEP_LEASE}:" + ":".join(f"{float(t):g}" for t in timers)
 
     def _release_lease(self) -> None:
@@ -175,7 +163,7 @@ class CallManager:
     def join_info(self, session: CallSession, role: str) -> dict[str, Any]:
         """What a participant needs to join the call's signaling (invite/accept/resume answers)."""
         s = self.settings
-        camera_off = s["LPCALL_AGENT_CAMERA_OFF_AT_START"] if role == "agent" else s["LPCALL_CONSUMER_CAMERA_OFF_AT_START"]
+        camera_off = s.agent_camera_off_at_start if role == "agent" else s.consumer_camera_off_at_start
         return {
             "serviceId": session.service_id,
             "conversationId": session.conversation_id,
@@ -184,7 +172,7 @@ class CallManager:
             "token": self.token_for(session, role),
             **ice_config(s, session.uid_of(role)),
             "cameraOffAtStart": bool(camera_off),
-            "connectTimeout": float(s["LPCALL_CONNECT_TIMEOUT"]),
+            "connectTimeout": float(s.connect_timeout),
             "agentName": session.agent_name,
             "visitorName": session.visitor_name,
             "sessionState": session.state,
@@ -193,7 +181,7 @@ class CallManager:
         }
 
     # -- transitions ------------------------------------------------------------------
-    def _transition(self, service_id: str, fn: Callable[[CallSession, dict[str, Any]], None]) -> tuple[CallSession, dict[str, Any]]:
+    def _transition(self, service_id: str, fn: Callable[[CallSession], None]) -> tuple[CallSession, dict[str, Any]]:
         """Atomically apply ``fn`` to the stored session; NotFoundError when there is none."""
         result: dict[str, Any] = {}
 
@@ -201,8 +189,8 @@ class CallManager:
             if not isinstance(doc, dict):
                 raise NotFoundError("no such call", field="serviceId")
             session = CallSession.from_dict(doc)
-            fn(session, doc)
-            new = {**doc, **session.to_dict()}
+            fn(session)
+            new = {**doc, **session.to_doc()}
             result["doc"] = new
             return new
 
@@ -219,10 +207,10 @@ class CallManager:
             agent_name=agent_name,
             visitor_name=visitor_name,
             mode=mode,
-            ttl=float(self.settings["LPCALL_INVITE_TTL"]),
+            ttl=float(self.settings.invite_ttl),
         )
-        doc = {**session.to_dict(), "media": {}, "gone": {}}
-        ttl = float(self.settings["LPCALL_INVITE_TTL"]) + 24 * 3600  # a safety net; CLOSED deletes it
+        doc = session.to_doc()
+        ttl = float(self.settings.invite_ttl) + 24 * 3600  # a safety net; CLOSED deletes it
         self.store.set(call_key(session.service_id), doc, ttl=ttl)
         self.store.set(f"conv:{conversation_id}:call", {"serviceId": session.service_id}, ttl=ttl)
         self.ensure_sweeper()
@@ -232,8 +220,7 @@ class CallManager:
         """The agent invites the conversation's consumer; returns the agent's join info."""
         if mode not in ("VOICE_CALL", "VIDEO_CALL"):
             raise BadFrameError("mode: must be VOICE_CALL or VIDEO_CALL", field="mode")
-        switch = "LPCALL_VOICE_ENABLED" if mode == "VOICE_CALL" else "LPCALL_VIDEO_ENABLED"
-        if not self.settings[switch]:
+        if not (self.settings.voice_enabled if mode == "VOICE_CALL" else self.settings.video_enabled):
             raise NotAllowedError(f"{mode} is switched off for this site", code="MODE_DISABLED", field="mode")
         service = self._conversations()
         conv = service.get(conv_id) if service is not None else None
@@ -285,9 +272,8 @@ class CallManager:
             self._close_quietly(service_id, "expired")
             raise InvalidStateError("the invitation has expired")
 
-        def accept(s: CallSession, doc: dict[str, Any]) -> None:
+        def accept(s: CallSession) -> None:
             s.accept()
-            doc.setdefault("gone", {})
 
         session, _ = self._transition(service_id, accept)
         self._publish_dialog(session)
@@ -326,7 +312,7 @@ class CallManager:
     def mark_connected(self, role: str, uid: str, service_id: str) -> None:
         first = {"value": False}
 
-        def connect(s: CallSession, doc: dict[str, Any]) -> None:
+        def connect(s: CallSession) -> None:
             if s.uid_of(role) != uid:
                 raise NotFoundError("no such call", field="serviceId")
             if s.state == ACCEPTED:
@@ -341,11 +327,10 @@ class CallManager:
         """The socket ``conn_id`` (of browser tab ``tab``) joins; TabConflictError if another tab holds the role."""
         self.presence.claim(service_id, role, conn_id, tab)
 
-        def joined(s: CallSession, doc: dict[str, Any]) -> None:
+        def joined(s: CallSession) -> None:
             if not s.is_open:
                 raise NotFoundError("no such call", field="serviceId")
             s.mark_joined(role)
-            doc.setdefault("gone", {}).pop(role, None)
 
         try:
             result = self._transition(service_id, joined)
@@ -381,14 +366,14 @@ class CallManager:
             return None  # a newer socket of the same participant is already there
         now = time.time()
 
-        def left(s: CallSession, doc: dict[str, Any]) -> None:
-            doc.setdefault("gone", {})[role] = now
+        def left(s: CallSession) -> None:
+            s.mark_gone(role, now)
 
         try:
             self._transition(service_id, left)
         except NotFoundError:
             return None
-        return now + float(self.settings["LPCALL_RECONNECT_GRACE"])
+        return now + float(self.settings.reconnect_grace)
 
     def consumer_page_opened(self, consumer_id: str, conn_id: str) -> None:
         """A messaging socket of the consumer is open (presence.py: the visitor's page)."""
@@ -401,8 +386,8 @@ class CallManager:
         return self.presence.is_present(service_id, role)
 
     def set_media_state(self, service_id: str, role: str, muted: bool, camera_off: bool) -> None:
-        def media(s: CallSession, doc: dict[str, Any]) -> None:
-            doc.setdefault("media", {})[role] = {"muted": muted, "cameraOff": camera_off}
+        def media(s: CallSession) -> None:
+            s.set_media(role, muted=muted, camera_off=camera_off)
 
         self._transition(service_id, media)
 
@@ -410,14 +395,14 @@ class CallManager:
         """One side's relayed `quality` frame, folded into the call for its record (issue 17)."""
         now = time.time()
 
-        def fold(s: CallSession, doc: dict[str, Any]) -> None:
+        def fold(s: CallSession) -> None:
             s.quality = fold_quality(s.quality, role, frame, now)
 
         self._transition(service_id, fold)
 
     # -- closing ------------------------------------------------------------------------
     def _close(self, service_id: str, reason: str, *, error_id: str | None = None, by: str | None = None) -> CallSession:
-        def close(s: CallSession, doc: dict[str, Any]) -> None:
+        def close(s: CallSession) -> None:
             s.close(reason, error_id=error_id, by=by)
 
         session, _ = self._transition(service_id, close)
@@ -505,7 +490,7 @@ class CallManager:
         Each chunk costs two store reads whatever its size (issue 20): its call documents, then the
         presence and page documents the judgement needs (MGET on Redis, not one GET each)."""
         fixed = now
-        grace = float(self.settings["LPCALL_RECONNECT_GRACE"])
+        grace = float(self.settings.reconnect_grace)
         closed: list[CallSession] = []
         seen = 0
         keys = self.store.keys("call:")
@@ -519,7 +504,7 @@ class CallManager:
             known = self._presence_docs([CallSession.from_dict(d) for _, d in live])
             for _, doc in live:
                 t = time.time() if fixed is None else fixed
-                reason = self._due(CallSession.from_dict(doc), doc, t, grace, known)
+                reason = self._due(CallSession.from_dict(doc), t, grace, known)
                 if reason:
                     done = self._close_quietly(doc["serviceId"], reason)
                     if done is not None:
@@ -536,12 +521,12 @@ class CallManager:
                 wanted += [presence_key(session.service_id, role) for role in ("agent", "consumer")]
         return dict(zip(wanted, self.store.get_many(wanted))) if wanted else {}
 
-    def _due(self, session: CallSession, doc: dict[str, Any], t: float, grace: float,
+    def _due(self, session: CallSession, t: float, grace: float,
              known: Mapping[str, Any] | None = None) -> str | None:
         """Why the sweeper must close ``session`` now, or None (``known``: documents already read)."""
         known = known or {}
         sid = session.service_id
-        gone = doc.get("gone") or {}
+        gone = session.gone
         if session.state == INVITED:
             if session.is_expired(t):
                 return "expired"
@@ -554,7 +539,7 @@ class CallManager:
                 return "consumer_disconnected"  # the visitor's page is gone: nobody can accept
         elif session.state == ACCEPTED:
             for role in ("agent", "consumer"):
-                since = self.presence.gone_since(sid, role, doc, (session.accepted_ts or 0) / 1000, t,
+                since = self.presence.gone_since(sid, role, gone, (session.accepted_ts or 0) / 1000, t,
                                                  known=known.get(presence_key(sid, role), UNREAD))
                 if since is not None and t - since >= grace:
                     return f"{role}_disconnected"
@@ -562,7 +547,7 @@ class CallManager:
 
     @property
     def sweep_interval(self) -> float:
-        shortest = min(float(self.settings["LPCALL_INVITE_TTL"]), float(self.settings["LPCALL_RECONNECT_GRACE"]))
+        shortest = min(float(self.settings.invite_ttl), float(self.settings.reconnect_grace))
         return max(MIN_SWEEP_INTERVAL, min(SWEEP_INTERVAL, shortest / 8))
 
     def ensure_sweeper(self) -> None:

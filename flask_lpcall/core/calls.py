@@ -13,14 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SESSION_ERROR_IDS, InvalidStateError
-
-INVITED = "INVITED"
-ACCEPTED = "ACCEPTED"
-CLOSED = "CLOSED"
-STATES = (INVITED, ACCEPTED, CLOSED)
-MODES = ("VOICE_CALL", "VIDEO_CALL")
-ROLES = ("agent", "consumer")
+from ..errors import InvalidStateError
+from ..protocol import ACCEPTED, CLOSE_REASONS, CLOSED, INVITED, MODES, ROLES, SESSION_ERROR_IDS
 
 #: close reason -> states it may close from, and who ended the call.
 CLOSE_RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -33,7 +27,7 @@ CLOSE_RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "consumer_disconnected": ((INVITED, ACCEPTED), "system"),  # INVITED: the visitor's page went away
     "error": ((INVITED, ACCEPTED), None),  # ended by whoever reported the error
 }
-CLOSE_REASONS = tuple(CLOSE_RULES)
+assert tuple(CLOSE_RULES) == CLOSE_REASONS, "protocol.CLOSE_REASONS and CLOSE_RULES name the same reasons"
 
 
 def now_ms(now: float | None = None) -> int:
@@ -69,6 +63,10 @@ class CallSession:
     ended_by: str | None = None
     joined: list[str] = field(default_factory=list)
     quality: dict[str, Any] | None = None  # the sides' `quality` frames folded (records.fold_quality, issue 17)
+    #: role -> ``{"muted", "cameraOff"}``: what each side last said of its own media (a rejoining peer learns it)
+    media: dict[str, dict[str, bool]] = field(default_factory=dict)
+    #: role -> epoch seconds its signaling socket closed; the role is back when it joins again
+    gone: dict[str, float] = field(default_factory=dict)
 
     # -- creation ---------------------------------------------------------------
     @classmethod
@@ -147,6 +145,18 @@ class CallSession:
             raise ValueError(f"unknown role {role!r}")
         if role not in self.joined:
             self.joined.append(role)
+        self.gone.pop(role, None)
+
+    def mark_gone(self, role: str, now: float | None = None) -> None:
+        """``role``'s socket closed; the sweeper closes the call when it stays away past the grace."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        self.gone[role] = time.time() if now is None else now
+
+    def set_media(self, role: str, *, muted: bool, camera_off: bool) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        self.media[role] = {"muted": muted, "cameraOff": camera_off}
 
     def close(self, reason: str, *, error_id: str | None = None, by: str | None = None, now: float | None = None) -> None:
         if reason not in CLOSE_RULES:
@@ -223,6 +233,10 @@ class CallSession:
             **({"quality": self.quality} if self.quality else {}),
         }
 
+    def to_doc(self) -> dict[str, Any]:
+        """What the store keeps: the call record plus ``media`` and ``gone`` per role."""
+        return {**self.to_dict(), "media": {r: dict(m) for r, m in self.media.items()}, "gone": dict(self.gone)}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CallSession:
         return cls(
@@ -246,4 +260,6 @@ class CallSession:
             ended_by=data.get("endedBy"),
             joined=list(data.get("joined", [])),
             quality=data.get("quality") if isinstance(data.get("quality"), dict) else None,
+            media=dict(data.get("media") or {}),
+            gone={role: float(ts) for role, ts in (data.get("gone") or {}).items()},
         )

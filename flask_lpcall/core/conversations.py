@@ -25,9 +25,23 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import texts as text_catalog
-from ..errors import InvalidStateError, NotAllowedError, NotFoundError
+from ..errors import BadFrameError, InvalidStateError, NotAllowedError, NotFoundError, TooLargeError
 from ..store import Store
 from ..store.base import SEQUENCE
+from ..store.fanout import Fanout
+from ..store.keys import (
+    CH_AGENTS,
+    K_AVAILABLE,
+    K_OPEN,
+    ch_consumer,
+    ch_conv,
+    k_agent_convs,
+    k_agent_socket,
+    k_consumer_convs,
+    k_conv,
+    k_events,
+    k_last,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,99 +62,11 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def k_conv(conv_id: str) -> str:
-    return f"conv:{conv_id}"
-
-
-def k_events(conv_id: str) -> str:
-    return f"conv:{conv_id}:events"
-
-
-def k_last(conv_id: str) -> str:
-    return f"conv:{conv_id}:last"
-
-
-def k_consumer_convs(consumer_id: str) -> str:
-    return f"consumer:{consumer_id}:convs"
-
-
-def k_agent_convs(agent_id: str) -> str:
-    return f"agent:{agent_id}:convs"
-
-
-def k_agent_socket(socket_id: str) -> str:
-    return f"agentsock:{socket_id}"
-
-
 #: ``closeReason`` of a conversation whose state vanished from the store (restarted empty, flushed)
 STATE_LOST = "state_lost"
 #: Rounds of the loss watch per heartbeat-long interval (see ConversationService.watch).
 WATCH_SENTINEL_TTL_ROUNDS = 20
 
-K_OPEN = "convs:open"
-K_AVAILABLE = "agents:available"
-CH_AGENTS = "agents"
-
-
-def ch_conv(conv_id: str) -> str:
-    return f"conv:{conv_id}"
-
-
-def ch_consumer(consumer_id: str) -> str:
-    return f"consumer:{consumer_id}"
-
-
-class _FanoutHandle:
-    def __init__(self, fanout: Fanout, callback: Callable[[Any], None]) -> None:
-        self._fanout, self.callback = fanout, callback
-
-    def close(self) -> None:
-        self._fanout._remove(self)
-
-
-class Fanout:
-    """One store subscription to ``channel`` per process, shared by every local listener.
-
-    The store copies a message once per subscription; with many agent sockets on one
-    worker, the ``agents`` channel is read once and handed to each socket (read-only).
-    """
-
-    def __init__(self, store: Store, channel: str) -> None:
-        self.store, self.channel = store, channel
-        self._lock = threading.Lock()
-        self._handles: list[_FanoutHandle] = []
-        self._sub: Any = None
-
-    def subscribe(self, callback: Callable[[Any], None]) -> _FanoutHandle:
-        handle = _FanoutHandle(self, callback)
-        with self._lock:
-            self._handles.append(handle)
-            if self._sub is None:
-                try:
-                    self._sub = self.store.subscribe(self.channel, self._deliver)
-                except Exception:
-                    self._handles.remove(handle)
-                    raise
-        return handle
-
-    def _remove(self, handle: _FanoutHandle) -> None:
-        with self._lock:
-            if handle in self._handles:
-                self._handles.remove(handle)
-            sub = self._sub if not self._handles else None
-            if sub is not None:
-                self._sub = None
-        if sub is not None:
-            sub.close()
-
-    def _deliver(self, message: Any) -> None:
-        with self._lock:
-            handles = list(self._handles)
-        for handle in handles:
-            try:
-                handle.callback(message)
-            except Exception:
-                logger.exception("listener of %s failed", self.channel)
 
 
 def _brief(doc: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
@@ -490,7 +416,7 @@ class ConversationService:
             state["new"] = d["agentId"] is None
             return {**d, "agentId": agent_id, "agentName": agent_name, "metaDataLastUpdateTs": self.clock()}
 
-        doc = self.store.update(k_conv(conv_id), assign, ttl=self.ttl)
+        doc: dict[str, Any] | None = self.store.update(k_conv(conv_id), assign, ttl=self.ttl)
         assert doc is not None
         if state["new"]:
             self.store.add(k_agent_convs(agent_id), conv_id, ttl=self.ttl)
@@ -656,3 +582,13 @@ class ConversationService:
         self.store.publish(ch_conv(doc["convId"]), message)
         self.store.publish(ch_consumer(doc["consumerId"]), message)
         self.store.publish(CH_AGENTS, message)
+
+
+def check_message(text: str, limit: int, field: str = "body.event.message") -> str:
+    """The limits every chat message obeys, on both sockets."""
+    if len(text) > limit:
+        raise TooLargeError(f"{field}: {len(text)} characters is over the limit of {limit} (LPCALL_MAX_MESSAGE_LENGTH)",
+                            field=field)
+    if not text.strip():
+        raise BadFrameError(f"{field}: must not be empty", field=field)
+    return text

@@ -11,8 +11,10 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def turn_credentials(secret: str, user_id: str, ttl: int, now: float | None = None) -> tuple[str, str]:
@@ -23,10 +25,10 @@ def turn_credentials(secret: str, user_id: str, ttl: int, now: float | None = No
     return username, base64.b64encode(digest).decode()
 
 
-def ice_config(settings: Mapping[str, Any], user_id: str, now: float | None = None) -> dict[str, Any]:
+def ice_config(settings: Settings, user_id: str, now: float | None = None) -> dict[str, Any]:
     """``{"iceServers": [...], "iceTransportPolicy": "all"|"relay"}`` for one participant."""
-    servers: list[dict[str, Any]] = [dict(s) for s in settings["LPCALL_ICE_SERVERS"]]
-    if settings["LPCALL_TURN_URLS"]:
-        username, credential = turn_credentials(settings["LPCALL_TURN_SECRET"], user_id, settings["LPCALL_TURN_TTL"], now)
-        servers.append({"urls": list(settings["LPCALL_TURN_URLS"]), "username": username, "credential": credential})
-    return {"iceServers": servers, "iceTransportPolicy": "relay" if settings["LPCALL_FORCE_RELAY"] else "all"}
+    servers: list[dict[str, Any]] = [dict(s) for s in settings.ice_servers]
+    if settings.turn_urls and settings.turn_secret:  # init_app refuses TURN URLs without a secret
+        username, credential = turn_credentials(settings.turn_secret, user_id, settings.turn_ttl, now)
+        servers.append({"urls": list(settings.turn_urls), "username": username, "credential": credential})
+    return {"iceServers": servers, "iceTransportPolicy": "relay" if settings.force_relay else "all"}

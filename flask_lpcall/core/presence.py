@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import NotAllowedError
+from ..store.keys import page_key, presence_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +45,6 @@ class TabConflictError(NotAllowedError):
 
     def __init__(self) -> None:
         super().__init__("the call is open in another tab of this browser", code=TAB_CONFLICT, field="tab")
-
-
-def presence_key(service_id: str, role: str) -> str:
-    return f"presence:{service_id}:{role}"
-
-
-def page_key(consumer_id: str) -> str:
-    return f"page:{consumer_id}"
 
 
 #: a page document outlives any invitation; each new socket of the consumer renews it
@@ -135,15 +129,15 @@ class Presence:
             return self.doc(service_id, role)
         return known if isinstance(known, dict) else None
 
-    def gone_since(self, service_id: str, role: str, call_doc: dict[str, Any], fallback: float, now: float | None = None,
+    def gone_since(self, service_id: str, role: str, gone: Mapping[str, float], fallback: float, now: float | None = None,
                    known: Any = UNREAD) -> float | None:
         """Since when ``role`` is away (epoch s), or None while it is present (``known``: see is_present)."""
         doc = self._doc(service_id, role, known)
         if self.fresh(doc, now):
             return None
-        gone = (call_doc.get("gone") or {}).get(role)
-        if gone is not None:
-            return float(gone)
+        since = gone.get(role)
+        if since is not None:
+            return float(since)
         if doc:  # a socket whose worker stopped refreshing it
             return float(doc.get("seen", doc.get("ts", fallback)))
         return fallback

@@ -22,10 +22,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ..protocol import MODES
+
 logger = logging.getLogger(__name__)
 
 OUTCOMES = ("completed", "declined", "cancelled", "expired", "error")
-MODES = ("VOICE_CALL", "VIDEO_CALL")
 
 #: Columns of a record, in report order (CSV header, JSON keys).
 COLUMNS = (

@@ -13,9 +13,20 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from ..errors import BadFrameError
-
-MODES = ("VOICE_CALL", "VIDEO_CALL")
-SESSION_STATES = ("INVITED", "ACCEPTED", "CLOSED")
+from ..protocol import (
+    MAX_CANDIDATE_CHARS,
+    MAX_GEN_CHARS,
+    MAX_MLINE_INDEX,
+    MAX_SDP_CHARS,
+    MAX_SDP_MID_CHARS,
+    MAX_UFRAG_CHARS,
+    MODES,
+    QUALITY_LEVELS,
+    QUALITY_REASONS,
+    SDP_TYPES,
+    SESSION_ERROR_IDS,
+    SESSION_STATES,
+)
 
 _non_empty = validate.Length(min=1, error="must be a non-empty string")
 
@@ -93,7 +104,7 @@ MAX_VISITOR_NAME = 100
 _id_len = validate.Length(min=1, max=200, error="must be a non-empty string of at most 200 characters")
 
 
-class RequestIdField(fields.Field):
+class RequestIdField(fields.Field[Any]):
     """A request ``id``: a non-empty string or an integer (not a boolean)."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
@@ -297,7 +308,7 @@ class SessionDescriptionSchema(_Strict):
     """An RTCSessionDescriptionInit: ``sdp`` is required (non-empty) except for a ``rollback``."""
 
     type = fields.String(required=True, validate=validate.OneOf(["offer", "answer", "rollback", "pranswer"]))
-    sdp = fields.String(load_default="", validate=validate.Length(max=200_000))
+    sdp = fields.String(load_default="", validate=validate.Length(max=MAX_SDP_CHARS))
 
     @validates_schema(pass_original=True)
     def _sdp_required(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
@@ -306,19 +317,19 @@ class SessionDescriptionSchema(_Strict):
 
 
 class IceCandidateSchema(_Strict):
-    candidate = fields.String(required=True, validate=validate.Length(max=2048))
-    sdpMid = fields.String(allow_none=True, validate=validate.Length(max=64))
-    sdpMLineIndex = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=0, max=1024))
-    usernameFragment = fields.String(allow_none=True, validate=validate.Length(max=256))
+    candidate = fields.String(required=True, validate=validate.Length(max=MAX_CANDIDATE_CHARS))
+    sdpMid = fields.String(allow_none=True, validate=validate.Length(max=MAX_SDP_MID_CHARS))
+    sdpMLineIndex = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=0, max=MAX_MLINE_INDEX))
+    usernameFragment = fields.String(allow_none=True, validate=validate.Length(max=MAX_UFRAG_CHARS))
 
 
 #: the optional negotiation tag of ``description`` / ``candidate`` frames (PROTOCOL §5 `gen`):
 #: "<session>" or "<session>:<offer id>", relayed unchanged; a receiver drops a stale frame by it
-_GEN_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+_GEN_RE = re.compile(rf"^[A-Za-z0-9_.:-]{{1,{MAX_GEN_CHARS}}}\Z")
 
 
 def _gen_field() -> fields.String:
-    return fields.String(validate=validate.Regexp(_GEN_RE, error="must be 1-64 of A-Z a-z 0-9 _ . : -"))
+    return fields.String(validate=validate.Regexp(_GEN_RE, error=f"must be 1-{MAX_GEN_CHARS} of A-Z a-z 0-9 _ . : -"))
 
 
 def _valid_gen(value: Any) -> bool:
@@ -354,7 +365,7 @@ class FailureFrameSchema(_Strict):
     type = fields.String(required=True)
     id = fields.String(
         required=True,
-        validate=validate.OneOf(["UNABLE_TO_CONNECT", "BROWSER_NOT_SUPPORTED", "NO_CAMERA_ACCESS", "AGENT_DISCONNECTED"]),
+        validate=validate.OneOf(SESSION_ERROR_IDS),
     )
 
 
@@ -370,8 +381,6 @@ class AcceptFrameSchema(_Strict):
 
 
 #: connection quality (issue 17, static/lpcall/quality.js): levels and the reasons a level is not good
-QUALITY_LEVELS = ("good", "fair", "poor", "lost")
-QUALITY_REASONS = ("loss", "rtt", "jitter", "bandwidth", "frames", "nomedia")
 
 
 class StrictNumber(fields.Float):
@@ -450,7 +459,6 @@ def load_signal_frame(data: Any) -> tuple[dict[str, Any], bool]:
 
 
 _CANDIDATE_KEYS = frozenset({"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"})
-_SDP_TYPES = frozenset({"offer", "answer", "rollback", "pranswer"})
 
 
 def _opt_str(value: Any, max_len: int) -> bool:
@@ -469,35 +477,41 @@ def _fast_signal_frame(kind: str, data: dict[str, Any]) -> dict[str, Any] | None
             return None
         tag = {"gen": data["gen"]}
     if kind == "candidate":
-        if len(data) != 2 + len(tag) or "candidate" not in data:
-            return None
-        cand = data["candidate"]
-        if cand is None:
-            return {"type": kind, "candidate": None, **tag}
-        if type(cand) is not dict or not cand.keys() <= _CANDIDATE_KEYS:
-            return None
-        text, index = cand.get("candidate"), cand.get("sdpMLineIndex")
-        if type(text) is not str or len(text) > 2048:
-            return None
-        if not (index is None or (type(index) is int and 0 <= index <= 1024)):
-            return None
-        if not (_opt_str(cand.get("sdpMid"), 64) and _opt_str(cand.get("usernameFragment"), 256)):
-            return None
-        return {"type": kind, "candidate": dict(cand), **tag}
+        return _fast_candidate(data, tag) if len(data) == 2 + len(tag) and "candidate" in data else None
     if kind == "description":
-        desc = data.get("description")
-        if len(data) != 2 + len(tag) or type(desc) is not dict or not desc.keys() <= {"type", "sdp"}:
-            return None
-        sdp = desc.get("sdp", "")
-        sdp_type = desc.get("type")
-        if type(sdp_type) is not str or sdp_type not in _SDP_TYPES or type(sdp) is not str or len(sdp) > 200_000:
-            return None
-        if not sdp and sdp_type != "rollback":  # an offer or answer without sdp: the schema names it
-            return None
-        return {"type": kind, "description": {"type": desc["type"], "sdp": sdp}, **tag}
+        return _fast_description(data, tag) if len(data) == 2 + len(tag) else None
     if kind in ("ping", "hangup", "connected") and len(data) == 1:
         return {"type": kind}
     return None
+
+
+def _fast_candidate(data: dict[str, Any], tag: dict[str, str]) -> dict[str, Any] | None:
+    cand = data["candidate"]
+    if cand is None:
+        return {"type": "candidate", "candidate": None, **tag}
+    if type(cand) is not dict or not cand.keys() <= _CANDIDATE_KEYS:
+        return None
+    text, index = cand.get("candidate"), cand.get("sdpMLineIndex")
+    if type(text) is not str or len(text) > MAX_CANDIDATE_CHARS:
+        return None
+    if not (index is None or (type(index) is int and 0 <= index <= MAX_MLINE_INDEX)):
+        return None
+    if not (_opt_str(cand.get("sdpMid"), MAX_SDP_MID_CHARS) and _opt_str(cand.get("usernameFragment"), MAX_UFRAG_CHARS)):
+        return None
+    return {"type": "candidate", "candidate": dict(cand), **tag}
+
+
+def _fast_description(data: dict[str, Any], tag: dict[str, str]) -> dict[str, Any] | None:
+    desc = data.get("description")
+    if type(desc) is not dict or not desc.keys() <= {"type", "sdp"}:
+        return None
+    sdp = desc.get("sdp", "")
+    sdp_type = desc.get("type")
+    if type(sdp_type) is not str or sdp_type not in SDP_TYPES or type(sdp) is not str or len(sdp) > MAX_SDP_CHARS:
+        return None
+    if not sdp and sdp_type != "rollback":  # an offer or answer without sdp: the schema names it
+        return None
+    return {"type": "description", "description": {"type": desc["type"], "sdp": sdp}, **tag}
 
 
 _SIGNAL_SCHEMA_CACHE: dict[str, Schema] = {}
@@ -647,3 +661,25 @@ def validate_server_signal_frame(data: Any) -> dict[str, Any]:
     if not isinstance(kind, str) or kind not in SERVER_SIGNAL_FRAMES:
         raise BadFrameError(f"type: must be one of {', '.join(SERVER_SIGNAL_FRAMES)}", field="type")
     return load_or_raise(SERVER_SIGNAL_FRAMES[kind](), data)
+
+
+# -- the network check's HTTP API (PROTOCOL §9) ----------------------------------------
+class NetcheckOfferSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    offer = fields.Nested(SessionDescriptionSchema, required=True)
+
+
+class NetcheckResultSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    checkId = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    connected = StrictBoolean(required=True)
+    candidateType = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(["host", "srflx", "prflx", "relay"])
+    )
+    rttMs = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=60_000))
+    downKbps = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=10_000_000))
+    upKbps = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=10_000_000))

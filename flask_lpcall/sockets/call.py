@@ -20,11 +20,12 @@ from typing import Any
 from flask import Blueprint, request
 
 from ..core.callmanager import LOST_CONFIRM, CallManager, channel, other
-from ..core.calls import ACCEPTED, INVITED, CallSession
+from ..core.calls import CallSession
 from ..core.presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
 from ..core.schemas import load_signal_frame, refused_gen
 from ..errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
-from ..extension import get_state
+from ..protocol import ACCEPTED, INVITED
+from ..state import get_state
 from .adapter import ConnectionClosed, WebSocket
 from .keepalive import Keepalive
 from .route import sock
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
 QUALITY_MIN_INTERVAL = 0.5  # seconds between two relayed `quality` frames of one socket (issue 17)
 SENDER_WAIT = 2.0  # seconds the handler waits for its writer to finish a close it is making
+#: frames a listening consumer (before its Accept, PROTOCOL §5) may not send: NOT_ACCEPTED
+_AFTER_ACCEPT = frozenset(("description", "candidate", "quality", "connected", "failure"))
 
 
 class CallSocket(ResidentTransport):
@@ -137,7 +140,7 @@ class CallSocket(ResidentTransport):
     def _admit(self, token: Any) -> tuple[str, str, str, CallSession]:
         """The call, role and user of a valid call token for an open call."""
         state = get_state()
-        data = state.signer.verify("call", token, state.settings["LPCALL_CALL_TOKEN_TTL"])
+        data = state.signer.verify("call", token, state.settings.call_token_ttl)
         sid, role, uid = data.get("sid"), data.get("role"), data.get("uid")
         if role not in ("agent", "consumer") or not isinstance(sid, str) or not isinstance(uid, str):
             raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
@@ -202,7 +205,7 @@ class CallSocket(ResidentTransport):
             "sessionState": session.state,
             "heartbeat": manager.presence.heartbeat,
             "grace": manager.presence.grace,
-            "iceRestartAttempts": int(manager.settings["LPCALL_ICE_RESTART_ATTEMPTS"]),
+            "iceRestartAttempts": int(manager.settings.ice_restart_attempts),
             **_ice(manager, session, role),
         }
 
@@ -252,38 +255,44 @@ class CallSocket(ResidentTransport):
     def _handle(self, frame: dict[str, Any], verbatim: bool, raw: Any, sid: str, role: str, uid: str) -> bool:
         """Act on one valid frame; False when the socket may not go on."""
         manager = self.manager
-        peer = other(role)
         kind = frame["type"]
+        if self.listening and kind in _AFTER_ACCEPT:
+            raise _not_accepted()
         if kind in ("description", "candidate"):
-            if self.listening:
-                raise _not_accepted()
             relayed = _wire_text(raw, role) if verbatim and type(raw) is str else None
-            manager.store.publish(channel(sid, peer), relayed or {**frame, "from": role})
+            manager.store.publish(channel(sid, other(role)), relayed or {**frame, "from": role})
         elif kind == "state":
             manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
-            manager.store.publish(channel(sid, peer), {**frame, "from": role})
-        elif kind == "quality":  # issue 17: at most one every QUALITY_MIN_INTERVAL s is relayed
-            if self.listening:
-                raise _not_accepted()
-            now = time.monotonic()
-            if now - self.last_quality >= QUALITY_MIN_INTERVAL:
-                self.last_quality = now
-                manager.store.publish(channel(sid, peer), {**frame, "from": role})
-                try:
-                    manager.note_quality(sid, role, frame)  # for the call's record
-                except NotFoundError:
-                    pass  # the call just closed: its record is written already
+            manager.store.publish(channel(sid, other(role)), {**frame, "from": role})
+        elif kind == "quality":
+            self._quality(frame, sid, role)
         elif kind == "ping":
             self.send({"type": "pong"})
         elif kind == "accept":
-            if not self._accept(sid, role, uid, frame["payload"]):
-                return False
+            return self._accept(sid, role, uid, frame["payload"])
         elif kind == "listening":  # the agent (re)joined after us: it learns we are here
             if self.listening:
-                manager.store.publish(channel(sid, peer), {"type": "peer-joined", "role": role})
-        elif self.listening and kind in ("connected", "failure"):
-            raise _not_accepted()
-        elif kind == "connected":
+                manager.store.publish(channel(sid, other(role)), {"type": "peer-joined", "role": role})
+        else:
+            self._call_event(kind, frame, sid, role, uid)
+        return True
+
+    def _quality(self, frame: dict[str, Any], sid: str, role: str) -> None:
+        """Issue 17: at most one `quality` frame every QUALITY_MIN_INTERVAL s is relayed."""
+        now = time.monotonic()
+        if now - self.last_quality < QUALITY_MIN_INTERVAL:
+            return
+        self.last_quality = now
+        self.manager.store.publish(channel(sid, other(role)), {**frame, "from": role})
+        try:
+            self.manager.note_quality(sid, role, frame)  # for the call's record
+        except NotFoundError:
+            pass  # the call just closed: its record is written already
+
+    def _call_event(self, kind: str, frame: dict[str, Any], sid: str, role: str, uid: str) -> None:
+        """`connected`, `hangup`, `failure`: the call's state machine (callmanager.py)."""
+        manager = self.manager
+        if kind == "connected":
             manager.mark_connected(role, uid, sid)
         elif kind == "hangup":
             try:
@@ -292,7 +301,6 @@ class CallSocket(ResidentTransport):
                 self.suspect_lost()  # the call vanished: `closed` state_lost answers the hang-up
         elif kind == "failure":
             manager.fail(role, uid, sid, frame["id"])
-        return True
 
     def _accept(self, sid: str, role: str, uid: str, payload: dict[str, Any]) -> bool:
         """The consumer's Accept on its socket: the call is ACCEPTED and a listening socket joins.
@@ -340,7 +348,6 @@ def register(bp: Blueprint) -> None:
     @sock.route("/ws/call", bp=bp)
     def call_socket(ws: WebSocket) -> None:
         state = get_state()
-        manager: CallManager = state.services["calls"]
+        manager: CallManager = state.calls
         tab = (request.args.get("tab") or "")[:64] or None
-        CallSocket(ws, manager, int(state.settings["LPCALL_MAX_FRAME_BYTES"]), tab,
-                   state.services["keepalive"]).run(request.args.get("token"))
+        CallSocket(ws, manager, int(state.settings.max_frame_bytes), tab, state.keepalive).run(request.args.get("token"))

@@ -1,8 +1,5 @@
-"""Consumer side of web messaging: the Messaging-Window-style socket and the consumer HTTP API.
-
-* ``GET  /ws/consumer``           PROTOCOL §3 (InitConnection, conversations, messages, metadata)
-* ``POST /api/consumer/session``  a signed consumer identity (PROTOCOL §1)
-* ``GET  /api/client-config``     texts and switches for the browser code
+"""The consumer socket ``GET /ws/consumer`` (PROTOCOL §3: InitConnection, conversations, messages,
+metadata) and the transcript subscription both the consumer and the agent sockets use.
 
 Pushes travel through ``store.publish``/``subscribe`` only, so the other end may
 be connected to another worker.
@@ -16,60 +13,19 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from flask import Blueprint, Flask, jsonify, request
-
-from .. import signals
-from ..core.conversations import ROLE_CONSUMER, ConversationService, ch_consumer, ch_conv
+from ..core.conversations import ROLE_CONSUMER, ConversationService, check_message
 from ..core.schemas import CONSUMER_REQUESTS, validate_init_headers
-from ..errors import BadFrameError, NotAllowedError, NotFoundError
-from ..extension import LPCallState, get_state
+from ..errors import NotAllowedError, NotFoundError
+from ..state import LPCallState
 from ..store import Subscription
+from ..store.keys import ch_consumer, ch_conv
 from .envelope import FrameSocket, Handler
-from .keepalive import Keepalive
-from .route import sock
-from .transport import TooLargeError, quietly
+from .transport import quietly
 
 logger = logging.getLogger(__name__)
 
 #: cqm.SubscribeExConversations subscriptions one consumer socket keeps; a newer one replaces the oldest
 MAX_META_SUBSCRIPTIONS = 4
-
-#: Extra room simple-websocket allows above LPCALL_MAX_FRAME_BYTES before it drops the
-#: connection (1009); frames in between get a 413 error frame and the socket stays up.
-TRANSPORT_SLACK = 4
-
-
-def init_state(app: Flask, state: LPCallState) -> None:
-    s = state.settings
-    service = ConversationService(
-        state.store,
-        state.texts,
-        ttl=s["LPCALL_CONVERSATION_TTL"],
-        presence_ttl=max(3 * s["LPCALL_HEARTBEAT_INTERVAL"], 5.0),
-        on_opened=lambda doc: signals.conversation_opened.send(app, conversation=doc),
-        on_message=lambda doc, event: signals.message_sent.send(app, conversation=doc, event=event),
-    )
-    state.services["conversations"] = service
-    # Every socket is pinged each heartbeat and dropped when it misses a pong: by one keepalive
-    # thread, not by simple-websocket's per-socket selector wait (keepalive.py).
-    state.services["keepalive"] = Keepalive(s["LPCALL_HEARTBEAT_INTERVAL"])
-    opts = app.config.setdefault("SOCK_SERVER_OPTIONS", {})
-    opts.setdefault("max_message_size", TRANSPORT_SLACK * s["LPCALL_MAX_FRAME_BYTES"])
-
-
-def conversations(state: LPCallState | None = None) -> ConversationService:
-    service: ConversationService = (state or get_state()).services["conversations"]
-    return service
-
-
-def check_message(text: str, limit: int, field: str = "body.event.message") -> str:
-    """The limits every chat message obeys, on both sockets."""
-    if len(text) > limit:
-        raise TooLargeError(f"{field}: {len(text)} characters is over the limit of {limit} (LPCALL_MAX_MESSAGE_LENGTH)",
-                            field=field)
-    if not text.strip():
-        raise BadFrameError(f"{field}: must not be empty", field=field)
-    return text
 
 
 class MessagingSubscription:
@@ -187,9 +143,9 @@ class ConsumerConnection:
     def __init__(self, state: LPCallState, ws: Any) -> None:
         self.state = state
         self.settings = state.settings
-        self.service = conversations(state)
-        self.conn = FrameSocket(ws, max_frame_bytes=self.settings["LPCALL_MAX_FRAME_BYTES"], name="consumer",
-                                keepalive=state.services["keepalive"])
+        self.service = state.conversations
+        self.conn = FrameSocket(ws, max_frame_bytes=self.settings.max_frame_bytes, name="consumer",
+                                keepalive=state.keepalive)
         self.consumer_id: str | None = None
         self.features: list[str] = []
         self.messaging: dict[str, MessagingSubscription] = {}
@@ -208,9 +164,9 @@ class ConsumerConnection:
                 quietly("closing a transcript subscription", sub.close)
             for msub in self.meta_subs:
                 quietly("closing a metadata subscription", msub.close)
-            calls = self.state.services.get("calls")
-            if self.page_id is not None and calls is not None and self.consumer_id is not None:
-                quietly("recording the visitor's page as closed", calls.consumer_page_closed, self.consumer_id, self.page_id)
+            if self.page_id is not None and self.consumer_id is not None:
+                quietly("recording the visitor's page as closed", self.state.calls.consumer_page_closed, self.consumer_id,
+                        self.page_id)
             self.conn.finish()
 
     # -- helpers ---------------------------------------------------------------
@@ -232,7 +188,7 @@ class ConsumerConnection:
     def init_connection(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         headers = validate_init_headers(env["headers"])
         try:
-            payload = self.state.signer.verify("consumer", headers["jwt"], self.settings["LPCALL_CONSUMER_TOKEN_TTL"])
+            payload = self.state.signer.verify("consumer", headers["jwt"], self.settings.consumer_token_ttl)
         except NotAllowedError as exc:
             exc.field = "headers.jwt"
             raise
@@ -242,10 +198,9 @@ class ConsumerConnection:
         if self.consumer_id not in (None, cid):
             raise NotAllowedError("this connection already belongs to another consumer", field="headers.jwt")
         self.consumer_id = cid
-        calls = self.state.services.get("calls")
-        if self.page_id is None and calls is not None:  # an invitation's visitor is here (presence.py)
+        if self.page_id is None:  # an invitation's visitor is here (presence.py)
             self.page_id = str(uuid.uuid4())
-            calls.consumer_page_opened(cid, self.page_id)
+            self.state.calls.consumer_page_opened(cid, self.page_id)
         self.features = sorted(set(headers["features"]))
         for doc in self.service.for_consumer(cid):
             if doc.get("features") != self.features:
@@ -264,7 +219,7 @@ class ConsumerConnection:
 
     def publish_event(self, env: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         doc = self._own(body["conversationId"])
-        text = check_message(body["event"]["message"], self.settings["LPCALL_MAX_MESSAGE_LENGTH"])
+        text = check_message(body["event"]["message"], self.settings.max_message_length)
         event = self.service.post(doc["convId"], ROLE_CONSUMER, doc["consumerId"], text, doc=doc)
         return {"sequence": event["sequence"]}
 
@@ -297,60 +252,3 @@ class ConsumerConnection:
         doc = self._own(body["conversationId"])
         closed = self.service.close(doc["convId"])
         return {"conversationId": closed["convId"], "state": closed["state"]}
-
-
-# -- HTTP API ----------------------------------------------------------------------
-def bearer_consumer(state: LPCallState) -> str | None:
-    """The consumerId of a valid ``Authorization: Bearer`` consumer token, else None."""
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        return None
-    try:
-        payload = state.signer.verify("consumer", header[7:].strip(), state.settings["LPCALL_CONSUMER_TOKEN_TTL"])
-    except NotAllowedError:
-        return None
-    cid = payload.get("cid")
-    return cid if isinstance(cid, str) else None
-
-
-def client_config(state: LPCallState) -> dict[str, Any]:
-    s = state.settings
-    return {
-        "texts": state.texts,
-        "locale": s["LPCALL_LOCALE"],
-        "analytics": s["LPCALL_ANALYTICS"],
-        "engagementWindow": bool(s["LPCALL_ENGAGEMENT_WINDOW"]),
-        "voiceEnabled": bool(s["LPCALL_VOICE_ENABLED"]),
-        "videoEnabled": bool(s["LPCALL_VIDEO_ENABLED"]),
-        "heartbeat": s["LPCALL_HEARTBEAT_INTERVAL"],
-        "maxMessageLength": s["LPCALL_MAX_MESSAGE_LENGTH"],
-        "maxFrameBytes": s["LPCALL_MAX_FRAME_BYTES"],
-        "callEndedSeconds": s["LPCALL_CALL_ENDED_SECONDS"],
-    }
-
-
-def register(bp: Blueprint) -> None:
-    @sock.route("/ws/consumer", bp=bp)
-    def consumer_socket(ws: Any) -> None:
-        ConsumerConnection(get_state(), ws).run()
-
-    @bp.post("/api/consumer/session")
-    def consumer_session() -> Any:
-        state = get_state()
-        from ..web.api import json_body  # the JSON APIs' one body reader (api.py)
-
-        vid = json_body(optional=True).get("vid")
-        if vid is not None and (not isinstance(vid, str) or not 0 < len(vid) <= 200):
-            raise BadFrameError("vid: must be a string of 1 to 200 characters", field="vid")
-        cid = bearer_consumer(state) or str(uuid.uuid4())
-        token = state.signer.sign("consumer", {"cid": cid, "vid": vid})
-        resp = jsonify({"consumerId": cid, "token": token})
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
-
-    @bp.get("/api/client-config")
-    def client_config_view() -> Any:
-        resp = jsonify(client_config(get_state()))
-        resp.headers["Cache-Control"] = "no-cache"
-        return resp
-

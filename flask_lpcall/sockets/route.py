@@ -26,7 +26,7 @@ from typing import Any
 import flask_sock  # type: ignore[import-untyped]
 from flask import Blueprint, request
 
-from ..extension import get_state
+from ..state import get_state
 from .adapter import ConnectionClosed, WebSocket
 from .transport import CLOSE_POLICY, origin_allowed
 
@@ -54,7 +54,7 @@ def decline_compression() -> None:
 
 def _serve(f: SocketHandler, ws: WebSocket, path: str) -> None:
     try:
-        if not request_origin_allowed(get_state().settings["LPCALL_ALLOWED_ORIGINS"]):
+        if not request_origin_allowed(get_state().settings.allowed_origins):
             logger.warning("socket %s from foreign origin %r refused", path, request.headers.get("Origin"))
             ws.close_and_wait(CLOSE_POLICY, "origin not allowed")  # no stray HTTP bytes after the close frame
             return
@@ -86,5 +86,5 @@ class Sock(flask_sock.Sock):  # type: ignore[misc]
         return decorator
 
 
-#: The one Sock of the package (flask-sock's routes are registered on the blueprint it is given).
+#: The one Sock of the package: /ws/consumer, /ws/agent and /ws/call are its routes (on the blueprint given).
 sock = Sock()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import BadFrameError, NotImplementedYetError, TooLargeError
+from ..protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN, MAX_DEPTH, MAX_SAFE_INTEGER
 from .adapter import ConnectionClosed, WebSocket
 
 if TYPE_CHECKING:
@@ -48,9 +49,6 @@ logger = logging.getLogger(__name__)
 
 #: Frames waiting for a slow client before the server gives up on it.
 MAX_PENDING_FRAMES = 2000
-#: close code for a policy violation (bad Origin, not logged in), RFC 6455.
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
 
 
 class Action:
@@ -325,10 +323,6 @@ def origin_allowed(origin: str | None, host: str, allowed: list[str], scheme: st
 
 
 # -- the one decode path of every socket frame and JSON request body ------------------------
-#: Deepest nesting of objects and arrays accepted (the deepest real frame is 4 levels).
-MAX_DEPTH = 32
-#: Largest integer accepted: JavaScript's Number.MAX_SAFE_INTEGER (a larger one is not exact in a browser).
-MAX_SAFE_INTEGER = 2**53 - 1
 
 
 class _Refused:

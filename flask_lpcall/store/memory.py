@@ -122,7 +122,8 @@ class MemoryStore(Store):
                 return []
             lst = self._data[key]
             end = len(lst) if stop == -1 else (stop + 1 if stop >= 0 else len(lst) + stop + 1)
-            return json_copy(lst[start:end] if start >= 0 else lst[len(lst) + start : end])
+            items: list[Any] = json_copy(lst[start:end] if start >= 0 else lst[len(lst) + start : end])
+            return items
 
     # -- sets ------------------------------------------------------------------
     def add(self, key: str, member: str, ttl: float | None = None) -> None:

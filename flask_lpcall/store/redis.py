@@ -244,7 +244,7 @@ class RedisStore(Store):
         with self._guard(), self._redis.pipeline() as pipe:
             for _ in range(UPDATE_ATTEMPTS):
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]  # redis-py's Pipeline.watch has no annotations
                     old = _loads(pipe.get(key))
                     new = fn(old)  # an exception here resets the pipeline (UNWATCH) and propagates
                     data = None if new is None else _dumps(new)
@@ -338,7 +338,7 @@ class RedisStore(Store):
     def _publisher(self) -> Any:
         """The writer's connection (call with ``_pub_lock`` held)."""
         if self._pub_conn is None or self._pub_pid != os.getpid():
-            self._pub_conn, self._pub_pid = self._pool.make_connection(), os.getpid()
+            self._pub_conn, self._pub_pid = self._pool.make_connection(), os.getpid()  # type: ignore[no-untyped-call]
             self._pub_conn.connect()
         return self._pub_conn
 
@@ -567,7 +567,7 @@ class RedisStore(Store):
 
     def _connect_bus(self) -> Any:
         conn = self._bus_pool.make_connection()
-        conn.connect()
+        conn.connect()  # type: ignore[no-untyped-call]  # redis-py leaves connect() unannotated
         with self._lock:
             self._local_only.clear()  # other processes may have subscribed while we were away
             channels = list(self._callbacks)
@@ -626,26 +626,31 @@ class RedisStore(Store):
         if kind == "message":
             self._on_message(channel, response[2])
         elif kind == "subscribe":
-            if channel.startswith(LOCAL_PREFIXES):
-                # before subscribe() returns (and its caller publishes): whoever kept the channel local
-                # sends through Redis again from this hello on
-                hello = _Publication(channel, self._origin + _HELLO)
-                self._enqueue(hello)
-                if hello.error is not None:  # the listener reconnects, resubscribes, and says hello again
-                    raise RedisConnectionError(f"hello on {channel!r} failed: {hello.error}")
-            with self._lock:
-                event = self._pending.pop(channel, None)
-                resync = channel in self._resubscribed
-                self._resubscribed.discard(channel)
-                subs = list(self._callbacks.get(channel, ())) if resync else []
-            if event is not None:
-                event.set()
-            for sub in subs:  # listening again: the subscribers that can catch up do so now
-                if sub.resync is not None:
-                    try:
-                        sub.resync()
-                    except Exception:  # one subscriber must not stop the others (nor the listener)
-                        logger.exception("resync of a subscriber of %s failed", channel)
+            self._on_subscribed(channel)
+
+    def _on_subscribed(self, channel: str) -> None:
+        """Redis confirmed a subscription: say hello on a local channel, wake its subscribe(), and let
+        the subscribers of a channel listened to again catch up."""
+        if channel.startswith(LOCAL_PREFIXES):
+            # before subscribe() returns (and its caller publishes): whoever kept the channel local
+            # sends through Redis again from this hello on
+            hello = _Publication(channel, self._origin + _HELLO)
+            self._enqueue(hello)
+            if hello.error is not None:  # the listener reconnects, resubscribes, and says hello again
+                raise RedisConnectionError(f"hello on {channel!r} failed: {hello.error}")
+        with self._lock:
+            event = self._pending.pop(channel, None)
+            resync = channel in self._resubscribed
+            self._resubscribed.discard(channel)
+            subs = list(self._callbacks.get(channel, ())) if resync else []
+        if event is not None:
+            event.set()
+        for sub in subs:  # listening again: the subscribers that can catch up do so now
+            if sub.resync is not None:
+                try:
+                    sub.resync()
+                except Exception:  # one subscriber must not stop the others (nor the listener)
+                    logger.exception("resync of a subscriber of %s failed", channel)
 
     def _on_message(self, channel: str, raw: bytes | str) -> None:
         data = raw.decode() if type(raw) is bytes else str(raw)

@@ -24,27 +24,28 @@ a 4xx status, never a stack trace (texts ``callpage.*``).
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import secrets
 import time
 from typing import Any
 
+import segno
 from flask import Blueprint, Response, jsonify, render_template, request, session, url_for
 from markupsafe import Markup
 
 from ..errors import BadFrameError, InvalidStateError, LPCallError, NotAllowedError, NotFoundError
-from ..extension import get_state, json_error
+from ..state import LPCallState, get_state
+from ..store.keys import calllink_key, handoff_key
+from .assets import asset_url
+from .auth import SESSION_CSRF, current_agent
+from .consumer import client_config
+from .jsonapi import consumer_id_from_request, json_body, json_error, make_page_token
 
 logger = logging.getLogger(__name__)
 
 PURPOSE = "calllink"
-#: the purpose of the call page's own token (bound to its call; :func:`make_page_token`)
-PAGE_PURPOSE = "callpage"
-#: the longest a call page's token lives (it dies with its call before that): the link's session
-PAGE_TOKEN_TTL = 24 * 3600.0
-#: the store key recording a link's first use (and the claim of the browser that used it)
-USED_KEY = "calllink:{jti}"
 #: the cookie holding that claim (path: the page's URL only)
 CLAIM_COOKIE = "lpcall_calllink"
 #: how long a use is remembered: longer than any link lives and any call lasts
@@ -53,8 +54,6 @@ USED_TTL = 24 * 3600.0
 
 #: HTTP status of the page for each kind of unusable link
 _STATUS = {"invalid": 404, "expired": 410, "used": 410, "ended": 410, "cancelled": 410}
-#: a "continue on my phone" link's record: ``{"sid", "state": waiting|opened|cancelled}``
-HANDOFF_KEY = "handoff:{jti}"
 
 
 class LinkProblem(Exception):
@@ -66,10 +65,10 @@ class LinkProblem(Exception):
         self.status = _STATUS[kind]
 
 
-def make_link_token(state: Any, service_id: str) -> tuple[str, float]:
+def make_link_token(state: LPCallState, service_id: str) -> tuple[str, float]:
     """A new single-use link token for the call ``service_id`` and its expiry (epoch seconds)."""
     token = state.signer.sign(PURPOSE, {"sid": service_id, "jti": secrets.token_urlsafe(12)})
-    return token, time.time() + float(state.settings["LPCALL_CALL_LINK_TTL"])
+    return token, time.time() + float(state.settings.call_link_ttl)
 
 
 def call_link(service_id: str, *, external: bool = True) -> dict[str, Any]:
@@ -78,7 +77,7 @@ def call_link(service_id: str, *, external: bool = True) -> dict[str, Any]:
     For the site's own code (e.g. to send the link by SMS); the agent workspace's API calls it too.
     """
     state = get_state()
-    session_ = state.services["calls"].get(service_id)
+    session_ = state.calls.get(service_id)
     if session_ is None or not session_.is_open:
         raise NotFoundError("no such call", field="serviceId")
     token, expires = make_link_token(state, service_id)
@@ -86,9 +85,9 @@ def call_link(service_id: str, *, external: bool = True) -> dict[str, Any]:
     return {"url": url, "expires": expires, "serviceId": service_id}
 
 
-def _verify(state: Any, link: str) -> dict[str, Any]:
+def _verify(state: LPCallState, link: str) -> dict[str, Any]:
     try:
-        data = state.signer.verify(PURPOSE, link, float(state.settings["LPCALL_CALL_LINK_TTL"]))
+        data = state.signer.verify(PURPOSE, link, float(state.settings.call_link_ttl))
     except NotAllowedError as exc:
         raise LinkProblem("expired" if exc.code == "TOKEN_EXPIRED" else "invalid") from None
     sid, jti = data.get("sid"), data.get("jti")
@@ -97,7 +96,7 @@ def _verify(state: Any, link: str) -> dict[str, Any]:
     return data
 
 
-def _use(state: Any, jti: str, claims: list[str]) -> str:
+def _use(state: LPCallState, jti: str, claims: list[str]) -> str:
     """Record the link's first use and return the claim of the browser that may reopen it.
 
     A second use is allowed only with the first one's claim (a reload of the same page): from its
@@ -113,7 +112,7 @@ def _use(state: Any, jti: str, claims: list[str]) -> str:
         outcome["new"] = "1"
         return {"claim": fresh, "ts": time.time()}
 
-    state.store.update(USED_KEY.format(jti=jti), apply, ttl=USED_TTL)
+    state.store.update(calllink_key(jti), apply, ttl=USED_TTL)
     if outcome.get("new"):
         return fresh
     for claim in claims:
@@ -122,17 +121,17 @@ def _use(state: Any, jti: str, claims: list[str]) -> str:
     raise LinkProblem("used")
 
 
-def _problem_page(state: Any, problem: LinkProblem) -> Response:
+def _problem_page(state: LPCallState, problem: LinkProblem) -> Response:
     texts = state.texts
     # a used link may be this tab's own, whose claim cookie the browser did not send (cross-site iframe)
-    reclaim = url_for("lpcall.lpcall_static", filename="lpcall/callpage_claim.js") if problem.kind == "used" else None
+    reclaim = asset_url("lpcall/callpage_claim.js") if problem.kind == "used" else None
     html = render_template(
         "lpcall/callpage_problem.html",
-        lang=state.settings["LPCALL_LOCALE"],
+        lang=state.settings.locale,
         title=texts["callpage.title"],
         heading=texts[f"callpage.{problem.kind}.title"],
         message=texts[f"callpage.{problem.kind}"],
-        css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
+        css=asset_url("lpcall/callpage.css"),
         reclaim=reclaim,
     )
     resp = Response(html, status=problem.status, mimetype="text/html")
@@ -140,34 +139,9 @@ def _problem_page(state: Any, problem: LinkProblem) -> Response:
     return resp
 
 
-def make_page_token(state: Any, call: Any) -> str:
-    """The call page's identity: bound to its one call (``{"cid", "sid"}``, purpose ``callpage``).
-
-    Unlike the visitor's consumer token (``LPCALL_CONSUMER_TOKEN_TTL``, every conversation and call of
-    the visitor) it works only on the call API for that call (``api.check_bound``), never on the
-    messaging socket, the conversation, the network check or ``/api/consumer/session``, and only while
-    the call is open and for at most :data:`PAGE_TOKEN_TTL` (a reload of the page gets a fresh one)."""
-    return str(state.signer.sign(PAGE_PURPOSE, {"cid": call.consumer_id, "sid": call.service_id}))
-
-
-def verify_page_token(state: Any, token: str) -> tuple[str, str]:
-    """``(consumerId, serviceId)`` of a call page's token, or NotAllowedError: TOKEN_INVALID, or
-    TOKEN_EXPIRED when it is older than :data:`PAGE_TOKEN_TTL` or its call is over."""
-    data = state.signer.verify(PAGE_PURPOSE, token, PAGE_TOKEN_TTL)
-    cid, sid = data.get("cid"), data.get("sid")
-    if not isinstance(cid, str) or not cid or not isinstance(sid, str) or not sid:
-        raise NotAllowedError("token is not valid", code="TOKEN_INVALID", field="token")
-    call = state.services["calls"].get(sid)
-    if call is None or not call.is_open or call.consumer_id != cid:
-        raise NotAllowedError("token: the call of this page is over", code="TOKEN_EXPIRED", field="token")
-    return cid, sid
-
-
-def _page_data(state: Any, call: Any) -> dict[str, Any]:
+def _page_data(state: LPCallState, call: Any) -> dict[str, Any]:
     """What the page's script needs: ids, the page's identity for this call, texts, the call."""
     token = make_page_token(state, call)
-    from ..sockets.consumer import client_config
-
     return {
         "base": state.url_prefix.rstrip("/"),
         "identity": {"consumerId": call.consumer_id, "token": token},
@@ -181,14 +155,12 @@ def _security_headers(resp: Response, state: Any) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Referrer-Policy"] = "no-referrer"  # the link never leaks to another site
     resp.headers["X-Content-Type-Options"] = "nosniff"
-    ancestors = " ".join(state.settings["LPCALL_CALL_PAGE_FRAME_ANCESTORS"]) or "'none'"
+    ancestors = " ".join(state.settings.call_page_frame_ancestors) or "'none'"
     resp.headers["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
     return resp
 
 
 def _agent_call_link() -> Any:
-    from .workspace import SESSION_CSRF, current_agent
-
     agent = current_agent()
     if agent is None:
         return json_error(NotAllowedError("log in as an agent first", code="NOT_AUTHENTICATED"), 401)
@@ -197,13 +169,11 @@ def _agent_call_link() -> Any:
     if not sent or not expected or not hmac.compare_digest(str(sent), str(expected)):
         return json_error(NotAllowedError("X-CSRF-Token: missing or wrong (the workspace's csrf_token)",
                                           field="X-CSRF-Token"), 403)
-    from .api import json_body
-
     body = json_body()
     sid = body.get("serviceId")
     if not isinstance(sid, str) or not sid:
         raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
-    call = get_state().services["calls"].get(sid)
+    call = get_state().calls.get(sid)
     if call is None or not call.is_open or call.agent_id != agent.id:
         raise NotFoundError("no such call", field="serviceId")
     if call.state != "INVITED":
@@ -214,10 +184,6 @@ def _agent_call_link() -> Any:
 # -- "continue on my phone" (issue 18, 2): the visitor's own link for its answered call ---------------
 def qr_svg(url: str) -> str:
     """The QR code of ``url`` as an SVG document (segno, made here: no third-party service)."""
-    import io
-
-    import segno
-
     out = io.BytesIO()
     segno.make(url, error="m").save(out, kind="svg", scale=6, border=2, xmldecl=False, svgns=True,
                                     title="QR code", dark="#000", light="#fff")
@@ -225,35 +191,31 @@ def qr_svg(url: str) -> str:
 
 
 def _consumer_call(sid: Any) -> Any:
-    from .api import consumer_id_from_request
-
     cid = consumer_id_from_request(sid)
     if not isinstance(sid, str) or not sid:
         raise BadFrameError("serviceId: must be a non-empty string", field="serviceId")
-    call = get_state().services["calls"].get(sid)
+    call = get_state().calls.get(sid)
     if call is None or not call.is_open or call.consumer_id != cid:
         raise NotFoundError("no such call", field="serviceId")
     return call
 
 
-def _handoff_record(state: Any, jti: str) -> dict[str, Any]:
-    doc = state.store.get(HANDOFF_KEY.format(jti=jti)) if isinstance(jti, str) and 0 < len(jti) <= 64 else None
+def _handoff_record(state: LPCallState, jti: str) -> dict[str, Any]:
+    doc = state.store.get(handoff_key(jti)) if isinstance(jti, str) and 0 < len(jti) <= 64 else None
     if not isinstance(doc, dict):
         raise NotFoundError("no such handoff (expired or unknown)", field="handoffId")
     return doc
 
 
 def _handoff_start() -> Any:
-    from .api import json_body
-
     state = get_state()
     call = _consumer_call(json_body().get("serviceId"))
     if call.state not in ("INVITED", "ACCEPTED"):
         raise InvalidStateError("serviceId: the call cannot continue on another device")
     jti = secrets.token_urlsafe(12)
     token = state.signer.sign(PURPOSE, {"sid": call.service_id, "jti": jti, "h": 1})
-    ttl = float(state.settings["LPCALL_CALL_LINK_TTL"])
-    state.store.set(HANDOFF_KEY.format(jti=jti), {"sid": call.service_id, "state": "waiting", "ts": time.time()},
+    ttl = float(state.settings.call_link_ttl)
+    state.store.set(handoff_key(jti), {"sid": call.service_id, "state": "waiting", "ts": time.time()},
                     ttl=ttl + 60)
     url = url_for("lpcall.call_page", link=token, _external=True)
     return jsonify({"handoffId": jti, "url": url, "expires": time.time() + ttl, "qrSvg": qr_svg(url),
@@ -270,14 +232,14 @@ def _handoff_status(jti: str, cancel: bool = False) -> Any:
                 return {**old, "state": "cancelled"}
             return old
 
-        state.store.update(HANDOFF_KEY.format(jti=jti), apply, ttl=float(state.settings["LPCALL_CALL_LINK_TTL"]) + 60)
+        state.store.update(handoff_key(jti), apply, ttl=float(state.settings.call_link_ttl) + 60)
         doc = _handoff_record(state, jti)
-    present = state.services["calls"].is_present(call.service_id, "consumer")
+    present = state.calls.is_present(call.service_id, "consumer")
     return jsonify({"handoffId": jti, "state": doc.get("state"), "serviceId": call.service_id,
                     "consumerPresent": bool(present)})
 
 
-def _open_handoff(state: Any, jti: str) -> None:
+def _open_handoff(state: LPCallState, jti: str) -> None:
     """The phone opened the link: the record says so (the desktop then lets the call go)."""
     def apply(old: Any) -> Any:
         if not isinstance(old, dict):
@@ -286,72 +248,79 @@ def _open_handoff(state: Any, jti: str) -> None:
             raise LinkProblem("cancelled")
         return {**old, "state": "opened", "openedTs": old.get("openedTs") or time.time()}
 
-    state.store.update(HANDOFF_KEY.format(jti=jti), apply, ttl=USED_TTL)
+    state.store.update(handoff_key(jti), apply, ttl=USED_TTL)
+
+
+def call_handoff() -> Any:
+    """The visitor continues its call (or answers its invitation) on another device: a one-time link and its QR code."""
+    return _handoff_start()
+
+
+def call_handoff_status(jti: str) -> Any:
+    return _handoff_status(jti)
+
+
+def call_handoff_cancel(jti: str) -> Any:
+    return _handoff_status(jti, cancel=True)
+
+
+def agent_call_link() -> Any:
+    """The agent of an invited call gets a link to the standalone call page (``{url, expires}``)."""
+    return _agent_call_link()
+
+
+def call_page(link: str) -> Any:
+    state = get_state()
+    try:
+        data = _verify(state, link)
+        call = state.calls.get(data["sid"])
+        if call is None or not call.is_open:
+            raise LinkProblem("ended")
+        if data.get("h"):
+            if state.store.get(handoff_key(data["jti"])) is None:
+                raise LinkProblem("expired")
+            if (state.store.get(handoff_key(data["jti"])) or {}).get("state") == "cancelled":
+                raise LinkProblem("cancelled")
+        claims = [c for c in (request.cookies.get(CLAIM_COOKIE), request.args.get("claim")) if isinstance(c, str)]
+        claim = _use(state, data["jti"], claims)
+        if data.get("h"):
+            _open_handoff(state, data["jti"])
+        if call.state == "INVITED":
+            # the link's page is a page of the visitor: closing the chat tab meanwhile no longer
+            # withdraws the invitation (``consumer_disconnected``); it still expires (LPCALL_INVITE_TTL)
+            state.calls.consumer_page_opened(call.consumer_id, f"callpage:{data['jti']}")
+    except LinkProblem as problem:
+        logger.info("call page refused: %s link", problem.kind)
+        return _problem_page(state, problem)
+    except LPCallError as exc:  # the store failed: still a page, not JSON
+        logger.warning("call page: %s", exc)
+        return _problem_page(state, LinkProblem("ended"))
+    page_data = _page_data(state, call)
+    page_data["claim"] = claim  # kept in the tab's sessionStorage too (cross-site iframes)
+    if data.get("h"):
+        page_data["handoff"] = {"id": data["jti"]}
+    page = json.dumps(page_data).replace("<", "\\u003c")
+    html = render_template(
+        "lpcall/callpage.html",
+        lang=state.settings.locale,
+        title=state.texts["callpage.title"],
+        loading=state.texts["call.loading"],
+        page_json=Markup(page),
+        css=asset_url("lpcall/callpage.css"),
+        script=asset_url("lpcall/callpage.js"),
+    )
+    resp = _security_headers(Response(html, mimetype="text/html"), state)
+    # SameSite=None (needs Secure) so that a host app's cross-site iframe keeps it; http: Lax
+    resp.set_cookie(CLAIM_COOKIE, claim, max_age=int(USED_TTL), path=request.path, httponly=True,
+                    secure=request.is_secure, samesite="None" if request.is_secure else "Lax")
+    return resp
 
 
 def register(bp: Blueprint) -> None:
-    @bp.post("/api/call/handoff")
-    def call_handoff() -> Any:
-        """The visitor continues its call (or answers its invitation) on another device: a one-time link and its QR code."""
-        return _handoff_start()
+    bp.add_url_rule("/api/call/handoff", view_func=call_handoff, methods=["POST"])
+    bp.add_url_rule("/api/call/handoff/<jti>", view_func=call_handoff_status, methods=["GET"])
+    bp.add_url_rule("/api/call/handoff/<jti>", view_func=call_handoff_cancel, methods=["DELETE"])
+    bp.add_url_rule("/api/agent/call-link", view_func=agent_call_link, methods=["POST"])
+    bp.add_url_rule("/call/<path:link>", view_func=call_page, methods=["GET"])
 
-    @bp.get("/api/call/handoff/<jti>")
-    def call_handoff_status(jti: str) -> Any:
-        return _handoff_status(jti)
-
-    @bp.delete("/api/call/handoff/<jti>")
-    def call_handoff_cancel(jti: str) -> Any:
-        return _handoff_status(jti, cancel=True)
-
-    @bp.post("/api/agent/call-link")
-    def agent_call_link() -> Any:
-        """The agent of an invited call gets a link to the standalone call page (``{url, expires}``)."""
-        return _agent_call_link()
-
-    @bp.get("/call/<path:link>")
-    def call_page(link: str) -> Any:
-        state = get_state()
-        try:
-            data = _verify(state, link)
-            call = state.services["calls"].get(data["sid"])
-            if call is None or not call.is_open:
-                raise LinkProblem("ended")
-            if data.get("h"):
-                if state.store.get(HANDOFF_KEY.format(jti=data["jti"])) is None:
-                    raise LinkProblem("expired")
-                if (state.store.get(HANDOFF_KEY.format(jti=data["jti"])) or {}).get("state") == "cancelled":
-                    raise LinkProblem("cancelled")
-            claims = [c for c in (request.cookies.get(CLAIM_COOKIE), request.args.get("claim")) if isinstance(c, str)]
-            claim = _use(state, data["jti"], claims)
-            if data.get("h"):
-                _open_handoff(state, data["jti"])
-            if call.state == "INVITED":
-                # the link's page is a page of the visitor: closing the chat tab meanwhile no longer
-                # withdraws the invitation (``consumer_disconnected``); it still expires (LPCALL_INVITE_TTL)
-                state.services["calls"].consumer_page_opened(call.consumer_id, f"callpage:{data['jti']}")
-        except LinkProblem as problem:
-            logger.info("call page refused: %s link", problem.kind)
-            return _problem_page(state, problem)
-        except LPCallError as exc:  # the store failed: still a page, not JSON
-            logger.warning("call page: %s", exc)
-            return _problem_page(state, LinkProblem("ended"))
-        page_data = _page_data(state, call)
-        page_data["claim"] = claim  # kept in the tab's sessionStorage too (cross-site iframes)
-        if data.get("h"):
-            page_data["handoff"] = {"id": data["jti"]}
-        page = json.dumps(page_data).replace("<", "\\u003c")
-        html = render_template(
-            "lpcall/callpage.html",
-            lang=state.settings["LPCALL_LOCALE"],
-            title=state.texts["callpage.title"],
-            loading=state.texts["call.loading"],
-            page_json=Markup(page),
-            css=url_for("lpcall.lpcall_static", filename="lpcall/callpage.css"),
-            script=url_for("lpcall.lpcall_static", filename="lpcall/callpage.js"),
-        )
-        resp = _security_headers(Response(html, mimetype="text/html"), state)
-        # SameSite=None (needs Secure) so that a host app's cross-site iframe keeps it; http: Lax
-        resp.set_cookie(CLAIM_COOKIE, claim, max_age=int(USED_TTL), path=request.path, httponly=True,
-                        secure=request.is_secure, samesite="None" if request.is_secure else "Lax")
-        return resp
 

@@ -2,7 +2,7 @@
 // All user text is rendered with textContent.
 
 import {LPSocket, socketUrl} from './socket.js';
-import {loadConfig, t} from './texts.js';
+import {el, loadConfig, t} from './dom.js';
 
 const root = document.getElementById('lpcall-agent');
 const base = root.dataset.base;
@@ -46,17 +46,6 @@ let lastSeq = -1;
 let activeCall = null; // {serviceId, conversationId, ui}
 let paneConv = null; // the conversation the call pane belongs to (a call, or its "Call ended")
 let config = {maxMessageLength: 4000};
-
-function el(tagName, attrs = {}, text) {
-  const node = document.createElement(tagName);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v === null || v === undefined) continue;
-    if (k === 'class') node.className = v;
-    else node.setAttribute(k, v === true ? '' : v);
-  }
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function visitorName(c) {
   return (c && c.visitorName) || t('agent.visitor');

@@ -21,11 +21,11 @@ function baseUrl(opts) {
   return m ? m[1] : '/lpcall';
 }
 
-export function startAgentCall(opts) {
-  const {container, serviceId, token, mode, peerName, texts, onEnd} = opts;
+// The agent's engine; a lost signaling socket rejoins with a fresh token from the workspace socket.
+function agentEngine(opts) {
+  const {serviceId, token, mode} = opts;
   const info = opts.info || {};
-  const t = makeT(texts);
-  const engine = new CallEngine({
+  return new CallEngine({
     base: baseUrl(opts),
     serviceId,
     token,
@@ -45,6 +45,25 @@ export function startAgentCall(opts) {
       })
       : null,
   });
+}
+
+// Why the call ended, for the agent ('' for a plain end).
+function endReason(t, info, engine, peerName) {
+  if (info && info.errorId) {
+    const error = t(`error.${info.errorId}`);
+    return info.by === 'consumer' ? t('call.peer_failed', {name: peerName || '', error}) : error;
+  }
+  if (info && info.reason === 'consumer_disconnected' && !engine.connectedOnce) {
+    return t('call.visitor_left', {name: peerName || ''});  // the visitor's page went away while invited
+  }
+  return '';
+}
+
+export function startAgentCall(opts) {
+  const {container, serviceId, mode, peerName, texts, onEnd} = opts;
+  const info = opts.info || {};
+  const t = makeT(texts);
+  const engine = agentEngine(opts);
   // The hang-up button; if the signaling socket cannot say it, the workspace socket cancels.
   const hangup = async () => {
     const info = await engine.hangup();
@@ -61,13 +80,7 @@ export function startAgentCall(opts) {
   function end(info) {
     if (ended) return;
     ended = true;
-    let why = '';
-    if (info && info.errorId) {
-      const error = t(`error.${info.errorId}`);
-      why = info.by === 'consumer' ? t('call.peer_failed', {name: peerName || '', error}) : error;
-    } else if (info && info.reason === 'consumer_disconnected' && !engine.connectedOnce) {
-      why = t('call.visitor_left', {name: peerName || ''});  // the visitor's page went away while invited
-    }
+    const why = endReason(t, info, engine, peerName);
     ui.showEnded({
       onClose: () => {
         ui.destroy();

@@ -58,46 +58,95 @@ function waitForContainer(timeoutMs = 15000) {
   });
 }
 
-export function startCallApp({base = '/lpcall', config = {}, identity}) {
-  if (window.__lpcallCallApp) return window.__lpcallCallApp;
-  const t = makeT(config.texts || {});
-  const events = bus();
-  let current = null;  // {serviceId, engine, ui, container, mode}
-  const seen = new Set();
+// Calls need the visitor's identity, the one the messaging client stored (README "Messaging-Window
+// protocol"), never a new one: what is wrong with it, or null.
+function identityProblem(id, serviceId, base) {
+  const owner = typeof serviceId === 'string' && serviceId.includes('#') ? serviceId.split('#')[0] : null;
+  if (!id || typeof id.token !== 'string') {
+    return `no consumer identity for call ${serviceId}: a messaging client must store `
+      + 'localStorage["lpcall.consumer"] = JSON.stringify({consumerId, token}), the answer of '
+      + `POST ${base}/api/consumer/session whose token it sends as the InitConnection jwt `
+      + '(README, "Messaging-Window protocol")';
+  }
+  if (owner && id.consumerId && id.consumerId !== owner) {
+    return `localStorage["lpcall.consumer"] holds consumer ${id.consumerId}, but call ${serviceId} is for consumer `
+      + `${owner}: store the identity whose token the messaging client sends as the InitConnection jwt `
+      + '(README, "Messaging-Window protocol")';
+  }
+  return null;
+}
 
-  function publish(app, name, data) {
-    const b = bus();
-    if (b) b.publish(app, name, data);
+// Empties the container (removes it if the built-in window made it) when it still shows `node`:
+// a newer call may use it by now. Tells the page (a DOM event) so it can put the focus back.
+function clearScreen(container, node) {
+  if (!container || !node || !container.contains(node)) return;
+  const hadFocus = container.contains(document.activeElement);
+  if (container.hasAttribute('data-lpcall-owned')) container.remove();
+  else container.replaceChildren();
+  document.dispatchEvent(new CustomEvent('lpcall:callscreenclosed', {detail: {hadFocus}}));
+}
+
+// An outcome in the container (the call UI never showed): with a labelled close button.
+function showMessage(t, container, msg, cls, closeAfter = 0) {
+  if (!container) return null;
+  const node = document.createElement('div');
+  node.className = cls;
+  const text = document.createElement('p');
+  text.setAttribute('role', cls === 'lpcall-call-error' ? 'alert' : 'status');
+  text.textContent = msg;
+  const close = document.createElement('button');
+  close.type = 'button';
+  close.className = 'lpcall-close';
+  close.textContent = t('call.close');
+  close.setAttribute('aria-label', t('call.close_label'));
+  node.append(text, close);
+  let timer = null;
+  const fire = () => { clearTimeout(timer); clearScreen(container, node); };
+  close.addEventListener('click', fire);
+  if (closeAfter > 0) timer = setTimeout(fire, closeAfter * 1000);
+  const hadFocus = container.contains(document.activeElement) || document.activeElement === document.body;
+  container.replaceChildren(node);
+  if (hadFocus) close.focus();
+  return node;
+}
+
+function publish(app, name, data) {
+  const b = bus();
+  if (b) b.publish(app, name, data);
+}
+
+const gaveUp = (call) => Boolean(call.held && call.held.gaveUp);
+
+// One page's call app: the calls it runs (one at a time: `current`), the listener while an invitation
+// is shown (`early`), the call a reload can resume (`pendingResume`).
+class CallApp {
+  constructor({base, config, identity}) {
+    this.base = base;
+    this.config = config;
+    this.identity = identity;
+    this.t = makeT(config.texts || {});
+    this.current = null;  // {serviceId, engine, ui, container, mode, ...}
+    this.early = null;    // {serviceId, engine, ready: Promise<{join, engine} | null>}
+    this.pendingResume = null;
+    this.seen = new Set();  // lpCoBrowse event ids handled
+    this.explained = new Set();  // serviceIds whose identity problem was told on the console
   }
 
-  function sessionError(id) {
-    const msg = t(`error.${id}`);
+  sessionError(id) {
+    const msg = this.t(`error.${id}`);
     publish('cobrowse', 'sessionError', {msg, id});
     return msg;
   }
 
-  // The visitor's identity for the call `serviceId` (`<consumerId>#…`): the one the messaging client
-  // stored (README "Messaging-Window protocol"), never a new one. Missing or another consumer's: an
-  // error whose message says what to store (UNABLE_TO_CONNECT for the visitor), and no request.
-  const explained = new Set();
-  async function callIdentity(serviceId, explain = true) {
-    const id = await identity({create: false});
-    const owner = typeof serviceId === 'string' && serviceId.includes('#') ? serviceId.split('#')[0] : null;
-    let problem = null;
-    if (!id || typeof id.token !== 'string') {
-      problem = `no consumer identity for call ${serviceId}: a messaging client must store `
-        + 'localStorage["lpcall.consumer"] = JSON.stringify({consumerId, token}), the answer of '
-        + `POST ${base}/api/consumer/session whose token it sends as the InitConnection jwt `
-        + '(README, "Messaging-Window protocol")';
-    } else if (owner && id.consumerId && id.consumerId !== owner) {
-      problem = `localStorage["lpcall.consumer"] holds consumer ${id.consumerId}, but call ${serviceId} is for consumer `
-        + `${owner}: store the identity whose token the messaging client sends as the InitConnection jwt `
-        + '(README, "Messaging-Window protocol")';
-    }
+  // The visitor's identity for the call `serviceId` (`<consumerId>#…`). Missing or another consumer's:
+  // an error whose message says what to store (UNABLE_TO_CONNECT for the visitor), and no request.
+  async callIdentity(serviceId, explain = true) {
+    const id = await this.identity({create: false});
+    const problem = identityProblem(id, serviceId, this.base);
     if (!problem) return id;
     if (!explain) log(problem);  // a resume of a call stored by another visitor: refused quietly
-    else if (!explained.has(serviceId)) {
-      explained.add(serviceId);
+    else if (!this.explained.has(serviceId)) {
+      this.explained.add(serviceId);
       console.error(`lpcall: ${problem}`);
     }
     const err = new Error(problem);
@@ -106,9 +155,9 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     throw err;
   }
 
-  async function api(path, body) {
-    const id = await callIdentity(body && body.serviceId, path !== 'resume');
-    const resp = await fetch(`${base}/api/call/${path}`, {
+  async api(path, body) {
+    const id = await this.callIdentity(body && body.serviceId, path !== 'resume');
+    const resp = await fetch(`${this.base}/api/call/${path}`, {
       method: 'POST',
       credentials: 'same-origin',
       headers: {'Content-Type': 'application/json', Authorization: `Bearer ${id.token}`},
@@ -125,114 +174,90 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
   }
 
   // Seconds an ended call stays on screen before its room goes back to the page (0: until closed).
-  function endedSeconds() {
-    const n = Number(config.callEndedSeconds);
+  endedSeconds() {
+    const n = Number(this.config.callEndedSeconds);
     return Number.isFinite(n) && n >= 0 ? n : 5;
   }
 
-  // Empties the container (removes it if the built-in window made it) when it still shows `node`:
-  // a newer call may use it by now. Tells the page (a DOM event) so it can put the focus back.
-  function clearScreen(container, node) {
-    if (!container || !node || !container.contains(node)) return;
-    const hadFocus = container.contains(document.activeElement);
-    if (container.hasAttribute('data-lpcall-owned')) container.remove();
-    else container.replaceChildren();
-    document.dispatchEvent(new CustomEvent('lpcall:callscreenclosed', {detail: {hadFocus}}));
-  }
-
-  // An outcome in the container (the call UI never showed): with a labelled close button.
-  function showMessage(container, msg, cls, closeAfter = 0) {
-    if (!container) return null;
-    const node = document.createElement('div');
-    node.className = cls;
-    const text = document.createElement('p');
-    text.setAttribute('role', cls === 'lpcall-call-error' ? 'alert' : 'status');
-    text.textContent = msg;
-    const close = document.createElement('button');
-    close.type = 'button';
-    close.className = 'lpcall-close';
-    close.textContent = t('call.close');
-    close.setAttribute('aria-label', t('call.close_label'));
-    node.append(text, close);
-    let timer = null;
-    const fire = () => { clearTimeout(timer); clearScreen(container, node); };
-    close.addEventListener('click', fire);
-    if (closeAfter > 0) timer = setTimeout(fire, closeAfter * 1000);
-    const hadFocus = container.contains(document.activeElement) || document.activeElement === document.body;
-    container.replaceChildren(node);
-    if (hadFocus) close.focus();
-    return node;
-  }
-
-  function showEndMessage(call) {
+  showEndMessage(call) {
     const [msg, cls] = call.endMessage;
-    call.endNode = showMessage(call.container, msg, cls, cls === 'lpcall-call-ended' ? endedSeconds() : 0);
+    call.endNode = showMessage(this.t, call.container, msg, cls, cls === 'lpcall-call-ended' ? this.endedSeconds() : 0);
   }
 
-  function finish(call, info) {
+  // This tab no longer holds `call` (ended, refused, gone to another device).
+  forget(call) {
+    if (this.current === call) this.current = null;
+    writeStored(null);
+    holdCall(null);
+  }
+
+  finish(call, info) {
     if (call.finished) {
       // the container appeared only after the end: show the outcome there
-      if (!call.attached && call.container && call.endMessage && !gaveUp(call)) showEndMessage(call);
+      if (!call.attached && call.container && call.endMessage && !gaveUp(call)) this.showEndMessage(call);
       return;
     }
     call.finished = true;
     if (call.held) clearTimeout(call.held.timer);
     call.closedInfo = info;
     if (call.handoff) call.handoff.destroy();
-    if (current === call) current = null;
-    writeStored(null);
-    holdCall(null);
+    this.forget(call);
     const duration = call.connectedAt ? Math.round((Date.now() - call.connectedAt) / 1000) : 0;
     publish('lpCall', 'callEnded', {
       serviceId: call.serviceId, mode: call.mode, reason: info.reason || null, errorId: info.errorId || null, durationSeconds: duration,
     });
-    let msg = null;
-    if (info.errorId === ERRORS.AGENT_DISCONNECTED) msg = sessionError(ERRORS.AGENT_DISCONNECTED);
-    // `state_lost`: the server lost the call (its store restarted empty); the visitor may try again
-    else if ((info.reason === 'error' || info.reason === 'state_lost') && info.by !== 'consumer' && !call.errorFired) msg = sessionError(ERRORS.UNABLE_TO_CONNECT);
+    const msg = this.endError(call, info);
     const failed = Boolean(msg || call.errorMsg);
     if (call.ui) {
       // a plain end gives the room back after a few seconds; an error stays until closed
       const ui = call.ui;
       ui.showEnded({
         onClose: () => { ui.destroy(); clearScreen(call.container, ui.root); },
-        closeAfter: failed ? 0 : endedSeconds(),
+        closeAfter: failed ? 0 : this.endedSeconds(),
       });
       if (failed) ui.showError(msg || call.errorMsg);
     }
-    call.endMessage = [msg || call.errorMsg || t('call.ended'), failed ? 'lpcall-call-error' : 'lpcall-call-ended'];
-    if (!call.attached && !gaveUp(call)) showEndMessage(call);
+    call.endMessage = [msg || call.errorMsg || this.t('call.ended'), failed ? 'lpcall-call-error' : 'lpcall-call-ended'];
+    if (!call.attached && !gaveUp(call)) this.showEndMessage(call);
   }
 
-  const gaveUp = (call) => Boolean(call.held && call.held.gaveUp);
+  // The sessionError an end fires (and its message), or null.
+  endError(call, info) {
+    if (info.errorId === ERRORS.AGENT_DISCONNECTED) return this.sessionError(ERRORS.AGENT_DISCONNECTED);
+    // `state_lost`: the server lost the call (its store restarted empty); the visitor may try again
+    if ((info.reason === 'error' || info.reason === 'state_lost') && info.by !== 'consumer' && !call.errorFired) {
+      return this.sessionError(ERRORS.UNABLE_TO_CONNECT);
+    }
+    return null;
+  }
 
   // NO_CAMERA_ACCESS (issue 18): when this window can offer "continue on my phone", the call is held
   // instead of failed: the sessionError fires, the error view offers the phone (handoff.js), this tab
   // stays in the call without media (it tells the agent: muted, camera off) so the phone can take it
   // over like a resume. The failure goes out (as before) when the visitor ends the call here, or
   // after NO_CAMERA_HOLD_MS. Resolves never: the engine waits for media that do not come.
-  function holdForPhone(call, err) {
+  holdForPhone(call, err) {
     return new Promise((resolve, reject) => {
       if (call.finished || !call.engine) { reject(err); return; }
       call.errorFired = true;
-      const message = sessionError(ERRORS.NO_CAMERA_ACCESS);
+      const message = this.sessionError(ERRORS.NO_CAMERA_ACCESS);
       if (call.handoff) call.handoff.destroy();
       call.handoff = null;
       call.held = {message, view: null, gaveUp: false, fail: () => reject(err)};
       call.held.timer = setTimeout(() => { call.errorMsg = message; call.held.fail(); }, NO_CAMERA_HOLD_MS);
       call.engine.setMuted(true);
       call.engine.setCameraOff(true);
-      showHeld(call);
+      this.showHeld(call);
     });
   }
 
-  function showHeld(call) {
+  showHeld(call) {
     const held = call.held;
     if (!held || held.view || !call.container || call.finished) return;
     held.view = mountNoCameraOffer({
-      container: call.container, message: held.message, base, serviceId: call.serviceId, t,
-      token: () => callIdentity(call.serviceId).then((id) => id.token),
-      release: (text) => release(call, text),
+      container: call.container, message: held.message, base: this.base, serviceId: call.serviceId, t: this.t,
+      token: () => this.callIdentity(call.serviceId).then((id) => id.token),
+      release: (text) => this.release(call, text),
       giveUp: (node) => {
         held.gaveUp = true;
         clearTimeout(held.timer);
@@ -245,7 +270,7 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
 
   // The call went on on another device (handoff.js): this tab leaves it without hanging up (the
   // agent keeps its side; the other device resumes it), forgets it and says where it went.
-  function release(call, text) {
+  release(call, text) {
     if (call.finished) return;
     call.finished = true;
     if (call.held) {
@@ -254,91 +279,114 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
       call.engine.setMuted(false);
       call.engine.setCameraOff(false);
     }
-    if (current === call) current = null;
-    writeStored(null);
-    holdCall(null);
+    this.forget(call);
     call.engine.destroy();
     if (call.handoff) call.handoff.destroy();
     if (call.ui) call.ui.destroy();
     call.endMessage = [text, 'lpcall-call-moved'];
-    if (call.container) showMessage(call.container, text, 'lpcall-call-moved');
+    if (call.container) showMessage(this.t, call.container, text, 'lpcall-call-moved');
   }
 
-  function newEngine(join, keep = {}) {
+  newEngine(join, keep = {}) {
     return new CallEngine({
-      base, serviceId: join.serviceId, token: join.token, mode: join.mode, role: 'consumer',
+      base: this.base, serviceId: join.serviceId, token: join.token, mode: join.mode, role: 'consumer',
       iceServers: join.iceServers, iceTransportPolicy: join.iceTransportPolicy, connectTimeout: join.connectTimeout,
       cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), muted: Boolean(keep.muted), sessionState: join.sessionState,
       // a lost socket rejoins with a fresh token (recovery.js)
-      refreshToken: () => api('resume', {serviceId: join.serviceId}).then((j) => j.token),
+      refreshToken: () => this.api('resume', {serviceId: join.serviceId}).then((j) => j.token),
     });
   }
 
   // run(join, payload): the call after the Accept. `listened`: the engine that listened since the
   // invitation was shown (it sends the Accept on its socket); otherwise the accept API answered.
-  async function run(join, payload, {resumed = false, media = null, listened = null} = {}) {
+  async run(join, payload, {resumed = false, media = null, listened = null} = {}) {
     const stored = readStored();
     const keep = resumed && stored && stored.serviceId === join.serviceId ? stored : {};
     const call = {
       serviceId: join.serviceId, mode: join.mode, engine: null, ui: null, container: null,
-      attached: false, finished: false, errorFired: false, errorMsg: null, connectedAt: null,
+      attached: false, finished: false, errorFired: false, errorMsg: null, connectedAt: null, resumed,
     };
-    current = call;
+    this.current = call;
     writeStored({
       serviceId: join.serviceId, mode: join.mode, agentName: join.agentName || '', visitorName: join.visitorName || '',
       muted: Boolean(keep.muted), cameraOff: keep.cameraOff ?? Boolean(join.cameraOffAtStart), payload,
     });
-    const engine = listened || newEngine(join, keep);
-    // no camera or microphone: the call waits for the phone where this window offers it (holdForPhone);
-    // not on a phone already (handoff.css hides the offer there): the error as before
-    const phone = typeof matchMedia === 'function' && matchMedia('(hover: none) and (pointer: coarse)').matches;
-    const offered = media && config.handoff !== false && !phone ? media.catch((err) => holdForPhone(call, err)) : media;
-    const startOpts = {media: offered, accept: listened ? payload : null};
+    const engine = call.engine = listened || this.newEngine(join, keep);
+    const startOpts = {media: this.offeredMedia(call, media), accept: listened ? payload : null};
     holdCall(join.serviceId);
     if (resumed && join.connectedTs) engine.startedAt = join.connectedTs;  // the timer goes on
-    call.engine = engine;
     // a supported browser joins the signaling now, before the UI is built (the engine's events
     // all come later, from its socket and media); an unsupported one fails below, with listeners
     const starting = supportProblem() ? null : engine.start(startOpts);
     if (starting) starting.catch(() => {});
-    call.ui = mountCallUI({engine, mode: join.mode, peerName: join.agentName || '', texts: config.texts || {}, role: 'consumer'});
+    this.mountUI(call, join);
+    this.placeCall(call);
+    this.listen(call);
+    try {
+      await (starting || engine.start(startOpts));
+    } catch (err) {
+      this.startFailed(call, err);
+    }
+    return call;
+  }
+
+  // No camera or microphone: the call waits for the phone where this window offers it (holdForPhone);
+  // not on a phone already (handoff.css hides the offer there): the error as before.
+  offeredMedia(call, media) {
+    const phone = typeof matchMedia === 'function' && matchMedia('(hover: none) and (pointer: coarse)').matches;
+    return media && this.config.handoff !== false && !phone ? media.catch((err) => this.holdForPhone(call, err)) : media;
+  }
+
+  mountUI(call, join) {
+    call.ui = mountCallUI({engine: call.engine, mode: join.mode, peerName: join.agentName || '', texts: this.config.texts || {}, role: 'consumer'});
     // "Continue on my phone" (handoff.js, issue 18); the standalone call page sets config.handoff = false
-    if (config.handoff !== false) {
+    if (this.config.handoff !== false) {
       call.handoff = mountHandoff({
-        base, serviceId: join.serviceId, ui: call.ui, t,
-        token: () => callIdentity(join.serviceId).then((id) => id.token),
-        release: (text) => release(call, text),
+        base: this.base, serviceId: join.serviceId, ui: call.ui, t: this.t,
+        token: () => this.callIdentity(join.serviceId).then((id) => id.token),
+        release: (text) => this.release(call, text),
       });
     }
-    const attach = () => {
-      if (call.attached || call.finished || !call.container || call.held) return;
-      call.attached = true;
-      // the focus waits in the container since the Accept: it goes on to the call's controls
-      const focusHere = call.container.contains(document.activeElement) || document.activeElement === document.body;
-      call.container.replaceChildren(call.ui.root);  // the loading indicator goes now
-      if (focusHere) call.ui.focus();
-    };
-    // the page creates the container at the latest right after accepting: connect meanwhile
+  }
+
+  // The call UI replaces the container's loading indicator once connected.
+  attach(call) {
+    if (call.attached || call.finished || !call.container || call.held) return;
+    call.attached = true;
+    // the focus waits in the container since the Accept: it goes on to the call's controls
+    const focusHere = call.container.contains(document.activeElement) || document.activeElement === document.body;
+    call.container.replaceChildren(call.ui.root);  // the loading indicator goes now
+    if (focusHere) call.ui.focus();
+  }
+
+  // The page creates the container at the latest right after accepting: connect meanwhile.
+  placeCall(call) {
     const found = document.querySelector(CONTAINER);
-    if (found) call.container = found;
-    else {
-      waitForContainer().then((c) => {
-        call.container = c;
-        if (!c) return log('no .lp_cobrowse_callscreen_container on this page');
-        if (call.finished) finish(call, call.closedInfo || {});
-        else if (call.held) showHeld(call);
-        else if (engine.connectedOnce) attach();
-      });
+    if (found) {
+      call.container = found;
+      return;
     }
+    waitForContainer().then((c) => {
+      call.container = c;
+      if (!c) return log('no .lp_cobrowse_callscreen_container on this page');
+      if (call.finished) this.finish(call, call.closedInfo || {});
+      else if (call.held) this.showHeld(call);
+      else if (call.engine.connectedOnce) this.attach(call);
+    });
+  }
+
+  // The engine's events: shown, stored, told to the page.
+  listen(call) {
+    const engine = call.engine;
     engine.addEventListener('connected', (e) => {
-      attach();
+      this.attach(call);
       if (e.detail.first && !call.connectedAt) {
         call.connectedAt = Date.now();
         publish('lpCall', 'callConnected', {serviceId: call.serviceId, mode: call.mode});
       }
     });
     // a resumed call whose agent is away shows so at once ("Bob is reconnecting…"), not a spinner
-    engine.addEventListener('peer', (e) => { if (resumed && !e.detail.present) attach(); });
+    engine.addEventListener('peer', (e) => { if (call.resumed && !e.detail.present) this.attach(call); });
     engine.addEventListener('localstate', (e) => {
       const s = readStored();
       if (s && s.serviceId === call.serviceId) writeStored({...s, muted: e.detail.muted, cameraOff: e.detail.cameraOff});
@@ -346,145 +394,146 @@ export function startCallApp({base = '/lpcall', config = {}, identity}) {
     engine.addEventListener('error', (e) => {
       if (call.errorFired) return;
       call.errorFired = true;
-      call.errorMsg = sessionError(e.detail.code);
+      call.errorMsg = this.sessionError(e.detail.code);
       if (call.ui) call.ui.showError(call.errorMsg);
     });
-    engine.addEventListener('closed', (e) => finish(call, e.detail));
-    try {
-      await (starting || engine.start(startOpts));
-    } catch (err) {
-      if (resumed && ['CALL_ENDED', 'CALL_IN_OTHER_TAB', 'TOKEN_INVALID'].includes(err.code)) {
-        // ended meanwhile, or held by another tab: refused quietly, the page keeps working
-        log(`resume of ${call.serviceId} refused: ${err.code}`);
-        call.finished = true;
-        if (current === call) current = null;
-        writeStored(null);
-        holdCall(null);
-        engine.destroy();
-        if (call.ui) call.ui.destroy();
-        if (call.container) call.container.replaceChildren();
-        return call;
-      }
-      if (!call.errorFired) {
-        call.errorFired = true;
-        call.errorMsg = sessionError(Object.values(ERRORS).includes(err.code) ? err.code : ERRORS.UNABLE_TO_CONNECT);
-      }
-      finish(call, {reason: 'error', errorId: err.code, by: 'consumer'});
+    engine.addEventListener('closed', (e) => this.finish(call, e.detail));
+  }
+
+  startFailed(call, err) {
+    if (call.resumed && ['CALL_ENDED', 'CALL_IN_OTHER_TAB', 'TOKEN_INVALID'].includes(err.code)) {
+      // ended meanwhile, or held by another tab: refused quietly, the page keeps working
+      log(`resume of ${call.serviceId} refused: ${err.code}`);
+      call.finished = true;
+      this.forget(call);
+      call.engine.destroy();
+      if (call.ui) call.ui.destroy();
+      if (call.container) call.container.replaceChildren();
+      return;
     }
-    return call;
+    if (!call.errorFired) {
+      call.errorFired = true;
+      call.errorMsg = this.sessionError(Object.values(ERRORS).includes(err.code) ? err.code : ERRORS.UNABLE_TO_CONNECT);
+    }
+    this.finish(call, {reason: 'error', errorId: err.code, by: 'consumer'});
   }
 
   // -- while the invitation is shown: listen on the call's signaling (PROTOCOL §5) -----------
   // The agent's offer arrives before the visitor decides, so the Accept only has to answer it.
   // Nothing is sent and no camera starts before the Accept; a Decline or another tab's Accept
   // ends the listener.
-  let early = null;  // {serviceId, engine, ready: Promise<{join, engine} | null>}
-  function dropEarly() {
-    const e = early;
-    early = null;
+  dropEarly() {
+    const e = this.early;
+    this.early = null;
     if (e && e.engine) e.engine.destroy();
   }
 
-  function onOffered(data) {
+  onOffered(data) {
     if (!validPayload(data)) return log('cobrowseOffered: invalid payload ignored');
     log(`call offered: ${data.serviceId}`);
     if (supportProblem() || typeof WebSocket !== 'function') return;
+    const {current, early} = this;
     if ((current && current.serviceId === data.serviceId) || (early && early.serviceId === data.serviceId)) return;
-    dropEarly();
+    this.dropEarly();
     const entry = {serviceId: data.serviceId, engine: null, ready: null};
-    early = entry;
+    this.early = entry;
     entry.ready = (async () => {
-      const join = await api('prepare', data);
-      if (early !== entry) return null;
-      const engine = newEngine(join);
+      const join = await this.api('prepare', data);
+      if (this.early !== entry) return null;
+      const engine = this.newEngine(join);
       entry.engine = engine;
-      engine.addEventListener('destroyed', () => { if (early === entry) early = null; });
+      engine.addEventListener('destroyed', () => { if (this.early === entry) this.early = null; });
       await engine.listen();
       return {join, engine};
     })().catch((err) => {
       log(`listening before the Accept failed: ${err.message}`);
       if (entry.engine) entry.engine.destroy();
-      if (early === entry) early = null;
+      if (this.early === entry) this.early = null;
       return null;
     });
   }
 
-  async function onAccepted(data) {
+  async onAccepted(data) {
     if (!validPayload(data)) return log('cobrowseAccepted: invalid payload ignored');
-    if (current && current.serviceId === data.serviceId) return;
+    if (this.current && this.current.serviceId === data.serviceId) return;
     // the camera starts while the server accepts (the consent is the Accept itself)
     const media = supportProblem() ? null
       : navigator.mediaDevices.getUserMedia({audio: true, video: data.mode === 'VIDEO_CALL'});
     if (media) media.catch(() => {});
-    const pre = early && early.serviceId === data.serviceId ? early : null;
-    if (pre) early = null;
-    else dropEarly();
+    const pre = this.early && this.early.serviceId === data.serviceId ? this.early : null;
+    if (pre) this.early = null;
+    else this.dropEarly();
     const listened = pre ? await pre.ready : null;
     if (listened && !listened.engine._destroyed && !listened.engine.closedInfo) {
-      await run(listened.join, data, {media, listened: listened.engine});
+      await this.run(listened.join, data, {media, listened: listened.engine});
       return;
     }
     let join;
     try {
-      join = await api('accept', data);
+      join = await this.api('accept', data);
     } catch (err) {
       log(`accept failed: ${err.message}`);
       if (media) media.then((s) => s.getTracks().forEach((t) => t.stop()), () => {});
       const container = await waitForContainer(2000);
-      showMessage(container, sessionError(ERRORS.UNABLE_TO_CONNECT), 'lpcall-call-error');
+      showMessage(this.t, container, this.sessionError(ERRORS.UNABLE_TO_CONNECT), 'lpcall-call-error');
       return;
     }
-    await run(join, data, {media});
+    await this.run(join, data, {media});
   }
 
-  async function onDeclined(data) {
+  async onDeclined(data) {
     if (!validPayload(data)) return log('cobrowseDeclined: invalid payload ignored');
-    try { await api('decline', data); } catch (err) { log(`decline failed: ${err.message}`); }
-    if (early && early.serviceId === data.serviceId) dropEarly();
+    try { await this.api('decline', data); } catch (err) { log(`decline failed: ${err.message}`); }
+    if (this.early && this.early.serviceId === data.serviceId) this.dropEarly();
   }
 
   // -- resume after reload / navigation (seed 003; issue 5 hardens it) --------------------
-  let pendingResume = null;
-  async function checkResume() {
+  async checkResume() {
     const stored = readStored();
     if (!stored || !stored.serviceId) return;
     // still open on the server for this visitor, and this tab is not a duplicate (resume.js)
-    const {join, forget} = await resumeCheck({api, stored, log});
+    const {join, forget} = await resumeCheck({api: (path, body) => this.api(path, body), stored, log});
     if (!join) {
       if (forget) writeStored(null);
       return;
     }
-    pendingResume = {join, payload: stored.payload};
+    this.pendingResume = {join, payload: stored.payload};
     publish('cobrowse', 'sessionResume', {serviceId: join.serviceId, mode: join.mode});
   }
-  function onSliderOpened() {
-    if (!pendingResume) return log('sliderOpened without a call to resume');
-    const {join, payload} = pendingResume;
-    pendingResume = null;
-    run(join, payload, {resumed: true});
+
+  onSliderOpened() {
+    if (!this.pendingResume) return log('sliderOpened without a call to resume');
+    const {join, payload} = this.pendingResume;
+    this.pendingResume = null;
+    this.run(join, payload, {resumed: true});
   }
 
-  function onEvent(data, info) {
+  onEvent(data, info) {
     const name = info && info.eventName;
     const id = info && info.eventId;
     if (id) {
-      if (seen.has(id)) return;
-      seen.add(id);
+      if (this.seen.has(id)) return;
+      this.seen.add(id);
     }
-    if (name === 'cobrowseOffered') onOffered(data);
-    else if (name === 'cobrowseAccepted') onAccepted(data);
-    else if (name === 'cobrowseDeclined') onDeclined(data);
-    else if (name === 'sliderOpened') onSliderOpened();
+    if (name === 'cobrowseOffered') this.onOffered(data);
+    else if (name === 'cobrowseAccepted') this.onAccepted(data);
+    else if (name === 'cobrowseDeclined') this.onDeclined(data);
+    else if (name === 'sliderOpened') this.onSliderOpened();
   }
+}
 
-  if (events) events.bind({appName: 'lpCoBrowse', eventName: '*', func: onEvent, replay: true});
+export function startCallApp({base = '/lpcall', config = {}, identity}) {
+  if (window.__lpcallCallApp) return window.__lpcallCallApp;
+  const calls = new CallApp({base, config, identity});
+  const events = bus();
+  if (events) events.bind({appName: 'lpCoBrowse', eventName: '*', func: (data, info) => calls.onEvent(data, info), replay: true});
   const app = {
-    get current() { return current; },
-    hangup: () => (current ? current.engine.hangup() : Promise.resolve(null)),
+    get current() { return calls.current; },
+    hangup: () => (calls.current ? calls.current.engine.hangup() : Promise.resolve(null)),
     supportProblem,
   };
   window.__lpcallCallApp = app;
-  checkResume();
+  calls.checkResume();
   return app;
 }
 

@@ -12,17 +12,13 @@
 // `onClose` when it is pressed or, with `closeAfter` > 0, after that many seconds: the page
 // then gives the call's room back (callapp.js, agentcall.js).
 
+import {el, stylesheet} from './dom.js';
 import {mountQualityIndicator} from './quality.js';
 
 const CSS_ID = 'lpcall-call-css';
 
 export function ensureCss() {
-  if (document.getElementById(CSS_ID)) return;
-  const link = document.createElement('link');
-  link.id = CSS_ID;
-  link.rel = 'stylesheet';
-  link.href = new URL('./call.css', import.meta.url).href;
-  document.head.append(link);
+  stylesheet(CSS_ID, new URL('./call.css', import.meta.url).href);
 }
 
 export function makeT(texts) {
@@ -31,17 +27,6 @@ export function makeT(texts) {
     for (const [name, value] of Object.entries(params)) text = text.split(`{${name}}`).join(String(value));
     return text;
   };
-}
-
-function el(tag, attrs = {}, text) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v === null || v === undefined) continue;
-    if (v === true) node.setAttribute(k, '');
-    else node.setAttribute(k, v);
-  }
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 export function formatDuration(seconds) {
@@ -56,174 +41,207 @@ function initials(name) {
   return (parts.slice(0, 2).map((p) => p[0].toUpperCase()).join('')) || '?';
 }
 
+// The stage: remote video (or, in a voice call, audio and an avatar), local preview, status, the
+// other side's flags, errors, the quality indicator and the "sound on" button. Adds its nodes to `c`.
+function buildStage(c) {
+  const {t, name, video, engine} = c;
+  c.stage = el('div', {class: 'lpcall-stage'});
+  c.remoteVideo = video ? el('video', {class: 'lpcall-remote', autoplay: true, playsinline: true, 'aria-label': t('call.remote_media', {name})}) : null;
+  c.remoteAudio = video ? null : el('audio', {class: 'lpcall-remote-audio', autoplay: true});
+  const avatar = el('div', {class: 'lpcall-avatar', role: 'img', 'aria-label': t('call.voice_avatar', {name})});
+  avatar.append(el('span', {class: 'lpcall-initials', 'aria-hidden': 'true'}, initials(name)), el('span', {class: 'lpcall-peer-name'}, name));
+  c.localVideo = video ? el('video', {class: 'lpcall-local', autoplay: true, playsinline: true, muted: true, 'aria-label': t('call.local_preview')}) : null;
+  if (c.localVideo) c.localVideo.muted = true;
+  c.status = el('div', {class: 'lpcall-call-status', role: 'status', 'aria-live': 'polite'});
+  const flags = el('div', {class: 'lpcall-remote-flags', 'aria-live': 'polite'});
+  c.remoteMuted = el('span', {class: 'lpcall-remote-muted', hidden: true}, t('call.remote_muted', {name}));
+  c.remoteCamOff = el('span', {class: 'lpcall-remote-camera-off', hidden: true}, t('call.remote_camera_off', {name}));
+  flags.append(c.remoteMuted, c.remoteCamOff);
+  c.error = el('div', {class: 'lpcall-call-error', role: 'alert', hidden: true});
+  for (const n of [c.remoteVideo, c.remoteAudio, avatar, c.localVideo, c.status, flags, c.error]) if (n) c.stage.append(n);
+  c.quality = mountQualityIndicator({engine, t, name, video});  // issue 17: own and the other side's level
+  c.stage.append(c.quality.root);
+  // The browser's autoplay policy (Safari's, and any browser after a reload, which has no click)
+  // may refuse to play the remote sound: then a button asks for the click that starts it.
+  c.soundBtn = el('button', {type: 'button', class: 'lpcall-sound-on', hidden: true}, t('call.sound_on', {name}));
+  c.stage.append(c.soundBtn);
+}
+
+// The toolbar: timer, mute, camera, switch camera, hang up. Adds its nodes to `c`.
+function buildControls(c) {
+  const {t, video} = c;
+  c.bar = el('div', {class: 'lpcall-controls', role: 'toolbar', 'aria-label': t('call.timer')});
+  c.timer = el('span', {class: 'lpcall-timer', role: 'timer', 'aria-label': t('call.timer')}, '0:00');
+  c.muteBtn = el('button', {type: 'button', class: 'lpcall-mute', 'aria-pressed': 'false'});
+  c.camBtn = video ? el('button', {type: 'button', class: 'lpcall-camera', 'aria-pressed': 'false'}) : null;
+  c.switchBtn = video ? el('button', {type: 'button', class: 'lpcall-switch', hidden: true, 'aria-label': t('call.switch_camera')}, t('call.switch_camera')) : null;
+  c.hangBtn = el('button', {type: 'button', class: 'lpcall-hangup'});
+  c.buttons = [c.muteBtn, c.camBtn, c.switchBtn, c.hangBtn].filter(Boolean);
+  for (const n of [c.timer, ...c.buttons]) c.bar.append(n);
+}
+
+function setLabel(c, btn, key) {
+  btn.textContent = c.t(key);
+  btn.setAttribute('aria-label', c.t(key));
+}
+
+function renderLocal(c) {
+  const {engine, muteBtn, camBtn} = c;
+  setLabel(c, muteBtn, engine.muted ? 'call.unmute' : 'call.mute');
+  muteBtn.setAttribute('aria-pressed', String(engine.muted));
+  if (camBtn) {
+    setLabel(c, camBtn, engine.cameraOff ? 'call.camera_on' : 'call.camera_off');
+    camBtn.setAttribute('aria-pressed', String(engine.cameraOff));
+    c.root.classList.toggle('lpcall-local-camera-off', engine.cameraOff);
+  }
+  const invited = c.role === 'agent' && engine.sessionState === 'INVITED';
+  setLabel(c, c.hangBtn, invited ? 'agent.cancel_invite' : 'call.hangup');
+}
+
+function renderRemote(c) {
+  const s = c.engine.remoteState;
+  c.remoteMuted.hidden = !s.muted;
+  c.remoteCamOff.hidden = !(c.video && s.cameraOff);
+  c.root.classList.toggle('lpcall-remote-camera-off', Boolean(c.video && s.cameraOff));
+}
+
+function statusText(c) {
+  const {engine, t, name} = c;
+  const st = engine.status;
+  const wasConnected = engine.connectedOnce || Boolean(engine.startedAt);  // startedAt: a resumed call
+  if (!engine.peerPresent && wasConnected && st !== 'closed') return t('call.peer_reconnecting', {name});
+  if (st === 'reconnecting') return t('call.reconnecting');
+  if (st === 'connected') return '';
+  if (st === 'closed') return t('call.ended');
+  if (c.role === 'agent' && engine.sessionState === 'INVITED') return t('call.waiting', {name});
+  return t('call.connecting');
+}
+
+function renderStatus(c) {
+  c.root.dataset.status = c.engine.status;
+  const text = statusText(c);
+  c.status.textContent = text;
+  c.status.hidden = !text;
+}
+
+function startTimer(c) {
+  if (c.timerStart !== null) return;
+  c.timerStart = Math.min(Date.now(), Number(c.engine.startedAt) || Date.now());  // resumed: since the call connected
+  c.tick = setInterval(() => { c.timer.textContent = formatDuration((Date.now() - c.timerStart) / 1000); }, 500);
+}
+
+function play(c, target) {
+  if (!target.play) return;
+  target.play().then(() => { c.soundBtn.hidden = true; }, (err) => {
+    if (err && err.name === 'NotAllowedError') c.soundBtn.hidden = false;
+  });
+}
+
+function showRemote(c, stream) {
+  const target = c.remoteVideo || c.remoteAudio;
+  if (target.srcObject !== stream) target.srcObject = stream;
+  play(c, target);
+}
+
+// The engine's events update the view; the buttons act on the engine.
+function wire(c, onHangup) {
+  const {engine} = c;
+  const on = (type, fn) => engine.addEventListener(type, fn);
+  on('localstream', (e) => { if (c.localVideo) c.localVideo.srcObject = e.detail.stream; });
+  on('remotestream', (e) => showRemote(c, e.detail.stream));
+  on('remotestate', () => renderRemote(c));
+  on('localstate', () => renderLocal(c));
+  on('status', () => renderStatus(c));
+  on('peer', () => renderStatus(c));
+  on('session', () => { renderLocal(c); renderStatus(c); });
+  on('connected', () => { startTimer(c); renderStatus(c); });
+  c.soundBtn.addEventListener('click', () => play(c, c.remoteVideo || c.remoteAudio));
+  c.muteBtn.addEventListener('click', () => engine.setMuted(!engine.muted));
+  if (c.camBtn) c.camBtn.addEventListener('click', () => engine.setCameraOff(!engine.cameraOff));
+  if (c.switchBtn) {
+    c.switchBtn.addEventListener('click', () => engine.switchCamera().catch(() => {}));
+    engine.cameras().then((cams) => { c.switchBtn.hidden = cams.length < 2; });
+  }
+  c.hangBtn.addEventListener('click', () => {
+    c.hangBtn.disabled = true;
+    (onHangup ? onHangup() : engine.hangup());
+  });
+}
+
+// The call has ended: controls off; with `onClose`, a close button (and, after `closeAfter` s, by itself).
+function showEnded(c, {onClose = null, closeAfter = 0} = {}) {
+  const {root, t} = c;
+  c.quality.destroy();
+  c.quality.root.hidden = true;
+  if (c.tick) clearInterval(c.tick);
+  c.tick = null;
+  root.dataset.status = 'closed';
+  c.status.textContent = t('call.ended');
+  c.status.hidden = false;
+  const hadFocus = root.contains(document.activeElement);
+  for (const b of c.buttons) b.disabled = true;
+  if (!onClose || root.querySelector('.lpcall-close')) return;
+  for (const b of c.buttons) b.hidden = true;
+  const close = el('button', {type: 'button', class: 'lpcall-close', 'aria-label': t('call.close_label')}, t('call.close'));
+  let done = false;
+  const fire = () => {
+    if (done) return;
+    done = true;
+    if (c.closeTimer) clearTimeout(c.closeTimer);
+    c.closeTimer = null;
+    onClose();
+  };
+  close.addEventListener('click', fire);
+  c.bar.append(close);
+  if (hadFocus || document.activeElement === document.body) close.focus();  // the hang-up button is gone
+  if (closeAfter > 0) c.closeTimer = setTimeout(fire, closeAfter * 1000);
+}
+
+function destroy(c) {
+  c.quality.destroy();
+  if (c.tick) clearInterval(c.tick);
+  c.tick = null;
+  if (c.closeTimer) clearTimeout(c.closeTimer);
+  c.closeTimer = null;
+  for (const m of [c.remoteVideo, c.remoteAudio, c.localVideo]) if (m) m.srcObject = null;
+}
+
 export function mountCallUI({engine, mode, peerName, texts, role, onHangup}) {
   ensureCss();
   const t = makeT(texts);
   const name = peerName || '';
   const video = mode === 'VIDEO_CALL';
-  const root = el('section', {
+  // what the parts of the view share: its nodes, the engine, the timer's state
+  const c = {engine, t, name, video, role, timerStart: null, tick: null, closeTimer: null};
+  c.root = el('section', {
     class: `lpcall-call ${video ? 'lpcall-video' : 'lpcall-voice'} lpcall-role-${role || 'consumer'}`,
     'aria-label': video ? t('call.remote_media', {name}) : t('call.voice_avatar', {name}),
     'data-status': engine.status,
   });
-  const stage = el('div', {class: 'lpcall-stage'});
-  const remoteVideo = video ? el('video', {class: 'lpcall-remote', autoplay: true, playsinline: true, 'aria-label': t('call.remote_media', {name})}) : null;
-  const remoteAudio = video ? null : el('audio', {class: 'lpcall-remote-audio', autoplay: true});
-  const avatar = el('div', {class: 'lpcall-avatar', role: 'img', 'aria-label': t('call.voice_avatar', {name})});
-  avatar.append(el('span', {class: 'lpcall-initials', 'aria-hidden': 'true'}, initials(name)), el('span', {class: 'lpcall-peer-name'}, name));
-  const localVideo = video ? el('video', {class: 'lpcall-local', autoplay: true, playsinline: true, muted: true, 'aria-label': t('call.local_preview')}) : null;
-  if (localVideo) localVideo.muted = true;
-  const status = el('div', {class: 'lpcall-call-status', role: 'status', 'aria-live': 'polite'});
-  const flags = el('div', {class: 'lpcall-remote-flags', 'aria-live': 'polite'});
-  const remoteMuted = el('span', {class: 'lpcall-remote-muted', hidden: true}, t('call.remote_muted', {name}));
-  const remoteCamOff = el('span', {class: 'lpcall-remote-camera-off', hidden: true}, t('call.remote_camera_off', {name}));
-  flags.append(remoteMuted, remoteCamOff);
-  const error = el('div', {class: 'lpcall-call-error', role: 'alert', hidden: true});
-  for (const n of [remoteVideo, remoteAudio, avatar, localVideo, status, flags, error]) if (n) stage.append(n);
-  const quality = mountQualityIndicator({engine, t, name, video});  // issue 17: own and the other side's level
-  stage.append(quality.root);
+  buildStage(c);
+  buildControls(c);
+  c.root.append(c.stage, c.bar);
+  wire(c, onHangup);
 
-  const bar = el('div', {class: 'lpcall-controls', role: 'toolbar', 'aria-label': t('call.timer')});
-  const timer = el('span', {class: 'lpcall-timer', role: 'timer', 'aria-label': t('call.timer')}, '0:00');
-  const muteBtn = el('button', {type: 'button', class: 'lpcall-mute', 'aria-pressed': 'false'});
-  const camBtn = video ? el('button', {type: 'button', class: 'lpcall-camera', 'aria-pressed': 'false'}) : null;
-  const switchBtn = video ? el('button', {type: 'button', class: 'lpcall-switch', hidden: true, 'aria-label': t('call.switch_camera')}, t('call.switch_camera')) : null;
-  const hangBtn = el('button', {type: 'button', class: 'lpcall-hangup'});
-  for (const n of [timer, muteBtn, camBtn, switchBtn, hangBtn]) if (n) bar.append(n);
-  root.append(stage, bar);
-
-  let timerStart = null;
-  let tick = null;
-  let closeTimer = null;
-  const setLabel = (btn, key) => {
-    btn.textContent = t(key);
-    btn.setAttribute('aria-label', t(key));
-  };
-  function renderLocal() {
-    setLabel(muteBtn, engine.muted ? 'call.unmute' : 'call.mute');
-    muteBtn.setAttribute('aria-pressed', String(engine.muted));
-    if (camBtn) {
-      setLabel(camBtn, engine.cameraOff ? 'call.camera_on' : 'call.camera_off');
-      camBtn.setAttribute('aria-pressed', String(engine.cameraOff));
-      root.classList.toggle('lpcall-local-camera-off', engine.cameraOff);
-    }
-    const invited = role === 'agent' && engine.sessionState === 'INVITED';
-    setLabel(hangBtn, invited ? 'agent.cancel_invite' : 'call.hangup');
-  }
-  function renderRemote() {
-    const s = engine.remoteState;
-    remoteMuted.hidden = !s.muted;
-    remoteCamOff.hidden = !(video && s.cameraOff);
-    root.classList.toggle('lpcall-remote-camera-off', Boolean(video && s.cameraOff));
-  }
-  function renderStatus() {
-    const st = engine.status;
-    root.dataset.status = st;
-    let text = '';
-    const wasConnected = engine.connectedOnce || Boolean(engine.startedAt);  // startedAt: a resumed call
-    if (!engine.peerPresent && wasConnected && st !== 'closed') text = t('call.peer_reconnecting', {name});
-    else if (st === 'reconnecting') text = t('call.reconnecting');
-    else if (st === 'connected') text = '';
-    else if (st === 'closed') text = t('call.ended');
-    else if (role === 'agent' && engine.sessionState === 'INVITED') text = t('call.waiting', {name});
-    else text = t('call.connecting');
-    status.textContent = text;
-    status.hidden = !text;
-  }
-  function startTimer() {
-    if (timerStart !== null) return;
-    timerStart = Math.min(Date.now(), Number(engine.startedAt) || Date.now());  // resumed: since the call connected
-    tick = setInterval(() => { timer.textContent = formatDuration((Date.now() - timerStart) / 1000); }, 500);
-  }
-
-  const on = (type, fn) => engine.addEventListener(type, fn);
-  on('localstream', (e) => { if (localVideo) localVideo.srcObject = e.detail.stream; });
-  // The browser's autoplay policy (Safari's, and any browser after a reload, which has no click)
-  // may refuse to play the remote sound: then a button asks for the click that starts it.
-  const soundBtn = el('button', {type: 'button', class: 'lpcall-sound-on', hidden: true}, t('call.sound_on', {name}));
-  stage.append(soundBtn);
-  function play(target) {
-    if (!target.play) return;
-    target.play().then(() => { soundBtn.hidden = true; }, (err) => {
-      if (err && err.name === 'NotAllowedError') soundBtn.hidden = false;
-    });
-  }
-  soundBtn.addEventListener('click', () => play(remoteVideo || remoteAudio));
-  function showRemote(stream) {
-    const target = remoteVideo || remoteAudio;
-    if (target.srcObject !== stream) target.srcObject = stream;
-    play(target);
-  }
-  on('remotestream', (e) => showRemote(e.detail.stream));
-  on('remotestate', renderRemote);
-  on('localstate', renderLocal);
-  on('status', renderStatus);
-  on('peer', renderStatus);
-  on('session', () => { renderLocal(); renderStatus(); });
-  on('connected', () => { startTimer(); renderStatus(); });
-
-  muteBtn.addEventListener('click', () => engine.setMuted(!engine.muted));
-  if (camBtn) camBtn.addEventListener('click', () => engine.setCameraOff(!engine.cameraOff));
-  if (switchBtn) {
-    switchBtn.addEventListener('click', () => engine.switchCamera().catch(() => {}));
-    engine.cameras().then((cams) => { switchBtn.hidden = cams.length < 2; });
-  }
-  hangBtn.addEventListener('click', () => {
-    hangBtn.disabled = true;
-    (onHangup ? onHangup() : engine.hangup());
-  });
-
-  if (localVideo && engine.localStream) localVideo.srcObject = engine.localStream;
+  if (c.localVideo && engine.localStream) c.localVideo.srcObject = engine.localStream;
   // tracks that came before this UI (the offer a listening window applied before the Accept)
-  if (engine.remoteStream && engine.remoteStream.getTracks().length) showRemote(engine.remoteStream);
-  renderLocal();
-  renderRemote();
-  renderStatus();
-  if (engine.connectedOnce) startTimer();
+  if (engine.remoteStream && engine.remoteStream.getTracks().length) showRemote(c, engine.remoteStream);
+  renderLocal(c);
+  renderRemote(c);
+  renderStatus(c);
+  if (engine.connectedOnce) startTimer(c);
 
   return {
-    root,
+    root: c.root,
     showError(msg) {
-      error.textContent = msg;
-      error.hidden = !msg;
+      c.error.textContent = msg;
+      c.error.hidden = !msg;
     },
-    showEnded({onClose = null, closeAfter = 0} = {}) {
-      quality.destroy();
-      quality.root.hidden = true;
-      if (tick) clearInterval(tick);
-      tick = null;
-      root.dataset.status = 'closed';
-      status.textContent = t('call.ended');
-      status.hidden = false;
-      const hadFocus = root.contains(document.activeElement);
-      for (const b of [muteBtn, camBtn, switchBtn, hangBtn]) if (b) b.disabled = true;
-      if (!onClose || root.querySelector('.lpcall-close')) return;
-      for (const b of [muteBtn, camBtn, switchBtn, hangBtn]) if (b) b.hidden = true;
-      const close = el('button', {type: 'button', class: 'lpcall-close', 'aria-label': t('call.close_label')}, t('call.close'));
-      let done = false;
-      const fire = () => {
-        if (done) return;
-        done = true;
-        if (closeTimer) clearTimeout(closeTimer);
-        closeTimer = null;
-        onClose();
-      };
-      close.addEventListener('click', fire);
-      bar.append(close);
-      if (hadFocus || document.activeElement === document.body) close.focus();  // the hang-up button is gone
-      if (closeAfter > 0) closeTimer = setTimeout(fire, closeAfter * 1000);
-    },
+    showEnded: (opts) => showEnded(c, opts),
     focus() {
-      const first = [muteBtn, camBtn, hangBtn].find((b) => b && !b.hidden && !b.disabled);
+      const first = [c.muteBtn, c.camBtn, c.hangBtn].find((b) => b && !b.hidden && !b.disabled);
       if (first) first.focus();
     },
-    destroy() {
-      quality.destroy();
-      if (tick) clearInterval(tick);
-      tick = null;
-      if (closeTimer) clearTimeout(closeTimer);
-      closeTimer = null;
-      for (const m of [remoteVideo, remoteAudio, localVideo]) if (m) m.srcObject = null;
-    },
+    destroy: () => destroy(c),
   };
 }

@@ -4,9 +4,11 @@
 // Identity (PROTOCOL §1): localStorage["lpcall.consumer"] = {"consumerId", "token"}, one per
 // visitor, shared by all tabs; the token is the Messaging-Window ConsumerAuthentication jwt
 // and the Bearer token of the consumer HTTP API.
+//
+// Before an invitation a page loads only the chat (PROTOCOL §8); the call app comes for a stored
+// call, on the first lpCoBrowse event, or ahead of that while the page is idle.
 
-import {loadConfig} from './texts.js';
-import {prefetchResume} from './resume.js';
+import {loadConfig} from './dom.js';
 
 const lp = window.lpTag || {};
 const tag = lp.lpcall || {};
@@ -60,28 +62,67 @@ export function identity({refresh = false, create = true} = {}) {
   return pending;
 }
 
+function log(text) {
+  if (tag.log) tag.log('DEBUG', 'lpCall', text);
+}
+
+// The call app, imported and started once; null when it cannot be loaded.
+let callApp = null;
+export function loadCallApp(config) {
+  if (!callApp) {
+    callApp = import('./callapp.js')
+      .then((app) => app.startCallApp({base, config, identity}))
+      .catch((err) => {
+        log(`call app not loaded: ${err}`);
+        callApp = null;
+        return null;
+      });
+  }
+  return callApp;
+}
+
+// The call app, loaded when the browser is idle (so it never competes with the page's own loading).
+export function prefetchCallApp(config) {
+  if (callApp) return;
+  const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 1));
+  idle(() => loadCallApp(config), {timeout: 3000});
+}
+
+function holdsCall() {
+  try { return Boolean(sessionStorage.getItem('lpcall.call')); } catch (e) { return false; }
+}
+
+// Any lpCoBrowse event (an invitation's cobrowseOffered first) loads the call app, which binds with
+// replay and so sees that event too.
+function loadOnCallEvents(config) {
+  const events = lp.events;
+  if (!events || typeof events.bind !== 'function') return;
+  events.bind({appName: 'lpCoBrowse', eventName: '*', replay: true, func: () => loadCallApp(config)});
+}
+
 async function main() {
+  const windowModule = cfg.win ? import('./window.js') : null;  // fetched while the config loads
+  if (windowModule) windowModule.catch(() => {});  // a failure surfaces where it is awaited
   const config = await loadConfig(base);
   if (config.analytics && config.analytics !== 'none') {  // tracking adapters (issue 8, PROTOCOL §10)
     import('./analytics.js').then((m) => m.installAnalytics(config.analytics)).catch(() => {});
   }
   let win = null;
   if (config.engagementWindow) {
-    const mod = await import('./window.js');
-    win = mod.mountWindow({base, config, identity});
+    const mod = await (windowModule || import('./window.js'));
+    win = mod.mountWindow({base, config, identity, prefetchCall: () => prefetchCallApp(config)});
+  } else {
+    prefetchCallApp(config);  // a custom messaging client: an invitation may come at any time
   }
-  try {
-    const app = await import('./callapp.js');
-    const start = app && (app.startCallApp || app.start);
-    if (typeof start === 'function') start({base, config, identity});
-  } catch (err) {
-    if (tag.log) tag.log('DEBUG', 'lpCall', `call app not loaded: ${err}`);
-  }
+  // after the window: a resumed call announces itself (sessionResume) to a window listening already
+  loadOnCallEvents(config);
+  if (holdsCall()) await loadCallApp(config);
   return {config, window: win};
 }
 
 if (!window.__lpcallConsumer) {
-  prefetchResume(base);  // a stored call: ask the server now, in parallel with the rest (resume.js)
+  // a stored call: ask the server now, in parallel with the rest (resume.js)
+  if (holdsCall()) import('./resume.js').then((m) => m.prefetchResume(base)).catch(() => {});
   window.__lpcallConsumer = main();
 }
 export const ready = window.__lpcallConsumer;

@@ -11,19 +11,41 @@
 // From an invitation the phone's page shows the invitation and the visitor answers there; this tab
 // drops its invitation once the phone opened the link.
 
+import {el, stylesheet} from './dom.js';
+
 const POLL_MS = 700;
 
-function el(tag, attrs = {}, text) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? '' : v);
-  if (text !== undefined) node.textContent = text;
-  return node;
+function ensureCss() {
+  stylesheet('lpcall-handoff-css', new URL('./handoff.css', import.meta.url).href);
 }
 
-function ensureCss() {
-  if (document.getElementById('lpcall-handoff-css')) return;
-  const link = el('link', {id: 'lpcall-handoff-css', rel: 'stylesheet', href: new URL('./handoff.css', import.meta.url).href});
-  document.head.append(link);
+// The handoff API (POST / GET / DELETE <base>/api/call/handoff[/<id>]) with the visitor's token.
+async function handoffRequest(base, token, method, path, body) {
+  const resp = await fetch(`${base}/api/call/handoff${path}`, {
+    method, credentials: 'same-origin',
+    headers: {'Content-Type': 'application/json', Authorization: `Bearer ${await token()}`},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const err = new Error((json.error && json.error.message) || `HTTP ${resp.status}`);
+    err.status = resp.status;
+    throw err;
+  }
+  return json;
+}
+
+// The panel's content for a one-time link: its QR code, the link, how long it lasts, Cancel.
+function codeView(t, handoff, qrUrl, onCancel) {
+  const minutes = Math.max(1, Math.round((handoff.expires * 1000 - Date.now()) / 60000));
+  const img = el('img', {class: 'lpcall-handoff-qr', src: qrUrl, alt: t('handoff.qr_alt'), width: '200', height: '200'});
+  const link = el('input', {class: 'lpcall-handoff-url', readonly: true, value: handoff.url, 'aria-label': t('handoff.link_label')});
+  link.addEventListener('focus', () => link.select());
+  const cancel = el('button', {type: 'button', class: 'lpcall-handoff-cancel'}, t('handoff.cancel'));
+  cancel.addEventListener('click', onCancel);
+  const nodes = [el('h3', {class: 'lpcall-handoff-title'}, t('handoff.title')), img,
+    el('p', {class: 'lpcall-handoff-text'}, t('handoff.instructions', {minutes})), link, cancel];
+  return {nodes, img, cancel};
 }
 
 // `ui`: a call UI (the button goes into its controls, the panel into it); or `bar` and `host`:
@@ -41,20 +63,7 @@ export function mountHandoff({base, serviceId, ui, bar: barEl, host: hostEl, t, 
   let qrUrl = null;
   let gone = false;
 
-  async function request(method, path, body) {
-    const resp = await fetch(`${base}/api/call/handoff${path}`, {
-      method, credentials: 'same-origin',
-      headers: {'Content-Type': 'application/json', Authorization: `Bearer ${await token()}`},
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const json = await resp.json().catch(() => ({}));
-    if (!resp.ok) {
-      const err = new Error((json.error && json.error.message) || `HTTP ${resp.status}`);
-      err.status = resp.status;
-      throw err;
-    }
-    return json;
-  }
+  const request = (method, path, body) => handoffRequest(base, token, method, path, body);
 
   function closePanel() {
     clearTimeout(timer);
@@ -103,20 +112,14 @@ export function mountHandoff({base, serviceId, ui, bar: barEl, host: hostEl, t, 
       return note(t('handoff.failed', {error: err.message}));
     }
     if (!panel) return;
-    const minutes = Math.max(1, Math.round((handoff.expires * 1000 - Date.now()) / 60000));
     qrUrl = URL.createObjectURL(new Blob([handoff.qrSvg], {type: 'image/svg+xml'}));
-    const img = el('img', {class: 'lpcall-handoff-qr', src: qrUrl, alt: t('handoff.qr_alt'), width: '200', height: '200'});
-    const link = el('input', {class: 'lpcall-handoff-url', readonly: true, value: handoff.url, 'aria-label': t('handoff.link_label')});
-    link.addEventListener('focus', () => link.select());
-    const cancel = el('button', {type: 'button', class: 'lpcall-handoff-cancel'}, t('handoff.cancel'));
-    cancel.addEventListener('click', async () => {
+    const {nodes, img, cancel} = codeView(t, handoff, qrUrl, async () => {
       const id = handoff && handoff.handoffId;
       closePanel();
       button.focus();
       if (id) { try { await request('DELETE', `/${encodeURIComponent(id)}`); } catch (e) { /* expired anyway */ } }
     });
-    panel.replaceChildren(el('h3', {class: 'lpcall-handoff-title'}, t('handoff.title')), img,
-      el('p', {class: 'lpcall-handoff-text'}, t('handoff.instructions', {minutes})), link, cancel);
+    panel.replaceChildren(...nodes);
     cancel.focus({preventScroll: true});
     img.scrollIntoView({block: 'nearest'});  // a scrolling room shows the code, not just its Cancel
     timer = setTimeout(poll, POLL_MS);

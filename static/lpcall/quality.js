@@ -125,154 +125,181 @@ export function measures(old, now, {video = true, connection = 'connected'} = {}
 
 const round = (v, digits = 0) => (v === null || v === undefined ? null : Number(v.toFixed(digits)));
 
+// The state one watchQuality() shares between its parts (the sampler, the frames, the audio fallback).
+function qualityState(engine, video) {
+  return {
+    engine, video, target: new EventTarget(), history: [], pc: null, own: null, peer: null,
+    lastSent: 0, lastSentKey: '', stopped: false,
+    // ICE restarts (the local ICE ufrag changed, also for a fresh connection) and network switches (the
+    // selected pair's local address changed), counted over the call from the exposed RTCPeerConnection
+    counts: {iceRestarts: 0, networkSwitches: 0}, lastUfrag: null, lastAddress: null,
+    // audio fallback: mode 'video' | 'audio'; by 'self' (our network) | 'peer' (theirs); offer: video may come back
+    fb: {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: 0},
+  };
+}
+
+const ufragOf = (p) => { const m = /a=ice-ufrag:(\S+)/.exec((p.localDescription && p.localDescription.sdp) || ''); return m ? m[1] : null; };
+
+function emitChange(q) {
+  q.target.dispatchEvent(new CustomEvent('change', {detail: {own: q.own, peer: q.peer}}));
+}
+
+// Our level to the other side (a `quality` frame): when it changed (at most once a second), else every SEND_EVERY_MS.
+function sendSummary(q, summary) {
+  const audioOnly = q.fb.mode === 'audio' && q.fb.by === 'self';
+  const key = `${summary.level}/${summary.reason}/${q.counts.iceRestarts}/${q.counts.networkSwitches}/${audioOnly}`;
+  const now = performance.now();
+  if (now - q.lastSent < 1000 || (key === q.lastSentKey && now - q.lastSent < SEND_EVERY_MS)) return;
+  q.lastSent = now;
+  q.lastSentKey = key;
+  const frame = {type: 'quality', level: summary.level, reason: summary.reason, rttMs: summary.rttMs,
+    lossPct: summary.lossPct, jitterMs: summary.jitterMs, outKbps: summary.outKbps, ...q.counts, audioOnly};
+  if (validQualityFrame(frame) && q.engine._send) q.engine._send(frame);
+}
+
+function countChanges(q, c) {
+  const ufrag = ufragOf(q.pc);
+  if (ufrag && q.lastUfrag && ufrag !== q.lastUfrag) q.counts.iceRestarts += 1;
+  if (ufrag) q.lastUfrag = ufrag;
+  if (c.localAddress && q.lastAddress && c.localAddress !== q.lastAddress) q.counts.networkSwitches += 1;
+  if (c.localAddress) q.lastAddress = c.localAddress;
+}
+
+// One sample: the connection's counters into the window, our level from it, the fallback's step.
+async function sampleQuality(q) {
+  const current = q.engine.pc;
+  if (!current || q.engine.status === 'closed') return;
+  if (current !== q.pc) { q.pc = current; q.history.length = 0; }  // a fresh connection: a fresh window
+  const pc = q.pc;
+  if (!['connected', 'disconnected', 'failed'].includes(pc.connectionState) && !q.engine.connectedOnce) return;
+  let report;
+  try { report = await pc.getStats(); } catch { return; }
+  const c = readCounters(report);
+  countChanges(q, c);
+  q.history.push(c);
+  if (q.history.length > WINDOW + 1) q.history.shift();
+  if (q.history.length < 2) return;
+  const sendingVideo = q.video && q.fb.mode === 'video';  // audio only: the audio thresholds
+  const m = measures(q.history[0], q.history.at(-1), {video: sendingVideo, connection: pc.connectionState});
+  const {level, reason} = classify(m, {video: sendingVideo});
+  q.own = {level, reason, rttMs: round(m.rttMs), lossPct: round(m.lossPct, 1), jitterMs: round(m.jitterMs),
+    outKbps: round(m.outKbps)};
+  if (q.video) await fallbackStep(q, m);
+  emitChange(q);
+  sendSummary(q, q.own);
+}
+
+// -- audio fallback ---------------------------------------------------------------------
+function videoSenders(q) {
+  return q.pc ? q.pc.getSenders().filter((x) => x.track && x.track.kind === 'video') : [];
+}
+
+// the video encoding on or off, optionally capped (a probe); enforced each sample, so a fresh
+// connection or an encoder refresh by the stall recovery (recovery.js) cannot turn video back on
+async function sendVideo(q, active, capKbps = null) {
+  for (const sender of videoSenders(q)) {
+    const params = sender.getParameters();
+    if (!params.encodings || !params.encodings.length) continue;
+    const e = params.encodings[0];
+    const cap = capKbps ? capKbps * 1000 : undefined;
+    if (e.active === active && e.maxBitrate === cap) continue;
+    e.active = active;
+    if (cap) e.maxBitrate = cap; else delete e.maxBitrate;
+    try { await sender.setParameters(params); } catch (err) { /* a renegotiation in flight: next sample */ }
+  }
+}
+
+function fallbackChanged(q) {
+  q.target.dispatchEvent(new CustomEvent('fallback', {detail: {...q.fb}}));
+}
+
+async function toAudio(q, by) {
+  Object.assign(q.fb, {mode: 'audio', by, offer: false, probing: 0, low: 0, since: performance.now()});
+  await sendVideo(q, false);
+  q.lastSent = 0;  // tell the other side now
+  fallbackChanged(q);
+}
+
+async function toVideo(q) {
+  Object.assign(q.fb, {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: performance.now()});
+  await sendVideo(q, true);
+  fallbackChanged(q);
+}
+
+// Audio only because of our network: a capped probe now and then; video is offered back when it climbs.
+async function probeStep(q, m) {
+  const fb = q.fb;
+  if (fb.probing > 0) {  // a probe runs: does the estimate climb?
+    fb.probing += 1;
+    if (m.outKbps !== null && m.outKbps >= FALLBACK.recoveredKbps) {
+      fb.probing = 0;
+      fb.offer = true;
+      await sendVideo(q, false);
+      fallbackChanged(q);
+    } else if (fb.probing > FALLBACK.probeSamples || (m.lossPct !== null && m.lossPct >= THRESHOLDS.loss[1])) {
+      fb.probing = 0;
+      fb.since = performance.now();
+      await sendVideo(q, false);
+    }
+    return;
+  }
+  if (performance.now() - fb.since >= FALLBACK.probeEveryMs) {
+    fb.probing = 1;
+    await sendVideo(q, true, FALLBACK.probeKbps);
+  } else {
+    await sendVideo(q, false);
+  }
+}
+
+async function fallbackStep(q, m) {
+  const fb = q.fb;
+  if (fb.mode === 'video') {
+    fb.low = m.outKbps !== null && m.outKbps < FALLBACK.kbps ? fb.low + 1 : 0;
+    if (fb.low >= FALLBACK.samples) await toAudio(q, 'self');
+    else if (fb.probing === 0) await sendVideo(q, true);
+    return;
+  }
+  if (fb.by !== 'self' || fb.offer) { await sendVideo(q, false); return; }
+  await probeStep(q, m);
+}
+
+// The other side's `quality` frame: its level, and its audio-only state mirrored here.
+function onPeerFrame(q, f) {
+  if (!validQualityFrame(f)) return;
+  q.peer = {level: f.level, reason: f.reason || null, rttMs: f.rttMs ?? null, lossPct: f.lossPct ?? null};
+  if (q.video && f.audioOnly === true && q.fb.mode === 'video') toAudio(q, 'peer');
+  else if (q.video && f.audioOnly !== true && q.fb.mode === 'audio' && q.fb.by === 'peer') toVideo(q);
+  emitChange(q);
+}
+
 export function watchQuality(engine, {video = true, periodMs = PERIOD_MS} = {}) {
-  const target = new EventTarget();
-  const history = [];
-  let pc = null;
-  let own = null, peer = null;
-  let lastSent = 0, lastSentKey = '';
-  // ICE restarts (the local ICE ufrag changed, also for a fresh connection) and network switches (the
-  // selected pair's local address changed), counted over the call from the exposed RTCPeerConnection
-  const counts = {iceRestarts: 0, networkSwitches: 0};
-  let lastUfrag = null, lastAddress = null;
-  const ufragOf = (p) => { const m = /a=ice-ufrag:(\S+)/.exec((p.localDescription && p.localDescription.sdp) || ''); return m ? m[1] : null; };
-  let stopped = false;
-  // audio fallback: mode 'video' | 'audio'; by 'self' (our network) | 'peer' (theirs); offer: video may come back
-  const fb = {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: 0};
-
-  function emit() {
-    target.dispatchEvent(new CustomEvent('change', {detail: {own, peer}}));
-  }
-  function send(summary) {
-    const audioOnly = fb.mode === 'audio' && fb.by === 'self';
-    const key = `${summary.level}/${summary.reason}/${counts.iceRestarts}/${counts.networkSwitches}/${audioOnly}`;
-    const now = performance.now();
-    if (now - lastSent < 1000 || (key === lastSentKey && now - lastSent < SEND_EVERY_MS)) return;
-    lastSent = now;
-    lastSentKey = key;
-    const frame = {type: 'quality', level: summary.level, reason: summary.reason, rttMs: summary.rttMs,
-      lossPct: summary.lossPct, jitterMs: summary.jitterMs, outKbps: summary.outKbps, ...counts, audioOnly};
-    if (validQualityFrame(frame) && engine._send) engine._send(frame);
-  }
-  async function tick() {
-    const current = engine.pc;
-    if (!current || engine.status === 'closed') return;
-    if (current !== pc) { pc = current; history.length = 0; }  // a fresh connection: a fresh window
-    if (!['connected', 'disconnected', 'failed'].includes(pc.connectionState) && !engine.connectedOnce) return;
-    let report;
-    try { report = await pc.getStats(); } catch { return; }
-    const c = readCounters(report);
-    const ufrag = ufragOf(pc);
-    if (ufrag && lastUfrag && ufrag !== lastUfrag) counts.iceRestarts += 1;
-    if (ufrag) lastUfrag = ufrag;
-    if (c.localAddress && lastAddress && c.localAddress !== lastAddress) counts.networkSwitches += 1;
-    if (c.localAddress) lastAddress = c.localAddress;
-    history.push(c);
-    if (history.length > WINDOW + 1) history.shift();
-    if (history.length < 2) return;
-    const sendingVideo = video && fb.mode === 'video';  // audio only: the audio thresholds
-    const m = measures(history[0], history.at(-1), {video: sendingVideo, connection: pc.connectionState});
-    const {level, reason} = classify(m, {video: sendingVideo});
-    own = {level, reason, rttMs: round(m.rttMs), lossPct: round(m.lossPct, 1), jitterMs: round(m.jitterMs),
-      outKbps: round(m.outKbps)};
-    if (video) await fallbackStep(m);
-    emit();
-    send(own);
-  }
-
-  // -- audio fallback ---------------------------------------------------------------------
-  function videoSenders() {
-    return pc ? pc.getSenders().filter((x) => x.track && x.track.kind === 'video') : [];
-  }
-  // the video encoding on or off, optionally capped (a probe); enforced each sample, so a fresh
-  // connection or an encoder refresh by the stall recovery (recovery.js) cannot turn video back on
-  async function sendVideo(active, capKbps = null) {
-    for (const sender of videoSenders()) {
-      const params = sender.getParameters();
-      if (!params.encodings || !params.encodings.length) continue;
-      const e = params.encodings[0];
-      const cap = capKbps ? capKbps * 1000 : undefined;
-      if (e.active === active && e.maxBitrate === cap) continue;
-      e.active = active;
-      if (cap) e.maxBitrate = cap; else delete e.maxBitrate;
-      try { await sender.setParameters(params); } catch (err) { /* a renegotiation in flight: next sample */ }
-    }
-  }
-  function changed() {
-    target.dispatchEvent(new CustomEvent('fallback', {detail: {...fb}}));
-  }
-  async function toAudio(by) {
-    Object.assign(fb, {mode: 'audio', by, offer: false, probing: 0, low: 0, since: performance.now()});
-    await sendVideo(false);
-    lastSent = 0;  // tell the other side now
-    changed();
-  }
-  async function toVideo() {
-    Object.assign(fb, {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: performance.now()});
-    await sendVideo(true);
-    changed();
-  }
+  const q = qualityState(engine, video);
+  const target = q.target;
   target.videoBack = async () => {  // the user takes the offer
-    if (fb.mode !== 'audio') return;
-    await toVideo();
-    lastSent = 0;
-    if (own) send(own);
+    if (q.fb.mode !== 'audio') return;
+    await toVideo(q);
+    q.lastSent = 0;
+    if (q.own) sendSummary(q, q.own);
   };
-  async function fallbackStep(m) {
-    if (fb.mode === 'video') {
-      fb.low = m.outKbps !== null && m.outKbps < FALLBACK.kbps ? fb.low + 1 : 0;
-      if (fb.low >= FALLBACK.samples) await toAudio('self');
-      else if (fb.probing === 0) await sendVideo(true);
-      return;
-    }
-    if (fb.by !== 'self' || fb.offer) { await sendVideo(false); return; }
-    if (fb.probing > 0) {  // a probe runs: does the estimate climb?
-      fb.probing += 1;
-      if (m.outKbps !== null && m.outKbps >= FALLBACK.recoveredKbps) {
-        fb.probing = 0;
-        fb.offer = true;
-        await sendVideo(false);
-        changed();
-      } else if (fb.probing > FALLBACK.probeSamples || (m.lossPct !== null && m.lossPct >= THRESHOLDS.loss[1])) {
-        fb.probing = 0;
-        fb.since = performance.now();
-        await sendVideo(false);
-      }
-      return;
-    }
-    if (performance.now() - fb.since >= FALLBACK.probeEveryMs) {
-      fb.probing = 1;
-      await sendVideo(true, FALLBACK.probeKbps);
-    } else {
-      await sendVideo(false);
-    }
-  }
-  const onFrame = (e) => {
-    const f = e.detail;
-    if (!validQualityFrame(f)) return;
-    peer = {level: f.level, reason: f.reason || null, rttMs: f.rttMs ?? null, lossPct: f.lossPct ?? null};
-    if (video && f.audioOnly === true && fb.mode === 'video') toAudio('peer');
-    else if (video && f.audioOnly !== true && fb.mode === 'audio' && fb.by === 'peer') toVideo();
-    emit();
-  };
+  const onFrame = (e) => onPeerFrame(q, e.detail);
   const onPeer = (e) => {
-    if (!e.detail.present && peer) { peer = {level: 'lost', reason: 'nomedia'}; emit(); }
+    if (!e.detail.present && q.peer) { q.peer = {level: 'lost', reason: 'nomedia'}; emitChange(q); }
   };
   engine.addEventListener('remotequality', onFrame);
   engine.addEventListener('peer', onPeer);
   let busy = false;
   const timer = setInterval(() => {
-    if (stopped || busy) return;
+    if (q.stopped || busy) return;
     busy = true;
-    tick().finally(() => { busy = false; });
+    sampleQuality(q).finally(() => { busy = false; });
   }, periodMs);
   target.stop = () => {
-    stopped = true;
+    q.stopped = true;
     clearInterval(timer);
     engine.removeEventListener('remotequality', onFrame);
     engine.removeEventListener('peer', onPeer);
   };
-  Object.defineProperty(target, 'state', {get: () => ({own, peer, ...counts, fallback: {...fb}})});
+  Object.defineProperty(target, 'state', {get: () => ({own: q.own, peer: q.peer, ...q.counts, fallback: {...q.fb}})});
   return target;
 }
 

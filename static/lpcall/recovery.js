@@ -21,6 +21,7 @@
 //   `connected`. Stalls never end the call: the ICE states and the connect timeout decide that.
 
 import {tabId} from './resume.js';
+import {reconnect} from './socket.js';
 
 const DISCONNECT_WAIT_MS = 1500;
 const BACKOFF_MS = [0, 250, 500, 1000, 2000, 3000];
@@ -133,34 +134,35 @@ export class Recovery {
     this._reconnecting = true;
     clearInterval(this._beat);
     e._setStatus('reconnecting');
-    while (!this._stopped && !e.closedInfo && !e._destroyed) {
-      const wait = BACKOFF_MS[Math.min(this.socketRetries, BACKOFF_MS.length - 1)];
-      this.socketRetries += 1;
-      if (wait) await new Promise((r) => setTimeout(r, wait));
-      if (this._stopped || e.closedInfo || e._destroyed) break;
-      let token = e.token;
-      try {
-        if (this.refreshToken) token = (await this.refreshToken()) || token;
-      } catch (err) {
-        if (err && err.status >= 400 && err.status < 500) {  // the server no longer has the call
-          e._onClosed({type: 'closed', reason: null, local: true});
-          break;
-        }
-        continue;  // the server is unreachable: try again
-      }
-      try {
-        e.token = token;
-        await e._openSocket(token);
-        this._reconnecting = false;
-        return;
-      } catch (err) {
-        if (err && (err.code === 'CALL_ENDED' || err.code === 'CALL_IN_OTHER_TAB')) {
-          e._onClosed({type: 'closed', reason: null, local: true});
-          break;
-        }
-      }
-    }
+    const gone = () => this._stopped || Boolean(e.closedInfo) || Boolean(e._destroyed);
+    // the one back-off loop of the browser code (socket.js); an attempt that ends the call stops it
+    await reconnect({delays: BACKOFF_MS, from: this.socketRetries, stopped: gone, attempt: () => this._rejoin()});
     this._reconnecting = false;
+  }
+
+  // One attempt to reopen the signaling socket, with a fresh token when the engine can get one.
+  async _rejoin() {
+    const e = this.engine;
+    this.socketRetries += 1;
+    let token = e.token;
+    try {
+      if (this.refreshToken) token = (await this.refreshToken()) || token;
+    } catch (err) {
+      if (err && err.status >= 400 && err.status < 500) {  // the server no longer has the call
+        e._onClosed({type: 'closed', reason: null, local: true});
+      }
+      return false;  // ended, or the server is unreachable: try again
+    }
+    try {
+      e.token = token;
+      await e._openSocket(token);
+      return true;
+    } catch (err) {
+      if (err && (err.code === 'CALL_ENDED' || err.code === 'CALL_IN_OTHER_TAB')) {
+        e._onClosed({type: 'closed', reason: null, local: true});
+      }
+      return false;
+    }
   }
 
   // -- ICE ------------------------------------------------------------------------------------

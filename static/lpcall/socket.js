@@ -7,6 +7,29 @@
 // onOpen(socket) runs after every (re)connect, before queued requests are sent, so it
 // can re-authenticate and re-subscribe. A heartbeat `ping` goes out every `heartbeat`
 // seconds; two missed answers close the socket and a reconnect starts with backoff.
+//
+// `reconnect()` is the one back-off loop of the browser code: this socket (chat window, agent
+// workspace) and the call's signaling socket (recovery.js) both reopen through it.
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Retries `attempt(n)` after delays[n] ms (the last delay repeats; n counts from `from`) until it
+// resolves true (connected: resolves true) or `stopped()` says to give up (resolves false). An
+// attempt that throws counts as a failed one.
+export async function reconnect({attempt, stopped, delays, from = 0}) {
+  for (let n = from; !stopped(); n++) {
+    const wait = delays[Math.min(n, delays.length - 1)];
+    if (wait) await sleep(wait);
+    if (stopped()) break;
+    let ok = false;
+    try { ok = await attempt(n); } catch (err) { ok = false; }
+    if (ok) return true;
+  }
+  return false;
+}
+
+// LPSocket's delays: 250 ms, doubling up to 5 s.
+const SOCKET_DELAYS_MS = [250, 500, 1000, 2000, 4000, 5000];
 
 export class SocketError extends Error {
   constructor(error, status) {
@@ -30,67 +53,81 @@ export class LPSocket {
     this.ws = null;
     this.ready = false;
     this.stopped = false;
-    this.backoff = 250;
+    this.reconnecting = false;
     this.lastSeen = 0;
     this.timer = null;
   }
 
+  // Opens the socket; after a loss it reopens through reconnect() until stopped.
   connect() {
-    if (this.stopped) return;
+    this.open();
+  }
+
+  // One connection attempt: resolves true once open and onOpen has run, false when it closed first.
+  open() {
+    if (this.stopped) return Promise.resolve(false);
     const ws = new WebSocket(this.url);
     this.ws = ws;
     this.ready = false;
     this.onStatus('connecting');
-    ws.onopen = async () => {
-      if (ws !== this.ws) return;
-      this.backoff = 250;
-      this.lastSeen = Date.now();
-      this.startHeartbeat();
-      try {
-        await this.onOpen(this);
-        this.ready = true;
-        this.onStatus('open');
-      } catch (err) {
-        this.onStatus('error', err);
-        if (err && err.status === 401) { this.stop(); return; }
-        ws.close();
-      }
-    };
-    ws.onmessage = (ev) => {
-      if (ws !== this.ws) return;
-      this.lastSeen = Date.now();
-      let frame;
-      try { frame = JSON.parse(ev.data); } catch (e) { return; }
-      if (frame.kind === 'resp') {
-        const p = this.pending.get(frame.reqId);
-        if (p) {
-          this.pending.delete(frame.reqId);
-          clearTimeout(p.timer);
-          if (frame.code === 200) p.resolve(frame.body || {});
-          else p.reject(new SocketError(frame.body && frame.body.error, frame.code));
-        } else if (frame.code !== 200) {
-          this.onNotification({type: 'error', body: frame.body, code: frame.code});
-        }
-      } else if (frame.kind === 'notification') {
-        try { this.onNotification(frame); } catch (e) { console.error('lpcall: notification handler failed', e); }
-      }
-    };
-    ws.onclose = () => {
-      if (ws !== this.ws) return;
-      this.stopHeartbeat();
-      this.ready = false;
-      for (const [id, p] of this.pending) {
+    return new Promise((settle) => {
+      ws.onopen = () => this.opened(ws, settle);
+      ws.onmessage = (ev) => { if (ws === this.ws) this.received(ev); };
+      ws.onclose = () => { if (ws === this.ws) this.closed(settle); };
+      ws.onerror = () => {};
+    });
+  }
+
+  async opened(ws, settle) {
+    if (ws !== this.ws) return;
+    this.lastSeen = Date.now();
+    this.startHeartbeat();
+    try {
+      await this.onOpen(this);
+      this.ready = true;
+      this.onStatus('open');
+      settle(true);
+    } catch (err) {
+      this.onStatus('error', err);
+      if (err && err.status === 401) { this.stop(); return; }
+      ws.close();
+    }
+  }
+
+  received(ev) {
+    this.lastSeen = Date.now();
+    let frame;
+    try { frame = JSON.parse(ev.data); } catch (e) { return; }
+    if (frame.kind === 'resp') {
+      const p = this.pending.get(frame.reqId);
+      if (p) {
+        this.pending.delete(frame.reqId);
         clearTimeout(p.timer);
-        p.reject(new SocketError({code: 'DISCONNECTED', message: 'connection lost'}, 0));
-        this.pending.delete(id);
+        if (frame.code === 200) p.resolve(frame.body || {});
+        else p.reject(new SocketError(frame.body && frame.body.error, frame.code));
+      } else if (frame.code !== 200) {
+        this.onNotification({type: 'error', body: frame.body, code: frame.code});
       }
-      if (this.stopped) return;
-      this.onStatus('offline');
-      const delay = this.backoff;
-      this.backoff = Math.min(this.backoff * 2, 5000);
-      setTimeout(() => this.connect(), delay);
-    };
-    ws.onerror = () => {};
+    } else if (frame.kind === 'notification') {
+      try { this.onNotification(frame); } catch (e) { console.error('lpcall: notification handler failed', e); }
+    }
+  }
+
+  closed(settle) {
+    this.stopHeartbeat();
+    this.ready = false;
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new SocketError({code: 'DISCONNECTED', message: 'connection lost'}, 0));
+      this.pending.delete(id);
+    }
+    settle(false);
+    if (this.stopped) return;
+    this.onStatus('offline');
+    if (this.reconnecting) return;  // the loop below tries again
+    this.reconnecting = true;
+    reconnect({attempt: () => this.open(), stopped: () => this.stopped, delays: SOCKET_DELAYS_MS})
+      .finally(() => { this.reconnecting = false; });
   }
 
   startHeartbeat() {
