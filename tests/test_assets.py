@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_lpcall.web.assets import tree_version
 
 from flask_lpcall.web import assets
+from flask_lpcall.web.assets import tree_version
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "static"

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from flask import Flask, g, render_template_string
-from flask_lpcall.web.assets import tree_version
 from support import LiveServer, start_live_server, wait_for
 
 from example_site.app import create_app
 from flask_lpcall import LPCall, exempt
+from flask_lpcall.web.assets import tree_version
 
 pytestmark = pytest.mark.browser
 

@@ -14,8 +14,9 @@ import gzip
 import re
 from typing import Any
 
-from flask_lpcall.web.assets import tree_version
 from support import wait_for
+
+from flask_lpcall.web.assets import tree_version
 
 #: modules of the call, not of the chat
 CALL_MODULES = ("callapp.js", "engine.js", "callui.js", "recovery.js", "quality.js", "handoff.js", "resume.js", "call.css")
