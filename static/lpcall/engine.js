@@ -334,15 +334,19 @@ export class CallEngine extends EventTarget {
       case 'closed':
         this._onClosed(frame);
         break;
-      case 'error':
-        if (this._acceptWaiter) {  // the Accept was refused (e.g. the invitation expired)
+      case 'error': {
+        // a refused description (it names its `gen`) is not about the Accept: the server sends it
+        // straight back, and it may overtake the `session` ACCEPTED frame that comes over the bus
+        const refused = typeof frame.gen === 'string' && String(frame.field || '').startsWith('description');
+        if (this._acceptWaiter && !refused) {  // the Accept was refused (e.g. the invitation expired)
           this._acceptWaiter.reject(new CallError(frame.code || 'SIGNALING_FAILED', frame.message));
           this._acceptWaiter = null;
         }
         console.warn('lpcall: signaling error', frame.code, frame.message);
-        if (typeof frame.gen === 'string' && String(frame.field || '').startsWith('description')) this._refused(frame);
+        if (refused) this._refused(frame);
         this._emit('signalingerror', frame);
         break;
+      }
       default:
         break;
     }
