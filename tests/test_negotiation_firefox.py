@@ -1,7 +1,7 @@
 """Issue 19 with a Firefox ESR visitor and a Chromium agent (tests/firefoxkit.py, WebDriver BiDi), in
 the private network namespace: glare (both sides restarting ICE at the same instant, 20 rounds, on a
 fresh connection the visitor made) settles every round with no failed signaling step and keeps the call
-up with audio both ways (it wedged at round 0 with "Failed to set SSL role for the transport" before
+up with audio both ways (it wedged within the first rounds, "Failed to set SSL role for the transport", before
 Firefox's offers claimed the DTLS client role, engine.js offerForWire); video both ways afterwards is
 checked too, and is an xfail when missing (open, see the test), and a 3 s cut of all UDP is noticed by the stall watch on both sides and
 recovered (video decoded again on both sides). The glare test fails with
