@@ -1,8 +1,11 @@
 """Issue 19 with a Firefox ESR visitor and a Chromium agent (tests/firefoxkit.py, WebDriver BiDi), in
-the private network namespace: glare (both sides restarting ICE at the same instant, 20 rounds) keeps
-the call up with media both ways, and a 3 s cut of all UDP is noticed by the stall watch on both
-sides and recovered (video decoded again on both sides). The glare test fails with
-``LPCALL_TEST_NO_PERFECT_NEGOTIATION=1``.
+the private network namespace: glare (both sides restarting ICE at the same instant, 20 rounds, on a
+fresh connection the visitor made) settles every round with no failed signaling step and keeps the call
+up with audio both ways (it wedged within the first rounds, "Failed to set SSL role for the transport", before
+Firefox's offers claimed the DTLS client role, engine.js offerForWire); video both ways afterwards is
+checked too, and is an xfail when missing (open, see the test), and a 3 s cut of all UDP is noticed by the stall watch on both sides and
+recovered (video decoded again on both sides). The glare test fails with
+``LPCALL_TEST_NO_PERFECT_NEGOTIATION=1`` (no fresh connection then: the engine makes none without it).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import pytest
 from negotiationkit import NO_PN_JS
 from resumekit import diagnose
-from stallkit import FRAMES_JS, Cut, in_private_netns
+from stallkit import Cut, in_private_netns
 from support import require, wait_for
 from test_firefox_calls import MixedRig, chromium, firefox  # noqa: F401 (fixtures)
 
@@ -42,6 +45,10 @@ GLARE_SCHEDULE_JS = """([op, at]) => { window.__glareDone = false; setTimeout(as
 
 SETTLED_JS = """() => { const e = (window.__lpcallEngines || []).filter(x => !x._destroyed).at(-1);
   return Boolean(e && e.pc && e.pc.signalingState === 'stable' && !e._makingOffer && !e._pendingOffer && window.__glareDone !== false); }"""
+
+#: the visitor makes a fresh connection beside the call's (engine.js startStandby, make-before-break)
+FRESH_BY_VISITOR_JS = "() => window.__lpcallEngines.filter(x => !x._destroyed).at(-1).startStandby()"
+SWITCHES_JS = "() => window.__lpcallEngines.filter(x => !x._destroyed).at(-1).recovery.freshConnections"
 
 FAILED_STEPS_JS = """() => ((window.__lpcallEngines || []).flatMap(e => e.trace || [])).filter(x => /signal failed|answer failed|wrong state/i.test(x))"""
 
@@ -70,18 +77,49 @@ def ff_rig(firefox: Any, chromium: Any, live_server: Any) -> Iterator[Callable[.
     firefox.close()
 
 
-def _video_both_ways(r: MixedRig, timeout: float = 30) -> None:
+QUALITY_JS = "() => window.__lpcallQuality ? JSON.stringify(window.__lpcallQuality.state) : null"
+
+#: on the newest open connection: video frames decoded (kind 'video') or audio packets received
+#: ('audio'), -1 when getStats did not answer within 3 s (a busy Firefox)
+INBOUND_JS = """async (kind) => Promise.race([(async () => {
+  const pc = (window.__lpcallPeers || []).filter(pc => pc.connectionState !== 'closed').at(-1);
+  let n = 0;
+  if (pc) (await pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === kind) n += (kind === 'video' ? r.framesDecoded : r.packetsReceived) || 0; });
+  return n;
+})(), new Promise(r => setTimeout(() => r(-1), 3000))])"""
+
+
+def _media_both_ways(r: MixedRig, kind: str, timeout: float = 30) -> None:
+    """More inbound media of ``kind`` on each side (Firefox counts from 0 again after an ICE restart)."""
+    more = 5 if kind == "video" else 25
     for page in (r.agent, r.consumer):
-        now = int(page.evaluate(FRAMES_JS))
-        wait_for(lambda p=page, n=now: int(p.evaluate(FRAMES_JS)) > n + 5, timeout=timeout, message="video decoded")
+        base = [int(page.evaluate(INBOUND_JS, kind))]
+
+        def advanced(p: Any = page, b: list[int] = base) -> bool:
+            n = int(p.evaluate(INBOUND_JS, kind))
+            if n < 0:
+                return False
+            b[0] = min(b[0], n) if b[0] >= 0 else n
+            return n > b[0] + more
+
+        try:
+            wait_for(advanced, timeout=timeout, message=f"{kind} received")
+        except AssertionError as exc:
+            quality = [p.evaluate(QUALITY_JS) for p in (r.agent, r.consumer)]
+            raise AssertionError(f"{exc} on the {'agent' if page is r.agent else 'visitor'}'s side (quality: "
+                                 f"agent {quality[0]}, visitor {quality[1]})") from None
 
 
-@pytest.mark.xfail(reason="open (issue 19): with a Firefox visitor, glare rounds after the call switched to a fresh "
-                   "connection wedge (Chromium: 'Failed to set SSL role for the transport' on Firefox's answer) or "
-                   "leave video undecoded; seen on a loaded machine, 2026-11-26", strict=False)
 def test_firefox_visitor_glare_keeps_the_call_up(ff_rig: Any) -> None:
     r = ff_rig()
     r.start("VIDEO_CALL")
+    # first the call moves to a fresh connection made by the visitor (make-before-break, as after a
+    # stall the visitor noticed first): Firefox offered it, so Firefox's DTLS role there is the one a
+    # Firefox ICE-restart answer used to flip ("Failed to set SSL role for the transport" in Chromium)
+    if not NO_PN:
+        assert r.consumer.evaluate(FRESH_BY_VISITOR_JS)
+        wait_for(lambda: all(int(p.evaluate(SWITCHES_JS)) >= 1 for p in (r.agent, r.consumer)), timeout=20,
+                 message="both sides switched to the visitor's fresh connection")
     # both sides restarting ICE at the same instant (a track added/removed at once with Firefox is left
     # out: open, see the issue 19 report)
     for i in range(GLARE_ROUNDS):
@@ -93,13 +131,22 @@ def test_firefox_visitor_glare_keeps_the_call_up(ff_rig: Any) -> None:
             for page in (r.agent, r.consumer):
                 wait_for(lambda p=page: p.evaluate(SETTLED_JS), timeout=20, message=f"round {i} ({op}) settled")
             if i % 5 == 4:
-                _video_both_ways(r)
+                _media_both_ways(r, "audio")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{diagnose(r)}") from None
     for page in (r.agent, r.consumer):
         assert page.evaluate(FAILED_STEPS_JS) == []
         assert r.engine(page)["closed"] is None
     assert not r.events(r.consumer, "cobrowse", "sessionError")
+    try:
+        _media_both_ways(r, "video")
+    except AssertionError as exc:
+        # the negotiation is sound (asserted above); what is left open is video after the burst of ICE
+        # restarts: Chromium's outgoing estimate towards Firefox drops to ~120 kbit/s and stays there
+        # for seconds, so the audio fallback of issue 17 pauses video both ways (until the person takes
+        # the offer back) or Firefox decodes nothing at that rate (about half the runs on 2026-11-26,
+        # at load 2 as at load 15); see the issue 19 report
+        pytest.xfail(f"open (issue 19): video after ICE-restart glare with a Firefox visitor: {exc}")
 
 
 def test_firefox_visitor_3s_udp_cut_media_comes_back(ff_rig: Any) -> None:
@@ -119,7 +166,7 @@ def test_firefox_visitor_3s_udp_cut_media_comes_back(ff_rig: Any) -> None:
     finally:
         cut.restore()
     try:
-        _video_both_ways(r)
+        _media_both_ways(r, "video")
         for page in (r.agent, r.consumer):
             wait_for(lambda p=page: r.engine(p)["status"] == "connected", timeout=15, message="connected again")
     except AssertionError as exc:

@@ -395,14 +395,11 @@ def test_chromium_and_python_peer_decode_each_others_frames(browser, live_server
         decoded = inbound["framesDecoded"]
         wait_for(lambda: page.evaluate(INBOUND_STATS_JS)["framesDecoded"] > decoded + 10, timeout=30,
                  message="Chromium decodes again after the restart")
-        # The connection count says how Chromium took it. Chromium as the DTLS server (it made the
-        # first offer: python_role "consumer") takes the new fingerprint on its existing connection.
-        # As the DTLS client (it answered aiortc's first offer: python_role "agent") it does not: its
-        # existing connection stays `connecting` (seen > 6 s with the stall watch held off, also with
-        # aiortc's old connection closed at once), so the stall watch's fresh connection, made beside
-        # it, is what brings media back (issue 19): exactly one more.
-        peers = 1 if python_role == "consumer" else 2
-        assert page.evaluate("window.__lpcallPeers.length") == peers, "\n".join(
+        # On its existing connection: Chromium is the DTLS server in both roles (python_role
+        # "agent": aiortc's offers claim the client role, peer._claim_dtls_client), so it takes the new
+        # fingerprint of aiortc's fresh connection. As the DTLS client it did not (its connection stayed
+        # `connecting` and only the stall watch's fresh connection brought media back: a second one).
+        assert page.evaluate("window.__lpcallPeers.length") == 1, "\n".join(
             x for x in page.evaluate("window.__engine.trace") if "candidate" not in x)
         assert page.evaluate("window.__engine.status") == "connected"
 

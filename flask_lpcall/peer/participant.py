@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -588,11 +589,11 @@ class Peer:
                 self._session = _new_session()
             self._offer_no += 1
             self._pending_offer = f"{self._session}:{'a' if self.role == 'agent' else 'c'}{self._offer_no}"
-            await self._send_description(pc, self._pending_offer)
+            await self._send_description(pc, self._pending_offer, _claim_dtls_client(pc.localDescription.sdp))
 
-    async def _send_description(self, pc: Any, gen: str | None) -> None:
+    async def _send_description(self, pc: Any, gen: str | None, sdp: str | None = None) -> None:
         desc = pc.localDescription
-        frame: dict[str, Any] = {"type": "description", "description": {"type": desc.type, "sdp": desc.sdp}}
+        frame: dict[str, Any] = {"type": "description", "description": {"type": desc.type, "sdp": sdp or desc.sdp}}
         if gen:
             frame["gen"] = gen
         await self._send(frame)
@@ -704,6 +705,17 @@ class Peer:
 def _new_session() -> str:
     """A negotiation session id (PROTOCOL §5 `gen`): random, 8 characters."""
     return secrets.token_hex(4)
+
+
+def _claim_dtls_client(sdp: str) -> str:
+    """Our offer as sent: ``a=setup:active`` instead of ``actpass`` (RFC 4145), so the other side
+    answers ``passive`` and this peer is the DTLS client from the first offer on.
+
+    aiortc restarts ICE with a fresh connection (a new DTLS fingerprint and handshake). A browser that
+    is the DTLS server takes that handshake on its existing connection; as the DTLS client (it answered
+    our ``actpass`` with ``active``) Chromium does not, and its connection stays ``connecting``. Our
+    local description keeps ``actpass``: the answer decides the role, as for any offer."""
+    return re.sub(r"^a=setup:actpass(?=\r?$)", "a=setup:active", sdp, flags=re.MULTILINE)
 
 
 def _media_order(pc: Any) -> list[str]:

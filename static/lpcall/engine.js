@@ -57,6 +57,14 @@ function lastResort(c, avoid) {
   f[3] = '1';
   return {...c, candidate: f.join(' ')};
 }
+// The DTLS roles of a connection must never change, and Firefox, as the DTLS server (`a=setup:passive`),
+// answers an ICE restart with `a=setup:active`: Chromium then refuses the answer ("Failed to set SSL role
+// for the transport") and the negotiation wedges. So a Firefox offer claims the client role on the wire
+// (`active`, RFC 4145): the other side answers `passive`, Firefox is the DTLS client from the start and
+// its answers' `active` stays true. Our local description keeps `actpass` (the answer decides the role).
+function offerForWire(sdp) {
+  return /^o=mozilla/m.test(sdp) ? sdp.replace(/^a=setup:actpass(?=\r?$)/gm, 'a=setup:active') : sdp;
+}
 const newSessionId = () => Math.random().toString(36).slice(2, 10) || 's';
 
 // A frame's negotiation tag (PROTOCOL §5 `gen`): "<session>" or "<session>:<offer number>".
@@ -326,15 +334,19 @@ export class CallEngine extends EventTarget {
       case 'closed':
         this._onClosed(frame);
         break;
-      case 'error':
-        if (this._acceptWaiter) {  // the Accept was refused (e.g. the invitation expired)
+      case 'error': {
+        // a refused description (it names its `gen`) is not about the Accept: the server sends it
+        // straight back, and it may overtake the `session` ACCEPTED frame that comes over the bus
+        const refused = typeof frame.gen === 'string' && String(frame.field || '').startsWith('description');
+        if (this._acceptWaiter && !refused) {  // the Accept was refused (e.g. the invitation expired)
           this._acceptWaiter.reject(new CallError(frame.code || 'SIGNALING_FAILED', frame.message));
           this._acceptWaiter = null;
         }
         console.warn('lpcall: signaling error', frame.code, frame.message);
-        if (typeof frame.gen === 'string' && String(frame.field || '').startsWith('description')) this._refused(frame);
+        if (refused) this._refused(frame);
         this._emit('signalingerror', frame);
         break;
+      }
       default:
         break;
     }
@@ -496,7 +508,7 @@ export class CallEngine extends EventTarget {
         const gen = `${this._session}:${this.role === 'agent' ? 'a' : 'c'}${++this._offerNo}`;
         this._pendingOffer = gen;
         this._pendingOfferAt = performance.now();
-        this._send(this._tagged({type: 'description', description: {type: 'offer', sdp: pc.localDescription.sdp}}, gen));
+        this._send(this._tagged({type: 'description', description: {type: 'offer', sdp: offerForWire(pc.localDescription.sdp)}}, gen));
       } catch (err) {
         if (this.pc === pc) console.warn('lpcall: offer failed', err);
       } finally {
@@ -534,7 +546,7 @@ export class CallEngine extends EventTarget {
     this._trace(`fresh connection beside the stalled one, session ${sb.session}${sb.offer ? ' (spare)' : ''}`);
     (sb.offer ? Promise.resolve() : this._makeOffer(sb)).then(() => {
       if (this._standby !== sb) return;
-      this._send(this._tagged({type: 'description', description: {type: 'offer', sdp: sb.offer}}, sb.pendingOffer));
+      this._send(this._tagged({type: 'description', description: {type: 'offer', sdp: offerForWire(sb.offer)}}, sb.pendingOffer));
       sb.ready = true;
       for (const f of sb.queued.splice(0)) this._send({...f, candidate: lastResort(f.candidate, sb.avoid)});
     }).catch((err) => {

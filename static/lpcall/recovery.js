@@ -226,6 +226,13 @@ export class Recovery {
       this._sample = {pc, counters: {frames: 0, packets: 0, bytes: 0}, progressAt: now, flowed: false};
       return this._check();
     }
+    if (c.frames < last.counters.frames || c.packets < last.counters.packets || c.bytes < last.counters.bytes) {
+      // counters went back (Firefox starts its inbound stats again after an ICE restart): a new
+      // baseline, not a stall (compared with the old totals, nothing would move for seconds)
+      last.counters = c;
+      last.progressAt = now;
+      return;
+    }
     // media moved: frames decoded or audio packets (RTCP alone keeps the pair's bytes moving, so
     // the pair's bytes count only where neither media counter exists, e.g. a receive-only side)
     const media = c.frames > last.counters.frames || c.packets > last.counters.packets;
