@@ -32,6 +32,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 #: the imports allowed inside a function: aiortc costs a worker ~37 MB, loaded when first needed
 LAZY = {("cli", "peer.demo"), ("web.netcheck", "peer.responder")}
+#: optional packages, imported where they are needed (none today)
+OPTIONAL_EXTRAS: set[str] = set()
 
 
 def _module_name(path: Path) -> str:
@@ -125,6 +127,17 @@ def test_no_import_cycle() -> None:
 def test_no_import_inside_a_function_but_aiortc_on_demand() -> None:
     found = {(module, target) for module, (_, inner) in _imports().items() for target in inner}
     assert found <= LAZY, sorted(found - LAZY)
+    third_party = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for func in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and not node.level):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                    third_party += [f"{path.name}:{func.name} {n}" for n in names
+                                    if n.split(".")[0] not in OPTIONAL_EXTRAS]
+    assert not third_party, third_party
 
 
 def test_core_and_store_know_nothing_of_flask() -> None:

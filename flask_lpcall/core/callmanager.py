@@ -34,9 +34,6 @@ from .presence import UNREAD, Presence
 from .records import fold_quality
 from .tokens import TokenSigner
 
-#: the channel of a participant's frames (sockets/call.py imports it from here)
-channel = call_channel
-
 if TYPE_CHECKING:
     from ..config import Settings
 
@@ -279,7 +276,7 @@ class CallManager:
         self._publish_dialog(session)
         self._system(session, "system.accepted")
         self._signal(signals.call_accepted, session)
-        self.store.publish(channel(service_id, "agent"), {"type": "session", "sessionState": ACCEPTED})
+        self.store.publish(call_channel(service_id, "agent"), {"type": "session", "sessionState": ACCEPTED})
         return self.join_info(session, "consumer")
 
     def decline(self, consumer_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -424,7 +421,7 @@ class CallManager:
         self.store.delete(*keys)
         frame = {"type": "closed", "reason": session.close_reason, "errorId": session.error_id, "by": session.ended_by}
         for role in ROLES:
-            self.store.publish(channel(sid, role), frame)
+            self.store.publish(call_channel(sid, role), frame)
         self._publish_dialog(session)
         key = {
             "declined": "system.declined",

@@ -40,6 +40,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer, MediaRelay
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.sdp import candidate_from_sdp
+
 from ..errors import LPCallError
 from ..optional import require
 from .media import TestPatternTrack, ToneTrack
@@ -168,9 +174,7 @@ class Peer:
         self._early: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.closed: dict[str, Any] | None = None
-        self.video_frames = 0
-        self.audio_frames = 0
-        self.ice_restarts = 0
+        self.video_frames = self.audio_frames = self.ice_restarts = 0
         self.last_video_frame: Any = None
         self._ws: Any = None
         self._pc: Any = None
@@ -198,8 +202,6 @@ class Peer:
     @classmethod
     def from_file(cls, url: str, token: str, path: str, *, loop_file: bool = True, **kw: Any) -> Peer:
         """A peer that sends the audio and video of a media file (aiortc ``MediaPlayer``)."""
-        from aiortc.contrib.media import MediaPlayer
-
         player = MediaPlayer(path, loop=loop_file)
         peer = cls(url, token, audio=player.audio or False, video=player.video or False, **kw)
         peer._player = player
@@ -358,7 +360,7 @@ class Peer:
         self._notify()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -431,52 +433,64 @@ class Peer:
     async def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
         if kind == "joined":
-            if self.joined is not None:
-                return  # one per socket
-            self.joined = frame
-            self.session_state = frame["sessionState"]
-            self._kinds = ["audio", "video"] if frame["mode"] == "VIDEO_CALL" else ["audio"]
-            self.peer_present = bool(frame["peerPresent"])
-            self.peer_state = frame.get("peerState")
-            self._prepare_tracks()
-            # the impolite side's connection starts a session; the polite one adopts the first offer's
-            await self._new_pc(session=None if frame["polite"] else _new_session())
-            if self.peer_present and not frame["polite"]:
-                await self._make_offer()
-            early, self._early = self._early, []
-            for item in early:  # frames the server relayed before our joined (a peer joining meanwhile)
-                await self._handle(item)
+            await self._on_joined(frame)
         elif self.joined is None and kind not in ("error", "closed", "pong"):
             self._early.append(frame)
         elif kind == "description":
             await self._on_description(frame["description"], frame.get("gen"))
         elif kind == "candidate":
             await self._on_candidate(frame["candidate"], frame.get("gen"))
-        elif kind == "state":
-            self.peer_state = {"muted": frame["muted"], "cameraOff": frame["cameraOff"]}
         elif kind == "peer-joined":
-            rejoin = self.peer_present is False and self._pc is not None and self._pc.remoteDescription is not None
-            self.peer_present = True
-            if self.joined is not None and not self.joined["polite"]:
-                if rejoin:  # the other side reloaded: its old connection is gone
-                    await self._new_pc(session=_new_session())
-                await self._make_offer()
+            await self._on_peer_joined()
+        elif kind == "error":
+            self._on_error(frame)
+        else:
+            self._note(kind, frame)
+
+    def _note(self, kind: str, frame: dict[str, Any]) -> None:
+        """The frames that only change what this peer knows."""
+        if kind == "state":
+            self.peer_state = {"muted": frame["muted"], "cameraOff": frame["cameraOff"]}
         elif kind == "peer-left":
             self.peer_present = False
         elif kind == "session":
             self.session_state = frame["sessionState"]
         elif kind == "closed":
             self.closed = frame
-        elif kind == "error":
-            logger.warning("signaling error from the server: %s", frame)
-            self.errors.append(frame)
-            if self.joined is None:  # refused (TOKEN_INVALID, CALL_ENDED …)
-                raise SignalingError(frame["message"] or frame["code"], code=frame["code"], field=frame["field"])
+
+    async def _on_joined(self, frame: dict[str, Any]) -> None:
+        if self.joined is not None:
+            return  # one per socket
+        self.joined = frame
+        self.session_state = frame["sessionState"]
+        self._kinds = ["audio", "video"] if frame["mode"] == "VIDEO_CALL" else ["audio"]
+        self.peer_present = bool(frame["peerPresent"])
+        self.peer_state = frame.get("peerState")
+        self._prepare_tracks()
+        # the impolite side's connection starts a session; the polite one adopts the first offer's
+        await self._new_pc(session=None if frame["polite"] else _new_session())
+        if self.peer_present and not frame["polite"]:
+            await self._make_offer()
+        early, self._early = self._early, []
+        for item in early:  # frames the server relayed before our joined (a peer joining meanwhile)
+            await self._handle(item)
+
+    async def _on_peer_joined(self) -> None:
+        rejoin = self.peer_present is False and self._pc is not None and self._pc.remoteDescription is not None
+        self.peer_present = True
+        if self.joined is not None and not self.joined["polite"]:
+            if rejoin:  # the other side reloaded: its old connection is gone
+                await self._new_pc(session=_new_session())
+            await self._make_offer()
+
+    def _on_error(self, frame: dict[str, Any]) -> None:
+        logger.warning("signaling error from the server: %s", frame)
+        self.errors.append(frame)
+        if self.joined is None:  # refused (TOKEN_INVALID, CALL_ENDED …)
+            raise SignalingError(frame["message"] or frame["code"], code=frame["code"], field=frame["field"])
 
     # -- negotiation ---------------------------------------------------------------------
     def _prepare_tracks(self) -> None:
-        from aiortc.contrib.media import MediaRelay
-
         self._relay = MediaRelay()
         if "audio" in self._kinds and self._audio_arg is not False:
             self._audio = self._audio_arg if self._audio_arg is not None else ToneTrack()
@@ -488,9 +502,6 @@ class Peer:
         """A fresh RTCPeerConnection: in a new negotiation ``session`` (None: the polite side's, until
         an offer brings one), or ``keep`` the current one (aiortc's ICE restart, to the other side a
         restart of the same connection)."""
-        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
-        from aiortc.rtcconfiguration import RTCIceTransportPolicy
-
         assert self.joined is not None
         if not keep:
             if self._session is not None:
@@ -501,16 +512,16 @@ class Peer:
         order = _media_order(old) or self._kinds
         if old is not None and old.remoteDescription is not None:
             self._previous_sdp = old.remoteDescription.sdp
-        servers = [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-            for s in self.joined["iceServers"]
-        ]
-        config = RTCConfiguration(
-            iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy(self.joined["iceTransportPolicy"])
-        )
-        pc = RTCPeerConnection(config)
+        pc = RTCPeerConnection(_rtc_configuration(self.joined))
         self._pc_generation += 1
-        generation = self._pc_generation
+        self._add_transceivers(pc, order)
+        self._watch(pc, self._pc_generation)
+        self._pc = pc
+        if old is not None:
+            await self._let_go(old)
+        self._notify()
+
+    def _add_transceivers(self, pc: Any, order: list[str]) -> None:
         for kind in order:
             track = self._audio if kind == "audio" else self._video
             if track is not None:
@@ -519,11 +530,12 @@ class Peer:
             else:
                 pc.addTransceiver(kind, direction="recvonly")
 
-        @pc.on("track")
+    def _watch(self, pc: Any, generation: int) -> None:
+        @pc.on("track")  # type: ignore[untyped-decorator]  # pyee's decorator is untyped
         def on_track(track: Any) -> None:
             self._sinks.append(asyncio.ensure_future(self._sink(track)))
 
-        @pc.on("connectionstatechange")
+        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
         async def on_state() -> None:
             self._notify()
             if generation != self._pc_generation:
@@ -538,23 +550,22 @@ class Peer:
             elif pc.connectionState == "failed":
                 await self._on_ice_failed()
 
-        self._pc = pc
-        if old is not None:
-            if old.connectionState == "connected":
-                # make before break: the old connection keeps the other side's DTLS association
-                # alive until the new one is connected or the connect timeout passes. It stops
-                # sending: two encoders must never share the relay's frames (PyAV is not safe there).
-                for sender in old.getSenders():
-                    track = sender.track
-                    if track is not None:
-                        sender.replaceTrack(None)
-                        track.stop()
-                self._retiring.append(old)
-                asyncio.get_running_loop().call_later(self.connect_timeout, lambda: self._spawn(self._retire(old)))
-            else:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(old.close(), 10)
-        self._notify()
+    async def _let_go(self, old: Any) -> None:
+        """The replaced connection: kept (silent) until the new one connects when it was connected, else closed."""
+        if old.connectionState == "connected":
+            # make before break: the old connection keeps the other side's DTLS association
+            # alive until the new one is connected or the connect timeout passes. It stops
+            # sending: two encoders must never share the relay's frames (PyAV is not safe there).
+            for sender in old.getSenders():
+                track = sender.track
+                if track is not None:
+                    sender.replaceTrack(None)
+                    track.stop()
+            self._retiring.append(old)
+            asyncio.get_running_loop().call_later(self.connect_timeout, lambda: self._spawn(self._retire(old)))
+        else:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.close(), 10)
 
     async def _retire(self, pc: Any) -> None:
         if pc in self._retiring:
@@ -575,8 +586,6 @@ class Peer:
         await self._make_offer()
 
     async def _make_offer(self) -> None:
-        from aiortc import RTCSessionDescription
-
         async with self._negotiating:
             pc = self._pc
             if pc.signalingState != "stable":
@@ -604,8 +613,6 @@ class Peer:
         logger.debug("peer %s: dropped a stale %s (%s, gen %s)", self.role, what, why, gen)
 
     async def _on_description(self, description: dict[str, Any], gen: str | None = None) -> None:
-        from aiortc import RTCSessionDescription
-
         kind = description["type"]
         if kind in ("rollback", "pranswer"):
             return
@@ -630,8 +637,6 @@ class Peer:
             self._pending_offer = None
 
     async def _on_offer(self, sdp: str, gen: str | None, session: str | None, polite: bool) -> None:
-        from aiortc import RTCSessionDescription
-
         if session is not None and session != self._session:
             if self._session is None:
                 self._session = session  # the polite side's first connection joins the offer's session
@@ -656,8 +661,6 @@ class Peer:
         await self._send_description(pc, gen)
 
     async def _on_candidate(self, candidate: dict[str, Any] | None, gen: str | None = None) -> None:
-        from aiortc.sdp import candidate_from_sdp
-
         pc = self._pc
         if gen is not None and gen.split(":")[0] != self._session:
             self._stale("candidate", "other connection", gen)
@@ -682,8 +685,6 @@ class Peer:
 
     # -- receiving media -----------------------------------------------------------------
     async def _sink(self, track: Any) -> None:
-        from aiortc.mediastreams import MediaStreamError
-
         while True:
             try:
                 frame = await track.recv()
@@ -705,6 +706,15 @@ class Peer:
 def _new_session() -> str:
     """A negotiation session id (PROTOCOL §5 `gen`): random, 8 characters."""
     return secrets.token_hex(4)
+
+
+def _rtc_configuration(joined: dict[str, Any]) -> Any:
+    """The ICE servers and transport policy of the ``joined`` frame, as aiortc takes them."""
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in joined["iceServers"]
+    ]
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy(joined["iceTransportPolicy"]))
 
 
 def _claim_dtls_client(sdp: str) -> str:

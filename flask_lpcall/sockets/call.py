@@ -19,13 +19,14 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from ..core.callmanager import LOST_CONFIRM, CallManager, channel, other
+from ..core.callmanager import LOST_CONFIRM, CallManager, other
 from ..core.calls import CallSession
 from ..core.presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
 from ..core.schemas import load_signal_frame, refused_gen
 from ..errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
 from ..protocol import ACCEPTED, INVITED
 from ..state import get_state
+from ..store.keys import call_channel
 from .adapter import ConnectionClosed, WebSocket
 from .keepalive import Keepalive
 from .route import sock
@@ -154,7 +155,7 @@ class CallSocket(ResidentTransport):
     def serve(self, sid: str, role: str, uid: str, listening: bool = False) -> None:
         manager = self.manager
         try:
-            sub = manager.store.subscribe(channel(sid, role), self.on_bus)
+            sub = manager.store.subscribe(call_channel(sid, role), self.on_bus)
         except LPCallError as exc:  # e.g. STORE_UNAVAILABLE: an error frame, never an HTTP 500 in the socket
             self.refuse(exc, CLOSE_TRY_AGAIN)
             return
@@ -166,7 +167,7 @@ class CallSocket(ResidentTransport):
             # the writer starts with `joined` first: bus frames that arrived meanwhile wait behind it
             self.send_first(joined)
             self.start()
-            manager.store.publish(channel(sid, other(role)), {"type": "peer-joined", "role": role})
+            manager.store.publish(call_channel(sid, other(role)), {"type": "peer-joined", "role": role})
             self.sid, self.role = sid, role
             self.watch()
             self.loop(sid, role, uid)
@@ -225,7 +226,7 @@ class CallSocket(ResidentTransport):
         manager = self.manager
         grace_until = manager.participant_left(sid, role, self.conn_id)
         if grace_until is not None and self.closed_frame is None:
-            manager.store.publish(channel(sid, other(role)), {"type": "peer-left", "role": role, "graceUntil": grace_until})
+            manager.store.publish(call_channel(sid, other(role)), {"type": "peer-left", "role": role, "graceUntil": grace_until})
 
     def loop(self, sid: str, role: str, uid: str) -> None:
         while True:
@@ -260,10 +261,10 @@ class CallSocket(ResidentTransport):
             raise _not_accepted()
         if kind in ("description", "candidate"):
             relayed = _wire_text(raw, role) if verbatim and type(raw) is str else None
-            manager.store.publish(channel(sid, other(role)), relayed or {**frame, "from": role})
+            manager.store.publish(call_channel(sid, other(role)), relayed or {**frame, "from": role})
         elif kind == "state":
             manager.set_media_state(sid, role, frame["muted"], frame["cameraOff"])
-            manager.store.publish(channel(sid, other(role)), {**frame, "from": role})
+            manager.store.publish(call_channel(sid, other(role)), {**frame, "from": role})
         elif kind == "quality":
             self._quality(frame, sid, role)
         elif kind == "ping":
@@ -272,7 +273,7 @@ class CallSocket(ResidentTransport):
             return self._accept(sid, role, uid, frame["payload"])
         elif kind == "listening":  # the agent (re)joined after us: it learns we are here
             if self.listening:
-                manager.store.publish(channel(sid, other(role)), {"type": "peer-joined", "role": role})
+                manager.store.publish(call_channel(sid, other(role)), {"type": "peer-joined", "role": role})
         else:
             self._call_event(kind, frame, sid, role, uid)
         return True
@@ -283,7 +284,7 @@ class CallSocket(ResidentTransport):
         if now - self.last_quality < QUALITY_MIN_INTERVAL:
             return
         self.last_quality = now
-        self.manager.store.publish(channel(sid, other(role)), {**frame, "from": role})
+        self.manager.store.publish(call_channel(sid, other(role)), {**frame, "from": role})
         try:
             self.manager.note_quality(sid, role, frame)  # for the call's record
         except NotFoundError:
@@ -319,9 +320,9 @@ class CallSocket(ResidentTransport):
             self.listening = False
             # the agent already has us (peer-joined while listening): no fresh negotiation, only
             # an offer it still holds (it joined after we started listening) goes out now
-            manager.store.publish(channel(sid, "agent"), {"type": "peer-joined", "role": role, "accepted": True})
+            manager.store.publish(call_channel(sid, "agent"), {"type": "peer-joined", "role": role, "accepted": True})
         # every socket of this consumer learns: this one goes on, other tabs' listeners stop
-        manager.store.publish(channel(sid, role), {"type": "session", "sessionState": ACCEPTED})
+        manager.store.publish(call_channel(sid, role), {"type": "session", "sessionState": ACCEPTED})
         return True
 
 
