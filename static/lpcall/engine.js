@@ -15,15 +15,12 @@
 // Errors carry a stable `code`: BROWSER_NOT_SUPPORTED, NO_CAMERA_ACCESS, UNABLE_TO_CONNECT
 // (the seed's sessionError ids) or SIGNALING_FAILED / CALL_ENDED / TOKEN_INVALID.
 
+import {SESSION_ERRORS} from './protocol.js';
 import {Recovery} from './recovery.js';
 import {supportProblem} from './support.js';
 
-export const ERRORS = Object.freeze({
-  BROWSER_NOT_SUPPORTED: 'BROWSER_NOT_SUPPORTED',
-  NO_CAMERA_ACCESS: 'NO_CAMERA_ACCESS',
-  UNABLE_TO_CONNECT: 'UNABLE_TO_CONNECT',
-  AGENT_DISCONNECTED: 'AGENT_DISCONNECTED',
-});
+// the seed's session-error ids, from flask_lpcall/protocol.py (protocol.js is generated from it)
+export const ERRORS = SESSION_ERRORS;
 
 export class CallError extends Error {
   constructor(code, message) {
