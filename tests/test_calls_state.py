@@ -220,3 +220,12 @@ def test_media_and_gone_are_typed_fields_kept_in_the_stored_document_not_in_the_
     assert back.gone == {}
     with pytest.raises(ValueError):
         back.mark_gone("stranger")
+
+
+def test_the_consumer_listens_before_its_accept_and_may_send_nothing_of_the_media_path() -> None:
+    s = _session()
+    assert s.listens("consumer") and not s.listens("agent")
+    assert not CallSession.listener_may_send("description") and not CallSession.listener_may_send("candidate")
+    assert CallSession.listener_may_send("accept") and CallSession.listener_may_send("ping")
+    s.accept(now=T0 + 1)
+    assert not s.listens("consumer")  # after the Accept a socket joins

@@ -27,6 +27,9 @@ CLOSE_RULES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "consumer_disconnected": ((INVITED, ACCEPTED), "system"),  # INVITED: the visitor's page went away
     "error": ((INVITED, ACCEPTED), None),  # ended by whoever reported the error
 }
+#: frames a *listening* consumer socket (before its Accept, PROTOCOL §5) may not send: ``NOT_ACCEPTED``
+LISTENER_REFUSES = frozenset(("description", "candidate", "quality", "connected", "failure"))
+
 assert tuple(CLOSE_RULES) == CLOSE_REASONS, "protocol.CLOSE_REASONS and CLOSE_RULES name the same reasons"
 
 
@@ -106,6 +109,16 @@ class CallSession:
 
     def is_expired(self, now: float | None = None) -> bool:
         return self.state == INVITED and (time.time() if now is None else now) >= self.expires
+
+    def listens(self, role: str) -> bool:
+        """A socket of ``role`` opened now *listens*: the consumer's before its Accept. It hears the agent's
+        offer ahead of the Accept and holds no presence; the Accept (on that socket) makes it join."""
+        return role == "consumer" and self.state == INVITED
+
+    @staticmethod
+    def listener_may_send(kind: str) -> bool:
+        """Whether a listening socket may send a frame of ``kind`` (nothing of the media path)."""
+        return kind not in LISTENER_REFUSES
 
     def uid_of(self, role: str) -> str:
         if role == "agent":

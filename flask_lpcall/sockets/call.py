@@ -24,7 +24,7 @@ from ..core.calls import CallSession
 from ..core.presence import BEAT_MISSING, BEAT_REPLACED, TAB_CONFLICT
 from ..core.schemas import load_signal_frame, refused_gen
 from ..errors import BadFrameError, LPCallError, NotAllowedError, NotFoundError
-from ..protocol import ACCEPTED, INVITED
+from ..protocol import ACCEPTED
 from ..state import get_state
 from ..store.keys import call_channel
 from .adapter import ConnectionClosed, WebSocket
@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 CLOSE_WAIT = 5.0  # seconds a client may take to close its socket after `closed`
 QUALITY_MIN_INTERVAL = 0.5  # seconds between two relayed `quality` frames of one socket (issue 17)
 SENDER_WAIT = 2.0  # seconds the handler waits for its writer to finish a close it is making
-#: frames a listening consumer (before its Accept, PROTOCOL §5) may not send: NOT_ACCEPTED
-_AFTER_ACCEPT = frozenset(("description", "candidate", "quality", "connected", "failure"))
 
 
 class CallSocket(ResidentTransport):
@@ -131,7 +129,7 @@ class CallSocket(ResidentTransport):
                 return
             # A consumer whose invitation is still open listens (PROTOCOL §5 "Before the Accept"): it
             # gets the agent's offer ahead, but sends no media signals until its `accept` frame.
-            self.serve(sid, role, uid, listening=role == "consumer" and session.state == INVITED)
+            self.serve(sid, role, uid, listening=session.listens(role))
         finally:
             # A close the writer is making (replaced, ping timeout) completes before the handler
             # returns: Werkzeug writes an HTTP response after it, which can make the browser lose
@@ -257,7 +255,7 @@ class CallSocket(ResidentTransport):
         """Act on one valid frame; False when the socket may not go on."""
         manager = self.manager
         kind = frame["type"]
-        if self.listening and kind in _AFTER_ACCEPT:
+        if self.listening and not CallSession.listener_may_send(kind):
             raise _not_accepted()
         if kind in ("description", "candidate"):
             relayed = _wire_text(raw, role) if verbatim and type(raw) is str else None
