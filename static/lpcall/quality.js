@@ -134,7 +134,7 @@ function qualityState(engine, video) {
     // selected pair's local address changed), counted over the call from the exposed RTCPeerConnection
     counts: {iceRestarts: 0, networkSwitches: 0}, lastUfrag: null, lastAddress: null,
     // audio fallback: mode 'video' | 'audio'; by 'self' (our network) | 'peer' (theirs); offer: video may come back
-    fb: {mode: 'video', by: null, offer: false, probing: 0, low: 0, since: 0},
+    fb: {mode: 'video', by: null, offer: false, probing: 0, high: 0, low: 0, since: 0},
   };
 }
 
@@ -231,8 +231,11 @@ async function probeStep(q, m) {
   const fb = q.fb;
   if (fb.probing > 0) {  // a probe runs: does the estimate climb?
     fb.probing += 1;
-    if (m.outKbps !== null && m.outKbps >= FALLBACK.recoveredKbps) {
+    // two samples in a row above the line: one estimate spike (a loaded machine, a burst) is no recovery
+    fb.high = m.outKbps !== null && m.outKbps >= FALLBACK.recoveredKbps ? (fb.high || 0) + 1 : 0;
+    if (fb.high >= 2) {
       fb.probing = 0;
+      fb.high = 0;
       fb.offer = true;
       await sendVideo(q, false);
       fallbackChanged(q);
@@ -245,6 +248,7 @@ async function probeStep(q, m) {
   }
   if (performance.now() - fb.since >= FALLBACK.probeEveryMs) {
     fb.probing = 1;
+    fb.high = 0;
     await sendVideo(q, true, FALLBACK.probeKbps);
   } else {
     await sendVideo(q, false);
