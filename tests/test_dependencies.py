@@ -10,6 +10,8 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+from support import parse_python
+
 from flask_lpcall.optional import INSTALL_HINTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +35,7 @@ def _third_party_imports() -> dict[str, set[str]]:
     """top-level module -> the flask_lpcall files importing it (static, every import statement)."""
     found: dict[str, set[str]] = {}
     for path in (ROOT / "flask_lpcall").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_python(path.read_text())):
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
             for mod in mods:

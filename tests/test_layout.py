@@ -11,6 +11,8 @@ import ast
 from functools import cache
 from pathlib import Path
 
+from support import parse_python
+
 from flask_lpcall.protocol import browser_module
 
 PACKAGE = Path(__file__).resolve().parent.parent / "flask_lpcall"
@@ -69,7 +71,7 @@ def _imports() -> dict[str, tuple[set[str], set[str]]]:
     out: dict[str, tuple[set[str], set[str]]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         name = _module_name(path)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parse_python(path.read_text(encoding="utf-8"))
         top: set[str] = set()
         inner: set[str] = set()
 
@@ -129,7 +131,7 @@ def test_no_import_inside_a_function_but_aiortc_on_demand() -> None:
     assert found <= LAZY, sorted(found - LAZY)
     third_party = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        for func in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for func in ast.walk(parse_python(path.read_text(encoding="utf-8"))):
             if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for node in ast.walk(func):
@@ -145,7 +147,7 @@ def test_core_and_store_know_nothing_of_flask() -> None:
     flaskish = []
     for path in [*PACKAGE.joinpath("core").rglob("*.py"), *PACKAGE.joinpath("store").rglob("*.py"),
                  PACKAGE / "protocol.py"]:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parse_python(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             flaskish += [f"{path.name}: {n}" for n in names
@@ -156,7 +158,7 @@ def test_core_and_store_know_nothing_of_flask() -> None:
 def python_functions_over(limit: int) -> list[str]:
     long = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parse_python(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > limit:

@@ -12,6 +12,8 @@ import ast
 import re
 from pathlib import Path
 
+from support import parse_python
+
 PACKAGE = Path(__file__).resolve().parent.parent / "flask_lpcall"
 ADAPTER = PACKAGE / "sockets" / "adapter.py"
 #: attributes of simple_websocket.Server that are not its public send/receive/close API
@@ -25,7 +27,7 @@ def _modules() -> list[Path]:
 
 def _imported(path: Path) -> set[str]:
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(parse_python(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -52,7 +54,7 @@ def test_no_module_but_the_adapter_reads_simple_websocket_internals() -> None:
 def test_one_sock_for_every_socket_route() -> None:
     made = []
     for path in _modules():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parse_python(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Sock":
                 made.append(path.relative_to(PACKAGE).as_posix())
     assert made == ["sockets/route.py"], made
