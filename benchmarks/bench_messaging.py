@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -41,6 +40,7 @@ from benchmarks.bench_relay import (
     free_port,
     gunicorn_cmd,
     raise_nofile,
+    start_redis,
     wait_port,
 )
 from benchmarks.common import chromium_ws_options, negotiated
@@ -404,10 +404,7 @@ def main() -> str:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     redis_proc = None
     if args.redis:
-        rport = free_port()
-        redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        wait_port(rport, redis_proc, 10, workdir / "none")
+        redis_proc, redis_url = start_redis(workdir)
     try:
         for rnd in range(args.rounds):
             for name in names:
@@ -419,7 +416,7 @@ def main() -> str:
                     coro = run_lpcall(server, args.conversations, args.agents, args.duration)
                 else:
                     assert redis_proc is not None
-                    server = start_redis_rows(name, workdir, f"redis://127.0.0.1:{rport}/0", redis_proc.pid)
+                    server = start_redis_rows(name, workdir, redis_url, redis_proc.pid)
                     coro = run_lpcall(server, args.conversations, args.agents, args.duration)
                 try:
                     res = asyncio.run(asyncio.wait_for(coro, timeout=6 * args.duration + 120))

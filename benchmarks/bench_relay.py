@@ -55,7 +55,9 @@ def raise_nofile() -> None:
 
 #: With two or more CPUs, the load generator runs on the first and every server on the last, the
 #: same for all of them: neither competes with the other for a core, and no run depends on where
-#: the scheduler happened to put the two processes.
+#: the scheduler happened to put the two processes. The redis-server is a serving process too (issue 20):
+#: it shares the servers' core, not the load generator's (floating, it took the client's time and gave the
+#: Redis rows a second core the memory store never had).
 CPUS = sorted(os.sched_getaffinity(0))
 CLIENT_CPU, SERVER_CPU = (CPUS[0], CPUS[-1]) if len(CPUS) > 1 else (None, None)
 
@@ -167,6 +169,15 @@ def _lpcall_proc(pairs: int, workdir: Path, store: str, workers: int = 1) -> tup
             raise RuntimeError(f"no call tokens: {log.read_text()[-3000:]}")
         time.sleep(0.05)  # polling interval of a deadline wait
     return port, proc, json.loads(tokens_path.read_text())
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A throwaway redis-server on a free loopback port, on the servers' core; returns it and its URL."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, preexec_fn=server_preexec)  # noqa: PLW1509 - before exec
+    wait_port(port, proc, 10, workdir / "none")
+    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def start_lpcall(pairs: int, workdir: Path, store: str = "memory", redis_pid: int | None = None) -> Server:
@@ -474,7 +485,8 @@ def markdown(results: list[dict[str, Any]], rate: float) -> str:
         "asyncio client drives all servers, so the ceiling is partly the client's. "
         f"{rounds} round(s) per size, the servers' order rotating each round; each figure is the median over "
         "the rounds. Server CPU µs/msg: the serving process's CPU time over the saturation window divided by the "
-        "frames relayed (its own cost, also when the one client is the bottleneck). Every client offers "
+        "frames relayed (its own cost, also when the one client is the bottleneck). The load generator runs on one "
+        "core, every serving process (gunicorn workers, redis-server) on the other. Every client offers "
         f"`{CHROMIUM_EXTENSIONS_OFFER}` as Chromium does; what each server negotiated: "
         + "; ".join(sorted({f"{r['server']}: {r.get('negotiated', '?')}" for r in results})) + "."),
         "",
@@ -586,11 +598,8 @@ def main() -> str:
             ("lpcall", lambda n: start_lpcall(n, workdir), open_lpcall),
         ]
         if args.redis and chosen & {"lpcall-redis", "lpcall-workers", "lpcall-hosts"} and shutil.which("redis-server"):
-            rport = free_port()
-            redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                                           "--appendonly", "no"], stdout=subprocess.DEVNULL)
-            wait_port(rport, redis_proc, 10, workdir / "none")
-            url, rpid = f"redis://127.0.0.1:{rport}/0", redis_proc.pid
+            redis_proc, url = start_redis(workdir)
+            rpid = redis_proc.pid
             variants.append(("lpcall-redis", lambda n: start_lpcall(n, workdir, url, rpid), open_lpcall))
             variants.append(("lpcall-workers", lambda n: start_lpcall_workers(n, workdir, url, rpid), open_lpcall))
             if "lpcall-hosts" in chosen:

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 from servers import GUNICORN, ROOT, GunicornServer, RedisServer, start_redis
-from support import free_port, require
+from support import free_port, require, wait_for
 from websockets.sync.client import ClientConnection, connect
 
 #: Heartbeats far apart: an old socket is not replaced (closed) while a test looks at its successor.
@@ -151,6 +151,13 @@ def test_same_worker_frames_skip_redis(cluster: Any) -> None:
     try:
         _exchange(agent, consumer, 3)  # the first PUBLISH of each direction learns nobody else listens
         sid = agent.joined["serviceId"]
+
+        def skips_redis() -> bool:  # the reply to that PUBLISH comes back after the frames were delivered here
+            probe = PublishWatch(redis_server)
+            _exchange(agent, consumer, 1)
+            return not [c for c in probe.stop() if c.startswith(f"call:{sid}:")]
+
+        wait_for(skips_redis, timeout=10, message="frames between two sockets of one worker still cross Redis")
         watch = PublishWatch(redis_server)
         _exchange(agent, consumer, 50)
         on_this_call = [c for c in watch.stop() if c.startswith(f"call:{sid}:")]
