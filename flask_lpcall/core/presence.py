@@ -94,20 +94,9 @@ class Presence:
         """A sign of life of ``conn``: :data:`BEAT_OK`, :data:`BEAT_REPLACED` (another socket took the
         role over) or :data:`BEAT_MISSING` (no document: the call closed, or the store lost it)."""
         t = time.time() if now is None else now
-        result = {"status": BEAT_OK}
-
-        def refresh(old: Any) -> Any:
-            if not isinstance(old, dict):
-                result["status"] = BEAT_MISSING
-                return None  # the call closed (or the role was released): do not bring the key back
-            if old.get("conn") != conn:
-                result["status"] = BEAT_REPLACED
-                return old
-            result["status"] = BEAT_OK
-            return {**old, "seen": t}
-
-        self.store.update(presence_key(service_id, role), refresh, ttl=self.ttl)
-        return result["status"]
+        # a missing document stays missing: the call closed (or the role was released)
+        status = self.store.touch_owned(presence_key(service_id, role), "conn", conn, {"seen": t}, self.ttl)
+        return {"ok": BEAT_OK, "other": BEAT_REPLACED}.get(status, BEAT_MISSING)
 
     def release(self, service_id: str, role: str, conn: str) -> bool:
         """``conn`` went away: drop the document if it still holds the role; True when it did."""

@@ -57,6 +57,26 @@ class Store(abc.ABC):
         exception raised by ``fn`` aborts the update and propagates.
         """
 
+    def touch_owned(self, key: str, field: str, owner: str, changes: dict[str, Json], ttl: float) -> str:
+        """If the document at ``key`` (a flat JSON object) has ``field == owner``: merge ``changes`` into it
+        and give it ``ttl`` again. Returns ``"ok"``, ``"other"`` (another owner: left as it is) or
+        ``"missing"`` (no document: none is made). One step; Redis runs it as one script, one round trip
+        (a socket's heartbeat, every socket every interval: issue 20)."""
+        result = {"status": "ok"}
+
+        def touch(old: Json | None) -> Json | None:
+            if not isinstance(old, dict):
+                result["status"] = "missing"
+                return None
+            if old.get(field) != owner:
+                result["status"] = "other"
+                return old
+            result["status"] = "ok"
+            return {**old, **changes}
+
+        self.update(key, touch, ttl=ttl)
+        return result["status"]
+
     @abc.abstractmethod
     def expire(self, key: str, ttl: float) -> None: ...
 

@@ -94,6 +94,16 @@ local j = 4 + nput
 for i = 1, tonumber(ARGV[j]) do redis.call('PUBLISH', ARGV[j + 2 * i - 1], fill(ARGV[j + 2 * i])) end
 return n
 """.replace("SEQUENCE", str(SEQUENCE))
+#: ``touch_owned``: KEYS = the document; ARGV = field, owner, the changes (a JSON object), ttl ms.
+_TOUCH_OWNED = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 'missing' end
+local doc = cjson.decode(raw)
+if doc[ARGV[1]] ~= ARGV[2] then return 'other' end
+for k, v in pairs(cjson.decode(ARGV[3])) do doc[k] = v end
+redis.call('SET', KEYS[1], cjson.encode(doc), 'PX', ARGV[4])
+return 'ok'
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
@@ -184,6 +194,7 @@ class RedisStore(Store):
         self._redis = redis.Redis(connection_pool=self._pool)
         self._lease = self._redis.register_script(_LEASE)
         self._release = self._redis.register_script(_RELEASE)
+        self._touch_owned = self._redis.register_script(_TOUCH_OWNED)
         # -- publishing (group commit on one connection, see publish) --
         self._pub_lock = threading.Lock()
         self._pub_queue_lock = threading.Lock()
@@ -268,6 +279,11 @@ class RedisStore(Store):
                 except WatchError:
                     continue  # someone else changed the key: recompute from the new value
         raise StoreUnavailableError(f"too much contention on {key!r}: update gave up after {UPDATE_ATTEMPTS} attempts")
+
+    def touch_owned(self, key: str, field: str, owner: str, changes: dict[str, Json], ttl: float) -> str:
+        with self._guard():
+            status = self._touch_owned(keys=[key], args=[field, owner, _dumps(changes), _ms(ttl)])
+        return status.decode() if isinstance(status, bytes) else str(status)
 
     def expire(self, key: str, ttl: float) -> None:
         with self._guard():
