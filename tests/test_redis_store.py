@@ -174,3 +174,49 @@ def test_works_under_gevent_monkey_patching(redis_server: RedisServer) -> None:
                           text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"received": 1000, "updates": 1000}
+
+
+STALE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    if sys.argv[2] == "gevent":
+        from gevent import monkey; monkey.patch_all()
+    import json, select, time
+    from gevent.monkey import get_original
+    from flask_lpcall.store.redis import RedisStore
+
+    real_select = get_original("select", "select")
+    store = RedisStore(sys.argv[1])
+    store.set("k", "fresh")
+
+    def readable(conn):
+        deadline = time.monotonic() + 5
+        while not real_select([conn._sock.fileno()], [], [], 0.05)[0]:
+            assert time.monotonic() < deadline, "nothing arrived on the socket"
+
+    conn = store._pool.get_connection()  # a reply left unread on a pooled connection
+    conn.send_command("ECHO", "stale")
+    readable(conn)
+    store._pool.release(conn)
+    after_unread = [store.get("k") for _ in range(3)]
+
+    conn = store._pool.get_connection()  # a pooled connection the server closed
+    conn.send_command("CLIENT", "ID")
+    client_id = conn.read_response()
+    store._pool.release(conn)
+    store._redis.execute_command("CLIENT", "KILL", "ID", client_id)
+    after_kill = [store.get("k") for _ in range(3)]
+    print(json.dumps({"unread": after_unread, "killed": after_kill}))
+    store.close()
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["threads", "gevent"])
+def test_pool_never_hands_out_a_connection_with_something_unread(redis_server: RedisServer, mode: str) -> None:
+    """The store's cheaper idle check (store/redisconn.py) still catches a reply left behind and a closed
+    connection: every read after them gets its own value."""
+    proc = subprocess.run([sys.executable, "-c", STALE_SCRIPT, redis_server.url, mode], cwd=ROOT, capture_output=True,
+                          check=False, text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"unread": ["fresh"] * 3, "killed": ["fresh"] * 3}

@@ -44,6 +44,7 @@ from redis.retry import Retry
 from ..errors import ConfigError, StoreUnavailableError
 from .base import SEQUENCE, Callback, Json, Resync, Store, Subscription, with_sequence
 from .memory import json_copy
+from .redisconn import pool_options
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ class RedisStore(Store):
             # One quick retry re-opens a pooled connection that died with a Redis
             # restart; more would only delay the clear error while Redis is down.
             "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            **pool_options(url),
         }
         try:
             self._pool = redis.BlockingConnectionPool.from_url(
