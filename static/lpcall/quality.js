@@ -28,7 +28,10 @@ const WINDOW = 3;          // samples the loss is counted over
 // the `audioOnly` flag of our `quality` frame). Every PROBE_EVERY_MS the side that fell back sends a
 // small video stream (≤ PROBE_KBPS) for up to PROBE_SAMPLES samples: an estimate reaching
 // RECOVERED_KBPS means the network can carry video again, and video is offered back (a button).
-export const FALLBACK = {kbps: 120, samples: 5, probeEveryMs: 10000, probeSamples: 5, probeKbps: 150, recoveredKbps: 200};
+// Samples within FALLBACK.settleMs of an ICE restart do not count towards it: the sender's estimator starts
+// again from what was acknowledged around the path change, a dip of seconds that is no network limit.
+export const FALLBACK = {kbps: 120, samples: 5, probeEveryMs: 10000, probeSamples: 5, probeKbps: 150, recoveredKbps: 200,
+  settleMs: 3000};
 const PERIOD_MS = 1000;
 const SEND_EVERY_MS = 5000;
 
@@ -132,7 +135,7 @@ function qualityState(engine, video) {
     lastSent: 0, lastSentKey: '', stopped: false,
     // ICE restarts (the local ICE ufrag changed, also for a fresh connection) and network switches (the
     // selected pair's local address changed), counted over the call from the exposed RTCPeerConnection
-    counts: {iceRestarts: 0, networkSwitches: 0}, lastUfrag: null, lastAddress: null,
+    counts: {iceRestarts: 0, networkSwitches: 0}, lastUfrag: null, lastAddress: null, restartAt: -Infinity,
     // audio fallback: mode 'video' | 'audio'; by 'self' (our network) | 'peer' (theirs); offer: video may come back
     fb: {mode: 'video', by: null, offer: false, probing: 0, high: 0, low: 0, since: 0},
   };
@@ -159,7 +162,10 @@ function sendSummary(q, summary) {
 
 function countChanges(q, c) {
   const ufrag = ufragOf(q.pc);
-  if (ufrag && q.lastUfrag && ufrag !== q.lastUfrag) q.counts.iceRestarts += 1;
+  if (ufrag && q.lastUfrag && ufrag !== q.lastUfrag) {
+    q.counts.iceRestarts += 1;
+    q.restartAt = performance.now();
+  }
   if (ufrag) q.lastUfrag = ufrag;
   if (c.localAddress && q.lastAddress && c.localAddress !== q.lastAddress) q.counts.networkSwitches += 1;
   if (c.localAddress) q.lastAddress = c.localAddress;
@@ -210,6 +216,7 @@ async function sendVideo(q, active, capKbps = null) {
 }
 
 function fallbackChanged(q) {
+  q.engine.audioFallback = q.fb.mode === 'audio';  // recovery.js: no video to expect meanwhile
   q.target.dispatchEvent(new CustomEvent('fallback', {detail: {...q.fb}}));
 }
 
@@ -258,7 +265,8 @@ async function probeStep(q, m) {
 async function fallbackStep(q, m) {
   const fb = q.fb;
   if (fb.mode === 'video') {
-    fb.low = m.outKbps !== null && m.outKbps < FALLBACK.kbps ? fb.low + 1 : 0;
+    const settling = performance.now() - q.restartAt < FALLBACK.settleMs;  // the estimate restarts: not counted
+    if (!settling) fb.low = m.outKbps !== null && m.outKbps < FALLBACK.kbps ? fb.low + 1 : 0;
     if (fb.low >= FALLBACK.samples) await toAudio(q, 'self');
     else if (fb.probing === 0) await sendVideo(q, true);
     return;

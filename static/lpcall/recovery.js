@@ -19,6 +19,14 @@
 //   Still stopped after SHOW_STALL_MS: the call shows `reconnecting` and ICE restarts on the old
 //   connection too, again after STALL_BACKOFF_MS. Media moving again (on either connection) shows
 //   `connected`. Stalls never end the call: the ICE states and the connect timeout decide that.
+// * a video stall: audio packets arrive but no video packet for VIDEO_STALL_MS while the other side
+//   sends video (camera on, no audio fallback on either side): the picture froze on a connection that
+//   is otherwise up. Seen with a Firefox receiver after bursts of ICE restarts: Firefox counts its
+//   inbound streams from zero after each restart and, now and then, takes no more of the video
+//   Chromium keeps sending (audio goes on); Chromium's estimate towards it then sinks for want of
+//   feedback, below the audio fallback's line. A fresh connection beside it (startStandby, quietly:
+//   the person hears the call throughout) starts both ends and the estimator afresh; at most one per
+//   VIDEO_STALL_MS.
 
 import {tabId} from './resume.js';
 import {reconnect} from './socket.js';
@@ -32,6 +40,7 @@ const STALL_BACKOFF_MS = [2000, 3000, 5000];  // a restart's checks need time: t
 const POLITE_STALL_DELAY_MS = 300;  // the impolite side restarts first; the polite one if that did not come
 const SOCKET_PROBE_MS = 1500;       // a socket that does not answer a ping within this is replaced
 const RECENT_OFFER_MS = 1000;       // a remote offer this recent is a restart under way
+const VIDEO_STALL_MS = 3000;        // audio flowing, no video packet for this long: a fresh connection
 
 export class Recovery {
   constructor(engine, opts = {}) {
@@ -48,6 +57,7 @@ export class Recovery {
     this.stallRestarts = 0;   // ICE restarts because inbound media stopped (tests read it)
     this.freshConnections = 0; // switches to a fresh connection made for a stall (tests read it)
     this.stalls = 0;          // stalls noticed
+    this.videoStalls = 0;     // video stalls noticed (audio flowing; tests read it)
     this.stalled = false;
     this._watch = null;       // the stall sampler's interval
     this._sample = null;      // {pc, counters, progressAt, flowed}
@@ -196,11 +206,14 @@ export class Recovery {
   }
 
   async _counters(pc) {
-    const out = {frames: 0, packets: 0, bytes: 0};
+    const out = {frames: 0, packets: 0, bytes: 0, videoPackets: 0};
     const stats = await pc.getStats();
     let pairId = null;
     stats.forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') out.frames += r.framesDecoded || 0;
+      if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        out.frames += r.framesDecoded || 0;
+        out.videoPackets += r.packetsReceived || 0;
+      }
       if (r.type === 'inbound-rtp' && r.kind === 'audio') out.packets += r.packetsReceived || 0;
       if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
     });
@@ -223,15 +236,22 @@ export class Recovery {
     const now = performance.now();
     const last = this._sample;
     if (!last || last.pc !== pc) {  // a new connection: counted from zero
-      this._sample = {pc, counters: {frames: 0, packets: 0, bytes: 0}, progressAt: now, flowed: false};
+      this._sample = {pc, counters: {frames: 0, packets: 0, bytes: 0, videoPackets: 0}, progressAt: now, flowed: false,
+        videoAt: now, videoFlowed: false};
       return this._check();
     }
-    if (c.frames < last.counters.frames || c.packets < last.counters.packets || c.bytes < last.counters.bytes) {
+    if (c.frames < last.counters.frames || c.packets < last.counters.packets || c.bytes < last.counters.bytes
+        || c.videoPackets < last.counters.videoPackets) {
       // counters went back (Firefox starts its inbound stats again after an ICE restart): a new
       // baseline, not a stall (compared with the old totals, nothing would move for seconds)
       last.counters = c;
       last.progressAt = now;
+      last.videoAt = now;
       return;
+    }
+    if (c.videoPackets > last.counters.videoPackets) {
+      last.videoAt = now;
+      last.videoFlowed = true;
     }
     // media moved: frames decoded or audio packets (RTCP alone keeps the pair's bytes moving, so
     // the pair's bytes count only where neither media counter exists, e.g. a receive-only side)
@@ -243,6 +263,7 @@ export class Recovery {
       last.progressAt = now;
       last.flowed = true;
       if (this.stalled) this._unstall(pc);
+      this._checkVideo(pc, last, now);
       return;
     }
     if (!this._expectMedia()) {
@@ -250,6 +271,27 @@ export class Recovery {
       return;
     }
     if (!this.stalled && last.flowed && now - last.progressAt > STALL_MS) this._stall(pc);
+  }
+
+  // the other side sends video: camera on, and no audio fallback on either side (quality.js sets
+  // engine.audioFallback while video is paused for it)
+  _expectVideo() {
+    const e = this.engine;
+    return e.mode === 'VIDEO_CALL' && this._expectMedia() && !(e.remoteState || {}).cameraOff && !e.audioFallback;
+  }
+
+  // audio moves (the caller checked): has the video stopped? (see the header: a video stall)
+  _checkVideo(pc, last, now) {
+    const e = this.engine;
+    if (!last.videoFlowed || !this._expectVideo()) {
+      last.videoAt = now;
+      return;
+    }
+    if (now - last.videoAt < VIDEO_STALL_MS || e._standby || this._negotiating(pc)) return;
+    last.videoAt = now;  // the next one no sooner than VIDEO_STALL_MS from now
+    this.videoStalls += 1;
+    e._trace(`video stalled, audio flowing (${this.videoStalls}): a fresh connection`);
+    e.startStandby();
   }
 
   // the engine switched to the fresh connection made for a stall (engine.js _promote)
