@@ -111,6 +111,10 @@ return 0
 """
 
 
+_process = {"pid": os.getpid()}  # os.getpid() is a system call: publish() asks on every frame
+os.register_at_fork(after_in_child=lambda: _process.update(pid=os.getpid()))
+
+
 def _dumps(value: Json) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -435,7 +439,7 @@ class RedisStore(Store):
         self._send_publication(item)  # Redis may be down: wait, and raise the clear error if it is
 
     def _writer_alive(self) -> bool:
-        pid = os.getpid()
+        pid = _process["pid"]
         if self._writer_pid == pid:
             return True
         with self._lock:
