@@ -123,7 +123,7 @@ def test_touch_owned_changes_only_the_owners_document(store: Store) -> None:
     mine, theirs, gone = _k(), _k(), _k()
     doc = {"conn": "c1", "tab": None, "ts": 1764150000.125, "seen": 1764150000.125, "name": "Zoë"}
     store.set(mine, doc, ttl=0.4)
-    store.set(theirs, {**doc, "conn": "c2"}, ttl=60)
+    store.set(theirs, {**doc, "conn": "c2"}, ttl=0.4)
     assert store.touch_owned(mine, "conn", "c1", {"seen": 1764150009.5}, ttl=60) == "ok"
     assert store.get(mine) == {**doc, "seen": 1764150009.5}  # every other field as it was, null and UTF-8 too
     assert store.touch_owned(theirs, "conn", "c1", {"seen": 1.0}, ttl=60) == "other"
@@ -134,6 +134,7 @@ def test_touch_owned_changes_only_the_owners_document(store: Store) -> None:
     store.set(marker, 0, ttl=0.6)  # the touched document outlives its first TTL (0.4 s): it got 60 s
     wait_for(lambda: store.get(marker) is None, timeout=5, message="marker expired")
     assert store.get(mine) is not None
+    assert store.get(theirs) is None  # another owner's document kept its own TTL
 
 
 def test_update_exception_aborts(store: Store) -> None:

@@ -74,7 +74,9 @@ class Store(abc.ABC):
             result["status"] = "ok"
             return {**old, **changes}
 
-        self.update(key, touch, ttl=ttl)
+        self.update(key, touch)  # keeps the TTL: another owner's document is left as it is, TTL too
+        if result["status"] == "ok":
+            self.expire(key, ttl)
         return result["status"]
 
     @abc.abstractmethod
