@@ -66,9 +66,13 @@ class UnixConnection(_IdleCheck, redis.UnixDomainSocketConnection):
 
 
 def pool_options(url: str) -> dict[str, Any]:
-    """Keywords for ``ConnectionPool.from_url(url, …)``: the connection class (redis-py's for TLS), and
-    maintenance notifications off where redis-py has them (8.0 and later)."""
-    options: dict[str, Any] = {}
+    """Keywords for ``ConnectionPool.from_url(url, …)``: RESP2, the connection class (redis-py's for TLS), and
+    maintenance notifications off where redis-py has them (8.0 and later).
+
+    RESP2 because redis-py 8 speaks RESP3 unless told: there every pub/sub message is a push notification,
+    and its push handler formats the whole message into a debug log record (``str(response)`` and a
+    ``getLogger`` under logging's lock) before returning it, on every relayed frame (issue 20)."""
+    options: dict[str, Any] = {"protocol": 2}
     if MaintNotificationsConfig is not None:
         options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
     scheme = url.split("://", 1)[0].lower()
