@@ -30,6 +30,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +41,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 from redis.retry import Retry
+
+try:  # redis-py's own serializer wraps it in a few Python calls per command: a frame is one command
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is a dependency (setup.cfg); redis-py works without it
+    _pack_command = None
+try:
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA
+except ImportError:  # pragma: no cover - redis-py without the hiredis parser module
+    NOT_ENOUGH_DATA = False
 
 from ..errors import ConfigError, StoreUnavailableError
 from .base import SEQUENCE, Callback, Json, Resync, Store, Subscription, with_sequence
@@ -131,6 +141,34 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def _packed(conn: Any, commands: list[tuple[str, ...]]) -> Any:
+    """The commands in Redis's wire format, for ``send_packed_command``."""
+    if _pack_command is not None:
+        return [b"".join(map(_pack_command, commands))]
+    return conn.pack_commands(commands)
+
+
+def _reader(conn: Any) -> Any:
+    """redis-py's hiredis reader of ``conn`` (None with its pure-Python parser)."""
+    reader = getattr(getattr(conn, "_parser", None), "_reader", None)
+    return reader if hasattr(reader, "gets") else None
+
+
+def _replies(conn: Any, n: int) -> list[Any]:
+    """The next ``n`` replies on ``conn``: the first through redis-py (it waits for the socket), the others
+    straight from its hiredis reader while they are in its buffer (one recv brings a pipeline's replies)."""
+    out = [conn.read_response()]
+    reader = _reader(conn)
+    while len(out) < n:
+        reply = reader.gets() if reader is not None else NOT_ENOUGH_DATA
+        if reply is NOT_ENOUGH_DATA or reply is False:
+            reply = conn.read_response()
+        elif isinstance(reply, Exception):  # an error reply: redis-py raises it, and so do we
+            raise reply
+        out.append(reply)
+    return out
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urllib.parse.urlsplit(url)
@@ -203,8 +241,8 @@ class RedisStore(Store):
         self._touch_owned = self._redis.register_script(_TOUCH_OWNED)
         # -- publishing (group commit on one connection, see publish) --
         self._pub_lock = threading.Lock()
-        self._pub_queue_lock = threading.Lock()
-        self._pub_pending: list[_Publication] = []
+        # publishers append, whoever sends takes everything (deque's append and popleft are atomic: no lock)
+        self._pub_pending: deque[_Publication] = deque()
         self._pub_conn: Any = None
         self._pub_pid = os.getpid()
         self._pub_wake = threading.Event()  # wakes the writer (see publish)
@@ -350,8 +388,7 @@ class RedisStore(Store):
         """Run ``command`` after every PUBLISH queued before it (on the writer's connection, under its lock):
         what this process published earlier reaches the other processes first. Not retried: it may have run."""
         with self._guard(), self._pub_lock:
-            with self._pub_queue_lock:
-                batch, self._pub_pending = self._pub_pending, []
+            batch = self._take()
             if batch:
                 self._flush(batch)
                 if batch[0].error is not None:
@@ -432,11 +469,17 @@ class RedisStore(Store):
                             self._hellos.get(channel, 0) if local else 0)
         if self._connected.is_set() and not self._pub_failed and self._writer_alive():
             # Redis is up: the writer sends it with whatever else is queued, the caller goes on at once
-            with self._pub_queue_lock:
-                self._pub_pending.append(item)
+            self._pub_pending.append(item)
             self._pub_wake.set()
             return
         self._send_publication(item)  # Redis may be down: wait, and raise the clear error if it is
+
+    def _take(self) -> list[_Publication]:
+        """Everything queued so far, in order; an append racing with it lands in this batch or the next."""
+        pending, batch = self._pub_pending, []
+        while pending:
+            batch.append(pending.popleft())
+        return batch
 
     def _writer_alive(self) -> bool:
         pid = _process["pid"]
@@ -466,8 +509,7 @@ class RedisStore(Store):
             if len(self._pub_pending) < PUBLISH_BATCH:
                 time.sleep(PUBLISH_WINDOW)  # gevent: a timer; the publishing greenlets go on meanwhile
             with self._pub_lock:
-                with self._pub_queue_lock:
-                    batch, self._pub_pending = self._pub_pending, []
+                batch = self._take()
                 if batch:
                     self._flush(batch)
             if batch and batch[0].error is not None:
@@ -480,12 +522,10 @@ class RedisStore(Store):
 
     def _enqueue(self, item: _Publication) -> None:
         """Send ``item`` with the next group commit and wait for it; ``item.error`` tells how it went."""
-        with self._pub_queue_lock:
-            self._pub_pending.append(item)
+        self._pub_pending.append(item)
         with self._pub_lock:
             if not item.done:
-                with self._pub_queue_lock:
-                    batch, self._pub_pending = self._pub_pending, []
+                batch = self._take()
                 self._flush(batch)
 
     @staticmethod
@@ -501,9 +541,10 @@ class RedisStore(Store):
         for attempt in range(2):  # a second try on a fresh connection survives a Redis restart
             try:
                 conn = self._publisher()
-                conn.send_packed_command(conn.pack_commands([("PUBLISH", p.channel, p.data) for p in batch]))
-                for p in batch:
-                    p.count = int(conn.read_response())
+                conn.send_packed_command(_packed(conn, [("PUBLISH", p.channel, p.data) for p in batch]),
+                                         check_health=False)
+                for p, count in zip(batch, _replies(conn, len(batch)), strict=True):
+                    p.count = int(count)
                 error = None
                 break
             except _UNAVAILABLE as exc:
@@ -636,6 +677,7 @@ class RedisStore(Store):
                     # blocks in one recv when nothing is buffered (close() disconnects to end it); no
                     # can_read: its two poll()s per wake-up cost more than a short batch's messages
                     self._handle(conn.read_response(disconnect_on_error=False, push_request=True))
+                    self._drain(conn)
             except _UNAVAILABLE as exc:
                 self._connected.clear()
                 if self._down_since is None and not self._closed:
@@ -657,14 +699,27 @@ class RedisStore(Store):
                 self._wake.clear()
                 backoff = min(backoff * 2, 0.5)
 
+    def _drain(self, conn: Any) -> None:
+        """Handle the messages that came with the last read (one recv brings a batch), straight from redis-py's
+        hiredis reader: its per-reply connection and parser layers cost more than a short message's delivery."""
+        reader = _reader(conn)
+        if reader is None:
+            return  # redis-py's pure-Python parser: read_response takes them one by one
+        while not self._closed:
+            response = reader.gets()
+            if response is NOT_ENOUGH_DATA or response is False:
+                return
+            self._handle(response)
+
     def _handle(self, response: Any) -> None:
-        if not isinstance(response, list) or len(response) < 3:
+        if type(response) is not list or len(response) < 3:
             return
-        kind = response[0].decode() if isinstance(response[0], bytes) else str(response[0])
-        channel = response[1].decode() if isinstance(response[1], bytes) else str(response[1])
-        if kind == "message":
+        kind, channel = response[0], response[1]
+        if type(channel) is bytes:
+            channel = channel.decode()
+        if kind == b"message" or kind == "message":  # bytes, unless the URL asks for decode_responses
             self._on_message(channel, response[2])
-        elif kind == "subscribe":
+        elif kind == b"subscribe" or kind == "subscribe":
             self._on_subscribed(channel)
 
     def _on_subscribed(self, channel: str) -> None:
@@ -719,8 +774,7 @@ class RedisStore(Store):
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=3)
         with self._pub_lock:  # what the writer has not sent yet goes out now
-            with self._pub_queue_lock:
-                batch, self._pub_pending = self._pub_pending, []
+            batch = self._take()
             if batch:
                 self._flush(batch)
             if self._pub_conn is not None:
