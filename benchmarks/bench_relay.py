@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,9 +154,12 @@ def gunicorn_cmd(app: str, port: int, workers: int = 1) -> list[str]:
 
 def _lpcall_proc(pairs: int, workdir: Path, store: str, workers: int = 1) -> tuple[int, subprocess.Popen[bytes], list[list[str]]]:
     port = free_port()
-    tokens_path = workdir / f"tokens-{port}.json"
+    # one name per server started: a port the kernel hands out again must not find an earlier server's tokens
+    # (a 1,000-pair row once read a 100-pair row's file and ran out of calls)
+    tag = f"{port}-{uuid.uuid4().hex[:8]}"
+    tokens_path = workdir / f"tokens-{tag}.json"
     env = {"LPCALL_BENCH_CALLS": str(pairs), "LPCALL_BENCH_TOKENS": str(tokens_path), "FLASK_LPCALL_STORE": store,
-           "FLASK_LPCALL_REPORT_DB": str(workdir / f"report-{port}.sqlite")}
+           "FLASK_LPCALL_REPORT_DB": str(workdir / f"report-{tag}.sqlite")}
     if workers > 1:
         env["LPCALL_BENCH_PLACEMENT"] = "1"
     log = workdir / f"lpcall-{port}.log"
