@@ -14,6 +14,10 @@
   its own echo. A relayed call frame's wire text (a ``str``) crosses Redis as that text, never
   JSON-encoded again. On ``call:`` channels (one participant's frames) the PUBLISH is skipped
   altogether while Redis says nobody else listens (see :meth:`RedisStore.publish`).
+* Per frame, the bus stays out of redis-py's per-reply layers: the listener and the writer wait for
+  a read through redis-py, then take every complete reply that read brought from its hiredis
+  reader (``_drain``, ``_replies``); pipelines are packed by hiredis. The connections speak RESP2
+  (``redisconn.pool_options``).
 * Every connection failure surfaces as :class:`StoreUnavailableError` with a clear
   message; nothing is cached across an outage, so the store works again as soon
   as Redis is back. Works with and without gevent monkey-patching (it only uses
