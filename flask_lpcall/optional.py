@@ -18,6 +18,8 @@ INSTALL_HINTS: dict[str, tuple[str, str]] = {
     "flask_login": ("Flask-Login", "pip install 'flask-lpcall[login]'"),
     "gevent": ("gevent", "pip install 'flask-lpcall[serve]'"),
     "gunicorn": ("gunicorn", "pip install 'flask-lpcall[serve]'"),
+    # an accelerator, not a requirement: without it the Redis store's bus uses redis-py's own parser and packer
+    "hiredis": ("hiredis", "pip install 'flask-lpcall[serve]'"),
 }
 
 

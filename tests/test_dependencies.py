@@ -16,7 +16,7 @@ from flask_lpcall.optional import INSTALL_HINTS
 
 ROOT = Path(__file__).resolve().parent.parent
 #: imports that only an optional part makes, through flask_lpcall.optional.require, and the extra that brings them
-OPTIONAL = {"flask_login": "login"}
+OPTIONAL = {"flask_login": "login", "hiredis": "serve"}  # hiredis: the Redis bus's C parser, with a fallback
 
 
 def _requirements() -> tuple[set[str], dict[str, set[str]]]:
