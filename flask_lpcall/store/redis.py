@@ -46,9 +46,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 from redis.retry import Retry
 
+_pack_command: Callable[..., Any] | None
 try:  # redis-py's own serializer wraps it in a few Python calls per command: a frame is one command
-    from hiredis import pack_command as _pack_command
-except ImportError:  # pragma: no cover - hiredis is a dependency (setup.cfg); redis-py works without it
+    import hiredis
+
+    _pack_command = hiredis.pack_command
+except ImportError:  # pragma: no cover - hiredis comes with the serve extra (setup.cfg); redis-py works without it
     _pack_command = None
 try:
     from redis._parsers.hiredis import NOT_ENOUGH_DATA
@@ -148,7 +151,7 @@ def _glob_escape(text: str) -> str:
 def _packed(conn: Any, commands: list[tuple[str, ...]]) -> Any:
     """The commands in Redis's wire format, for ``send_packed_command``."""
     if _pack_command is not None:
-        return [b"".join(map(_pack_command, commands))]
+        return [b"".join([_pack_command(command) for command in commands])]
     return conn.pack_commands(commands)
 
 
