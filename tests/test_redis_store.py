@@ -220,3 +220,16 @@ def test_pool_never_hands_out_a_connection_with_something_unread(redis_server: R
                           check=False, text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"unread": ["fresh"] * 3, "killed": ["fresh"] * 3}
+
+
+def test_without_hiredis_the_store_says_which_extra_brings_it(monkeypatch: Any, caplog: Any) -> None:
+    """hiredis is optional (the serve extra): without it the store works on redis-py's own parser and says so."""
+    import logging
+
+    from flask_lpcall.store import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "_pack_command", None)
+    with caplog.at_level(logging.WARNING, logger="flask_lpcall.store.redis"):
+        store = redis_store.RedisStore("redis://127.0.0.1:1/0")  # pools connect lazily: no server needed
+    store.close()
+    assert "hiredis is not installed" in caplog.text and "pip install 'flask-lpcall[serve]'" in caplog.text

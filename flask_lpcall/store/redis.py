@@ -59,6 +59,7 @@ except ImportError:  # pragma: no cover - redis-py without the hiredis parser mo
     NOT_ENOUGH_DATA = False
 
 from ..errors import ConfigError, StoreUnavailableError
+from ..optional import INSTALL_HINTS
 from .base import SEQUENCE, Callback, Json, Resync, Store, Subscription, with_sequence
 from .memory import json_copy
 from .redisconn import pool_options
@@ -226,6 +227,9 @@ class RedisStore(Store):
     ) -> None:
         self.url = url
         self._where = redacted(url)
+        if _pack_command is None:
+            logger.warning("hiredis is not installed: the Redis store's bus parses and packs in Python, slower per "
+                           "frame; %s", INSTALL_HINTS["hiredis"][1])
         common: dict[str, Any] = {
             "socket_connect_timeout": connect_timeout,
             "socket_keepalive": True,
