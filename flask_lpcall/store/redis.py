@@ -59,7 +59,6 @@ except ImportError:  # pragma: no cover - redis-py without the hiredis parser mo
     NOT_ENOUGH_DATA = False
 
 from ..errors import ConfigError, StoreUnavailableError
-from ..optional import INSTALL_HINTS
 from .base import SEQUENCE, Callback, Json, Resync, Store, Subscription, with_sequence
 from .memory import json_copy
 from .redisconn import pool_options
@@ -177,6 +176,12 @@ def _replies(conn: Any, n: int) -> list[Any]:
     return out
 
 
+def _warn_without_hiredis() -> None:
+    if _pack_command is None:  # the store is a layer below optional.py: the hint is spelled out here
+        logger.warning("hiredis is not installed: the Redis store's bus parses and packs in Python, slower per "
+                       "frame; pip install 'flask-lpcall[serve]'")
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urllib.parse.urlsplit(url)
@@ -227,9 +232,7 @@ class RedisStore(Store):
     ) -> None:
         self.url = url
         self._where = redacted(url)
-        if _pack_command is None:
-            logger.warning("hiredis is not installed: the Redis store's bus parses and packs in Python, slower per "
-                           "frame; %s", INSTALL_HINTS["hiredis"][1])
+        _warn_without_hiredis()
         common: dict[str, Any] = {
             "socket_connect_timeout": connect_timeout,
             "socket_keepalive": True,
