@@ -14,10 +14,10 @@
   its own echo. A relayed call frame's wire text (a ``str``) crosses Redis as that text, never
   JSON-encoded again. On ``call:`` channels (one participant's frames) the PUBLISH is skipped
   altogether while Redis says nobody else listens (see :meth:`RedisStore.publish`).
-* Per frame, the bus stays out of redis-py's per-reply layers: the listener and the writer wait for
-  a read through redis-py, then take every complete reply that read brought from its hiredis
-  reader (``_drain``, ``_replies``); pipelines are packed by hiredis. The connections speak RESP2
-  (``redisconn.pool_options``).
+* Per frame, the bus stays out of redis-py's per-reply layers: the listener and the writer take
+  every reply from redis-py's hiredis reader, and when it has none, read the socket once through
+  redis-py's parser (``_read_bus``, ``_replies``); pipelines are packed by hiredis. The connections
+  speak RESP2 (``redisconn.pool_options``).
 * Every connection failure surfaces as :class:`StoreUnavailableError` with a clear
   message; nothing is cached across an outage, so the store works again as soon
   as Redis is back. Works with and without gevent monkey-patching (it only uses
@@ -162,17 +162,20 @@ def _reader(conn: Any) -> Any:
 
 
 def _replies(conn: Any, n: int) -> list[Any]:
-    """The next ``n`` replies on ``conn``: the first through redis-py (it waits for the socket), the others
-    straight from its hiredis reader while they are in its buffer (one recv brings a pipeline's replies)."""
-    out = [conn.read_response()]
+    """The next ``n`` replies on ``conn``, straight from its hiredis reader (one recv brings a pipeline's
+    replies); through redis-py's ``read_response`` with its pure-Python parser."""
     reader = _reader(conn)
+    if reader is None:
+        return [conn.read_response() for _ in range(n)]
+    out: list[Any] = []
     while len(out) < n:
-        reply = reader.gets() if reader is not None else NOT_ENOUGH_DATA
+        reply = reader.gets()
         if reply is NOT_ENOUGH_DATA or reply is False:
-            reply = conn.read_response()
+            conn._parser.read_from_socket()  # one recv into the reader; redis-py's errors and timeouts
         elif isinstance(reply, Exception):  # an error reply: redis-py raises it, and so do we
             raise reply
-        out.append(reply)
+        else:
+            out.append(reply)
     return out
 
 
@@ -687,11 +690,7 @@ class RedisStore(Store):
                 backoff = 0.05
                 self._connected.set()
                 self._attempted.set()
-                while not self._closed:
-                    # blocks in one recv when nothing is buffered (close() disconnects to end it); no
-                    # can_read: its two poll()s per wake-up cost more than a short batch's messages
-                    self._handle(conn.read_response(disconnect_on_error=False, push_request=True))
-                    self._drain(conn)
+                self._read_bus(conn)
             except _UNAVAILABLE as exc:
                 self._connected.clear()
                 if self._down_since is None and not self._closed:
@@ -713,17 +712,25 @@ class RedisStore(Store):
                 self._wake.clear()
                 backoff = min(backoff * 2, 0.5)
 
-    def _drain(self, conn: Any) -> None:
-        """Handle the messages that came with the last read (one recv brings a batch), straight from redis-py's
-        hiredis reader: its per-reply connection and parser layers cost more than a short message's delivery."""
+    def _read_bus(self, conn: Any) -> None:
+        """Handle the bus's messages until the store closes. Each wait is one recv (close() disconnects to end
+        it; no ``can_read``: its two poll()s per wake-up cost more than a short batch's messages). With hiredis
+        the messages come straight from redis-py's reader, one recv bringing a batch: redis-py's per-reply
+        connection and parser layers cost more than a short message's delivery."""
         reader = _reader(conn)
-        if reader is None:
-            return  # redis-py's pure-Python parser: read_response takes them one by one
+        if reader is None:  # redis-py's pure-Python parser: read_response takes them one by one
+            while not self._closed:
+                self._handle(conn.read_response(disconnect_on_error=False, push_request=True))
+            return
+        read = conn._parser.read_from_socket
         while not self._closed:
             response = reader.gets()
-            if response is NOT_ENOUGH_DATA or response is False:
-                return
-            self._handle(response)
+            if type(response) is list:
+                self._handle(response)
+            elif response is NOT_ENOUGH_DATA or response is False:
+                read()  # one recv into the reader, with redis-py's errors and timeouts
+            elif isinstance(response, Exception):  # an error reply: redis-py raises it, and so do we
+                raise response
 
     def _handle(self, response: Any) -> None:
         if type(response) is not list or len(response) < 3:
