@@ -103,6 +103,8 @@ class Server:
     #: Several workers of one server: the Redis URL where each call socket's worker pid is found
     #: (relay_app.placement_key); every consumer socket is reconnected until it is on another worker.
     placement: str | None = None
+    #: With ``placement``: False puts each consumer on its agent's worker instead (no frame crosses).
+    cross: bool = True
 
     def stop(self) -> None:
         for proc in (self.proc, *self.others):
@@ -213,6 +215,14 @@ def start_lpcall_workers(pairs: int, workdir: Path, store: str, redis_pid: int) 
     return Server(WORKERS, port, proc, tokens, extra_pids=[redis_pid], placement=store)
 
 
+def start_lpcall_workers_local(pairs: int, workdir: Path, store: str, redis_pid: int) -> Server:
+    """The same two workers, but each pair's consumer on its agent's worker: no frame crosses Redis. Not a
+    target; it tells apart what two processes time-sharing the bench's one server core cost per frame from
+    what crossing Redis costs."""
+    port, proc, tokens = _lpcall_proc(pairs, workdir, store, workers=2)
+    return Server(WORKERS_LOCAL, port, proc, tokens, extra_pids=[redis_pid], placement=store, cross=False)
+
+
 def start_socketio(workdir: Path) -> Server:
     port = free_port()
     log = workdir / f"socketio-{port}.log"
@@ -299,13 +309,13 @@ async def open_lpcall(server: Server, pairs: int) -> list[tuple[Side, Side]]:
             ws = await join(port, token)
             if where is not None and role == "consumer":
                 agent_pid = where.pid(server.tokens[i][0])
-                for _ in range(PLACEMENT_TRIES):  # on the agent's worker: again, until the kernel picks the other
-                    if where.pid(token) != agent_pid:
+                for _ in range(PLACEMENT_TRIES):  # on the wrong worker: again, until the kernel picks the other
+                    if (where.pid(token) != agent_pid) == server.cross:
                         break
                     await ws.close()
                     ws = await join(port, token)
                 else:
-                    raise RuntimeError(f"pair {i}: the consumer never landed on the other worker")
+                    raise RuntimeError(f"pair {i}: the consumer never landed on the worker it should")
             sides.append(Side(ws, i, role, _dumps, _plain_decode))
         return sides[0], sides[1]
 
@@ -531,6 +541,7 @@ def markdown(results: list[dict[str, Any]], rate: float) -> str:
 
 REDIS_1W, HOSTS = "flask-lpcall (Redis store)", "flask-lpcall (Redis, 2 hosts, every pair crosses)"
 WORKERS = "flask-lpcall (Redis, 2 workers of one server, every pair crosses)"
+WORKERS_LOCAL = "flask-lpcall (Redis, 2 workers of one server, every pair on one worker)"
 
 
 def _scale_out(results: list[dict[str, Any]], rounds: int, rate: float) -> list[str]:
@@ -538,9 +549,11 @@ def _scale_out(results: list[dict[str, Any]], rounds: int, rate: float) -> list[
     CPU per relayed frame of every process (both workers or hosts and the redis-server) against the memory
     store's, with the p99 at the fixed rate of each Redis row."""
     crossing = [("2 workers", WORKERS), ("2 hosts", HOSTS)]
+    if any(r["server"] == WORKERS_LOCAL for r in results):
+        crossing.append(("2 workers, no pair crossing", WORKERS_LOCAL))
     head = [f"Redis 1 worker ÷ memory msg/s (target ≥ 90%) | Redis 1 worker p99 ms at {rate:.0f}/s (≤ 10)"]
-    head += [f"{label} CPU/msg ÷ memory CPU/msg (target ≤ 1.5×) | {label} p99 ms at {rate:.0f}/s (≤ 10)"
-             for label, _ in crossing]
+    head += [f"{label} CPU/msg ÷ memory CPU/msg ({'no target' if name == WORKERS_LOCAL else 'target ≤ 1.5×'}) | "
+             f"{label} p99 ms at {rate:.0f}/s (≤ 10)" for label, name in crossing]
     lines = ["", "| pairs | " + " | ".join(head) + " |", "|---:" + "|---:" * (2 + 2 * len(crossing)) + "|"]
     rows = 0
     for pairs in sorted({r["pairs"] for r in results}):
@@ -573,6 +586,9 @@ def _scale_out(results: list[dict[str, Any]], rounds: int, rate: float) -> list[
     return lines if rows else []
 
 
+REDIS_ROWS = {"lpcall-redis", "lpcall-workers", "lpcall-workers-local", "lpcall-hosts"}
+
+
 def main() -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", default="10,100,1000")
@@ -583,12 +599,14 @@ def main() -> str:
     parser.add_argument("--servers", default="lpcall,lpcall-redis,lpcall-workers,lpcall-hosts,socketio,ws",
                         help="which servers to run (comma-separated): lpcall, lpcall-redis (one worker), "
                              "lpcall-workers (two workers of one server on Redis, every pair crossing), "
-                             "lpcall-hosts (two servers on one Redis, every pair crossing), socketio, ws")
+                             "lpcall-hosts (two servers on one Redis, every pair crossing), socketio, ws; "
+                             "lpcall-workers-local (the two workers, every pair on one worker: no target, "
+                             "what two processes sharing one core cost) only when named")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per size, the servers' order rotating")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     chosen = set(args.servers.split(","))
-    if unknown := chosen - {"lpcall", "lpcall-redis", "lpcall-workers", "lpcall-hosts", "socketio", "ws"}:
+    if unknown := chosen - {"lpcall", "socketio", "ws", *REDIS_ROWS}:
         parser.error(f"unknown server(s): {sorted(unknown)}")
     raise_nofile()
     if CLIENT_CPU is not None:
@@ -601,11 +619,13 @@ def main() -> str:
         variants: list[tuple[str, Callable[[int], Server], Any]] = [
             ("lpcall", lambda n: start_lpcall(n, workdir), open_lpcall),
         ]
-        if args.redis and chosen & {"lpcall-redis", "lpcall-workers", "lpcall-hosts"} and shutil.which("redis-server"):
+        if args.redis and chosen & REDIS_ROWS and shutil.which("redis-server"):
             redis_proc, url = start_redis(workdir)
             rpid = redis_proc.pid
             variants.append(("lpcall-redis", lambda n: start_lpcall(n, workdir, url, rpid), open_lpcall))
             variants.append(("lpcall-workers", lambda n: start_lpcall_workers(n, workdir, url, rpid), open_lpcall))
+            variants.append(("lpcall-workers-local", lambda n: start_lpcall_workers_local(n, workdir, url, rpid),
+                             open_lpcall))
             if "lpcall-hosts" in chosen:
                 variants.append(("lpcall-hosts", lambda n: start_lpcall_hosts(n, workdir, url, rpid), open_lpcall))
         variants += [("socketio", lambda n: start_socketio(workdir), open_socketio),
