@@ -42,8 +42,8 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 from redis.retry import Retry
 
 _pack_command: Callable[..., Any] | None
@@ -84,6 +84,8 @@ ORIGIN_LEN = 12
 #: (benchmarks/RESULTS.md). Under load the batch fills during the previous round trip and nobody waits.
 PUBLISH_WINDOW = 0.0005
 PUBLISH_BATCH = 32
+#: How long a command sent through the writer (``_in_order``) waits for its reply.
+COMMAND_TIMEOUT = 30.0
 #: Keys per MGET of ``get_many``.
 MGET_CHUNK = 500
 #: ``lease``: renew the holder's lease, or take a free one (one round trip, atomic).
@@ -163,17 +165,20 @@ def _reader(conn: Any) -> Any:
 
 def _replies(conn: Any, n: int) -> list[Any]:
     """The next ``n`` replies on ``conn``, straight from its hiredis reader (one recv brings a pipeline's
-    replies); through redis-py's ``read_response`` with its pure-Python parser."""
+    replies); through redis-py's ``read_response`` with its pure-Python parser. An error reply is returned as
+    its exception, for the command it answers (the others' replies are good)."""
     reader = _reader(conn)
-    if reader is None:
-        return [conn.read_response() for _ in range(n)]
     out: list[Any] = []
     while len(out) < n:
+        if reader is None:
+            try:
+                out.append(conn.read_response())
+            except ResponseError as exc:
+                out.append(exc)
+            continue
         reply = reader.gets()
         if reply is NOT_ENOUGH_DATA or reply is False:
             conn._parser.read_from_socket()  # one recv into the reader; redis-py's errors and timeouts
-        elif isinstance(reply, Exception):  # an error reply: redis-py raises it, and so do we
-            raise reply
         else:
             out.append(reply)
     return out
@@ -196,10 +201,16 @@ def redacted(url: str) -> str:
 
 
 class _Publication:
-    __slots__ = ("channel", "count", "data", "done", "error", "hellos", "local")
+    """One command of the writer's ordered pipeline: a PUBLISH, or (``command``) a command whose caller waits for
+    its ``reply`` (``done_event``)."""
 
-    def __init__(self, channel: str, data: str, local: bool = False, hellos: int = 0) -> None:
+    __slots__ = ("channel", "command", "count", "data", "done", "done_event", "error", "hellos", "local", "reply")
+
+    def __init__(self, channel: str, data: str, local: bool = False, hellos: int = 0,
+                 command: tuple[Any, ...] | None = None) -> None:
         self.channel, self.data = channel, data
+        self.command, self.reply = command, None
+        self.done_event: threading.Event | None = None
         self.done = False
         self.count = -1  # how many Redis connections received it (PUBLISH's reply)
         self.error: BaseException | None = None
@@ -402,22 +413,26 @@ class RedisStore(Store):
         return length
 
     def _in_order(self, command: tuple[Any, ...]) -> Any:
-        """Run ``command`` after every PUBLISH queued before it (on the writer's connection, under its lock):
-        what this process published earlier reaches the other processes first. Not retried: it may have run."""
-        with self._guard(), self._pub_lock:
-            batch = self._take()
-            if batch:
-                self._flush(batch)
-                if batch[0].error is not None:
-                    logger.error("Redis store at %s: %d bus message(s) lost: %s", self._where, len(batch), batch[0].error)
-            conn = self._publisher()
-            try:
-                conn.send_command(*command, check_health=False)
-                return conn.read_response()
-            except _UNAVAILABLE:
-                conn.disconnect()
-                self._pub_conn = None
-                raise
+        """Run ``command`` after every PUBLISH queued before it: it is one more command of the writer's ordered
+        pipeline, so what this process published earlier reaches the other processes first. The caller waits
+        for its reply, not for a lock held over a round trip: gevent hands a free lock to whoever asks first,
+        and chat senders crossing workers waited up to 110 ms for it (benchmarks/RESULTS.md, issue 20).
+        Not retried: it may have run."""
+        item = _Publication("", "", command=command)
+        if self._connected.is_set() and not self._pub_failed and self._writer_alive():
+            item.done_event = threading.Event()
+            self._pub_pending.append(item)
+            self._pub_wake.set()
+            if not item.done_event.wait(COMMAND_TIMEOUT):
+                raise StoreUnavailableError(f"the Redis store at {self._where} did not answer within "
+                                            f"{COMMAND_TIMEOUT:.0f}s")
+        else:
+            self._enqueue(item)  # Redis may be down: send it now, and raise the clear error if it is
+        if isinstance(item.error, _UNAVAILABLE):
+            raise self._unavailable(item.error) from item.error
+        if item.error is not None:
+            raise item.error
+        return item.reply
 
     def _publisher(self) -> Any:
         """The writer's connection (call with ``_pub_lock`` held)."""
@@ -529,7 +544,7 @@ class RedisStore(Store):
                 batch = self._take()
                 if batch:
                     self._flush(batch)
-            if batch and batch[0].error is not None:
+            if batch and batch[0].error is not None and isinstance(batch[0].error, _UNAVAILABLE):
                 logger.error("Redis store at %s: %d bus message(s) lost: %s", self._where, len(batch), batch[0].error)
 
     def _send_publication(self, item: _Publication) -> None:
@@ -555,13 +570,19 @@ class RedisStore(Store):
 
     def _flush(self, batch: list[_Publication]) -> None:
         error: BaseException | None = None
-        for attempt in range(2):  # a second try on a fresh connection survives a Redis restart
+        commands = [p.command or ("PUBLISH", p.channel, p.data) for p in batch]
+        # a second try on a fresh connection survives a Redis restart; not with a command that may have run
+        for _ in range(1 if any(p.command for p in batch) else 2):
             try:
                 conn = self._publisher()
-                conn.send_packed_command(_packed(conn, [("PUBLISH", p.channel, p.data) for p in batch]),
-                                         check_health=False)
-                for p, count in zip(batch, _replies(conn, len(batch)), strict=True):
-                    p.count = int(count)
+                conn.send_packed_command(_packed(conn, commands), check_health=False)
+                for p, reply in zip(batch, _replies(conn, len(batch)), strict=True):
+                    if isinstance(reply, Exception):
+                        p.error = reply
+                    elif p.command is None:
+                        p.count = int(reply)
+                    else:
+                        p.reply = reply
                 error = None
                 break
             except _UNAVAILABLE as exc:
@@ -569,9 +590,17 @@ class RedisStore(Store):
                 if self._pub_conn is not None:
                     self._pub_conn.disconnect()
                     self._pub_conn = None
-        self._pub_failed = error is not None
+            except Exception as exc:  # never leave a waiting caller behind (nor kill the writer)
+                logger.exception("Redis store at %s: a pipeline failed", self._where)
+                error = exc
+                break
+        self._pub_failed = error is not None and isinstance(error, _UNAVAILABLE)
         for p in batch:
-            p.error, p.done = error, True
+            if error is not None:
+                p.error = error
+            p.done = True
+            if p.done_event is not None:
+                p.done_event.set()
             if p.local and p.count == 1:
                 self._maybe_local(p)
 
