@@ -233,3 +233,45 @@ def test_without_hiredis_the_store_says_which_extra_brings_it(monkeypatch: Any, 
         store = redis_store.RedisStore("redis://127.0.0.1:1/0")  # pools connect lazily: no server needed
     store.close()
     assert "hiredis is not installed" in caplog.text and "pip install 'flask-lpcall[serve]'" in caplog.text
+
+
+def test_commands_ride_the_writers_pipeline_in_order_and_an_error_stays_with_its_command(
+    redis_server: RedisServer,
+) -> None:
+    """append_sequenced's EVAL is one more command of the writer's pipeline (no lock held over a round trip):
+    concurrent chat messages each get their own sequence, a command Redis refuses fails alone with Redis's
+    error, and every other message still reaches the other process."""
+    import threading
+
+    a, b = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    try:
+        got: list[Any] = []
+        b.subscribe("chat:x", got.append)  # another process listens
+        a.subscribe("agents", lambda message: None)  # a's bus is up: its commands go through its writer
+        a.set("not-a-list", "text", ttl=60)
+        lengths: list[int] = []
+        errors: list[BaseException] = []
+
+        def send(i: int) -> None:
+            lengths.append(a.append_sequenced("transcript:x", {"n": i}, 60, publish=[("chat:x", {"n": i})]))
+
+        def refused() -> None:
+            try:
+                a.append_sequenced("not-a-list", {"n": -1}, 60)
+            except Exception as exc:  # noqa: BLE001 - the test looks at which error it is
+                errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(20)] + [threading.Thread(target=refused)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(lengths) == list(range(1, 21))
+        assert len(errors) == 1 and "WRONGTYPE" in str(errors[0]), errors
+        wait_for(lambda: len(got) == 20, timeout=5, message="every chat message crossed to the other process")
+        assert sorted(m["n"] for m in got) == list(range(20))
+        assert [m["n"] for m in got] == [m["n"] for m in a.range("transcript:x")]  # in the transcript's order
+        assert a.get("not-a-list") == "text"  # the store goes on
+    finally:
+        a.close()
+        b.close()
