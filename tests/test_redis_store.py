@@ -275,3 +275,32 @@ def test_commands_ride_the_writers_pipeline_in_order_and_an_error_stays_with_its
     finally:
         a.close()
         b.close()
+
+
+def test_a_chat_command_after_a_redis_restart_goes_out_on_a_fresh_connection(redis_server: RedisServer) -> None:
+    """The writer's connection dies with a Redis restart while the worker is idle. A command that may not be
+    retried (append_sequenced's EVAL) must not be sent on it: the first chat message after the restart is
+    stored and delivered, not refused with STORE_UNAVAILABLE (CI stop 25: agent.Open answered 503)."""
+    a, b = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    try:
+        got: list[Any] = []
+        b.subscribe("chat:y", got.append)
+        a.subscribe("agents", lambda message: None)  # a's bus is up: its commands go through its writer
+        assert a.append_sequenced("transcript:y", {"n": 0}, 60, publish=[("chat:y", {"n": 0})]) == 1
+        wait_for(lambda: got == [{"n": 0}], timeout=5, message="the first message crossed")
+        redis_server.stop()
+        redis_server.start()  # same port, empty data
+        wait_for(lambda: _works(a) and _works(b), timeout=10, message="both stores work again")
+        wait_for(lambda: a._connected.is_set() and b._connected.is_set(), timeout=10, message="both buses are back")
+        probe = RedisStore(redis_server.url)  # not a: its writer must not have sent anything since the restart
+        try:
+            wait_for(lambda: _delivers(probe, "chat:y", got), timeout=10, message="b's subscription resumed")
+        finally:
+            probe.close()
+        got.clear()
+        assert a.append_sequenced("transcript:y", {"n": 1}, 60, publish=[("chat:y", {"n": 1})]) == 1
+        wait_for(lambda: got == [{"n": 1}], timeout=5, message="the message after the restart crossed")
+        assert a.range("transcript:y") == [{"n": 1}]
+    finally:
+        a.close()
+        b.close()

@@ -184,6 +184,25 @@ def _replies(conn: Any, n: int) -> list[Any]:
     return out
 
 
+def _check_idle(conn: Any) -> None:
+    """Raise ConnectionError if ``conn``, idle with no reply owed, is dead: Redis restarted and closed it (end
+    of stream) or it holds bytes nobody asked for. Checked before a command that may not be retried goes out;
+    a non-blocking recv, so a PUBLISH-only batch (retried on a fresh connection instead) does not pay it."""
+    if conn.can_read(timeout=0):  # raises ConnectionError("Connection closed by server.") at end of stream
+        raise RedisConnectionError("the writer's connection held unread data while idle")
+
+
+def _take_replies(batch: list[_Publication], replies: list[Any]) -> None:
+    """Give each publication its reply: a PUBLISH its receiver count, a command its reply, an error its own."""
+    for p, reply in zip(batch, replies, strict=True):
+        if isinstance(reply, Exception):
+            p.error = reply
+        elif p.command is None:
+            p.count = int(reply)
+        else:
+            p.reply = reply
+
+
 def _warn_without_hiredis() -> None:
     if _pack_command is None:  # the store is a layer below optional.py: the hint is spelled out here
         logger.warning("hiredis is not installed: the Redis store's bus parses and packs in Python, slower per "
@@ -571,18 +590,17 @@ class RedisStore(Store):
     def _flush(self, batch: list[_Publication]) -> None:
         error: BaseException | None = None
         commands = [p.command or ("PUBLISH", p.channel, p.data) for p in batch]
-        # a second try on a fresh connection survives a Redis restart; not with a command that may have run
-        for _ in range(1 if any(p.command for p in batch) else 2):
+        has_command = any(p.command for p in batch)
+        # a second try on a fresh connection survives a Redis restart; not once a command that may have run is sent
+        for _ in range(2):
+            sent = False
             try:
                 conn = self._publisher()
+                if has_command:
+                    _check_idle(conn)
+                sent = True
                 conn.send_packed_command(_packed(conn, commands), check_health=False)
-                for p, reply in zip(batch, _replies(conn, len(batch)), strict=True):
-                    if isinstance(reply, Exception):
-                        p.error = reply
-                    elif p.command is None:
-                        p.count = int(reply)
-                    else:
-                        p.reply = reply
+                _take_replies(batch, _replies(conn, len(batch)))
                 error = None
                 break
             except _UNAVAILABLE as exc:
@@ -590,6 +608,8 @@ class RedisStore(Store):
                 if self._pub_conn is not None:
                     self._pub_conn.disconnect()
                     self._pub_conn = None
+                if has_command and sent:
+                    break
             except Exception as exc:  # never leave a waiting caller behind (nor kill the writer)
                 logger.exception("Redis store at %s: a pipeline failed", self._where)
                 error = exc
