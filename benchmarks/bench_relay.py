@@ -322,7 +322,7 @@ async def open_lpcall(server: Server, pairs: int) -> list[tuple[Side, Side]]:
     return await _gather_limited([lambda i=i: one(i) for i in range(pairs)])
 
 
-PLACEMENT_TRIES = 50
+PLACEMENT_TRIES = 200  # the kernel may hand a burst of reconnects to the same worker: 50 ran out once (issue 20)
 
 
 class _Placement:
