@@ -304,3 +304,73 @@ def test_a_chat_command_after_a_redis_restart_goes_out_on_a_fresh_connection(red
     finally:
         a.close()
         b.close()
+
+
+PARSER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    if sys.argv[2] == "python":
+        sys.modules["hiredis"] = None  # what `pip install flask-lpcall` without the serve extra gives
+    import json, threading, time
+    from flask_lpcall.store import redis as redis_store
+    from flask_lpcall.store.redis import RedisStore, _reader
+
+    def wait(condition, what):
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)  # polling interval of a deadline wait
+
+    a, b = RedisStore(sys.argv[1]), RedisStore(sys.argv[1])
+    got = []
+    b.subscribe("chat:p", got.append)
+    a.subscribe("agents", lambda message: None)  # a's bus is up: its commands go through its writer
+    a.publish("chat:p", "plain text")
+    a.publish("chat:p", {"n": -1})
+    a.set("not-a-list", "text", ttl=60)
+    errors, lengths = [], []
+
+    def send(i):
+        lengths.append(a.append_sequenced("transcript:p", {"n": i}, 60, publish=[("chat:p", {"n": i})]))
+
+    def refused():
+        try:
+            a.append_sequenced("not-a-list", {"n": -2}, 60)
+        except Exception as exc:
+            errors.append(type(exc).__name__ + ": " + str(exc))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(10)] + [threading.Thread(target=refused)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    wait(lambda: len(got) == 12, "every message crossed")
+    # Redis closes the writer's connection (as a restart does) while it is idle: the next chat message still goes
+    a._pub_conn.send_command("CLIENT", "ID")  # the writer is idle: every reply it waited for has come
+    writer_id = a._pub_conn.read_response()
+    a._redis.execute_command("CLIENT", "KILL", "ID", writer_id)
+    after = a.append_sequenced("transcript:p", {"n": 10}, 60, publish=[("chat:p", {"n": 10})])
+    wait(lambda: len(got) == 13, "the message after the kill crossed")
+    print(json.dumps({"pure_python": _reader(a._pub_conn) is None and redis_store._pack_command is None,
+                      "got": got[:2], "order": [m["n"] for m in got[2:]] == [m["n"] for m in a.range("transcript:p")],
+                      "lengths": sorted(lengths), "after": after, "errors": errors}))
+    a.close()
+    b.close()
+    """
+)
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_the_bus_works_with_and_without_hiredis(redis_server: RedisServer, parser: str) -> None:
+    """``pip install flask-lpcall`` brings redis-py without hiredis (the serve extra brings it): frames, chat
+    commands in order, an error reply on its own command, and a writer connection Redis closed while idle all
+    behave the same on redis-py's pure-Python parser as on hiredis."""
+    proc = subprocess.run([sys.executable, "-c", PARSER_SCRIPT, redis_server.url, parser], cwd=ROOT,
+                          capture_output=True, check=False, text=True, timeout=90,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["pure_python"] == (parser == "python"), out
+    assert out["got"] == ["plain text", {"n": -1}], out
+    assert out["order"] and out["lengths"] == list(range(1, 11)) and out["after"] == 11, out
+    assert len(out["errors"]) == 1 and "WRONGTYPE" in out["errors"][0], out
