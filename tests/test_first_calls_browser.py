@@ -197,7 +197,10 @@ def test_the_invitation_is_announced_and_reached_by_keyboard_alone(rig: Any) -> 
     open_agent(r)
     visitor = r.consumer = r.page()
     visitor.goto(f"{r.server.url}/")
+    # the window stays invisible until its stylesheet has loaded, and an invisible button takes no focus
+    visitor.wait_for_selector(".lpcall-launcher", state="visible")
     visitor.focus(".lpcall-launcher")
+    assert visitor.evaluate(ACTIVE_JS).startswith("lpcall-launcher"), visitor.evaluate(ACTIVE_JS)
     visitor.keyboard.press("Enter")
     visitor.keyboard.type("Vera")
     visitor.keyboard.press("Enter")
