@@ -20,11 +20,9 @@ import pytest
 from echokit import assert_echo_for, mic_args, write_mic_wav
 from support import launch_chromium, wait_for
 
-from example_site.app import create_app
 from flask_lpcall.peer.aioloop import BackgroundLoop
-from flask_lpcall.peer.demo import DemoAgent, DemoSettings
+from flask_lpcall.peer.demo import DemoAgent
 from flask_lpcall.peer.media import EchoAudioTrack
-from flask_lpcall.state import get_state
 
 ECHO_SECONDS = float(os.environ.get("LPCALL_ECHO_SECONDS", "60"))
 pytestmark = pytest.mark.timeout(int(ECHO_SECONDS) + 240)
@@ -73,21 +71,6 @@ def echo_browser(playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> I
     browser = launch_chromium(playwright, mic_args(wav))
     yield browser
     browser.close()
-
-
-@pytest.fixture
-def demo_site(live_server: Any) -> Iterator[tuple[Any, DemoAgent]]:
-    app = create_app(LPCALL_REPORT_DB=":memory:")
-    server = live_server(app)
-    loop = BackgroundLoop("demo-agent")
-    agent = DemoAgent(DemoSettings(url=server.url, texts=get_state(app).texts, video_size=(320, 240)))
-    loop.run(agent.connect(), timeout=15)
-    runner = loop.submit(agent.run())
-    conversations = get_state(app).conversations
-    wait_for(lambda: "demo" in conversations.available_agents(), timeout=10, message="the demo agent is available")
-    yield server, agent
-    runner.cancel()
-    loop.stop()
 
 
 def _ask_for_a_call(page: Any) -> None:
