@@ -32,6 +32,23 @@ const WINDOW = 3;          // samples the loss is counted over
 // again from what was acknowledged around the path change, a dip of seconds that is no network limit.
 export const FALLBACK = {kbps: 120, samples: 5, probeEveryMs: 10000, probeSamples: 5, probeKbps: 150, recoveredKbps: 200,
   settleMs: 3000};
+// The start of a connection: the browser's outgoing estimate begins at a guess (Chromium: 300 kbit/s, under
+// the video's fair line) and climbs while the sender probes the path, for seconds against a peer that answers
+// with REMB alone (the aiortc demo agent). Until the start is over a low estimate does not make the level fair
+// ("video at lower quality" while the video went out whole). The start is over once the estimate reached the
+// fair line, or made no new high for RAMP_FLAT_SAMPLES samples in a row: a real limit holds it down, a dip on
+// the way up does not end the start. Poor (under the poor line) counts from the first sample.
+export const RAMP_FLAT_SAMPLES = 5;
+export const RAMP_START = Object.freeze({peak: 0, flat: 0, done: false});
+
+// one sample's estimate (kbit/s or null) into the start's state: a new state
+export function rampStep(ramp, kbps) {
+  if (ramp.done || kbps === null || kbps === undefined) return ramp;
+  if (kbps >= THRESHOLDS.bandwidthVideo[0]) return {...ramp, done: true};
+  if (kbps > ramp.peak) return {peak: kbps, flat: 0, done: false};
+  const flat = ramp.flat + 1;
+  return {peak: ramp.peak, flat, done: flat >= RAMP_FLAT_SAMPLES};
+}
 const PERIOD_MS = 1000;
 const SEND_EVERY_MS = 5000;
 
@@ -59,13 +76,15 @@ function grade(value, [fair, poor], below = false) {
 }
 
 // one sample → the level and the reason (the measure with the worst level, first in REASONS on a tie)
+// (m.rampingUp: the connection's start, see rampStep: a low estimate is not yet a weak network)
 export function classify(m, {video = true} = {}) {
   if (m.lost) return {level: 'lost', reason: 'nomedia'};
+  const bandwidth = grade(m.outKbps, video ? THRESHOLDS.bandwidthVideo : THRESHOLDS.bandwidthAudio, true);
   const grades = {
     loss: grade(m.lossPct, THRESHOLDS.loss),
     rtt: grade(m.rttMs, THRESHOLDS.rtt),
     jitter: grade(m.jitterMs, THRESHOLDS.jitter),
-    bandwidth: grade(m.outKbps, video ? THRESHOLDS.bandwidthVideo : THRESHOLDS.bandwidthAudio, true),
+    bandwidth: m.rampingUp && bandwidth === 'fair' ? 'good' : bandwidth,
     frames: m.framesStalled ? 'poor' : m.dropRatio > 0.2 ? 'fair' : 'good',
   };
   let level = 'good', reason = null;
@@ -131,7 +150,7 @@ const round = (v, digits = 0) => (v === null || v === undefined ? null : Number(
 // The state one watchQuality() shares between its parts (the sampler, the frames, the audio fallback).
 function qualityState(engine, video) {
   return {
-    engine, video, target: new EventTarget(), history: [], pc: null, own: null, peer: null,
+    engine, video, target: new EventTarget(), history: [], pc: null, own: null, peer: null, ramp: RAMP_START,
     lastSent: 0, lastSentKey: '', stopped: false,
     // ICE restarts (the local ICE ufrag changed, also for a fresh connection) and network switches (the
     // selected pair's local address changed), counted over the call from the exposed RTCPeerConnection
@@ -175,18 +194,24 @@ function countChanges(q, c) {
 async function sampleQuality(q) {
   const current = q.engine.pc;
   if (!current || q.engine.status === 'closed') return;
-  if (current !== q.pc) { q.pc = current; q.history.length = 0; }  // a fresh connection: a fresh window
+  if (current !== q.pc) {  // a fresh connection: a fresh window, and its estimate starts again
+    q.pc = current;
+    q.history.length = 0;
+    q.ramp = RAMP_START;
+  }
   const pc = q.pc;
   if (!['connected', 'disconnected', 'failed'].includes(pc.connectionState) && !q.engine.connectedOnce) return;
   let report;
   try { report = await pc.getStats(); } catch { return; }
   const c = readCounters(report);
   countChanges(q, c);
+  q.ramp = rampStep(q.ramp, c.outKbps);
   q.history.push(c);
   if (q.history.length > WINDOW + 1) q.history.shift();
   if (q.history.length < 2) return;
   const sendingVideo = q.video && q.fb.mode === 'video';  // audio only: the audio thresholds
   const m = measures(q.history[0], q.history.at(-1), {video: sendingVideo, connection: pc.connectionState});
+  m.rampingUp = !q.ramp.done;
   const {level, reason} = classify(m, {video: sendingVideo});
   q.own = {level, reason, rttMs: round(m.rttMs), lossPct: round(m.lossPct, 1), jitterMs: round(m.jitterMs),
     outKbps: round(m.outKbps)};
