@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support import INBOUND_STATS_JS, wait_for
 from test_peer import SAMPLE_BARS_JS, bars_match
 
 from example_site.app import create_app
-from flask_lpcall.peer.aioloop import BackgroundLoop
-from flask_lpcall.peer.demo import DemoAgent, DemoAgentError, DemoSettings, login, wants_call
+from flask_lpcall.peer.demo import DemoAgentError, DemoSettings, login, wants_call
 from flask_lpcall.state import get_state
 from flask_lpcall.texts import build_texts
 
@@ -94,23 +91,8 @@ def test_cli_demo_agent_serves_until_the_watched_site_process_exits(live_server)
                 proc.wait(timeout=10)
 
 
-@pytest.fixture
-def demo_site(live_server) -> Iterator[tuple[Any, DemoAgent, BackgroundLoop]]:
-    app = create_app(LPCALL_REPORT_DB=":memory:")
-    server = live_server(app)
-    loop = BackgroundLoop("demo-agent")
-    agent = DemoAgent(DemoSettings(url=server.url, texts=get_state(app).texts, video_size=(320, 240)))
-    loop.run(agent.connect(), timeout=15)
-    runner = loop.submit(agent.run())
-    conversations = get_state(app).conversations
-    wait_for(lambda: "demo" in conversations.available_agents(), timeout=10, message="the demo agent is available")
-    yield server, agent, loop
-    runner.cancel()
-    loop.stop()
-
-
 def test_visitor_asks_for_a_call_and_sees_the_test_pattern(browser, demo_site) -> None:
-    server, agent, _ = demo_site
+    server, agent = demo_site
     ctx = browser.new_context(viewport={"width": 1000, "height": 800})
     ctx.add_init_script("window.__lpcallTest = true;")
     page = ctx.new_page()
