@@ -57,27 +57,67 @@ function showError(text) {
 }
 
 // -- list --------------------------------------------------------------------------------
-function renderList() {
-  queueList.textContent = '';
-  mineList.textContent = '';
-  const rows = [...convs.values()].sort((a, b) => a.startTs - b.startTs);
-  for (const c of rows) {
-    const li = el('li', {class: 'lpcall-conv-item', 'data-conv-id': c.convId});
-    const open = el('button', {type: 'button', class: 'lpcall-conv-open', 'aria-current': c.convId === selected ? 'true' : false});
-    open.append(el('span', {class: 'lpcall-conv-name'}, visitorName(c)));
-    if (c.lastMessage) open.append(el('span', {class: 'lpcall-conv-last'}, c.lastMessage.text));
-    open.addEventListener('click', () => select(c.convId));
-    li.append(open);
-    if (!c.agentId) {
-      const take = el('button', {type: 'button', class: 'lpcall-conv-take'}, t('agent.take'));
-      take.setAttribute('aria-label', `${t('agent.take')}: ${visitorName(c)}`);
-      take.addEventListener('click', () => takeConversation(c.convId));
-      li.append(take);
-      queueList.append(li);
-    } else {
-      mineList.append(li);
-    }
+// One row per conversation, kept across updates and changed in place: a list rebuilt on every update
+// (a visitor typing, a new visitor) took the keyboard focus from the row the agent was on and could
+// swallow a click whose press and release straddled the update.
+const rows = new Map(); // convId -> {li, open, name, last, take}
+
+function listRow(convId) {
+  let r = rows.get(convId);
+  if (r) return r;
+  const li = el('li', {class: 'lpcall-conv-item', 'data-conv-id': convId});
+  const open = el('button', {type: 'button', class: 'lpcall-conv-open'});
+  const name = el('span', {class: 'lpcall-conv-name'});
+  const last = el('span', {class: 'lpcall-conv-last'});
+  open.append(name);
+  open.addEventListener('click', () => select(convId));
+  const take = el('button', {type: 'button', class: 'lpcall-conv-take'}, t('agent.take'));
+  take.addEventListener('click', () => takeConversation(convId));
+  li.append(open);
+  r = {li, open, name, last, take};
+  rows.set(convId, r);
+  return r;
+}
+
+function fillRow(r, c) {
+  const who = visitorName(c);
+  if (r.name.textContent !== who) r.name.textContent = who;
+  const preview = c.lastMessage ? c.lastMessage.text : null;
+  if (preview === null) r.last.remove();
+  else {
+    if (r.last.textContent !== preview) r.last.textContent = preview;
+    if (!r.last.parentNode) r.open.append(r.last);
   }
+  if (c.convId === selected) r.open.setAttribute('aria-current', 'true');
+  else r.open.removeAttribute('aria-current');
+  if (c.agentId) r.take.remove();
+  else {
+    r.take.setAttribute('aria-label', `${t('agent.take')}: ${who}`);
+    if (!r.take.parentNode) r.li.append(r.take);
+  }
+}
+
+// `list` holds exactly `items`, in order; a row already in its place is not moved (moving it would blur it)
+function placeRows(list, items) {
+  items.forEach((li, i) => {
+    if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+  });
+  while (list.children.length > items.length) list.lastElementChild.remove();
+}
+
+function renderList() {
+  const sorted = [...convs.values()].sort((a, b) => a.startTs - b.startTs);
+  const queued = [], mine = [];
+  for (const c of sorted) {
+    const r = listRow(c.convId);
+    fillRow(r, c);
+    (c.agentId ? mine : queued).push(r.li);
+  }
+  for (const [convId, r] of rows) {
+    if (!convs.has(convId)) { r.li.remove(); rows.delete(convId); }
+  }
+  placeRows(queueList, queued);
+  placeRows(mineList, mine);
 }
 
 function upsert(c, visible) {
