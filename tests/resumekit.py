@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from support import INBOUND_STATS_JS, wait_for
+from support import INBOUND_STATS_JS, start_chat, wait_for
 
 from example_site.app import create_app
 from flask_lpcall.state import get_state
@@ -92,12 +92,7 @@ class Rig:
         self.consumer_ctx = self.context()
         page = self.consumer = self.consumer_ctx.new_page()
         page.set_default_timeout(20_000)
-        page.goto(self.server.url + path)
-        page.click(".lpcall-launcher")
-        page.fill("#lpcall-visitor-name", "Vera")
-        page.click(".lpcall-start [type=submit]")
-        page.wait_for_selector(".lpcall-composer:not([hidden])")
-        return page
+        return start_chat(page, self.server.url, path=path)
 
     def start(self, mode: str = "VIDEO_CALL") -> str:
         """Agent and visitor in a connected call with media both ways; returns the serviceId."""

@@ -100,6 +100,18 @@ def start_live_server(app: Any, host: str = "127.0.0.1") -> LiveServer:
     return LiveServer(app=app, server=server, thread=thread)
 
 
+def start_chat(page: Any, site_url: str, name: str = "Vera", path: str = "/") -> Any:
+    """A visitor on a page of the example site (its home page unless ``path``) opens the chat window and
+    starts a chat as ``name``, as a person does (launcher, name, Start chat); returns ``page`` once the
+    message box shows."""
+    page.goto(site_url + path)
+    page.click(".lpcall-launcher")
+    page.fill("#lpcall-visitor-name", name)
+    page.click(".lpcall-start [type=submit]")
+    page.wait_for_selector(".lpcall-composer:not([hidden])")
+    return page
+
+
 def launch_chromium(pw: Any, extra_args: list[str] | None = None) -> Any:
     return pw.chromium.launch(
         executable_path=CHROMIUM,

@@ -11,22 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import wait_for
+from support import start_chat, wait_for
 
 OPEN = ".lpcall-mine .lpcall-conv-item:first-child .lpcall-conv-open"
 #: what has the focus: the marked row's button (the same node), or what else
 FOCUS_JS = """() => { const a = document.activeElement;
   return a && a.__lpcallMarked ? 'marked:' + a.closest('li').dataset.convId : (a ? a.tagName + '.' + a.className : ''); }"""
-
-
-def _visitor(r: Any, name: str) -> Any:
-    page = r.context().new_page()
-    page.goto(r.server.url + "/")
-    page.click(".lpcall-launcher")
-    page.fill("#lpcall-visitor-name", name)
-    page.click(".lpcall-start [type=submit]")
-    page.wait_for_selector(".lpcall-composer:not([hidden])")
-    return page
 
 
 @pytest.mark.browser
@@ -45,7 +35,7 @@ def test_updates_keep_the_agents_place_in_the_list(rig: Any) -> None:
     agent.wait_for_selector(".lpcall-mine .lpcall-conv-last:has-text('hello there')")
     assert agent.evaluate(FOCUS_JS) == f"marked:{conv_id}", "a visitor's message took the focus"
 
-    _visitor(r, "Sam")  # a second visitor: a second row
+    start_chat(r.context().new_page(), r.server.url, "Sam")  # a second visitor: a second row
     wait_for(lambda: agent.locator(".lpcall-conv-item").count() == 2, timeout=10, message="Sam's row")
     assert agent.evaluate(FOCUS_JS) == f"marked:{conv_id}", "a new visitor took the focus"
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import INBOUND_STATS_JS, wait_for
+from support import INBOUND_STATS_JS, start_chat, wait_for
 from test_peer import SAMPLE_BARS_JS, bars_match
 
 from example_site.app import create_app
@@ -98,10 +98,7 @@ def test_visitor_asks_for_a_call_and_sees_the_test_pattern(browser, demo_site) -
     page = ctx.new_page()
     page.set_default_timeout(20_000)
     try:
-        page.goto(server.url + "/")
-        page.click(".lpcall-launcher")
-        page.fill("#lpcall-visitor-name", "Vera")
-        page.click(".lpcall-start [type=submit]")
+        start_chat(page, server.url)
         transcript = page.locator(".lpcall-transcript")
         transcript.get_by_text('Hi, I\'m Demo agent, a demo. Type "call me"').wait_for()
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from echokit import assert_echo_for, mic_args, write_mic_wav
-from support import launch_chromium, wait_for
+from support import launch_chromium, start_chat, wait_for
 
 from flask_lpcall.peer.aioloop import BackgroundLoop
 from flask_lpcall.peer.demo import DemoAgent
@@ -95,10 +95,7 @@ def test_the_echo_is_heard_for_a_whole_call_after_a_resume_and_on_a_second_call(
     page = ctx.new_page()
     page.set_default_timeout(30_000)
     try:
-        page.goto(server.url + "/")
-        page.click(".lpcall-launcher")
-        page.fill("#lpcall-visitor-name", "Vera")
-        page.click(".lpcall-start [type=submit]")
+        start_chat(page, server.url)
         page.locator(".lpcall-transcript").get_by_text("Hi, I'm Demo agent").wait_for()
 
         _ask_for_a_call(page)

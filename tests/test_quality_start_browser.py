@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from callkit import make_app
-from support import wait_for
+from support import start_chat, wait_for
 
 #: estimates (kbit/s, one per 1 s sample) → the level shown after each sample (only the estimate counts)
 SEQUENCES: list[tuple[str, list[float | None], list[str]]] = [
@@ -76,10 +76,7 @@ def test_a_demo_call_on_a_clean_network_never_says_weak(browser: Any, demo_site:
     page = ctx.new_page()
     page.set_default_timeout(30_000)
     try:
-        page.goto(server.url + "/")
-        page.click(".lpcall-launcher")
-        page.fill("#lpcall-visitor-name", "Vera")
-        page.click(".lpcall-start [type=submit]")
+        start_chat(page, server.url)
         page.fill("#lpcall-message", "call me")
         page.click(".lpcall-composer [type=submit]")
         page.click(".lpcall-invitation .lpcall-accept")
