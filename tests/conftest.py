@@ -35,6 +35,7 @@ from support import (
     LiveServer,
     launch_chromium,
     require,
+    start_demo_agent,
     start_live_server,
 )
 
@@ -149,21 +150,11 @@ def rig(browser: Any, live_server: Callable[..., LiveServer]) -> Iterator[Callab
 def demo_site(live_server: Callable[..., LiveServer]) -> Iterator[tuple[LiveServer, Any]]:
     """The example site with the aiortc demo agent signed in (flask_lpcall.peer.demo), as ``./dev.sh run``
     serves it: ``(server, agent)``; the agent sends 320x240 video to keep the tests' CPU low."""
-    from support import wait_for
-
     from example_site.app import create_app
-    from flask_lpcall.peer.aioloop import BackgroundLoop
-    from flask_lpcall.peer.demo import DemoAgent, DemoSettings
-    from flask_lpcall.state import get_state
 
     app = create_app(LPCALL_REPORT_DB=":memory:")
     server = live_server(app)
-    loop = BackgroundLoop("demo-agent")
-    agent = DemoAgent(DemoSettings(url=server.url, texts=get_state(app).texts, video_size=(320, 240)))
-    loop.run(agent.connect(), timeout=15)
-    runner = loop.submit(agent.run())
-    conversations = get_state(app).conversations
-    wait_for(lambda: "demo" in conversations.available_agents(), timeout=10, message="the demo agent is available")
+    agent, loop, runner = start_demo_agent(server.url, app)
     yield server, agent
     runner.cancel()
     loop.stop()

@@ -112,6 +112,23 @@ def start_chat(page: Any, site_url: str, name: str = "Vera", path: str = "/") ->
     return page
 
 
+def start_demo_agent(site_url: str, app: Any, video_size: tuple[int, int] = (320, 240)) -> tuple[Any, Any, Any]:
+    """The aiortc demo agent (flask_lpcall.peer.demo) signed in to the site at ``site_url`` serving ``app``, on
+    a loop of its own: ``(agent, loop, runner)`` once the site counts it available. A small ``video_size``
+    keeps the tests' CPU low."""
+    from flask_lpcall.peer.aioloop import BackgroundLoop
+    from flask_lpcall.peer.demo import DemoAgent, DemoSettings
+    from flask_lpcall.state import get_state
+
+    loop = BackgroundLoop("demo-agent")
+    agent = DemoAgent(DemoSettings(url=site_url, texts=get_state(app).texts, video_size=video_size))
+    loop.run(agent.connect(), timeout=15)
+    runner = loop.submit(agent.run())
+    conversations = get_state(app).conversations
+    wait_for(lambda: "demo" in conversations.available_agents(), timeout=10, message="the demo agent is available")
+    return agent, loop, runner
+
+
 def launch_chromium(pw: Any, extra_args: list[str] | None = None) -> Any:
     return pw.chromium.launch(
         executable_path=CHROMIUM,

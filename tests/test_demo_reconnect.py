@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from support import wait_for
+from support import start_demo_agent, wait_for
 from wsclients import Consumer, message_from
 
 from example_site.app import create_app
 from flask_lpcall.peer.aioloop import BackgroundLoop
-from flask_lpcall.peer.demo import DemoAgent, DemoSettings
+from flask_lpcall.peer.demo import DemoAgent
 from flask_lpcall.state import get_state
 from flask_lpcall.texts import render
 
@@ -23,13 +23,7 @@ def _stop(agent: DemoAgent, loop: BackgroundLoop, runner: Any) -> None:
 
 
 def _start(server: Any, app: Any) -> tuple[DemoAgent, BackgroundLoop, Any]:
-    loop = BackgroundLoop("demo-agent")
-    agent = DemoAgent(DemoSettings(url=server.url, texts=get_state(app).texts, video_size=(160, 120)))
-    loop.run(agent.connect(), timeout=15)
-    runner = loop.submit(agent.run())
-    conversations = get_state(app).conversations
-    wait_for(lambda: "demo" in conversations.available_agents(), timeout=10, message="the demo agent is available")
-    return agent, loop, runner
+    return start_demo_agent(server.url, app, video_size=(160, 120))
 
 
 def test_a_reconnected_demo_agent_answers_its_conversations(live_server: Any) -> None:
