@@ -41,10 +41,10 @@ export const FALLBACK = {kbps: 120, samples: 5, probeEveryMs: 10000, probeSample
 export const RAMP_FLAT_SAMPLES = 5;
 export const RAMP_START = Object.freeze({peak: 0, flat: 0, done: false});
 
-// one sample's estimate (kbit/s or null) into the start's state: a new state
-export function rampStep(ramp, kbps) {
+// one sample's estimate (kbit/s or null) into the start's state, against the call's fair line: a new state
+export function rampStep(ramp, kbps, fairKbps = THRESHOLDS.bandwidthVideo[0]) {
   if (ramp.done || kbps === null || kbps === undefined) return ramp;
-  if (kbps >= THRESHOLDS.bandwidthVideo[0]) return {...ramp, done: true};
+  if (kbps >= fairKbps) return {...ramp, done: true};
   if (kbps > ramp.peak) return {peak: kbps, flat: 0, done: false};
   const flat = ramp.flat + 1;
   return {peak: ramp.peak, flat, done: flat >= RAMP_FLAT_SAMPLES};
@@ -205,11 +205,11 @@ async function sampleQuality(q) {
   try { report = await pc.getStats(); } catch { return; }
   const c = readCounters(report);
   countChanges(q, c);
-  q.ramp = rampStep(q.ramp, c.outKbps);
+  const sendingVideo = q.video && q.fb.mode === 'video';  // audio only: the audio thresholds
+  q.ramp = rampStep(q.ramp, c.outKbps, (sendingVideo ? THRESHOLDS.bandwidthVideo : THRESHOLDS.bandwidthAudio)[0]);
   q.history.push(c);
   if (q.history.length > WINDOW + 1) q.history.shift();
   if (q.history.length < 2) return;
-  const sendingVideo = q.video && q.fb.mode === 'video';  // audio only: the audio thresholds
   const m = measures(q.history[0], q.history.at(-1), {video: sendingVideo, connection: pc.connectionState});
   m.rampingUp = !q.ramp.done;
   const {level, reason} = classify(m, {video: sendingVideo});
