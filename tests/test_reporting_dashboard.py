@@ -24,6 +24,14 @@ AGENTS = {
 TODAY = datetime.now(UTC).date()
 
 
+@pytest.fixture(autouse=True)
+def _today() -> None:
+    """Today as of each test, as the server sees it, not as of the suite's collection: a CI run that started
+    before midnight UTC reached this module after it and compared yesterday's date with the server's."""
+    global TODAY
+    TODAY = datetime.now(UTC).date()
+
+
 def at(days_ago: int, hour: int = 10) -> float:
     d = TODAY - timedelta(days=days_ago)
     return datetime(d.year, d.month, d.day, hour, tzinfo=UTC).timestamp()
