@@ -91,6 +91,9 @@ class LiveServer:
         self.server.shutdown()
         self.thread.join(timeout=10)
         self.server.server_close()
+        state = getattr(self.app, "extensions", {}).get("lpcall")
+        if state is not None:  # the network checks' aiortc peers and loop go with the app
+            state.netcheck.close()
 
 
 def start_live_server(app: Any, host: str = "127.0.0.1") -> LiveServer:

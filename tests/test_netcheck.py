@@ -54,7 +54,9 @@ def test_describe_warns_about_high_latency_in_the_locale() -> None:
 # -- HTTP API: bad input gets an error naming the field -------------------------------
 @pytest.fixture
 def client():
-    return create_app(TESTING=True).test_client()
+    app = create_app(TESTING=True)
+    yield app.test_client()
+    app.extensions["lpcall"].netcheck.close()  # the checks' peers and their loop go with the app
 
 
 def test_config_has_needs_ice_and_texts(client) -> None:

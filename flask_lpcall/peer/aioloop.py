@@ -33,6 +33,7 @@ class BackgroundLoop:
     def __init__(self, name: str = "lpcall-aio") -> None:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
@@ -45,9 +46,13 @@ class BackgroundLoop:
                 def main() -> None:
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
-                    loop.run_forever()
+                    try:
+                        loop.run_forever()
+                    finally:
+                        loop.close()
 
-                threading.Thread(target=main, name=self._name, daemon=True).start()
+                self._thread = threading.Thread(target=main, name=self._name, daemon=True)
+                self._thread.start()
                 ready.wait(10)
                 self._loop = loop
             return self._loop
@@ -65,8 +70,32 @@ class BackgroundLoop:
             future.cancel()
             raise LoopTimeoutError(f"no result within {timeout:g}s") from None
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel what still runs on the loop (an aiortc peer nobody closed keeps sending RTP and ICE
+        consent checks), then stop the loop, wait for its thread and close it. Idempotent; a later use
+        starts a new loop."""
         with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None and loop.is_running():
+            loop, thread = self._loop, self._thread
+            self._loop, self._thread = None, None
+        if loop is None or loop.is_closed():
+            return
+        if loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(_cancel_all(timeout), loop).result(timeout + 1)
+            except (concurrent.futures.TimeoutError, RuntimeError):  # RuntimeError: stopped meanwhile
+                logger.warning("background loop %s: its tasks did not end within %gs", self._name, timeout)
             loop.call_soon_threadsafe(loop.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("background loop %s: its thread did not end within %gs", self._name, timeout)
+
+
+async def _cancel_all(timeout: float) -> None:
+    """Cancel every other task of the running loop and wait (at most ``timeout``) for them to end."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)

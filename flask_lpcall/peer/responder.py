@@ -113,6 +113,17 @@ class NetcheckResponder:
             except LoopTimeoutError:
                 logger.warning("network check %s: peer did not close in time", check_id)
 
+    def shutdown(self) -> None:
+        """Close every check's peer and stop the loop (an app going away, e.g. at the end of a test)."""
+        with self._lock:
+            ids = list(self._checks)
+        for check_id in ids:
+            try:
+                self.close(check_id)
+            except Exception:  # shutting down: one peer must not keep the others open
+                logger.exception("network check %s: closing its peer failed", check_id)
+        self.loop.stop()
+
     # async side -------------------------------------------------------------------
     async def _answer(self, check_id: str, offer: dict[str, str]) -> dict[str, str]:
         ice = ice_config(self.settings, f"netcheck-{check_id}")

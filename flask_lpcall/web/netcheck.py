@@ -77,6 +77,13 @@ class NetcheckService:
         """The offer must parse and carry a data channel (aiortc's SDP parser)."""
         self.responder().check_sdp(sdp)
 
+    def close(self) -> None:
+        """Close the open checks' peers and stop their loop; a later check starts a new one."""
+        with self._lock:
+            responder, self._responder = self._responder, None
+        if responder is not None:
+            responder.shutdown()
+
 
 def client_settings(state: LPCallState) -> dict[str, Any]:
     """What the page and widget need: ICE config, needs, timings, netcheck texts."""
