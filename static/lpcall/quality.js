@@ -27,7 +27,10 @@ const WINDOW = 3;          // samples the loss is counted over
 // FALLBACK.kbps for FALLBACK.samples samples stops sending video (both sides: the other one follows
 // the `audioOnly` flag of our `quality` frame). Every PROBE_EVERY_MS the side that fell back sends a
 // small video stream (≤ PROBE_KBPS) for up to PROBE_SAMPLES samples: an estimate reaching
-// RECOVERED_KBPS means the network can carry video again, and video is offered back (a button).
+// RECOVERED_KBPS, with a round trip that is not poor, means the network can carry video again, and video is
+// offered back (a button). A fresh connection (the stall watch's) starts the probe clock again: its estimate
+// begins at the browser's guess (Chromium: 300 kbit/s) whatever the network, and a probe on it read that guess
+// as a recovery while the limit held (a CI run, 2026-11-27).
 // Samples within FALLBACK.settleMs of an ICE restart do not count towards it: the sender's estimator starts
 // again from what was acknowledged around the path change, a dip of seconds that is no network limit.
 export const FALLBACK = {kbps: 120, samples: 5, probeEveryMs: 10000, probeSamples: 5, probeKbps: 150, recoveredKbps: 200,
@@ -198,6 +201,7 @@ async function sampleQuality(q) {
     q.pc = current;
     q.history.length = 0;
     q.ramp = RAMP_START;
+    if (q.fb.mode === 'audio') Object.assign(q.fb, {probing: 0, high: 0, since: performance.now()});
   }
   const pc = q.pc;
   if (!['connected', 'disconnected', 'failed'].includes(pc.connectionState) && !q.engine.connectedOnce) return;
@@ -263,8 +267,10 @@ async function probeStep(q, m) {
   const fb = q.fb;
   if (fb.probing > 0) {  // a probe runs: does the estimate climb?
     fb.probing += 1;
-    // two samples in a row above the line: one estimate spike (a loaded machine, a burst) is no recovery
-    fb.high = m.outKbps !== null && m.outKbps >= FALLBACK.recoveredKbps ? (fb.high || 0) + 1 : 0;
+    // two samples in a row above the line: one estimate spike (a loaded machine, a burst) is no recovery;
+    // nor is an estimate while the round trip is poor (a full queue: seconds on a link still at its limit)
+    const clear = m.rttMs === null || m.rttMs < THRESHOLDS.rtt[1];
+    fb.high = m.outKbps !== null && m.outKbps >= FALLBACK.recoveredKbps && clear ? (fb.high || 0) + 1 : 0;
     if (fb.high >= 2) {
       fb.probing = 0;
       fb.high = 0;
